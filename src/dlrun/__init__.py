@@ -1,0 +1,17 @@
+"""dlrun: a config-driven command-line runner for PyTorch experiments.
+
+Importing the package is cheap (no torch); the notebook API lives in
+:mod:`dlrun.api` and is re-exported lazily from here.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "run", "compose"]
+
+
+def __getattr__(name):
+    if name in ("run", "compose"):
+        from dlrun import api
+
+        return getattr(api, name)
+    raise AttributeError(name)

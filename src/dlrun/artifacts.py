@@ -1,0 +1,70 @@
+"""Files of a run directory, each written atomically: a temporary file in the
+same directory, flushed and fsynced, then renamed into place. A kill during a
+write leaves the previous version, never a truncated file."""
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def atomic_write(path, write):
+    """Call `write(binary_file)` on a temporary file, then rename it to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            os.fchmod(handle.fileno(), 0o666 & ~_UMASK)  # mkstemp makes files private; use normal permissions
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path, text):
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def _plain(value):
+    """JSON-safe: NaN and infinities become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def write_json(path, data):
+    write_text(path, json.dumps(_plain(data), indent=2) + "\n")
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def write_csv(path, rows, columns=None):
+    """Rows (dicts) as CSV; columns default to every key in order of appearance."""
+    if columns is None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))

@@ -1,0 +1,78 @@
+"""Turn the composed config into the objects the loop drives."""
+
+import importlib
+
+import torch
+from omegaconf import OmegaConf
+
+from dlrun import data as datasets, loss, models, optimizer, scheduler
+from dlrun.data.batches import DeviceTransform, make_batches
+from dlrun.errors import ConfigError
+from dlrun.regularization import set_dropout
+from dlrun.trainer import Loop
+
+
+def plain(node):
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def import_plugins(names):
+    """Import users' modules so their components register themselves."""
+    for name in names or []:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"plugins: cannot import '{name}' ({exc}). Is it on PYTHONPATH?") from None
+
+
+def load_components(cfg):
+    datasets.load_builtins()
+    models.load_builtins()
+    import_plugins(cfg.plugins)
+
+
+def dataset(cfg, cv_fold=None):
+    raw = datasets.DATASETS.build(plain(cfg.dataset))
+    if not isinstance(raw, datasets.Data):
+        raise ConfigError(f"dataset builder returned {type(raw).__name__}, not dlrun.data.Data.")
+    return datasets.prepare(raw, cfg.split, cv_fold=cv_fold, seed=cfg.seed)
+
+
+def model(cfg, data):
+    net = models.build(plain(cfg.model), data.input_shape, data.num_outputs)
+    if cfg.regularization.dropout is not None:
+        set_dropout(net, cfg.regularization.dropout)
+    return net
+
+
+def loop(cfg, data, net, device):
+    """The Loop for `net` on `data`: batches, loss, optimizer and schedule."""
+    reg, tr = cfg.regularization, cfg.trainer
+    if data.image and cfg.device.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    net = net.to(device)
+    augment_gen = torch.Generator(device=device).manual_seed(cfg.seed + 2)
+    if reg.augment and not data.image:
+        raise ConfigError(f"regularization.augment={reg.augment} needs an image dataset.")
+    train_tf = DeviceTransform(device, data.mean, data.std, reg.augment, augment_gen)
+    eval_tf = DeviceTransform(device, data.mean, data.std)
+    balanced = reg.class_balanced_sampler
+    train_batches = make_batches(data.train, tr.batch_size, device, train_tf, True, cfg.seed + 1, balanced,
+                                 tr.num_workers)
+    val_batches = make_batches(data.val, tr.eval_batch_size, device, eval_tf, False, 0, num_workers=tr.num_workers)
+    loss_fn = loss.build(plain(cfg.loss), data.task, data.train.y, data.num_classes).to(device)
+    opt = optimizer.build(plain(cfg.optimizer), net, reg)
+    schedule = scheduler.build(plain(cfg.scheduler), opt, tr.max_epochs, len(train_batches), tr.mode)
+    return Loop(
+        model=net, loss_fn=loss_fn, optimizer=opt, schedule=schedule, train_batches=train_batches,
+        val_batches=val_batches, device=device, task=data.task, num_classes=data.num_classes, trainer=tr,
+        regularization=reg, precision=cfg.device.precision, channels_last=bool(cfg.device.channels_last and data.image),
+        compile_mode=cfg.device.compile_mode if cfg.device.compile else None,
+        threshold=float(cfg.dataset.get("threshold", 0.5)), target_scale=data.target_scale,
+        augment_generator=augment_gen, config=plain(cfg),
+    )
+
+
+def test_batches(cfg, data, device):
+    return make_batches(data.test, cfg.trainer.eval_batch_size, device,
+                        DeviceTransform(device, data.mean, data.std), False, 0, num_workers=cfg.trainer.num_workers)

@@ -1,0 +1,63 @@
+"""Checkpoints: plain data only (tensors, numbers, strings, lists, dicts), so the
+safe loader (``torch.load(weights_only=True)``) reads them and a file from
+elsewhere can never run code. There is no fallback to the unsafe loader."""
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from dlrun.artifacts import atomic_write
+from dlrun.errors import DlrunError
+
+FORMAT = 1
+
+
+def save(path, state):
+    atomic_write(path, lambda handle: torch.save({"format": FORMAT, **state}, handle))
+
+
+def resolve(path):
+    """A checkpoint file from a path to the file or to a run directory (its last.pt)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise DlrunError(f"ckpt_path={path}: no such checkpoint file. Give a .pt file or a run directory "
+                         f"that has checkpoints/last.pt.")
+    return path
+
+
+def load(path, map_location="cpu"):
+    """Load a dlrun checkpoint safely, or say exactly why it cannot be used."""
+    path = resolve(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise DlrunError(
+            f"refusing to load {path}: it contains pickled Python objects, which could run code when "
+            f"loaded ({str(exc).splitlines()[0][:160]}). dlrun checkpoints hold only tensors and plain "
+            f"data; this file was not written by dlrun or has been tampered with, and it is never "
+            f"loaded in unsafe mode."
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+        raise DlrunError(
+            f"{path} is truncated or not a PyTorch checkpoint ({str(exc).splitlines()[0][:160]})."
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
+        raise DlrunError(f"{path} is a PyTorch file but not a dlrun checkpoint (no model state or format tag).")
+    return state
+
+
+def load_model_state(model, state, path):
+    """Load weights, turning a shape mismatch into a message that names the parameters."""
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line or "Missing" in line
+                 or "Unexpected" in line]
+        raise DlrunError(
+            f"{path} does not fit the configured model: {'; '.join(lines[:3]) or str(exc)[:300]}. "
+            f"Use the same model and dataset settings as the run that wrote it."
+        ) from None

@@ -1,0 +1,75 @@
+"""Where the configs are, where runs go, and what a resumed run is composed from.
+
+Nothing here imports torch: `dlrun --help` and `dlrun --cfg job` stay fast.
+"""
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from dlrun.errors import DlrunError
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def conf_dir():
+    """The shipped configs: inside the installed package, or the repository's conf/."""
+    shipped = PACKAGE / "conf"
+    return shipped if (shipped / "config.yaml").is_file() else PACKAGE.parent.parent / "conf"
+
+
+def outputs_root():
+    return Path(os.environ.get("DLRUN_OUTPUTS", "outputs"))
+
+
+def reserve_dir(base):
+    """Create and return `base`, or `base_1`, `base_2`... if it exists.
+
+    mkdir is atomic, so two runs started in the same second never share a directory.
+    """
+    base = Path(base)
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for n in range(10_000):
+            candidate = base if n == 0 else base.with_name(f"{base.name}_{n}")
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise DlrunError(f"cannot create the output directory {base}: {exc.strerror}. Set DLRUN_OUTPUTS or "
+                         f"hydra.run.dir to a writable directory.") from None
+    raise DlrunError(f"too many runs in {base.parent} within one second.")
+
+
+def new_run_dir(multirun=False):
+    now = datetime.now()
+    parent = outputs_root() / ("multirun" if multirun else "")
+    return reserve_dir(parent / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S"))
+
+
+def run_dir_of(ckpt_path):
+    """The run directory a checkpoint belongs to (the path itself for a directory)."""
+    path = Path(ckpt_path).expanduser()
+    if path.is_dir():
+        return path
+    if not path.is_file():
+        raise DlrunError(f"ckpt_path={ckpt_path}: no such file or directory.")
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+
+
+def original_overrides(run_dir):
+    """The command-line overrides that composed the run in `run_dir` (minus run-specific ones)."""
+    file = Path(run_dir) / ".hydra" / "overrides.yaml"
+    if not file.is_file():
+        return []
+    skip = ("ckpt_path=", "task=", "hydra.", "+hydra.")
+    return [o for o in OmegaConf.load(file) if not str(o).startswith(skip)]
+
+
+def quote(value):
+    """A value safe to put on the right of an override's '='."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -1,0 +1,93 @@
+"""What the terminal shows: the config tree, a progress bar, the summary table, errors."""
+
+import sys
+
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.tree import Tree
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def error(message, title="error"):
+    errors.print(f"[bold red]dlrun {title}:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def config_tree(cfg):
+    tree = Tree("[bold]config[/]")
+    _add(tree, OmegaConf.to_container(cfg, resolve=True))
+    console.print(tree)
+
+
+def _add(node, data):
+    for key, value in data.items():
+        if isinstance(value, dict):
+            _add(node.add(f"[bold cyan]{key}[/]"), value)
+        else:
+            node.add(f"{key}: [green]{value}[/]")
+
+
+class EpochProgress:
+    """A bar over the epochs of a run, with the batch position inside the epoch.
+
+    The loop calls `step` at most every few hundred milliseconds and `epoch`
+    once per epoch, so the display costs nothing measurable.
+    """
+
+    def __init__(self, max_epochs, start_epoch=0, enabled=True):
+        self.enabled = enabled and console.is_terminal
+        self.progress = Progress(
+            TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False,
+            disable=not self.enabled)
+        self.task = self.progress.add_task("train", total=max_epochs, completed=start_epoch, info="")
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def step(self, batch, total):
+        self.progress.update(self.task, info=f"batch {batch}/{total}")
+
+    def epoch(self, state, row, monitor):
+        self.progress.update(
+            self.task, completed=state.epoch,
+            info=f"train/loss {row['train/loss']:.4f}  {monitor} {row[monitor]:.4f}")
+        if not self.enabled:
+            console.print(f"epoch {state.epoch}: train/loss {row['train/loss']:.4f}  {monitor} {row[monitor]:.4f}",
+                          highlight=False)
+
+
+def summary_table(summary):
+    table = Table(title=f"dlrun {summary['status']}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    monitor = summary.get("monitor", {})
+    rows = [
+        ("run directory", summary["run_dir"]),
+        ("dataset / model", f"{summary.get('dataset')} / {summary.get('model')}"),
+        ("device", summary.get("device")),
+        ("epochs run", summary.get("epochs_run")),
+        (f"best {monitor.get('name')}", f"{_fmt(monitor.get('best_value'))} (epoch {monitor.get('best_epoch')})"),
+    ]
+    for key, value in (summary.get("test") or {}).items():
+        if isinstance(value, float):
+            rows.append((f"test/{key}", _fmt(value)))
+    rows.append(("wall time", f"{summary.get('wall_time_s', 0):.1f} s"))
+    for key, value in rows:
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+def _fmt(value):
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def flush():
+    sys.stdout.flush()

@@ -1,0 +1,14 @@
+"""Datasets: registered builders, splits and batching.
+
+A dataset builder returns a :class:`Data`; :func:`prepare` splits it into
+train/val/test and puts the in-memory tensors on the training device.
+"""
+
+from dlrun.data.base import DATASETS, Data, Prepared, prepare
+
+__all__ = ["DATASETS", "Data", "Prepared", "prepare", "load_builtins"]
+
+
+def load_builtins():
+    """Import the modules whose builders register themselves."""
+    from dlrun.data import tabular, vision  # noqa: F401

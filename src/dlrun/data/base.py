@@ -1,0 +1,185 @@
+"""The contract between dataset builders and the rest of dlrun."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from dlrun.data.split import split_indices
+from dlrun.errors import ConfigError
+from dlrun.registry import Registry
+
+DATASETS = Registry("dataset")
+TASKS = ("multiclass", "binary", "regression")
+
+
+@dataclass
+class Data:
+    """What a dataset builder returns.
+
+    `x`: a tensor or array of shape (N, *input_shape): float features, or uint8
+    images (N, C, H, W) that are scaled to [0, 1] and normalised with
+    `mean`/`std` on the device. Alternatively a torch ``Dataset`` of
+    (tensor, label) pairs for data that does not fit in memory; then `y` holds
+    its labels (for stratified splits).
+    `y`: class indices (multiclass, binary) or float targets (regression).
+    `x_test`/`y_test`: the dataset's own test split, if it has one.
+    `standardize`: z-score features with statistics of the training rows only.
+    """
+
+    x: object
+    y: object
+    task: str = "multiclass"
+    class_names: list = None
+    x_test: object = None
+    y_test: object = None
+    mean: tuple = None
+    std: tuple = None
+    standardize: bool = False
+    image: bool = False
+
+
+@dataclass
+class Part:
+    """One split: tensors (x, y) or a torch Dataset with its labels `y`."""
+
+    x: object
+    y: torch.Tensor
+    rows: np.ndarray = None  # row indices into the builder's data (or its test split)
+
+    def __len__(self):
+        return len(self.y)
+
+
+@dataclass
+class Prepared:
+    """A split dataset, ready for training."""
+
+    train: Part
+    val: Part
+    test: Part
+    task: str
+    class_names: list
+    input_shape: tuple
+    num_outputs: int
+    image: bool = False
+    mean: tuple = None
+    std: tuple = None
+    target_scale: tuple = None  # (mean, std) of regression targets, for reporting in original units
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def in_memory(self):
+        return torch.is_tensor(self.train.x)
+
+    @property
+    def num_classes(self):
+        return 0 if self.task == "regression" else len(self.class_names)
+
+
+def _as_tensor(a):
+    return a if torch.is_tensor(a) else torch.as_tensor(np.asarray(a))
+
+
+def _labels(task, y):
+    y = _as_tensor(y)
+    if task == "regression":
+        y = y.float()
+        return y.unsqueeze(1) if y.dim() == 1 else y
+    return y.long()
+
+
+def prepare(data, split, cv_fold=None, seed=0):
+    """Split `data` into train/val/test parts and standardise where asked.
+
+    `split` holds strategy, val and test fractions; the dataset's own test split
+    is used when it has one. `cv_fold=(k, i, stratified)` instead makes fold i
+    of k the validation part of a k-fold split of the training data.
+    """
+    if data.task not in TASKS:
+        raise ConfigError(f"dataset task '{data.task}' is not known. Choose one of: {', '.join(TASKS)}.")
+    y_all = _labels(data.task, data.y)
+    stratify = split.strategy == "stratified" and data.task != "regression"
+    has_test = data.x_test is not None
+    train_rows, val_rows, test_rows = split_indices(
+        y_all.numpy() if data.task != "regression" else np.zeros(len(y_all)),
+        val=split.val, test=0.0 if has_test else split.test,
+        stratified=stratify, seed=seed, cv_fold=cv_fold,
+    )
+    x_all = data.x if isinstance(data.x, torch.utils.data.Dataset) else _as_tensor(data.x)
+    train, val = _part(x_all, y_all, train_rows), _part(x_all, y_all, val_rows)
+    if has_test:
+        x_test = data.x_test if isinstance(data.x_test, torch.utils.data.Dataset) else _as_tensor(data.x_test)
+        y_test = _labels(data.task, data.y_test)
+        test = _part(x_test, y_test, np.arange(len(y_test)))
+    else:
+        test = _part(x_all, y_all, test_rows)
+    prepared = Prepared(
+        train=train, val=val, test=test, task=data.task,
+        class_names=_class_names(data, y_all),
+        input_shape=_input_shape(x_all), num_outputs=0,
+        image=data.image, mean=data.mean, std=data.std,
+    )
+    if data.standardize:
+        _standardize(prepared)
+    if data.task == "regression":
+        _scale_targets(prepared)
+    prepared.num_outputs = _num_outputs(prepared)
+    if len(prepared.train) == 0 or len(prepared.val) == 0:
+        raise ConfigError(
+            f"split.val={split.val} and split.test={split.test} leave {len(prepared.train)} training and "
+            f"{len(prepared.val)} validation rows; both must be non-empty."
+        )
+    return prepared
+
+
+def _part(x, y, rows):
+    rows = np.asarray(rows, dtype=np.int64)
+    if isinstance(x, torch.utils.data.Dataset):
+        return Part(torch.utils.data.Subset(x, rows.tolist()), y[rows], rows)
+    index = torch.from_numpy(rows)
+    return Part(x[index], y[index], rows)
+
+
+def _class_names(data, y):
+    if data.task == "regression":
+        return []
+    n = 2 if data.task == "binary" else int(y.max()) + 1
+    if data.y_test is not None and data.task == "multiclass":
+        n = max(n, int(_as_tensor(data.y_test).max()) + 1)
+    names = list(data.class_names) if data.class_names else [str(i) for i in range(n)]
+    if len(names) < n:
+        raise ConfigError(f"the dataset has {n} classes but {len(names)} class names: {names}.")
+    return [str(c) for c in names]
+
+
+def _input_shape(x):
+    if isinstance(x, torch.utils.data.Dataset):
+        return tuple(x[0][0].shape)
+    return tuple(x.shape[1:])
+
+
+def _num_outputs(p):
+    if p.task == "multiclass":
+        return len(p.class_names)
+    if p.task == "binary":
+        return 1
+    return p.train.y.shape[1]
+
+
+def _standardize(p):
+    """z-score every part with the training rows' statistics (no leakage)."""
+    x = p.train.x.float()
+    mean, std = x.mean(0), x.std(0)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    for part in (p.train, p.val, p.test):
+        part.x = (part.x.float() - mean) / std
+    p.extra["feature_mean"], p.extra["feature_std"] = mean, std
+
+
+def _scale_targets(p):
+    mean, std = p.train.y.mean(0), p.train.y.std(0)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    for part in (p.train, p.val, p.test):
+        part.y = (part.y - mean) / std
+    p.target_scale = (mean, std)

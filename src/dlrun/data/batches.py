@@ -1,0 +1,197 @@
+"""Batches for the training loop.
+
+In-memory data lives on the training device (uint8 where the source is uint8)
+and is batched by indexing with a seeded on-device permutation; scaling,
+normalisation and augmentation run there as batched tensor operations.
+Datasets that do not fit go through a DataLoader instead.
+
+Two generators make resumption exact: `shuffle` draws each epoch's order (its
+state at the epoch's start is what a mid-epoch checkpoint keeps) and `augment`
+draws per-batch randomness (its current state is kept).
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+class DeviceTransform:
+    """uint8 -> [0, 1] float, per-channel normalisation, optional augmentation."""
+
+    def __init__(self, device, mean=None, std=None, augment=None, generator=None):
+        shape = (1, -1, 1, 1)
+        self.mean = torch.tensor(mean, device=device).view(shape) if mean else None
+        self.std = torch.tensor(std, device=device).view(shape) if std else None
+        self.augment = augment
+        self.generator = generator
+
+    def __call__(self, x, train):
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        if train and self.augment:
+            x = augment_images(x, self.augment, self.generator)
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
+        return x
+
+    def denormalize(self, x):
+        """Back to [0, 1] for display."""
+        if self.mean is not None:
+            x = x * self.std.to(x.device) + self.mean.to(x.device)
+        return x.clamp(0, 1)
+
+
+AUGMENTATIONS = {
+    "flip": ("flip",),
+    "crop": ("crop",),
+    "rotate": ("rotate",),
+    "standard": ("flip", "crop"),
+    "cutout": ("cutout",),
+}
+
+
+def augment_images(x, preset, generator, pad=4, degrees=15.0, cutout=8):
+    """Batched, seeded image augmentation of a float batch (N, C, H, W)."""
+    for step in AUGMENTATIONS[preset]:
+        if step == "flip":
+            flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+        elif step == "crop":
+            x = random_translate(x, pad, generator)
+        elif step == "rotate":
+            x = random_rotate(x, degrees, generator)
+        elif step == "cutout":
+            x = random_cutout(x, cutout, generator)
+    return x
+
+
+def random_translate(x, pad, generator):
+    """Random crop after zero padding: each image shifted by up to `pad` pixels."""
+    n, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, n, 1), device=x.device, generator=generator)
+    rows = (torch.arange(h, device=x.device) + dy)[:, None, :, None]
+    cols = (torch.arange(w, device=x.device) + dx)[:, None, None, :]
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    chans = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, chans, rows, cols]
+
+
+def random_rotate(x, degrees, generator):
+    angle = (torch.rand(x.shape[0], device=x.device, generator=generator) * 2 - 1) * math.radians(degrees)
+    cos, sin = angle.cos(), angle.sin()
+    zero = torch.zeros_like(cos)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, align_corners=False)
+
+
+def random_cutout(x, size, generator):
+    n, _, h, w = x.shape
+    cy = torch.randint(0, h, (n, 1, 1), device=x.device, generator=generator)
+    cx = torch.randint(0, w, (n, 1, 1), device=x.device, generator=generator)
+    ys = torch.arange(h, device=x.device).view(1, h, 1)
+    xs = torch.arange(w, device=x.device).view(1, 1, w)
+    hole = ((ys - cy).abs() <= size // 2) & ((xs - cx).abs() <= size // 2)
+    return x.masked_fill(hole.unsqueeze(1), 0.0)
+
+
+class TensorBatches:
+    """Batches of a device-resident (x, y) by index."""
+
+    def __init__(self, part, batch_size, device, transform, train=False, seed=0, balanced=False):
+        self.x = part.x.to(device)
+        self.y = part.y.to(device)
+        self.batch_size = batch_size
+        self.transform = transform
+        self.train = train
+        self.shuffle = torch.Generator(device=device).manual_seed(seed)
+        self.weights = _balanced_weights(self.y) if balanced else None
+        self._epoch_start = self.shuffle.get_state()
+
+    def __len__(self):
+        return math.ceil(len(self.y) / self.batch_size)
+
+    def epoch(self, start=0):
+        """(x, y) batches of one epoch, from batch `start` on."""
+        self._epoch_start = self.shuffle.get_state()
+        n = len(self.y)
+        if not self.train:
+            order = None
+        elif self.weights is not None:
+            order = torch.multinomial(self.weights, n, replacement=True, generator=self.shuffle)
+        else:
+            order = torch.randperm(n, device=self.y.device, generator=self.shuffle)
+        for i in range(start, len(self)):
+            if order is None:
+                x, y = self.x[i * self.batch_size:(i + 1) * self.batch_size], self.y[i * self.batch_size:(i + 1) * self.batch_size]
+            else:
+                idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+                x, y = self.x[idx], self.y[idx]
+            yield self.transform(x, self.train), y
+
+    def state_dict(self, mid_epoch):
+        return {"shuffle": self._epoch_start if mid_epoch else self.shuffle.get_state()}
+
+    def load_state_dict(self, state):
+        self.shuffle.set_state(state["shuffle"])
+
+
+class LoaderBatches:
+    """Batches through a DataLoader, for datasets that are not held in memory."""
+
+    def __init__(self, part, batch_size, device, transform, train=False, seed=0, balanced=False, num_workers=0):
+        self.device = device
+        self.transform = transform
+        self.train = train
+        self.shuffle = torch.Generator().manual_seed(seed)
+        sampler = None
+        if train and balanced:
+            sampler = torch.utils.data.WeightedRandomSampler(
+                _balanced_weights(part.y), len(part.y), replacement=True, generator=self.shuffle)
+        self.loader = torch.utils.data.DataLoader(
+            part.x, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
+            generator=self.shuffle, num_workers=num_workers, pin_memory=device.type == "cuda",
+            persistent_workers=num_workers > 0, worker_init_fn=_seed_worker,
+        )
+        self._epoch_start = self.shuffle.get_state()
+
+    def __len__(self):
+        return len(self.loader)
+
+    def epoch(self, start=0):
+        self._epoch_start = self.shuffle.get_state()
+        for i, (x, y) in enumerate(self.loader):
+            if i >= start:
+                x = x.to(self.device, non_blocking=True)
+                yield self.transform(x, self.train), y.to(self.device, non_blocking=True)
+
+    def state_dict(self, mid_epoch):
+        return {"shuffle": self._epoch_start if mid_epoch else self.shuffle.get_state()}
+
+    def load_state_dict(self, state):
+        self.shuffle.set_state(state["shuffle"])
+
+
+def _balanced_weights(y):
+    """Per-sample weights 1/count(class): a weighted sampler then sees classes equally often."""
+    counts = torch.bincount(y.view(-1).long())
+    return (1.0 / counts.float())[y.view(-1).long()]
+
+
+def _seed_worker(worker_id):
+    """Each DataLoader worker derives its NumPy and Python seeds from torch's."""
+    import random
+
+    import numpy as np
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def make_batches(part, batch_size, device, transform, train, seed, balanced=False, num_workers=0):
+    if torch.is_tensor(part.x):
+        return TensorBatches(part, batch_size, device, transform, train, seed, balanced)
+    return LoaderBatches(part, batch_size, device, transform, train, seed, balanced, num_workers)

@@ -1,0 +1,92 @@
+"""Device selection, seeding, determinism and the RNG state that checkpoints carry."""
+
+import os
+import random
+
+import numpy as np
+import torch
+
+from dlrun.errors import ConfigError
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def available():
+    """Device kinds usable on this machine, in order of preference."""
+    kinds = []
+    if torch.cuda.is_available():
+        kinds.append("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        kinds.append("mps")
+    return kinds + ["cpu"]
+
+
+def select(name):
+    """`auto` picks cuda, then mps, then cpu; an absent device is a clear error."""
+    kinds = available()
+    if name == "auto":
+        return torch.device(kinds[0])
+    base = str(name).split(":")[0]
+    if base not in ("cuda", "mps", "cpu"):
+        raise ConfigError(f"device.name={name} is not known. Choose one of: auto, cpu, cuda, mps.")
+    if base not in kinds:
+        raise ConfigError(
+            f"device.name={name}, but no {base.upper()} device is available on this machine "
+            f"(available: {', '.join(kinds)}). Use device=auto or device=cpu."
+        )
+    return torch.device(name)
+
+
+def seed_everything(seed):
+    """One seed for Python, NumPy and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def configure(deterministic):
+    """Deterministic algorithms and cuDNN flags, or cuDNN autotuning when not deterministic."""
+    if deterministic:
+        # cuBLAS needs this workspace setting for deterministic matrix products.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(bool(deterministic))
+    torch.backends.cudnn.deterministic = bool(deterministic)
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+def rng_state():
+    """Every RNG state as tensors and plain containers (loadable with weights_only=True)."""
+    version, keys, gauss = random.getstate()
+    np_state = np.random.get_state()
+    return {
+        "python": [version, list(keys), gauss],
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state):
+    version, keys, gauss = state["python"]
+    random.setstate((version, tuple(keys), gauss))
+    np_state = state["numpy"]
+    np.random.set_state(
+        ("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+         np_state["has_gauss"], np_state["cached_gaussian"])
+    )
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def autocast(device, precision):
+    """The autocast context for `precision`, or None for full precision."""
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return None
+    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -1,0 +1,49 @@
+"""Evaluate a model on a split and write the per-sample and per-class tables."""
+
+from dataclasses import dataclass
+
+import torch
+
+from dlrun import artifacts, metrics
+
+
+@dataclass
+class Evaluation:
+    predictions: metrics.Predictions
+    metrics: dict
+    per_class: list
+    embeddings: torch.Tensor
+    rows: object  # indices of the evaluated samples in the dataset (its test split or its rows)
+
+
+def evaluate(loop, batches, data):
+    out, y, loss, emb = loop.predict(batches, with_embeddings=True)
+    preds = loop.predictions(out, y)
+    result = metrics.evaluate(preds, data.class_names, loss)
+    per_class = metrics.per_class_table(preds, data.class_names) if data.task != "regression" else None
+    return Evaluation(preds, result, per_class, emb, data.test.rows)
+
+
+def write_tables(run_dir, ev, class_names, probabilities=False):
+    """predictions.csv (one row per sample) and per_class.csv."""
+    p = ev.predictions
+    rows = []
+    if p.task == "regression":
+        true, pred = p.true.reshape(len(p.true), -1), p.pred.reshape(len(p.pred), -1)
+        suffix = [""] if true.shape[1] == 1 else [f"_{j}" for j in range(true.shape[1])]
+        for i, index in enumerate(ev.rows):
+            row = {"index": int(index)}
+            for j, s in enumerate(suffix):
+                row.update({f"true{s}": float(true[i, j]), f"predicted{s}": float(pred[i, j]),
+                            f"residual{s}": float(true[i, j] - pred[i, j])})
+            rows.append(row)
+    else:
+        for i, index in enumerate(ev.rows):
+            row = {"index": int(index), "true": int(p.true[i]), "true_name": class_names[p.true[i]],
+                   "predicted": int(p.pred[i]), "predicted_name": class_names[p.pred[i]],
+                   "confidence": float(p.confidence[i]), "correct": bool(p.correct[i])}
+            if probabilities:
+                row.update({f"prob_{name}": float(p.probs[i, c]) for c, name in enumerate(class_names)})
+            rows.append(row)
+        artifacts.write_csv(run_dir / "per_class.csv", ev.per_class)
+    artifacts.write_csv(run_dir / "predictions.csv", rows)

@@ -1,0 +1,41 @@
+"""Graceful stop on Ctrl-C (SIGINT) and SIGTERM (what schedulers send before a kill).
+
+The first signal raises a flag that the loop reads after each step: it
+finishes the step, writes last.pt and stops. A second Ctrl-C exits at once;
+every file is written atomically, so nothing is left half-written.
+"""
+
+import signal
+import threading
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class StopFlag:
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    @property
+    def raised(self):
+        return self.signum is not None
+
+    @property
+    def exit_code(self):
+        return EXIT_CODES.get(self.signum, 1)
+
+    def _handle(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in EXIT_CODES:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()

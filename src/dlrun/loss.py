@@ -1,0 +1,132 @@
+"""Losses. Builders receive the task, the class weights and the number of classes."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlrun.errors import ConfigError
+from dlrun.registry import Registry
+
+LOSSES = Registry("loss")
+CLASSIFICATION = ("multiclass", "binary")
+TASK_OF_LOSS = {
+    "cross_entropy": ("multiclass",),
+    "focal": CLASSIFICATION,
+    "bce_with_logits": ("binary",),
+    "mse": ("regression",),
+    "l1": ("regression",),
+    "huber": ("regression",),
+}
+DEFAULT_LOSS = {"multiclass": "cross_entropy", "binary": "bce_with_logits", "regression": "mse"}
+
+
+def balanced_class_weights(targets, num_classes):
+    """n_samples / (n_classes * count(c)): scikit-learn's 'balanced' weights."""
+    counts = torch.bincount(targets.view(-1).long(), minlength=num_classes).float()
+    return len(targets) / (num_classes * counts.clamp(min=1))
+
+
+def class_weights(setting, targets, num_classes):
+    """None, 'balanced' (inverse frequency) or an explicit list, as a tensor."""
+    if setting is None or setting == "none":
+        return None
+    if setting == "balanced":
+        return balanced_class_weights(targets, num_classes)
+    weights = torch.tensor([float(w) for w in setting])
+    if len(weights) != num_classes:
+        raise ConfigError(f"loss.class_weights has {len(weights)} entries but the dataset has {num_classes} classes.")
+    return weights
+
+
+class BinaryLoss(nn.Module):
+    """BCE with logits on (N, 1) outputs and (N,) labels."""
+
+    def __init__(self, pos_weight=None):
+        super().__init__()
+        self.register_buffer("pos_weight", None if pos_weight is None else torch.tensor([float(pos_weight)]))
+
+    def forward(self, logits, target):
+        return F.binary_cross_entropy_with_logits(logits.squeeze(1), target.float(), pos_weight=self.pos_weight)
+
+
+class FocalLoss(nn.Module):
+    """Focal loss: cross-entropy scaled by (1 - p_t)^gamma, optionally weighted by alpha.
+
+    Multiclass takes (N, C) logits, binary (N, 1); with gamma=0 and no alpha it
+    is exactly cross-entropy (binary: BCE).
+    """
+
+    def __init__(self, gamma=2.0, alpha=None, binary=False):
+        super().__init__()
+        self.gamma = gamma
+        self.binary = binary
+        alpha = None if alpha is None else torch.as_tensor(alpha, dtype=torch.float32).view(-1)
+        self.register_buffer("alpha", alpha)
+
+    def forward(self, logits, target):
+        if self.binary:
+            logits, target = logits.squeeze(1), target.float()
+            log_p = -F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        else:
+            log_p = -F.cross_entropy(logits, target, reduction="none")
+        loss = -((1 - log_p.exp()) ** self.gamma) * log_p
+        if self.alpha is not None:
+            if self.binary:
+                a = self.alpha[0]
+                loss = loss * torch.where(target > 0.5, a, 1 - a)
+            else:
+                loss = loss * self.alpha[target]
+        return loss.mean()
+
+
+@LOSSES.register("cross_entropy")
+def cross_entropy(weights=None, label_smoothing=0.0):
+    return nn.CrossEntropyLoss(weight=weights, label_smoothing=label_smoothing)
+
+
+@LOSSES.register("focal")
+def focal(task, gamma=2.0, alpha=None):
+    return FocalLoss(gamma=gamma, alpha=alpha, binary=task == "binary")
+
+
+@LOSSES.register("bce_with_logits")
+def bce_with_logits(pos_weight=None):
+    return BinaryLoss(pos_weight)
+
+
+@LOSSES.register("mse")
+def mse():
+    return nn.MSELoss()
+
+
+@LOSSES.register("l1")
+def l1():
+    return nn.L1Loss()
+
+
+@LOSSES.register("huber")
+def huber(delta=1.0):
+    return nn.HuberLoss(delta=delta)
+
+
+def build(spec, task, train_targets, num_classes):
+    """The loss module for `task`; `name: auto` picks the task's usual loss."""
+    args = dict(spec)
+    name = args.get("name")
+    if name == "auto":
+        name = args["name"] = DEFAULT_LOSS[task]
+        if task != "multiclass":
+            args.pop("label_smoothing", None)
+        if task == "regression":
+            args.pop("class_weights", None)
+    if name in TASK_OF_LOSS and task not in TASK_OF_LOSS[name]:
+        raise ConfigError(
+            f"loss={name} does not fit this dataset's task '{task}'. "
+            f"Losses for {task}: {', '.join(n for n, t in TASK_OF_LOSS.items() if task in t)} (or loss=auto)."
+        )
+    weights = class_weights(args.pop("class_weights", None), train_targets, num_classes)
+    if weights is not None and task == "binary":
+        # BCE takes one weight for the positive class relative to the negative one.
+        args.setdefault("pos_weight", float(weights[1] / weights[0]))
+        weights = None
+    return LOSSES.build(args, task=task, weights=weights)

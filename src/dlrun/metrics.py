@@ -1,0 +1,139 @@
+"""Metrics of a set of predictions (scikit-learn where it has them).
+
+`scalar_metrics` gives the numbers logged each epoch and usable as
+`trainer.monitor` (prefixed `val/`); `evaluate` adds the confusion matrix and
+per-class tables for the test split.
+"""
+
+import warnings
+
+import numpy as np
+import torch
+from sklearn import metrics as skm
+
+CLASSIFICATION_SCALARS = ("loss", "accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro",
+                          "precision_weighted", "recall_weighted", "f1_weighted", "roc_auc", "log_loss", "ece")
+REGRESSION_SCALARS = ("loss", "mse", "rmse", "mae", "r2")
+HIGHER_IS_BETTER = {"accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro",
+                    "precision_weighted", "recall_weighted", "f1_weighted", "roc_auc", "r2"}
+
+
+def scalar_names(task):
+    return REGRESSION_SCALARS if task == "regression" else CLASSIFICATION_SCALARS
+
+
+def monitor_names(task):
+    """Every value `trainer.monitor` may name for `task`."""
+    return [f"val/{m}" for m in scalar_names(task)] + ["train/loss"] + (
+        [] if task == "regression" else ["train/accuracy"])
+
+
+class Predictions:
+    """Model outputs turned into what metrics and plots read (NumPy arrays).
+
+    Classification: `probs` (N, C), `pred`, `confidence`; regression: `pred`
+    and `true` in the targets' original units.
+    """
+
+    def __init__(self, task, outputs, targets, threshold=0.5, target_scale=None):
+        outputs = outputs.float()
+        self.task = task
+        if task == "regression":
+            if target_scale is not None:
+                mean, std = (t.to(outputs.device) for t in target_scale)
+                outputs, targets = outputs * std + mean, targets * std + mean
+            self.pred = outputs.numpy()
+            self.true = targets.numpy()
+            return
+        if task == "binary":
+            p = torch.sigmoid(outputs.view(-1))
+            self.probs = torch.stack([1 - p, p], 1).numpy()
+            self.pred = (p >= threshold).long().numpy()
+        else:
+            self.probs = torch.softmax(outputs, 1).numpy()
+            self.pred = self.probs.argmax(1)
+        self.true = targets.view(-1).long().numpy()
+        self.confidence = self.probs[np.arange(len(self.pred)), self.pred]
+        self.correct = self.pred == self.true
+
+
+def expected_calibration_error(confidence, correct, bins=15):
+    """Weighted mean gap between confidence and accuracy over equal-width bins."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            total += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+    return float(total)
+
+
+def _roc_auc(true, probs, num_classes):
+    present = np.unique(true)
+    if len(present) < 2:
+        return float("nan")
+    if num_classes == 2:
+        return float(skm.roc_auc_score(true, probs[:, 1]))
+    if len(present) < num_classes:
+        return float("nan")  # one-vs-rest needs every class in the split
+    return float(skm.roc_auc_score(true, probs, multi_class="ovr", average="macro"))
+
+
+def scalar_metrics(p, num_classes, loss=None):
+    """The per-epoch numbers for predictions `p`."""
+    out = {"loss": float("nan") if loss is None else float(loss)}
+    if p.task == "regression":
+        mse = float(skm.mean_squared_error(p.true, p.pred))
+        out.update(mse=mse, rmse=mse ** 0.5, mae=float(skm.mean_absolute_error(p.true, p.pred)),
+                   r2=float(skm.r2_score(p.true, p.pred)) if len(p.true) > 1 else float("nan"))
+        return out
+    labels = list(range(num_classes))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # undefined precision for absent classes is reported as 0
+        out["accuracy"] = float(p.correct.mean())
+        out["balanced_accuracy"] = float(skm.balanced_accuracy_score(p.true, p.pred))
+        for avg in ("macro", "weighted"):
+            pr, rc, f1, _ = skm.precision_recall_fscore_support(
+                p.true, p.pred, labels=labels, average=avg, zero_division=0)
+            out.update({f"precision_{avg}": float(pr), f"recall_{avg}": float(rc), f"f1_{avg}": float(f1)})
+        out["roc_auc"] = _roc_auc(p.true, p.probs, num_classes)
+        out["log_loss"] = float(skm.log_loss(p.true, np.clip(p.probs, 1e-7, 1), labels=labels))
+    out["ece"] = expected_calibration_error(p.confidence, p.correct)
+    return out
+
+
+def per_class_table(p, class_names):
+    """The tutorials' per-class table, plus precision, recall and F1."""
+    labels = list(range(len(class_names)))
+    pr, rc, f1, support = skm.precision_recall_fscore_support(
+        p.true, p.pred, labels=labels, average=None, zero_division=0)
+    rows = []
+    for c, name in enumerate(class_names):
+        mask = p.true == c
+        hits = mask & p.correct
+        rows.append({
+            "class": name,
+            "accuracy": float(p.correct[mask].mean()) if mask.any() else float("nan"),
+            "mean_confidence_correct": float(p.confidence[hits].mean()) if hits.any() else float("nan"),
+            "precision": float(pr[c]), "recall": float(rc[c]), "f1": float(f1[c]), "support": int(support[c]),
+        })
+    return rows
+
+
+def confusion(p, num_classes):
+    return skm.confusion_matrix(p.true, p.pred, labels=list(range(num_classes)))
+
+
+def evaluate(p, class_names, loss=None):
+    """Everything the test section of summary.json holds."""
+    result = scalar_metrics(p, len(class_names), loss)
+    if p.task != "regression":
+        result["confusion_matrix"] = confusion(p, len(class_names)).tolist()
+    return result
+
+
+def is_better(value, best, mode, min_delta=0.0):
+    if best is None:
+        return np.isfinite(value)
+    return value < best - min_delta if mode == "min" else value > best + min_delta

@@ -1,0 +1,41 @@
+"""The classic convolutional network of the tutorials."""
+
+from torch import nn
+
+from dlrun.errors import ConfigError, unknown_choice
+from dlrun.models.base import MODELS, Network, flat_size
+
+POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
+
+
+@MODELS.register("cnn")
+def cnn(input_shape, num_outputs, channels=(32, 64), kernel_size=3, pool="max", hidden=128,
+        dropout=0.25, batchnorm=False):
+    """(conv-relu-pool) per entry of `channels`, then dropout and a linear head.
+
+    Works for any number of input channels and any image size: pooling stops
+    halving once the feature map is down to 1 pixel, and the flatten size is
+    computed from the input shape.
+    """
+    if len(input_shape) != 3:
+        raise ConfigError(f"model=cnn needs image inputs (channels, height, width); this dataset gives {tuple(input_shape)}.")
+    if pool not in POOLS:
+        raise ConfigError(unknown_choice("model.pool", pool, POOLS))
+    layers, in_ch, size = [], input_shape[0], min(input_shape[1:])
+    for out_ch in channels:
+        layers.append(nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2))
+        if batchnorm:
+            layers.append(nn.BatchNorm2d(out_ch))
+        layers.append(nn.ReLU())
+        if size >= 2:
+            layers.append(POOLS[pool](2))
+            size //= 2
+        in_ch = out_ch
+    layers.append(nn.Flatten())
+    conv = nn.Sequential(*layers)
+    width = flat_size(conv, input_shape)
+    tail = [nn.Dropout(dropout)]
+    if hidden:
+        tail += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+        width = hidden
+    return Network(nn.Sequential(conv, *tail), nn.Linear(width, num_outputs))

@@ -1,0 +1,92 @@
+"""One small Registry class shared by every component kind.
+
+A config node either names a registered builder (``name: cnn`` plus its
+arguments) or, for users' own code, a ``_target_`` import path. Builders take
+plain arguments so they are callable from a notebook too.
+"""
+
+import importlib
+import inspect
+
+from dlrun.errors import ConfigError, did_you_mean, unknown_choice
+
+
+class Registry:
+    def __init__(self, kind):
+        self.kind = kind
+        self._builders = {}
+
+    def register(self, name):
+        """Decorator: ``@MODELS.register("cnn")``."""
+
+        def add(builder):
+            if name in self._builders:
+                raise ValueError(f"{self.kind} '{name}' is registered twice")
+            self._builders[name] = builder
+            return builder
+
+        return add
+
+    def names(self):
+        return sorted(self._builders)
+
+    def get(self, name):
+        if name not in self._builders:
+            raise ConfigError(unknown_choice(f"{self.kind}.name", name, self.names()))
+        return self._builders[name]
+
+    def resolve(self, spec):
+        """The builder and its arguments for a config node (a mapping)."""
+        args = {k: v for k, v in dict(spec).items() if k not in ("name", "_target_")}
+        if spec.get("_target_"):
+            return import_target(spec["_target_"], self.kind), args
+        return self.get(spec.get("name")), args
+
+    def check(self, spec, provided=()):
+        """Fail now, before any work, on an unknown name or argument in `spec`."""
+        builder, args = self.resolve(spec)
+        _check_arguments(builder, args, provided, self.kind)
+
+    def build(self, spec, **context):
+        """Call the builder named by `spec` with its arguments plus `context`.
+
+        `context` holds what the run knows (input shape, number of outputs...);
+        only the parameters a builder declares are passed to it.
+        """
+        builder, args = self.resolve(spec)
+        return call_with_known(builder, args, context, self.kind)
+
+
+def import_target(path, kind):
+    module_name, _, attr = str(path).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"{kind}._target_={path} cannot be imported: {exc}") from None
+
+
+def call_with_known(builder, args, context, kind):
+    """Call `builder(**args, **context)`, checking argument names first.
+
+    Unknown config arguments are an error (they are typos); context entries the
+    builder does not declare are simply not passed.
+    """
+    params = _check_arguments(builder, args, context, kind)
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    extra = {k: v for k, v in context.items() if k in params or takes_any}
+    return builder(**args, **extra)
+
+
+def _check_arguments(builder, args, provided, kind):
+    """Every config argument must be a parameter of `builder`; returns its parameters."""
+    params = inspect.signature(builder).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return params
+    unknown = [k for k in args if k not in params]
+    if unknown:
+        allowed = [k for k in params if k not in provided]
+        raise ConfigError(
+            f"{kind}.{unknown[0]} is not an argument of {kind} '{getattr(builder, '__name__', builder)}'."
+            f"{did_you_mean(unknown[0], allowed)} Its arguments: {', '.join(allowed) or 'none'}."
+        )
+    return params

@@ -1,0 +1,165 @@
+"""The flow of one run, from the composed config to the summary:
+
+    validate -> seed + device -> dataset -> model -> loss, optimizer, schedule
+      -> fit -> evaluate best.pt on test -> artifacts -> objective
+"""
+
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from dlrun import artifacts, build, checkpoint, console, device as devices, validate
+from dlrun.errors import DlrunError
+from dlrun.evaluation import evaluate, write_tables
+from dlrun.interrupt import StopFlag
+from dlrun.summary import Summary
+from dlrun.trainer import Diverged, FitState, Interrupted
+
+log = logging.getLogger("dlrun")
+
+
+def execute(cfg, run_dir):
+    """Run the config in `run_dir`; returns the summary (also in summary.json)."""
+    run_dir = Path(run_dir)
+    validate.check_config(cfg)
+    build.load_components(cfg)
+    validate.check_components(cfg)
+    device = devices.select(cfg.device.name)
+    devices.configure(cfg.device.deterministic)
+    devices.seed_everything(cfg.seed)
+    ckpt = checkpoint.load(cfg.ckpt_path) if cfg.ckpt_path else None
+    summary = Summary(run_dir, cfg, device)
+    if cfg.cv.folds > 1:
+        return _cross_validate(cfg, run_dir, device, summary)
+    data = build.dataset(cfg)
+    validate.check_monitor(cfg.trainer.monitor, data.task)
+    summary.start(data)
+    loop = build.loop(cfg, data, build.model(cfg, data), device)
+    if cfg.task == "eval":
+        checkpoint.load_model_state(loop.model, ckpt, cfg.ckpt_path)
+        state = FitState()
+    else:
+        state = loop.load_state_dict(ckpt, cfg.ckpt_path) if ckpt else FitState()
+        _fit(cfg, loop, state, run_dir, summary)
+        _load_best(loop, run_dir)
+    ev = evaluate(loop, build.test_batches(cfg, data, device), data)
+    _write_outputs(cfg, run_dir, loop, data, ev, state)
+    return summary.finish("completed", state, ev.metrics)
+
+
+def _fit(cfg, loop, state, run_dir, summary):
+    def on_epoch(state, row):
+        artifacts.write_csv(run_dir / "metrics.csv", state.history)
+        log.info("epoch %d: %s", state.epoch, {k: round(v, 6) for k, v in row.items()})
+        progress.epoch(state, row, cfg.trainer.monitor)
+
+    log.info("training on %s from epoch %d", loop.device, state.epoch)
+    try:
+        with StopFlag() as flag, console.EpochProgress(cfg.trainer.max_epochs, state.epoch,
+                                                       cfg.trainer.progress) as progress:
+            loop.fit(state, run_dir / "checkpoints", flag, on_epoch=on_epoch, on_step=progress.step)
+    except Diverged:
+        summary.finish("diverged", state)
+        raise
+    except Interrupted:
+        summary.finish("interrupted", state)
+        raise
+
+
+def _load_best(loop, run_dir):
+    best = run_dir / "checkpoints" / "best.pt"
+    if best.is_file():
+        checkpoint.load_model_state(loop.model, checkpoint.load(best), best)
+
+
+def _write_outputs(cfg, run_dir, loop, data, ev, state):
+    write_tables(run_dir, ev, data.class_names)
+    if cfg.plots:
+        from dlrun import plots
+
+        plots.draw_all(run_dir / "plots", cfg.plots, loop, data, ev, state.history)
+    if cfg.export:
+        from dlrun import export
+
+        export.write(cfg.export, loop.model, data, run_dir / "checkpoints")
+
+
+def _cross_validate(cfg, run_dir, device, summary):
+    """One model per fold in fold_<i>/, then mean and std of every test metric."""
+    folds = []
+    for i in range(cfg.cv.folds):
+        fold_dir = run_dir / f"fold_{i}"
+        data = build.dataset(cfg, cv_fold=(cfg.cv.folds, i, cfg.cv.stratified))
+        validate.check_monitor(cfg.trainer.monitor, data.task)
+        if i == 0:
+            summary.start(data)
+        devices.seed_everything(cfg.seed + i)
+        loop = build.loop(cfg, data, build.model(cfg, data), device)
+        state = FitState()
+        _fit(cfg, loop, state, fold_dir, summary)
+        _load_best(loop, fold_dir)
+        ev = evaluate(loop, build.test_batches(cfg, data, device), data)
+        _write_outputs(cfg, fold_dir, loop, data, ev, state)
+        folds.append({"fold": i, "best_epoch": state.best_epoch, "best_value": state.best_value,
+                      **{k: v for k, v in ev.metrics.items() if isinstance(v, float)}})
+    artifacts.write_csv(run_dir / "folds.csv", folds)
+    keys = [k for k in folds[0] if k not in ("fold", "best_epoch")]
+    stats = {k: {"mean": float(np.nanmean([f[k] for f in folds])), "std": float(np.nanstd([f[k] for f in folds]))}
+             for k in keys}
+    return summary.finish_cv(folds, stats)
+
+
+def run_from_hydra(cfg):
+    """The Hydra task function: run, report, and return the objective for sweepers."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if cfg.trainer.progress and not multirun:
+        console.config_tree(cfg)
+    try:
+        summary = execute(cfg, run_dir)
+    except DlrunError as exc:
+        _fail(exc, run_dir)
+        if multirun or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        sys.exit(getattr(exc, "exit_code", 2))
+    except Exception as exc:  # a bug: record it, then let Hydra show the traceback
+        _fail(exc, run_dir)
+        raise
+    console.summary_table(summary)
+    return summary["objective"]
+
+
+def _fail(exc, run_dir):
+    """Report `exc`; a run that failed before it started leaves no directory behind."""
+    if isinstance(exc, DlrunError):
+        console.error(str(exc))
+    summary_file = run_dir / "summary.json"
+    if not summary_file.is_file():
+        _remove_unstarted(run_dir)
+        return
+    summary = artifacts.read_json(summary_file)
+    if summary.get("status") == "running":
+        summary.update(status="failed", error=str(exc).splitlines()[0])
+        artifacts.write_json(summary_file, summary)
+    log.error("%s", exc)
+
+
+def _remove_unstarted(run_dir):
+    """Remove what Hydra put in a run directory that never started (and nothing else)."""
+    logging.shutdown()
+    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+    (run_dir / "run.log").unlink(missing_ok=True)
+    try:
+        run_dir.rmdir()
+    except OSError:
+        pass  # not empty: the user's own directory, left as it was

@@ -1,0 +1,81 @@
+"""summary.json: the contract that sweeps, reports and tests read.
+
+It is written when the run starts (status "running") and rewritten when it
+ends: completed, failed, diverged or interrupted.
+"""
+
+import platform
+import time
+from datetime import datetime
+
+from omegaconf import OmegaConf
+
+from dlrun import __version__, artifacts
+
+
+def versions():
+    import hydra
+    import numpy
+    import sklearn
+    import torch
+    import torchvision
+
+    return {"dlrun": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "hydra": hydra.__version__, "numpy": numpy.__version__,
+            "scikit-learn": sklearn.__version__}
+
+
+class Summary:
+    def __init__(self, run_dir, cfg, device):
+        self.path = run_dir / "summary.json"
+        self.started = time.perf_counter()
+        self.data = {
+            "status": "running",
+            "run_dir": str(run_dir),
+            "task": cfg.task,
+            "started_at": datetime.now().isoformat(timespec="seconds"),
+            "dataset": cfg.dataset.get("name") or cfg.dataset.get("_target_"),
+            "model": cfg.model.get("name") or cfg.model.get("_target_"),
+            "device": str(device),
+            "seed": cfg.seed,
+            "monitor": {"name": cfg.trainer.monitor, "mode": cfg.trainer.mode},
+            "overrides": _overrides(run_dir),
+            "versions": versions(),
+        }
+
+    def start(self, data):
+        self.data.update(problem=data.task, classes=data.class_names, sizes={
+            "train": len(data.train), "val": len(data.val), "test": len(data.test)})
+        self._write()
+
+    def finish(self, status, state, test=None):
+        self.data.update(
+            status=status,
+            epochs_run=state.epoch,
+            stopped_early=state.stopped_early,
+            steps=state.step,
+            skipped_batches=state.skipped,
+            monitor={**self.data["monitor"], "best_value": state.best_value, "best_epoch": state.best_epoch},
+            objective=state.best_value,
+            test=test,
+        )
+        return self._write()
+
+    def finish_cv(self, folds, stats):
+        monitor = self.data["monitor"]["name"].split("/", 1)[1]
+        self.data.update(status="completed", folds=folds, cv=stats,
+                         objective=stats.get("best_value", {}).get("mean"),
+                         test={k: v["mean"] for k, v in stats.items() if k != "best_value"},
+                         monitor={**self.data["monitor"], "cv_metric": monitor})
+        return self._write()
+
+    def _write(self):
+        self.data["finished_at"] = datetime.now().isoformat(timespec="seconds")
+        self.data["wall_time_s"] = round(time.perf_counter() - self.started, 3)
+        artifacts.write_json(self.path, self.data)
+        return self.data
+
+
+def _overrides(run_dir):
+    file = run_dir / ".hydra" / "overrides.yaml"
+    return list(OmegaConf.load(file)) if file.is_file() else []

@@ -1,0 +1,264 @@
+"""The training loop: fit with validation, early stopping and checkpoints; predict.
+
+Per step the loop does the forward/backward/step and two in-place additions on
+the device (loss sum and correct count); the host reads them once per epoch.
+Progress is refreshed at most every `REFRESH_S` seconds.
+"""
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from dlrun import checkpoint, device as devices, metrics
+from dlrun.errors import DlrunError
+from dlrun.regularization import clip_gradients, grad_norm, l1_penalty, mix, penalized_weights
+
+REFRESH_S = 0.25
+
+
+class Diverged(DlrunError):
+    """The loss became non-finite; no optimizer step was taken on it."""
+
+
+class Interrupted(DlrunError):
+    """Stopped by a signal after writing last.pt."""
+
+    def __init__(self, message, exit_code):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class FitState:
+    """What a checkpoint needs to continue the loop exactly."""
+
+    epoch: int = 0                  # epochs completed
+    step: int = 0                   # optimizer steps taken
+    best_value: float = None
+    best_epoch: int = None
+    bad_epochs: int = 0             # epochs without improvement (early stopping)
+    skipped: int = 0                # non-finite batches skipped
+    stopped_early: bool = False
+    history: list = field(default_factory=list)
+    partial: dict = None            # mid-epoch position and running sums
+
+
+@dataclass
+class Loop:
+    """Everything the loop drives, built by run.py from the config."""
+
+    model: torch.nn.Module
+    loss_fn: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: object
+    train_batches: object
+    val_batches: object
+    device: torch.device
+    task: str
+    num_classes: int
+    trainer: object                 # the trainer config group
+    regularization: object          # the regularization config group
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile_mode: str = None
+    threshold: float = 0.5
+    target_scale: tuple = None
+    augment_generator: torch.Generator = None
+    config: dict = None             # stored in checkpoints as plain data
+
+    def __post_init__(self):
+        self.forward = torch.compile(self.model, mode=self.compile_mode) if self.compile_mode else self.model
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+        self.l1_weights = penalized_weights(self.model) if self.regularization.l1 else None
+        self.mixing = self.regularization.mixup_alpha > 0 or self.regularization.cutmix_alpha > 0
+        # On the CPU a finiteness check costs nothing; on accelerators it would
+        # synchronise every step, so it runs with the progress refresh instead.
+        self.check_every_step = self.device.type == "cpu"
+
+    # ----------------------------------------------------------------- fitting
+    def fit(self, state, ckpt_dir, stop_flag, on_epoch=None, on_step=None):
+        """Train until max_epochs or early stopping; returns the final state."""
+        cfg = self.trainer
+        while state.epoch < cfg.max_epochs and not state.stopped_early:
+            started = time.perf_counter()
+            lr = self.schedule.lr()
+            train = self.train_epoch(state, ckpt_dir, stop_flag, on_step)
+            val = self.validate()
+            row = {"epoch": state.epoch + 1, **train, **{f"val/{k}": v for k, v in val.items()},
+                   "lr": lr, "seconds": time.perf_counter() - started}
+            self._end_epoch(state, row, ckpt_dir)
+            if on_epoch:
+                on_epoch(state, row)
+        return state
+
+    def _end_epoch(self, state, row, ckpt_dir):
+        cfg = self.trainer
+        state.epoch += 1
+        state.history.append(row)
+        value = row[cfg.monitor]
+        if metrics.is_better(value, state.best_value, cfg.mode, cfg.early_stopping.min_delta):
+            state.best_value, state.best_epoch, state.bad_epochs = value, state.epoch, 0
+            if cfg.checkpoint.save_best:
+                checkpoint.save(Path(ckpt_dir) / "best.pt", self.state_dict(state))
+        else:
+            state.bad_epochs += 1
+            es = cfg.early_stopping
+            state.stopped_early = bool(es.enabled and state.bad_epochs >= es.patience)
+        self.schedule.after_epoch(value)
+        if cfg.checkpoint.save_last:
+            checkpoint.save(Path(ckpt_dir) / "last.pt", self.state_dict(state))
+
+    def train_epoch(self, state, ckpt_dir, stop_flag, on_step=None):
+        self.model.train()
+        partial = state.partial or {}
+        start = partial.get("batch", 0)
+        loss_sum = partial.get("loss_sum", torch.zeros((), device=self.device)).to(self.device)
+        correct = partial.get("correct", torch.zeros((), device=self.device, dtype=torch.long)).to(self.device)
+        count = partial.get("count", 0)
+        state.partial = None
+        next_refresh = time.perf_counter() + REFRESH_S
+        total = len(self.train_batches)
+        for i, (x, y) in enumerate(self.train_batches.epoch(start), start):
+            loss, out = self.step(x, y, state)
+            if loss is not None:
+                n = y.shape[0]
+                loss_sum.add_(loss.detach(), alpha=n)
+                if self.task != "regression":
+                    correct.add_(self._hits(out.detach(), y))
+                count += n
+            if stop_flag.raised:
+                state.partial = {"batch": i + 1, "loss_sum": loss_sum, "correct": correct, "count": count}
+                self._interrupt(state, ckpt_dir, stop_flag)
+            if on_step is not None and time.perf_counter() >= next_refresh:
+                if not self.check_every_step:
+                    self._check_finite(loss_sum, state)
+                on_step(i + 1, total)
+                next_refresh = time.perf_counter() + REFRESH_S
+        row = {"train/loss": (loss_sum / max(count, 1)).item()}
+        if not self.check_every_step:
+            self._check_finite(loss_sum, state)
+        if self.task != "regression":
+            row["train/accuracy"] = correct.item() / max(count, 1)
+        return row
+
+    def _hits(self, out, y):
+        if self.task == "binary":
+            return ((out.view(-1) > 0) == (y.view(-1) > 0.5)).sum()
+        return (out.argmax(1) == y).sum()
+
+    def step(self, x, y, state):
+        """One optimizer step; returns (loss, outputs), or (None, None) for a skipped batch."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        autocast = devices.autocast(self.device, self.precision)
+        with autocast if autocast is not None else contextlib.nullcontext():
+            if self.mixing:
+                x, y_partner, lam = mix(x, y, self.regularization.mixup_alpha, self.regularization.cutmix_alpha,
+                                        self.augment_generator)
+                out = self.forward(x)
+                loss = lam * self.loss_fn(out, y) + (1 - lam) * self.loss_fn(out, y_partner)
+            else:
+                out = self.forward(x)
+                loss = self.loss_fn(out, y)
+            if self.l1_weights:
+                loss = loss + self.regularization.l1 * l1_penalty(self.l1_weights)
+        if self.check_every_step and not math.isfinite(loss.item()):
+            if state.skipped < self.trainer.skip_nonfinite:
+                state.skipped += 1
+                return None, None
+            self._diverged(state, loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        clip = self.regularization.grad_clip
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            if clip.mode:
+                self.scaler.unscale_(self.optimizer)
+                clip_gradients(self.model, clip.mode, clip.max)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if clip.mode:
+                clip_gradients(self.model, clip.mode, clip.max)
+            self.optimizer.step()
+        self.schedule.after_batch()
+        state.step += 1
+        return loss, out
+
+    def _check_finite(self, loss_sum, state):
+        if not math.isfinite(loss_sum.item()):
+            self._diverged(state, loss_sum)
+
+    def _diverged(self, state, loss):
+        raise Diverged(
+            f"the training loss became {loss.item()} at step {state.step + 1} (epoch {state.epoch + 1}) with "
+            f"learning rate {self.schedule.lr():.3g}; gradient norm at the last step: {grad_norm(self.model):.3g}. "
+            f"No step was taken on it and the last good checkpoint is kept. Try a lower optimizer.lr, "
+            f"gradient clipping (regularization=grad_clip), or trainer.skip_nonfinite=N to skip bad batches."
+        )
+
+    def _interrupt(self, state, ckpt_dir, stop_flag):
+        checkpoint.save(Path(ckpt_dir) / "last.pt", self.state_dict(state, mid_epoch=True))
+        raise Interrupted(
+            f"interrupted at step {state.step} (epoch {state.epoch + 1}); last.pt holds the exact position. "
+            f"Resume with ckpt_path=<this run directory>.", stop_flag.exit_code)
+
+    # -------------------------------------------------------------- evaluating
+    @torch.inference_mode()
+    def predict(self, batches, with_embeddings=False):
+        """Outputs, targets (and embeddings) of every batch, on the CPU."""
+        self.model.eval()
+        outs, targets, embeds = [], [], []
+        autocast = devices.autocast(self.device, self.precision)
+        with autocast if autocast is not None else contextlib.nullcontext():
+            for x, y in batches.epoch():
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                if with_embeddings and hasattr(self.model, "embed"):
+                    feats = self.model.embed(x)
+                    outs.append(self.model.head(feats))
+                    embeds.append(feats.flatten(1))
+                else:
+                    outs.append(self.forward(x))
+                targets.append(y)
+        out, y = torch.cat(outs).float(), torch.cat(targets)
+        loss = self.loss_fn(out, y).item()
+        emb = torch.cat(embeds).float().cpu() if embeds else None
+        return out.cpu(), y.cpu(), loss, emb
+
+    def predictions(self, out, y):
+        return metrics.Predictions(self.task, out, y, self.threshold, self.target_scale)
+
+    def validate(self):
+        out, y, loss, _ = self.predict(self.val_batches)
+        return metrics.scalar_metrics(self.predictions(out, y), self.num_classes, loss)
+
+    # ------------------------------------------------------------ checkpoints
+    def state_dict(self, state, mid_epoch=False):
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "fit": asdict(state),
+            "batches": self.train_batches.state_dict(mid_epoch),
+            "augment": self.augment_generator.get_state() if self.augment_generator is not None else None,
+            "rng": devices.rng_state(),
+            "config": self.config,
+        }
+
+    def load_state_dict(self, ckpt, path):
+        checkpoint.load_model_state(self.model, ckpt, path)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["schedule"])
+        if self.scaler is not None and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.train_batches.load_state_dict(ckpt["batches"])
+        if self.augment_generator is not None and ckpt.get("augment") is not None:
+            self.augment_generator.set_state(ckpt["augment"])
+        devices.set_rng_state(ckpt["rng"])
+        return FitState(**ckpt["fit"])

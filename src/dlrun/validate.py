@@ -1,0 +1,134 @@
+"""Checks of the composed config that run before any data is loaded.
+
+Each failure is one ConfigError naming the key, the bad value and what is
+allowed. Registry names and builder arguments are checked by
+:func:`check_components` once plugins are imported.
+"""
+
+from omegaconf import OmegaConf
+
+from dlrun.errors import ConfigError, unknown_choice
+
+PLOTS = ("curves", "lr", "confusion", "per_class", "confidence", "reliability", "roc", "misclassified",
+         "embeddings", "weights", "regression")
+AUGMENT = (None, "flip", "crop", "rotate", "standard", "cutout")
+
+
+def _is_number(value, kind):
+    """An int (for kind int) or an int or float (for kind float); never a bool or a string."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return kind is float or isinstance(value, int)
+
+
+# key: (kind, test, allowed) - kind is int, float, "choice" or "fraction"; optional keys are skipped when absent.
+RANGES = {
+    "seed": (int, lambda v: v >= 0, ">= 0"),
+    "trainer.max_epochs": (int, lambda v: v >= 1, ">= 1"),
+    "trainer.batch_size": (int, lambda v: v >= 1, ">= 1"),
+    "trainer.eval_batch_size": (int, lambda v: v >= 1, ">= 1"),
+    "trainer.early_stopping.patience": (int, lambda v: v >= 0, ">= 0"),
+    "trainer.early_stopping.min_delta": (float, lambda v: v >= 0, ">= 0"),
+    "trainer.skip_nonfinite": (int, lambda v: v >= 0, ">= 0"),
+    "trainer.num_workers": (int, lambda v: v >= 0, ">= 0"),
+    "optimizer.lr": (float, lambda v: v > 0, "> 0"),
+    "optimizer.momentum": (float, lambda v: 0 <= v < 1, "in [0, 1)"),
+    "model.dropout": (float, lambda v: 0 <= v < 1, "in [0, 1)"),
+    "regularization.dropout": (float, lambda v: 0 <= v < 1, "in [0, 1) or null"),
+    "regularization.weight_decay": (float, lambda v: v >= 0, ">= 0"),
+    "regularization.l1": (float, lambda v: v >= 0, ">= 0"),
+    "regularization.mixup_alpha": (float, lambda v: v >= 0, ">= 0"),
+    "regularization.cutmix_alpha": (float, lambda v: v >= 0, ">= 0"),
+    "regularization.grad_clip.max": (float, lambda v: v > 0, "> 0"),
+    "split.val": (float, lambda v: 0 < v < 1, "in (0, 1)"),
+    "split.test": (float, lambda v: 0 <= v < 1, "in [0, 1)"),
+    "cv.folds": (int, lambda v: v >= 1, ">= 1"),
+    "scheduler.warmup_epochs": (int, lambda v: v >= 0, ">= 0"),
+    "loss.label_smoothing": (float, lambda v: 0 <= v < 1, "in [0, 1)"),
+}
+
+CHOICES = {
+    "task": ("train", "eval"),
+    "trainer.mode": ("min", "max"),
+    "split.strategy": ("stratified", "random"),
+    "device.precision": ("fp32", "bf16", "fp16"),
+    "regularization.grad_clip.mode": (None, "norm", "value"),
+    "regularization.augment": AUGMENT,
+    "export": (None, "torchscript", "onnx"),
+    "logger": ("csv", "tensorboard"),
+}
+
+
+def _select(cfg, key):
+    return OmegaConf.select(cfg, key, default="__absent__", throw_on_missing=False)
+
+
+def check_config(cfg):
+    """Types, ranges and choices of the keys dlrun itself reads."""
+    for key, (kind, test, allowed) in RANGES.items():
+        value = _select(cfg, key)
+        if value == "__absent__" or (value is None and "null" in allowed):
+            continue
+        if not _is_number(value, kind):
+            what = "an integer" if kind is int else "a number"
+            raise ConfigError(f"{key}={value!r} is not {what}; it must be {what} {allowed}.")
+        if not test(value):
+            raise ConfigError(f"{key}={value} is out of range; it must be {allowed}.")
+    for key, options in CHOICES.items():
+        value = _select(cfg, key)
+        if value != "__absent__" and value not in options:
+            raise ConfigError(unknown_choice(key, value, ["null" if o is None else o for o in options]))
+    if cfg.split.val + cfg.split.test >= 1:
+        raise ConfigError(
+            f"split.val={cfg.split.val} + split.test={cfg.split.test} leaves no training data; keep the sum below 1.")
+    for plot in cfg.plots or []:
+        if plot not in PLOTS:
+            raise ConfigError(unknown_choice("plots", plot, PLOTS))
+    if cfg.task == "eval" and not cfg.ckpt_path:
+        raise ConfigError("task=eval needs ckpt_path=<checkpoint file or run directory>.")
+    _check_monitor_syntax(cfg.trainer.monitor)
+
+
+def _check_monitor_syntax(monitor):
+    from dlrun.metrics import CLASSIFICATION_SCALARS, REGRESSION_SCALARS
+
+    known = sorted({f"val/{m}" for m in CLASSIFICATION_SCALARS + REGRESSION_SCALARS} | {"train/loss", "train/accuracy"})
+    if monitor not in known:
+        raise ConfigError(unknown_choice("trainer.monitor", monitor, known))
+
+
+def check_monitor(monitor, task):
+    """The monitored metric must be one that `task` produces."""
+    from dlrun.metrics import monitor_names
+
+    allowed = monitor_names(task)
+    if monitor not in allowed:
+        raise ConfigError(
+            f"trainer.monitor={monitor} is not produced by this dataset's task '{task}'. "
+            f"Choose one of: {', '.join(allowed)}.")
+
+
+# Keys of a group that dlrun consumes itself instead of passing to the builder.
+HANDLED = {"model": ("init",), "scheduler": ("warmup_epochs",), "loss": ("class_weights",)}
+
+
+def check_components(cfg):
+    """Every group names a registered builder (or a _target_) with known arguments."""
+    from dlrun import loss, optimizer, scheduler
+    from dlrun.data import DATASETS
+    from dlrun.models import MODELS
+
+    registries = {
+        "dataset": (DATASETS, ()),
+        "model": (MODELS, ("input_shape", "num_outputs")),
+        "optimizer": (optimizer.OPTIMIZERS, ("params",)),
+        "scheduler": (scheduler.SCHEDULERS, ("optimizer", "max_epochs", "steps_per_epoch", "mode")),
+        "loss": (loss.LOSSES, ("task", "weights")),
+    }
+    for group, (registry, provided) in registries.items():
+        spec = OmegaConf.to_container(cfg[group], resolve=True)
+        if group == "loss" and spec.get("name") == "auto":
+            continue
+        for key in HANDLED.get(group, ()):
+            spec.pop(key, None)
+        registry.check(spec, provided)
