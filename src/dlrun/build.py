@@ -12,8 +12,20 @@ from dlrun.regularization import set_dropout
 from dlrun.trainer import Loop
 
 
+# Keys of a group that dlrun reads itself instead of passing to the builder.
+HANDLED = {"dataset": ("threshold",), "model": ("init",), "scheduler": ("warmup_epochs",), "loss": ("class_weights",)}
+
+
 def plain(node):
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def builder_spec(cfg, group):
+    """The group's config as the builder receives it (without the keys dlrun handles)."""
+    spec = plain(cfg[group])
+    for key in HANDLED.get(group, ()):
+        spec.pop(key, None)
+    return spec
 
 
 def import_plugins(names):
@@ -32,7 +44,7 @@ def load_components(cfg):
 
 
 def dataset(cfg, cv_fold=None):
-    raw = datasets.DATASETS.build(plain(cfg.dataset))
+    raw = datasets.DATASETS.build(builder_spec(cfg, "dataset"))
     if not isinstance(raw, datasets.Data):
         raise ConfigError(f"dataset builder returned {type(raw).__name__}, not dlrun.data.Data.")
     return datasets.prepare(raw, cfg.split, cv_fold=cv_fold, seed=cfg.seed)

@@ -36,14 +36,6 @@ def split_argv(argv):
     return flags, overrides
 
 
-def _value(overrides, key):
-    for override in reversed(overrides):
-        name, sep, value = override.partition("=")
-        if sep and name.lstrip("+~") == key:
-            return value.strip("'\"")
-    return None
-
-
 def prepare_argv(argv):
     """The command line Hydra sees: a reserved output directory and, for
     ckpt_path=, the original run's overrides first (the user's still win)."""
@@ -51,16 +43,12 @@ def prepare_argv(argv):
     if INFO_FLAGS & set(flags):
         return argv
     multirun = "-m" in flags or "--multirun" in flags
-    ckpt = _value(overrides, "ckpt_path")
-    if ckpt and ckpt != "null":
-        source = config.run_dir_of(ckpt)
-        overrides = config.original_overrides(source) + overrides
-        resume_in_place = _value(overrides, "task") in (None, "train") and not multirun
-        if resume_in_place and _value(overrides, "hydra.run.dir") is None:
-            overrides.append(f"hydra.run.dir={config.quote(source)}")
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    if _value(overrides, key) is None:
-        overrides.append(f"{key}={config.quote(config.new_run_dir(multirun))}")
+    user_dir = config.value_of(overrides, key)
+    overrides, run_dir = config.plan_run(overrides, multirun)
+    if user_dir is None:
+        run_dir = run_dir or config.new_run_dir(multirun)
+        overrides.append(f"{key}={config.quote(run_dir)}")
     return flags + overrides
 
 
@@ -76,7 +64,7 @@ def main(argv=None):
     if argv[:1] == ["list"]:
         from dlrun.listing import main as listing
 
-        return listing(argv[1:])
+        sys.exit(listing(argv[1:]))
     try:
         argv = prepare_argv(argv)
     except DlrunError as exc:

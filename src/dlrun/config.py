@@ -73,3 +73,28 @@ def original_overrides(run_dir):
 def quote(value):
     """A value safe to put on the right of an override's '='."""
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def value_of(overrides, key):
+    """The last value given to `key` in a list of overrides, or None."""
+    for override in reversed(overrides):
+        name, sep, value = str(override).partition("=")
+        if sep and name.lstrip("+~") == key:
+            return value.strip("'\"")
+    return None
+
+
+def plan_run(overrides, multirun=False):
+    """(overrides, run directory or None) for a new run.
+
+    With ckpt_path=, the overrides of the run that wrote the checkpoint come
+    first (the user's still win) and training resumes in that run's directory;
+    task=eval and sweeps get a fresh directory. None: the caller reserves one.
+    """
+    ckpt = value_of(overrides, "ckpt_path")
+    if not ckpt or ckpt == "null":
+        return list(overrides), None
+    source = run_dir_of(ckpt)
+    overrides = original_overrides(source) + list(overrides)
+    in_place = value_of(overrides, "task") in (None, "train") and not multirun
+    return overrides, source if in_place else None

@@ -72,14 +72,20 @@ def call_with_known(builder, args, context, kind):
     builder does not declare are simply not passed.
     """
     params = _check_arguments(builder, args, context, kind)
+    if params is None:
+        return builder(**args)
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     extra = {k: v for k, v in context.items() if k in params or takes_any}
     return builder(**args, **extra)
 
 
 def _check_arguments(builder, args, provided, kind):
-    """Every config argument must be a parameter of `builder`; returns its parameters."""
-    params = inspect.signature(builder).parameters
+    """Every config argument must be a parameter of `builder`; returns its parameters
+    (None for a callable whose signature Python cannot read, e.g. some builtins)."""
+    try:
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        return None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return params
     unknown = [k for k in args if k not in params]

@@ -8,13 +8,12 @@ import logging
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
 
-from dlrun import artifacts, build, checkpoint, console, device as devices, validate
+from dlrun import artifacts, build, checkpoint, console, device as devices, report, validate
 from dlrun.errors import DlrunError
 from dlrun.evaluation import evaluate, write_tables
 from dlrun.interrupt import StopFlag
@@ -24,12 +23,14 @@ from dlrun.trainer import Diverged, FitState, Interrupted
 log = logging.getLogger("dlrun")
 
 
-def execute(cfg, run_dir):
+def execute(cfg, run_dir, show_config=False):
     """Run the config in `run_dir`; returns the summary (also in summary.json)."""
     run_dir = Path(run_dir)
     validate.check_config(cfg)
     build.load_components(cfg)
     validate.check_components(cfg)
+    if show_config:
+        console.config_tree(cfg)
     device = devices.select(cfg.device.name)
     devices.configure(cfg.device.deterministic)
     devices.seed_everything(cfg.seed)
@@ -50,7 +51,10 @@ def execute(cfg, run_dir):
         _load_best(loop, run_dir)
     ev = evaluate(loop, build.test_batches(cfg, data, device), data)
     _write_outputs(cfg, run_dir, loop, data, ev, state)
-    return summary.finish("completed", state, ev.metrics)
+    result = summary.finish("completed", state, ev.metrics)
+    if cfg.report:
+        report.write(run_dir, result, cfg, ev.per_class, state.history)
+    return result
 
 
 def _fit(cfg, loop, state, run_dir, summary):
@@ -123,10 +127,8 @@ def run_from_hydra(cfg):
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    if cfg.trainer.progress and not multirun:
-        console.config_tree(cfg)
     try:
-        summary = execute(cfg, run_dir)
+        summary = execute(cfg, run_dir, show_config=cfg.trainer.progress and not multirun)
     except DlrunError as exc:
         _fail(exc, run_dir)
         if multirun or os.environ.get("HYDRA_FULL_ERROR") == "1":

@@ -84,6 +84,10 @@ def check_config(cfg):
     for plot in cfg.plots or []:
         if plot not in PLOTS:
             raise ConfigError(unknown_choice("plots", plot, PLOTS))
+    if cfg.export:
+        from dlrun.export import check_available
+
+        check_available(cfg.export)
     if cfg.task == "eval" and not cfg.ckpt_path:
         raise ConfigError("task=eval needs ckpt_path=<checkpoint file or run directory>.")
     _check_monitor_syntax(cfg.trainer.monitor)
@@ -108,13 +112,10 @@ def check_monitor(monitor, task):
             f"Choose one of: {', '.join(allowed)}.")
 
 
-# Keys of a group that dlrun consumes itself instead of passing to the builder.
-HANDLED = {"model": ("init",), "scheduler": ("warmup_epochs",), "loss": ("class_weights",)}
-
-
 def check_components(cfg):
     """Every group names a registered builder (or a _target_) with known arguments."""
     from dlrun import loss, optimizer, scheduler
+    from dlrun.build import builder_spec
     from dlrun.data import DATASETS
     from dlrun.models import MODELS
 
@@ -126,9 +127,7 @@ def check_components(cfg):
         "loss": (loss.LOSSES, ("task", "weights")),
     }
     for group, (registry, provided) in registries.items():
-        spec = OmegaConf.to_container(cfg[group], resolve=True)
+        spec = builder_spec(cfg, group)
         if group == "loss" and spec.get("name") == "auto":
             continue
-        for key in HANDLED.get(group, ()):
-            spec.pop(key, None)
         registry.check(spec, provided)

@@ -1,0 +1,52 @@
+"""The Python API: the same runs as the `dlrun` command, from a notebook or script.
+
+    import dlrun
+    summary = dlrun.run(["model=cnn", "trainer.max_epochs=5"])
+    cfg = dlrun.compose(["model=cnn"])        # the composed config, without running
+
+Building blocks with plain arguments live in their modules:
+`dlrun.data.DATASETS.build({"name": "digits"})`, `dlrun.models.build(...)`,
+`dlrun.trainer.Loop`, `dlrun.metrics`, and every plot in `dlrun.plots`.
+"""
+
+import logging
+from pathlib import Path
+
+from hydra import compose as hydra_compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from dlrun import config
+
+
+def compose(overrides=(), config_dir=None):
+    """The config the `dlrun` command would compose from `overrides`."""
+    with initialize_config_dir(config_dir=str(config_dir or config.conf_dir()), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+def run(overrides=(), run_dir=None, config_dir=None):
+    """Train (or evaluate) like `dlrun <overrides>`; returns the summary dict.
+
+    Errors are raised as :class:`dlrun.errors.DlrunError` with the same
+    messages the command prints.
+    """
+    from dlrun.run import execute
+
+    overrides, planned = config.plan_run(list(overrides))
+    cfg = compose(overrides, config_dir)
+    run_dir = Path(run_dir) if run_dir else planned or config.new_run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    hydra_dir = run_dir / ".hydra"
+    hydra_dir.mkdir(exist_ok=True)
+    OmegaConf.save(cfg, hydra_dir / "config.yaml")
+    OmegaConf.save(OmegaConf.create(list(overrides)), hydra_dir / "overrides.yaml")
+    handler = logging.FileHandler(run_dir / "run.log")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    logger = logging.getLogger("dlrun")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        return execute(cfg, run_dir)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()

@@ -1,0 +1,59 @@
+"""`dlrun list [GROUP...]`: every option of every config group with its
+arguments and defaults, read from the YAML files (fast: no torch import)."""
+
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from dlrun.config import conf_dir
+
+HIDDEN = {"hydra", "hparams_search"}
+
+
+def groups():
+    root = conf_dir()
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in HIDDEN)
+
+
+def option(group, name):
+    """The option's own keys, merged over the sibling options its defaults list names."""
+    node = OmegaConf.load(conf_dir() / group / f"{name}.yaml")
+    merged = OmegaConf.create()
+    for entry in node.pop("defaults", []) if "defaults" in node else []:
+        if isinstance(entry, str) and entry != "_self_":
+            merged = OmegaConf.merge(merged, option(group, entry))
+    return OmegaConf.merge(merged, node)
+
+
+def _flatten(data, prefix=""):
+    for key, value in data.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _description(path):
+    comments = [line.lstrip("# ") for line in path.read_text().splitlines() if line.startswith("#")]
+    return next((c for c in comments if not c.startswith("@package")), "")
+
+
+def main(args):
+    wanted = args or groups()
+    console = Console()
+    for group in wanted:
+        if group not in groups():
+            console.print(f"[red]no config group '{group}'[/]; groups: {', '.join(groups())}")
+            return 2
+        table = Table(title=f"{group}=", title_justify="left", show_lines=False)
+        table.add_column("option", style="bold cyan")
+        table.add_column("arguments (defaults)")
+        for path in sorted((conf_dir() / group).glob("*.yaml")):
+            if "# @package _global_" in path.read_text():
+                args = _description(path)  # a preset changes many groups: show what it is for
+            else:
+                data = OmegaConf.to_container(option(group, path.stem), resolve=False)
+                args = ", ".join(f"{k}={v}" for k, v in _flatten(data) if k != "name")
+            table.add_row(path.stem, args or "-")
+        console.print(table)
+    return 0

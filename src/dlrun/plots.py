@@ -1,0 +1,264 @@
+"""Plots of a run: each function takes plain arguments and returns a matplotlib
+Figure (shown inline in a notebook); `draw_all` saves the configured ones as
+PNG files. Figures are built without pyplot, so no display is needed."""
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from dlrun import artifacts
+
+SIZE = (8, 6)   # inches; saved at DPI, so every PNG is 800x600 pixels
+DPI = 100
+
+
+def _figure(ncols=1, size=SIZE):
+    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
+    axes = fig.subplots(1, ncols)
+    return fig, axes
+
+
+def save(fig, path):
+    artifacts.atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=DPI))
+
+
+# ---------------------------------------------------------------- training
+def curves(history, monitor, best_epoch=None):
+    """Loss and the main metric, train vs validation, best epoch marked."""
+    epochs = [row["epoch"] for row in history]
+    metric = next((m for m in ("accuracy", "r2") if f"val/{m}" in history[0]), None)
+    fig, axes = _figure(2 if metric else 1, size=(10, 5))
+    axes = np.atleast_1d(axes)
+    for ax, name in zip(axes, ["loss"] + ([metric] if metric else [])):
+        for split, style in (("train", "-"), ("val", "--")):
+            key = f"{split}/{name}"
+            if key in history[0]:
+                ax.plot(epochs, [row[key] for row in history], style, marker="o", markersize=3, label=split)
+        if best_epoch:
+            ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch ({best_epoch}, {monitor})")
+        ax.set(title=f"{name} per epoch", xlabel="epoch", ylabel=name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
+    fig.suptitle("Training curves")
+    return fig
+
+
+def learning_rate(history):
+    fig, ax = _figure(size=(8, 4))
+    ax.plot([row["epoch"] for row in history], [row["lr"] for row in history], marker="o", markersize=3)
+    ax.set(title="Learning rate per epoch", xlabel="epoch", ylabel="learning rate")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if min(row["lr"] for row in history) > 0:
+        ax.set_yscale("log")
+    return fig
+
+
+# ----------------------------------------------------------- classification
+def confusion(matrix, class_names):
+    """Counts and row-normalised (recall per true class), side by side."""
+    matrix = np.asarray(matrix)
+    rows = matrix.sum(1, keepdims=True)
+    normalised = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
+    n = len(class_names)
+    fig, axes = _figure(2, size=(max(10, 1.2 * n), max(5, 0.6 * n)))
+    for ax, data, title, fmt in ((axes[0], matrix, "counts", "d"), (axes[1], normalised, "row-normalised", ".2f")):
+        image = ax.imshow(data, cmap="Blues")
+        fig.colorbar(image, ax=ax, shrink=0.8)
+        ax.set(title=f"Confusion matrix ({title})", xlabel="predicted", ylabel="true",
+               xticks=range(n), yticks=range(n), xticklabels=class_names, yticklabels=class_names)
+        ax.tick_params(axis="x", rotation=45)
+        if n <= 20:
+            threshold = data.max() / 2 if data.max() else 1
+            for i in range(n):
+                for j in range(n):
+                    ax.text(j, i, format(data[i, j], fmt), ha="center", va="center", fontsize=8,
+                            color="white" if data[i, j] > threshold else "black")
+    return fig
+
+
+def per_class(table):
+    """Accuracy per class with its support."""
+    fig, ax = _figure()
+    names = [row["class"] for row in table]
+    values = [row["accuracy"] for row in table]
+    bars = ax.bar(names, values, color="tab:blue")
+    for bar, row in zip(bars, table):
+        ax.annotate(f"n={row['support']}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=8)
+    ax.set(title="Accuracy per class", xlabel="class", ylabel="accuracy", ylim=(0, 1.1))
+    ax.tick_params(axis="x", rotation=45)
+    return fig
+
+
+def confidence(conf, correct):
+    """Histogram of the predicted class's probability, correct vs wrong."""
+    fig, ax = _figure()
+    bins = np.linspace(0, 1, 21)
+    ax.hist(conf[correct], bins=bins, alpha=0.7, label=f"correct ({correct.sum()})", color="tab:green")
+    ax.hist(conf[~correct], bins=bins, alpha=0.7, label=f"wrong ({(~correct).sum()})", color="tab:red")
+    ax.set(title="Confidence of predictions", xlabel="confidence (probability of predicted class)", ylabel="count")
+    ax.legend()
+    return fig
+
+
+def reliability(conf, correct, bins=10):
+    """Accuracy vs confidence per bin; the diagonal is perfect calibration."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    accuracy = [correct[which == b].mean() if (which == b).any() else np.nan for b in range(bins)]
+    fig, ax = _figure()
+    ax.bar(centres, accuracy, width=1 / bins, edgecolor="black", alpha=0.7, label="accuracy")
+    ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+    ax.set(title="Reliability diagram", xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+    ax.legend()
+    return fig
+
+
+def roc(true, probs, class_names):
+    """ROC curve (binary) or one-vs-rest curves (multiclass), AUC in the legend."""
+    from sklearn.metrics import auc, roc_curve
+
+    fig, ax = _figure()
+    classes = [1] if probs.shape[1] == 2 else range(probs.shape[1])
+    for c in classes:
+        positives = true == c
+        if positives.all() or not positives.any():
+            continue
+        fpr, tpr, _ = roc_curve(positives, probs[:, c])
+        ax.plot(fpr, tpr, label=f"{class_names[c]} (AUC {auc(fpr, tpr):.3f})")
+    ax.plot([0, 1], [0, 1], "k--", label="chance")
+    ax.set(title="ROC curve" + (" (one-vs-rest)" if len(classes) > 1 else ""),
+           xlabel="false positive rate", ylabel="true positive rate")
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def misclassified(images, true, pred, conf, class_names, total=None):
+    """A grid of wrongly classified images (values in [0, 1], shape N x C x H x W)."""
+    cols = 5
+    fig = Figure(figsize=(10, 10), dpi=DPI, layout="constrained")
+    axes = fig.subplots(cols, cols)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, ax in zip(range(len(images)), axes.flat):
+        image = np.asarray(images[i]).transpose(1, 2, 0)
+        grey = image.shape[2] == 1
+        ax.imshow(image[:, :, 0] if grey else image, cmap="gray" if grey else None, vmin=0, vmax=1)
+        ax.set_title(f"true {class_names[true[i]]}\npred {class_names[pred[i]]} ({conf[i]:.2f})", fontsize=8)
+    fig.suptitle(f"Misclassified examples ({min(len(images), cols * cols)} shown of {total or len(images)})")
+    return fig
+
+
+def embedding(points, labels, class_names, method, seed=0, limit=1000):
+    """Penultimate-layer embeddings in 2-D by PCA or t-SNE, coloured by class."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    rng = np.random.default_rng(seed)
+    keep = rng.permutation(len(points))[:limit]
+    points, labels = np.asarray(points)[keep], np.asarray(labels)[keep]
+    if method == "pca":
+        xy = PCA(n_components=2, random_state=seed).fit_transform(points)
+    else:
+        perplexity = float(min(30, max(5, len(points) // 4)))
+        xy = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(points)
+    fig, ax = _figure()
+    for c, name in enumerate(class_names):
+        mask = labels == c
+        if mask.any():
+            ax.scatter(xy[mask, 0], xy[mask, 1], s=10, label=name)
+    ax.set(title=f"Embeddings of the penultimate layer ({method.upper()})", xlabel="component 1", ylabel="component 2")
+    ax.legend(fontsize=8, markerscale=2, loc="best")
+    return fig
+
+
+# --------------------------------------------------------------- the model
+def weights(model, limit=12):
+    """Histogram of the weights of each linear and conv layer."""
+    named = [(n, p.detach().float().cpu().numpy().ravel()) for n, p in model.named_parameters() if p.ndim > 1]
+    named = named[:limit]
+    cols = min(3, len(named))
+    rows = -(-len(named) // cols)
+    fig = Figure(figsize=(4 * cols, 3 * rows), dpi=DPI, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax in axes[len(named):]:
+        ax.axis("off")
+    for ax, (name, values) in zip(axes, named):
+        ax.hist(values, bins=50, color="tab:purple")
+        ax.set(title=name, xlabel="weight", ylabel="count")
+    fig.suptitle("Weight histograms per layer")
+    return fig
+
+
+# --------------------------------------------------------------- regression
+def regression(true, pred):
+    """Predicted vs true, and residuals vs predicted."""
+    true, pred = np.asarray(true).ravel(), np.asarray(pred).ravel()
+    fig, axes = _figure(2, size=(10, 5))
+    axes[0].scatter(true, pred, s=10)
+    low, high = min(true.min(), pred.min()), max(true.max(), pred.max())
+    axes[0].plot([low, high], [low, high], "k--", label="ideal")
+    axes[0].set(title="Predicted vs true", xlabel="true", ylabel="predicted")
+    axes[0].legend()
+    axes[1].scatter(pred, true - pred, s=10)
+    axes[1].axhline(0, color="k", linestyle="--")
+    axes[1].set(title="Residuals", xlabel="predicted", ylabel="true - predicted")
+    return fig
+
+
+# ------------------------------------------------------------------ a run
+def draw_all(folder, wanted, loop, data, ev, history, seed=0):
+    """Save every wanted plot that applies to this run; returns the file names."""
+    p, wanted = ev.predictions, set(wanted)
+    classify = data.task != "regression"
+    jobs = {
+        "curves": lambda: curves(history, loop.trainer.monitor, _best_epoch(history, loop.trainer)) if history else None,
+        "lr": lambda: learning_rate(history) if history else None,
+        "confusion": lambda: confusion(ev.metrics["confusion_matrix"], data.class_names) if classify else None,
+        "per_class": lambda: per_class(ev.per_class) if classify else None,
+        "confidence": lambda: confidence(p.confidence, p.correct) if classify else None,
+        "reliability": lambda: reliability(p.confidence, p.correct) if classify else None,
+        "roc": lambda: roc(p.true, p.probs, data.class_names) if classify else None,
+        "misclassified": lambda: _misclassified(data, p) if classify and data.image and data.in_memory else None,
+        "embeddings_pca": lambda: _embedding(ev, p, data, "pca", seed),
+        "embeddings_tsne": lambda: _embedding(ev, p, data, "tsne", seed),
+        "weights": lambda: weights(loop.model),
+        "regression": lambda: regression(p.true, p.pred) if not classify else None,
+    }
+    written = []
+    for name, make in jobs.items():
+        group = "embeddings" if name.startswith("embeddings_") else name
+        if group not in wanted:
+            continue
+        fig = make()
+        if fig is not None:
+            save(fig, folder / f"{name}.png")
+            written.append(f"{name}.png")
+    return written
+
+
+def _best_epoch(history, trainer):
+    values = [row[trainer.monitor] for row in history]
+    pick = np.nanargmin if trainer.mode == "min" else np.nanargmax
+    return history[int(pick(values))]["epoch"]
+
+
+def _misclassified(data, p, limit=25):
+    import torch
+
+    from dlrun.data.batches import DeviceTransform
+
+    wrong = np.flatnonzero(~p.correct)
+    if not len(wrong):
+        return None
+    shown = wrong[:limit]
+    transform = DeviceTransform(torch.device("cpu"), data.mean, data.std)
+    images = transform.denormalize(transform(data.test.x[torch.from_numpy(shown)], train=False)).numpy()
+    return misclassified(images, p.true[shown], p.pred[shown], p.confidence[shown], data.class_names, len(wrong))
+
+
+def _embedding(ev, p, data, method, seed):
+    if ev.embeddings is None or data.task == "regression" or len(ev.embeddings) < 10:
+        return None
+    return embedding(ev.embeddings.numpy(), p.true, data.class_names, method, seed)

@@ -1,0 +1,118 @@
+"""The real `dlrun` command in a subprocess: artifacts, resume, eval, export."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+from conftest import SMOKE, run_dirs, summary_of
+
+
+def read_rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_smoke_run_writes_a_complete_run_directory(cli):
+    proc = cli(*SMOKE, "export=torchscript")
+    (run_dir,) = run_dirs(cli.outputs)
+    assert str(run_dir) in proc.stdout.replace("\n", "").replace("│", "").replace(" ", "") or run_dir.name in proc.stdout
+    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", ".hydra/hydra.yaml", "run.log", "metrics.csv",
+                 "summary.json", "predictions.csv", "per_class.csv", "checkpoints/best.pt", "checkpoints/last.pt",
+                 "checkpoints/best.torchscript.pt", "report.html", "plots/curves.png", "plots/confusion.png"):
+        assert (run_dir / name).is_file(), name
+    summary = summary_of(run_dir)
+    assert summary["status"] == "completed" and summary["epochs_run"] == 2
+    assert summary["monitor"]["name"] == "val/loss" and summary["objective"] == summary["monitor"]["best_value"]
+    assert 0 <= summary["test"]["accuracy"] <= 1 and summary["device"] == "cpu"
+    assert {"torch", "torchvision", "hydra", "python"} <= set(summary["versions"])
+    rows = read_rows(run_dir / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert {"train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr", "seconds"} <= set(rows[0])
+    predictions = read_rows(run_dir / "predictions.csv")
+    assert len(predictions) == summary["sizes"]["test"]
+    assert {"index", "true", "true_name", "predicted", "predicted_name", "confidence", "correct"} <= set(predictions[0])
+    accuracy = sum(r["correct"] == "True" for r in predictions) / len(predictions)
+    assert accuracy == pytest.approx(summary["test"]["accuracy"])
+    assert len(read_rows(run_dir / "per_class.csv")) == 10
+    ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["fit"]["epoch"] == 2 and ckpt["config"]["model"]["name"] == "mlp"
+
+
+def test_export_round_trip_matches_the_model(cli):
+    cli(*SMOKE, "export=torchscript")
+    (run_dir,) = run_dirs(cli.outputs)
+    from dlrun.checkpoint import load
+    from dlrun.models import build, load_builtins
+
+    load_builtins()
+    state = load(run_dir / "checkpoints" / "best.pt")
+    model = build(state["config"]["model"], (1, 8, 8), 10).eval()
+    model.load_state_dict(state["model"])
+    scripted = torch.jit.load(str(run_dir / "checkpoints" / "best.torchscript.pt"))
+    x = torch.rand(5, 1, 8, 8)
+    assert torch.allclose(scripted(x), model(x), atol=1e-6)
+
+
+def test_resumed_run_equals_a_straight_run(cli):
+    common = [*SMOKE, "model=cnn", "trainer.batch_size=64", "plots=[]", "report=false"]
+    cli(*common, "trainer.max_epochs=4", "hydra.run.dir=straight")
+    cli(*common, "trainer.max_epochs=2", "hydra.run.dir=resumed")
+    cli("ckpt_path=resumed/checkpoints/last.pt", "trainer.max_epochs=4", "trainer.progress=false")
+    straight, resumed = cli.cwd / "straight", cli.cwd / "resumed"
+    a = torch.load(straight / "checkpoints/last.pt", weights_only=True)
+    b = torch.load(resumed / "checkpoints/last.pt", weights_only=True)
+    assert b["fit"]["epoch"] == 4
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert drop(read_rows(straight / "metrics.csv")) == drop(read_rows(resumed / "metrics.csv"))
+    assert summary_of(straight)["test"] == summary_of(resumed)["test"]
+
+
+def test_eval_of_best_checkpoint_reproduces_test_metrics(cli):
+    cli(*SMOKE, "hydra.run.dir=trained")
+    cli("task=eval", "ckpt_path=trained/checkpoints/best.pt", "trainer.progress=false")
+    trained = summary_of(cli.cwd / "trained")
+    (evaluated,) = [d for d in run_dirs(cli.outputs)]
+    result = summary_of(evaluated)
+    assert result["task"] == "eval" and result["status"] == "completed"
+    assert result["test"] == trained["test"]
+    assert (evaluated / "predictions.csv").read_text() == (cli.cwd / "trained" / "predictions.csv").read_text()
+
+
+def test_two_runs_in_the_same_second_get_their_own_directories(cli):
+    from dlrun.config import reserve_dir
+
+    base = cli.cwd / "outputs" / "same"
+    assert [reserve_dir(base).name for _ in range(3)] == ["same", "same_1", "same_2"]
+
+
+def test_default_dataset_variants_run(cli):
+    cli(*SMOKE, "dataset=breast_cancer", "model=logistic", "plots=[roc,confidence]", "hydra.run.dir=binary")
+    cli(*SMOKE, "dataset=diabetes", "plots=[regression,curves]", "trainer.monitor=val/mae", "hydra.run.dir=reg")
+    binary, reg = summary_of(cli.cwd / "binary"), summary_of(cli.cwd / "reg")
+    assert binary["problem"] == "binary" and "roc_auc" in binary["test"]
+    assert reg["problem"] == "regression" and {"mse", "rmse", "mae", "r2"} <= set(reg["test"])
+    assert (cli.cwd / "reg" / "plots" / "regression.png").is_file()
+    assert not (cli.cwd / "reg" / "plots" / "confusion.png").exists()
+
+
+def test_cross_validation_reports_every_fold_and_mean_std(cli):
+    cli(*SMOKE, "dataset=iris", "cv.folds=3", "plots=[]", "hydra.run.dir=cv")
+    summary = summary_of(cli.cwd / "cv")
+    assert len(summary["folds"]) == 3 and summary["status"] == "completed"
+    assert set(summary["cv"]["accuracy"]) == {"mean", "std"}
+    assert all((cli.cwd / "cv" / f"fold_{i}" / "metrics.csv").is_file() for i in range(3))
+
+
+def test_python_api_runs_and_composes(tmp_path, monkeypatch):
+    import dlrun
+
+    monkeypatch.setenv("DLRUN_OUTPUTS", str(tmp_path))
+    cfg = dlrun.compose(["model=cnn"])
+    assert cfg.model.name == "cnn"
+    summary = dlrun.run(["experiment=smoke", "trainer.progress=false", "plots=[]"], run_dir=tmp_path / "api")
+    assert summary["status"] == "completed"
+    assert json.loads((tmp_path / "api" / "summary.json").read_text())["test"] == summary["test"]

@@ -1,0 +1,211 @@
+"""Correctness of individual components, called directly with plain arguments."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from dlrun import loss, metrics, optimizer, scheduler
+from dlrun.data import DATASETS, Data, load_builtins, prepare
+from dlrun.data.batches import DeviceTransform, TensorBatches, augment_images
+from dlrun.data.base import Part
+from dlrun.data.split import split_indices
+from dlrun.errors import ConfigError
+from dlrun.models import MODELS, build as build_model, load_builtins as load_models
+from dlrun.regularization import l1_penalty, penalized_weights
+
+load_builtins()
+load_models()
+SPLIT = OmegaConf.create({"strategy": "stratified", "val": 0.2, "test": 0.2})
+
+
+def test_focal_with_gamma_zero_and_no_alpha_is_cross_entropy():
+    logits, target = torch.randn(32, 5), torch.randint(0, 5, (32,))
+    assert torch.allclose(loss.FocalLoss(gamma=0.0)(logits, target), F.cross_entropy(logits, target), atol=1e-6)
+    blogits, btarget = torch.randn(32, 1), torch.randint(0, 2, (32,))
+    assert torch.allclose(loss.FocalLoss(gamma=0.0, binary=True)(blogits, btarget),
+                          F.binary_cross_entropy_with_logits(blogits.squeeze(1), btarget.float()), atol=1e-6)
+
+
+def test_focal_down_weights_easy_examples():
+    easy = torch.tensor([[8.0, 0.0]]), torch.tensor([0])
+    ce, focal = F.cross_entropy(*easy), loss.FocalLoss(gamma=2.0)(*easy)
+    assert focal < ce * 1e-3
+
+
+def test_l1_term_is_lambda_times_sum_of_absolute_weights():
+    model = build_model({"name": "mlp", "hidden_sizes": [8]}, (4,), 3)
+    weights = penalized_weights(model)
+    expected = sum(p.abs().sum() for n, p in model.named_parameters() if n.endswith("weight") and p.ndim > 1)
+    assert len(weights) == 2
+    assert torch.allclose(l1_penalty(weights), expected)
+
+
+def test_balanced_class_weights_are_inverse_frequency():
+    y = torch.tensor([0] * 6 + [1] * 3 + [2] * 1)
+    w = loss.balanced_class_weights(y, 3)
+    assert torch.allclose(w, torch.tensor([10 / (3 * 6), 10 / (3 * 3), 10 / (3 * 1)]))
+    assert loss.class_weights([1, 2, 3], y, 3).tolist() == [1.0, 2.0, 3.0]
+    with pytest.raises(ConfigError, match="2 entries but the dataset has 3 classes"):
+        loss.class_weights([1, 2], y, 3)
+
+
+def test_loss_must_fit_the_task():
+    with pytest.raises(ConfigError, match="does not fit this dataset's task 'regression'"):
+        loss.build({"name": "cross_entropy"}, "regression", torch.zeros(4, 1), 0)
+    assert isinstance(loss.build({"name": "auto"}, "binary", torch.tensor([0, 1]), 2), loss.BinaryLoss)
+
+
+def test_stratified_split_keeps_class_proportions_within_one_sample():
+    y = np.array([0] * 400 + [1] * 300 + [2] * 150 + [3] * 100 + [4] * 50)
+    train, val, test = split_indices(y, val=0.15, test=0.15, stratified=True, seed=3)
+    assert len(set(train) | set(val) | set(test)) == len(y) and not set(train) & set(val)
+    for part in (train, val, test):
+        for c, count in zip(*np.unique(y, return_counts=True)):
+            assert abs((y[part] == c).sum() - count * len(part) / len(y)) <= 1
+    again = split_indices(y, val=0.15, test=0.15, stratified=True, seed=3)
+    assert all((a == b).all() for a, b in zip((train, val, test), again))
+
+
+def test_kfold_validation_parts_cover_the_training_rows_once():
+    y = np.repeat(np.arange(3), 30)
+    vals = [split_indices(y, 0.2, 0.2, True, 0, cv_fold=(5, i, True))[1] for i in range(5)]
+    joined = np.concatenate(vals)
+    assert len(joined) == len(set(joined)) == 72
+
+
+def test_csv_scaler_uses_training_rows_only(tmp_path):
+    rows = ["a,b,label"] + [f"{i},{i % 7},{'yes' if i % 2 else 'no'}" for i in range(100)]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    data = DATASETS.build({"name": "csv", "path": str(tmp_path / "d.csv"), "target": "label"})
+    assert data.task == "binary" and data.class_names == ["no", "yes"]
+    prepared = prepare(data, SPLIT, seed=0)
+    raw = torch.as_tensor(data.x)[torch.from_numpy(prepared.train.rows)]
+    assert torch.allclose(prepared.extra["feature_mean"], raw.mean(0))
+    assert torch.allclose(prepared.train.x.mean(0), torch.zeros(2), atol=1e-5)
+    assert not torch.allclose(prepared.test.x.mean(0), torch.zeros(2), atol=1e-3)
+
+
+def test_synthetic_imbalanced_follows_its_weights():
+    data = DATASETS.build({"name": "synthetic", "n_samples": 2000, "n_classes": 5,
+                           "weights": [0.4, 0.3, 0.15, 0.1, 0.05]})
+    counts = np.bincount(data.y) / len(data.y)
+    assert np.allclose(counts, [0.4, 0.3, 0.15, 0.1, 0.05], atol=0.02)
+
+
+def test_frozen_backbone_receives_no_gradient():
+    model = build_model({"name": "resnet18", "freeze_backbone": True}, (3, 32, 32), 4)
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    assert all(p.grad is None for p in model.features.parameters())
+    assert all(p.grad is not None for p in model.head.parameters())
+    assert len(optimizer.param_groups(model, 0.0)[0]["params"]) == 2
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 5, 7)])
+def test_cnn_adapts_to_channels_and_image_size(shape):
+    model = build_model({"name": "cnn"}, shape, 10)
+    assert model(torch.randn(2, *shape)).shape == (2, 10)
+    assert model.embed(torch.randn(2, *shape)).shape == (2, 128)
+
+
+@pytest.mark.parametrize("scheme", ["kaiming", "xavier", "orthogonal"])
+def test_initialisation_schemes_zero_the_biases(scheme):
+    model = build_model({"name": "mlp", "init": scheme}, (6,), 2)
+    assert all((m.bias == 0).all() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def test_weight_decay_can_exempt_biases_and_norms():
+    model = build_model({"name": "mlp", "batchnorm": True, "hidden_sizes": [4]}, (3,), 2)
+    groups = optimizer.param_groups(model, 0.1, decay_norm_and_bias=False)
+    assert [g["weight_decay"] for g in groups] == [0.1, 0.0]
+    assert all(p.ndim > 1 for p in groups[0]["params"]) and all(p.ndim == 1 for p in groups[1]["params"])
+
+
+def test_warmup_then_step_schedule():
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1.0)
+    sched = scheduler.build({"name": "step", "step_size": 1, "gamma": 0.5, "warmup_epochs": 2}, opt, 10, 5, "min")
+    lrs = []
+    for _ in range(5):
+        lrs.append(sched.lr())
+        opt.step()
+        sched.after_epoch(0.0)
+    assert lrs == [0.5, 1.0, 1.0, 0.5, 0.25]
+
+
+def test_plateau_schedule_reads_the_monitored_metric():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = scheduler.build({"name": "plateau", "patience": 0, "factor": 0.5}, opt, 10, 5, "min")
+    for value in (1.0, 1.0, 1.0):
+        sched.after_epoch(value)
+    assert sched.lr() == 0.25
+
+
+def test_expected_calibration_error_by_hand():
+    conf = np.array([0.9, 0.9, 0.6, 0.6])
+    correct = np.array([True, False, True, True])
+    # bins: 0.9 -> accuracy 0.5 (gap 0.4, weight 0.5); 0.6 -> accuracy 1.0 (gap 0.4, weight 0.5)
+    assert metrics.expected_calibration_error(conf, correct, bins=10) == pytest.approx(0.4)
+
+
+def test_classification_metrics_by_hand():
+    logits = torch.log(torch.tensor([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.1, 0.9]]))
+    p = metrics.Predictions("multiclass", logits, torch.tensor([0, 1, 1, 1]))
+    m = metrics.scalar_metrics(p, 2)
+    assert m["accuracy"] == 0.75
+    assert m["recall_macro"] == pytest.approx((1.0 + 2 / 3) / 2)
+    assert m["precision_macro"] == pytest.approx((0.5 + 1.0) / 2)
+    assert m["roc_auc"] == pytest.approx(1.0)
+    table = metrics.per_class_table(p, ["a", "b"])
+    assert table[1]["support"] == 3 and table[1]["accuracy"] == pytest.approx(2 / 3)
+    assert table[0]["mean_confidence_correct"] == pytest.approx(0.8)
+    assert metrics.confusion(p, 2).tolist() == [[1, 0], [1, 2]]
+
+
+def test_regression_metrics_in_original_units():
+    scale = (torch.tensor([10.0]), torch.tensor([2.0]))
+    p = metrics.Predictions("regression", torch.tensor([[0.0], [1.0]]), torch.tensor([[0.5], [1.0]]), target_scale=scale)
+    m = metrics.scalar_metrics(p, 0)
+    assert p.pred.ravel().tolist() == [10.0, 12.0]
+    assert m["mae"] == pytest.approx(0.5) and m["mse"] == pytest.approx(0.5)
+
+
+def test_device_batches_cover_every_row_once_per_epoch():
+    part = Part(torch.arange(10).float().view(10, 1), torch.arange(10))
+    batches = TensorBatches(part, 3, torch.device("cpu"), DeviceTransform(torch.device("cpu")), train=True, seed=1)
+    seen = torch.cat([y for _, y in batches.epoch()])
+    assert sorted(seen.tolist()) == list(range(10)) and len(batches) == 4
+    state = batches.state_dict(mid_epoch=False)
+    first = torch.cat([y for _, y in batches.epoch()])
+    batches.load_state_dict(state)
+    assert torch.equal(first, torch.cat([y for _, y in batches.epoch()]))
+
+
+def test_augmentation_is_seeded_and_keeps_shapes():
+    x = torch.rand(6, 3, 16, 16)
+    outs = [augment_images(x, preset, torch.Generator().manual_seed(0)) for preset in ("standard", "rotate", "cutout")]
+    assert all(o.shape == x.shape for o in outs)
+    assert torch.equal(outs[0], augment_images(x, "standard", torch.Generator().manual_seed(0)))
+    assert not torch.equal(outs[0], x)
+
+
+def test_uint8_images_are_scaled_and_normalised_on_the_device():
+    transform = DeviceTransform(torch.device("cpu"), (0.5,), (0.5,))
+    x = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1)
+    assert transform(x, train=False).view(-1).tolist() == [-1.0, 1.0]
+    assert transform.denormalize(transform(x, train=False)).view(-1).tolist() == [0.0, 1.0]
+
+
+def test_registered_names_cover_the_catalogue():
+    assert {"digits", "iris", "wine", "breast_cancer", "diabetes", "synthetic", "csv", "mnist", "fashion_mnist",
+            "cifar10", "image_folder", "fake"} <= set(DATASETS.names())
+    assert {"logistic", "mlp", "cnn", "resnet18"} <= set(MODELS.names())
+    assert set(optimizer.OPTIMIZERS.names()) == {"sgd", "adam", "adamw", "rmsprop"}
+    assert {"step", "multistep", "exponential", "cosine", "plateau", "onecycle"} <= set(scheduler.SCHEDULERS.names())
+    assert {"cross_entropy", "focal", "bce_with_logits", "mse", "l1", "huber"} <= set(loss.LOSSES.names())
+
+
+def test_data_contract_rejects_unknown_task():
+    with pytest.raises(ConfigError, match="task 'ranking' is not known"):
+        prepare(Data(x=np.zeros((10, 2)), y=np.zeros(10), task="ranking"), SPLIT)

@@ -1,0 +1,50 @@
+import pytest
+
+from dlrun.errors import ConfigError
+from dlrun.registry import Registry
+
+
+def make():
+    reg = Registry("model")
+
+    @reg.register("tiny")
+    def tiny(input_shape, num_outputs, width=4):
+        return ("tiny", input_shape, num_outputs, width)
+
+    return reg
+
+
+def test_build_passes_arguments_and_only_declared_context():
+    reg = make()
+    assert reg.build({"name": "tiny", "width": 8}, input_shape=(3,), num_outputs=2, unused=1) == ("tiny", (3,), 2, 8)
+    assert reg.names() == ["tiny"]
+
+
+def test_unknown_name_lists_known_ones_with_suggestion():
+    with pytest.raises(ConfigError) as err:
+        make().build({"name": "tinny"})
+    assert "model.name=tinny is not known" in str(err.value)
+    assert "Did you mean 'tiny'?" in str(err.value)
+    assert "Choose one of: tiny" in str(err.value)
+
+
+def test_unknown_argument_names_the_builders_arguments():
+    with pytest.raises(ConfigError) as err:
+        make().check({"name": "tiny", "widht": 3}, provided=("input_shape", "num_outputs"))
+    message = str(err.value)
+    assert "model.widht is not an argument" in message and "Did you mean 'width'?" in message
+    assert "Its arguments: width" in message
+
+
+def test_target_import_path_builds_users_callable():
+    reg = Registry("thing")
+    assert reg.build({"_target_": "json.dumps", "obj": [1]}) == "[1]"
+    assert reg.build({"_target_": "collections.OrderedDict", "a": 1}) == {"a": 1}
+    with pytest.raises(ConfigError, match="cannot be imported"):
+        reg.build({"_target_": "no_such_module.thing"})
+
+
+def test_registering_a_name_twice_is_an_error():
+    reg = make()
+    with pytest.raises(ValueError):
+        reg.register("tiny")(lambda: None)
