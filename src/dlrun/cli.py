@@ -12,7 +12,7 @@ import sys
 import hydra
 
 from dlrun import config
-from dlrun.errors import DlrunError
+from dlrun.errors import DlrunError, unknown_choice
 
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
               "--version", "--resolve"}
@@ -36,20 +36,40 @@ def split_argv(argv):
     return flags, overrides
 
 
+def check_group_options(overrides):
+    """`group=option` must name a YAML file of the group (checked before Hydra, for a did-you-mean)."""
+    root = config.conf_dir()
+    for override in overrides:
+        group, sep, value = override.partition("=")
+        folder = root / group.lstrip("+")
+        if not sep or "." in group or not folder.is_dir() or value in ("null", ""):
+            continue
+        known = sorted(p.stem for p in folder.glob("*.yaml"))
+        for option in value.split(","):  # a sweep lists several
+            if option not in known:
+                raise DlrunError(unknown_choice(group, option, known))
+
+
 def prepare_argv(argv):
-    """The command line Hydra sees: a reserved output directory and, for
-    ckpt_path=, the original run's overrides first (the user's still win)."""
+    """The command line Hydra sees, and the directory reserved for it (or None).
+
+    A fresh output directory is reserved and, for ckpt_path=, the original
+    run's overrides come first (the user's still win)."""
     flags, overrides = split_argv(argv)
     if INFO_FLAGS & set(flags):
-        return argv
+        return argv, None
+    if not {"--config-dir", "-cd"} & set(flags) and config.value_of(overrides, "hydra.searchpath") is None:
+        check_group_options(overrides)
     multirun = "-m" in flags or "--multirun" in flags
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     user_dir = config.value_of(overrides, key)
     overrides, run_dir = config.plan_run(overrides, multirun)
+    reserved = None
     if user_dir is None:
-        run_dir = run_dir or config.new_run_dir(multirun)
+        if run_dir is None:
+            run_dir = reserved = config.new_run_dir(multirun)
         overrides.append(f"{key}={config.quote(run_dir)}")
-    return flags + overrides
+    return flags + overrides, reserved
 
 
 @hydra.main(version_base="1.3", config_path=str(config.conf_dir()), config_name="config")
@@ -66,13 +86,22 @@ def main(argv=None):
 
         sys.exit(listing(argv[1:]))
     try:
-        argv = prepare_argv(argv)
+        argv, reserved = prepare_argv(argv)
     except DlrunError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         from dlrun.console import error
 
         error(str(exc))
-        sys.exit(2)
+        sys.exit(exc.exit_code)
     sys.argv = [sys.argv[0], *argv]
-    _hydra_main()
+    try:
+        _hydra_main()
+    finally:
+        _remove_if_empty(reserved)
+
+
+def _remove_if_empty(folder):
+    """A reserved directory that Hydra never used (e.g. a composition error) is removed."""
+    if folder is not None and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()

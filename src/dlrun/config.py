@@ -96,5 +96,6 @@ def plan_run(overrides, multirun=False):
         return list(overrides), None
     source = run_dir_of(ckpt)
     overrides = original_overrides(source) + list(overrides)
-    in_place = value_of(overrides, "task") in (None, "train") and not multirun
+    is_run = (source / "summary.json").is_file()  # a checkpoint from elsewhere starts a fresh run directory
+    in_place = is_run and value_of(overrides, "task") in (None, "train") and not multirun
     return overrides, source if in_place else None

@@ -4,16 +4,22 @@ import difflib
 
 
 class DlrunError(Exception):
-    """A problem the user can fix (bad config, missing data, unusable file)."""
+    """A problem the user can fix (missing data, unusable file, divergence)."""
+
+    exit_code = 1
 
 
 class ConfigError(DlrunError):
     """The composed config is invalid; raised before any work is done."""
 
+    exit_code = 2
+
 
 def did_you_mean(word, choices):
-    """' Did you mean X?' for the closest choice, or ''."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    """' Did you mean X?' for the closest choice (a choice the word begins first), or ''."""
+    choices = sorted(str(c) for c in choices)
+    close = [c for c in choices if c.startswith(str(word))] or difflib.get_close_matches(str(word), choices, n=1,
+                                                                                           cutoff=0.6)
     return f" Did you mean '{close[0]}'?" if close else ""
 
 

@@ -40,8 +40,8 @@ def execute(cfg, run_dir, show_config=False):
         return _cross_validate(cfg, run_dir, device, summary)
     data = build.dataset(cfg)
     validate.check_monitor(cfg.trainer.monitor, data.task)
-    summary.start(data)
     loop = build.loop(cfg, data, build.model(cfg, data), device)
+    summary.start(data)
     if cfg.task == "eval":
         checkpoint.load_model_state(loop.model, ckpt, cfg.ckpt_path)
         state = FitState()
@@ -101,10 +101,10 @@ def _cross_validate(cfg, run_dir, device, summary):
         fold_dir = run_dir / f"fold_{i}"
         data = build.dataset(cfg, cv_fold=(cfg.cv.folds, i, cfg.cv.stratified))
         validate.check_monitor(cfg.trainer.monitor, data.task)
-        if i == 0:
-            summary.start(data)
         devices.seed_everything(cfg.seed + i)
         loop = build.loop(cfg, data, build.model(cfg, data), device)
+        if i == 0:
+            summary.start(data)
         state = FitState()
         _fit(cfg, loop, state, fold_dir, summary)
         _load_best(loop, fold_dir)
@@ -133,7 +133,7 @@ def run_from_hydra(cfg):
         _fail(exc, run_dir)
         if multirun or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        sys.exit(getattr(exc, "exit_code", 2))
+        sys.exit(exc.exit_code)
     except Exception as exc:  # a bug: record it, then let Hydra show the traceback
         _fail(exc, run_dir)
         raise
@@ -150,9 +150,12 @@ def _fail(exc, run_dir):
         _remove_unstarted(run_dir)
         return
     summary = artifacts.read_json(summary_file)
+    if summary.get("status") == "completed":
+        return  # a finished run that a failed resume attempt pointed at: its record stays as it was
     if summary.get("status") == "running":
-        summary.update(status="failed", error=str(exc).splitlines()[0])
-        artifacts.write_json(summary_file, summary)
+        summary["status"] = "failed"
+    summary["error"] = (str(exc) or type(exc).__name__).splitlines()[0]
+    artifacts.write_json(summary_file, summary)
     log.error("%s", exc)
 
 
