@@ -32,22 +32,27 @@ def resolve(path):
 def load(path, map_location="cpu"):
     """Load a dlrun checkpoint safely, or say exactly why it cannot be used."""
     path = resolve(path)
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one has no directory
+        raise DlrunError(f"{path} is truncated or not a PyTorch checkpoint (it is not a complete zip archive).")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise DlrunError(
             f"refusing to load {path}: it contains pickled Python objects, which could run code when "
-            f"loaded ({str(exc).splitlines()[0][:160]}). dlrun checkpoints hold only tensors and plain "
-            f"data; this file was not written by dlrun or has been tampered with, and it is never "
-            f"loaded in unsafe mode."
+            f"loaded ({_reason(exc)}). dlrun checkpoints hold only tensors and plain data; this file was "
+            f"not written by dlrun or has been tampered with, and it is never loaded in unsafe mode."
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
-        raise DlrunError(
-            f"{path} is truncated or not a PyTorch checkpoint ({str(exc).splitlines()[0][:160]})."
-        ) from None
+        raise DlrunError(f"{path} is truncated or not a PyTorch checkpoint ({_reason(exc)}).") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
         raise DlrunError(f"{path} is a PyTorch file but not a dlrun checkpoint (no model state or format tag).")
     return state
+
+
+def _reason(exc):
+    """The informative line of a torch.load error (it names the refused global, if any)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return next((line for line in lines if "GLOBAL" in line), lines[0] if lines else type(exc).__name__)[:200]
 
 
 def load_model_state(model, state, path):

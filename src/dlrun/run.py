@@ -29,12 +29,12 @@ def execute(cfg, run_dir, show_config=False):
     validate.check_config(cfg)
     build.load_components(cfg)
     validate.check_components(cfg)
+    device = devices.select(cfg.device.name)
+    ckpt = checkpoint.load(cfg.ckpt_path) if cfg.ckpt_path else None
     if show_config:
         console.config_tree(cfg)
-    device = devices.select(cfg.device.name)
     devices.configure(cfg.device.deterministic)
     devices.seed_everything(cfg.seed)
-    ckpt = checkpoint.load(cfg.ckpt_path) if cfg.ckpt_path else None
     summary = Summary(run_dir, cfg, device)
     if cfg.cv.folds > 1:
         return _cross_validate(cfg, run_dir, device, summary)

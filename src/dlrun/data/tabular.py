@@ -78,6 +78,7 @@ def csv(path, target, features=None, task="auto"):
         if name not in columns:
             raise ConfigError(unknown_choice("dataset.features", name, columns))
     x = np.concatenate([_encode_feature(columns[name]) for name in features], axis=1)
+    _check_finite(path, x, [name for name in features for _ in range(_encode_feature(columns[name]).shape[1])])
     values = columns[target]
     task = _infer_task(values) if task == "auto" else task
     if task == "regression":
@@ -86,6 +87,15 @@ def csv(path, target, features=None, task="auto"):
     if task == "binary" and len(names) != 2:
         raise ConfigError(f"dataset.task=binary, but column '{target}' has {len(names)} distinct values.")
     return Data(x=x, y=codes, task=task, class_names=[_label(n) for n in names], standardize=True)
+
+
+def _check_finite(path, x, names):
+    bad_rows, bad_cols = np.nonzero(~np.isfinite(x))
+    if len(bad_rows):
+        columns = sorted({names[c] for c in bad_cols})
+        raise ConfigError(
+            f"dataset.path={path}: column(s) {', '.join(columns)} have missing or non-finite values "
+            f"({len(set(bad_rows))} rows, the first is data row {bad_rows[0] + 1}); fill or drop them first.")
 
 
 def _read_columns(path):

@@ -1,0 +1,205 @@
+"""Divergence, interruption, kills during saves, and hostile checkpoint files."""
+
+import os
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+from conftest import DLRUN, SMOKE, run_dirs, summary_of
+
+# Long enough to interrupt: small batches, many epochs, no early stopping.
+LONG = ["trainer.progress=false", "plots=[]", "report=false", "trainer.batch_size=16", "trainer.max_epochs=6",
+        "trainer.early_stopping.enabled=false", "model.hidden_sizes=[512,256]"]
+
+
+def start(cli, *args):
+    env = {**os.environ, "DLRUN_OUTPUTS": str(cli.outputs), "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.Popen([str(DLRUN), *args], cwd=cli.cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path, timeout=120):
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def weights(run_dir):
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_divergence_stops_with_status_and_keeps_last_good_checkpoint(cli):
+    args = [*SMOKE, "dataset=diabetes", "optimizer=sgd", "scheduler=exponential", "scheduler.gamma=100",
+            "trainer.max_epochs=8", "trainer.early_stopping.enabled=false", "hydra.run.dir=run"]
+    proc = cli(*args, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    message = " ".join(proc.stderr.split())
+    assert "the training loss became" in message and "at step" in message
+    assert "learning rate" in message and "gradient norm" in message
+    summary = summary_of(cli.cwd / "run")
+    assert summary["status"] == "diverged" and "loss became" in summary["error"]
+    last = torch.load(cli.cwd / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert last["fit"]["epoch"] == summary["epochs_run"] >= 1
+    assert all(torch.isfinite(t).all() for t in last["model"].values())
+
+
+PLUGIN = """
+import torch
+import torch.nn.functional as F
+from dlrun.loss import LOSSES
+
+
+class NanAtFirst(torch.nn.Module):
+    \"\"\"Cross-entropy, except that the first `bad` training batches give NaN.\"\"\"
+
+    def __init__(self, bad):
+        super().__init__()
+        self.bad = bad
+
+    def forward(self, logits, target):
+        loss = F.cross_entropy(logits, target)
+        if torch.is_grad_enabled() and self.bad > 0:
+            self.bad -= 1
+            return loss * float("nan")
+        return loss
+
+
+@LOSSES.register("nan_at_first")
+def nan_at_first(bad=2):
+    return NanAtFirst(bad)
+"""
+
+
+def test_skip_nonfinite_skips_bad_batches_before_giving_up(cli):
+    (cli.cwd / "nan_plugin.py").write_text(PLUGIN)
+    (cli.cwd / "my_conf" / "loss").mkdir(parents=True)
+    (cli.cwd / "my_conf" / "loss" / "nan_at_first.yaml").write_text("name: nan_at_first\nbad: 2\n")
+    env = {"PYTHONPATH": str(cli.cwd)}
+    args = [*SMOKE, "--config-dir", "my_conf", "plugins=[nan_plugin]", "loss=nan_at_first"]
+    cli(*args, "trainer.skip_nonfinite=2", "hydra.run.dir=skipping", env=env)
+    summary = summary_of(cli.cwd / "skipping")
+    assert summary["status"] == "completed" and summary["skipped_batches"] == 2
+    proc = cli(*args, "trainer.skip_nonfinite=1", "hydra.run.dir=strict", env=env, check=False)
+    assert proc.returncode == 1 and "the training loss became nan at step 1" in " ".join(proc.stderr.split())
+    assert summary_of(cli.cwd / "strict")["status"] == "diverged"
+    assert not (cli.cwd / "strict" / "checkpoints" / "last.pt").exists()
+
+
+def test_csv_with_missing_values_is_refused(cli):
+    (cli.cwd / "d.csv").write_text("a,b,y\n1,2,0\nnan,3,1\n4,,0\n")
+    proc = cli(*SMOKE, "dataset=csv", "dataset.path=d.csv", "dataset.target=y", check=False)
+    assert proc.returncode == 2
+    assert "column(s) a have missing or non-finite values" in " ".join(proc.stderr.split())
+
+
+def test_sigterm_mid_epoch_saves_exact_position_and_resume_matches(cli):
+    cli(*LONG, "hydra.run.dir=straight")
+    proc = start(cli, *LONG, "hydra.run.dir=stopped")
+    wait_for(cli.cwd / "stopped" / "checkpoints" / "last.pt")
+    time.sleep(random.uniform(0.05, 0.3))
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    assert proc.returncode == 143, err
+    assert "interrupted" in err
+    summary = summary_of(cli.cwd / "stopped")
+    assert summary["status"] == "interrupted"
+    cli("ckpt_path=stopped", "trainer.progress=false")
+    assert summary_of(cli.cwd / "stopped")["status"] == "completed"
+    assert same_weights(weights(cli.cwd / "straight"), weights(cli.cwd / "stopped"))
+
+
+def test_sigint_exits_130_and_writes_last_checkpoint(cli):
+    proc = start(cli, *LONG, "hydra.run.dir=run")
+    wait_for(cli.cwd / "run" / "metrics.csv")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    assert proc.returncode == 130, err
+    ckpt = torch.load(cli.cwd / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["fit"]["partial"] is not None or ckpt["fit"]["epoch"] >= 1
+
+
+def test_sigkill_at_random_moments_then_resume_is_bit_exact(cli):
+    cli(*LONG, "hydra.run.dir=straight")
+    run = cli.cwd / "killed"
+    proc = start(cli, *LONG, "hydra.run.dir=killed")
+    for attempt in range(3):
+        wait_for(run / "checkpoints" / "last.pt")
+        time.sleep(random.uniform(0.0, 0.4))
+        proc.kill()
+        proc.wait()
+        for name in ("last.pt", "best.pt"):  # never truncated, whatever the moment
+            if (run / "checkpoints" / name).exists():
+                torch.load(run / "checkpoints" / name, weights_only=True)
+        proc = start(cli, "ckpt_path=killed", "trainer.progress=false")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert summary_of(run)["status"] == "completed"
+    assert same_weights(weights(cli.cwd / "straight"), weights(run))
+    strip = lambda text: [line.rsplit(",", 1)[0] for line in text.splitlines()]  # noqa: E731 - drop seconds
+    assert strip((run / "metrics.csv").read_text()) == strip((cli.cwd / "straight" / "metrics.csv").read_text())
+
+
+class Payload:
+    """Unpickling this would run `touch` on the marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoint_that_would_run_code_is_refused(cli, tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"format": 1, "model": Payload(marker)}, tmp_path / "evil.pt")
+    for task in ("train", "eval"):
+        proc = cli(*SMOKE, f"task={task}", f"ckpt_path={tmp_path / 'evil.pt'}", check=False)
+        assert proc.returncode != 0
+        assert "refusing to load" in proc.stderr and "never loaded in unsafe mode" in " ".join(proc.stderr.split())
+        assert not marker.exists()
+
+
+def test_truncated_foreign_and_mismatched_checkpoints_say_which(cli, tmp_path):
+    cli(*SMOKE, "plots=[]", "hydra.run.dir=good")
+    good = (cli.cwd / "good" / "checkpoints" / "last.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(good[: len(good) // 2])
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
+    cases = {"truncated.pt": "is truncated or not a PyTorch checkpoint",
+             "text.pt": "is truncated or not a PyTorch checkpoint",
+             "foreign.pt": "not a dlrun checkpoint"}
+    for name, message in cases.items():
+        proc = cli(*SMOKE, "task=eval", f"ckpt_path={tmp_path / name}", check=False)
+        assert proc.returncode != 0 and message in " ".join(proc.stderr.split()), proc.stderr
+    proc = cli("task=eval", "ckpt_path=good", "model.hidden_sizes=[7]", check=False)
+    assert proc.returncode != 0 and "does not fit the configured model" in proc.stderr
+    assert "size mismatch" in proc.stderr
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    from dlrun.artifacts import atomic_write
+
+    target = tmp_path / "file.bin"
+    atomic_write(target, lambda f: f.write(b"old"))
+
+    def broken(handle):
+        handle.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic_write(target, broken)
+    assert target.read_bytes() == b"old" and list(tmp_path.iterdir()) == [target]
