@@ -116,3 +116,21 @@ def test_python_api_runs_and_composes(tmp_path, monkeypatch):
     summary = dlrun.run(["experiment=smoke", "trainer.progress=false", "plots=[]"], run_dir=tmp_path / "api")
     assert summary["status"] == "completed"
     assert json.loads((tmp_path / "api" / "summary.json").read_text())["test"] == summary["test"]
+
+
+def test_users_own_components_worked_example(cli):
+    example = cli.cwd.parent / "example"
+    import shutil
+
+    from conftest import REPO
+
+    shutil.copytree(REPO / "docs" / "examples" / "plugin", example)
+    cli(*SMOKE, "--config-dir", str(example / "conf"), "plugins=[my_components]", "dataset=moons",
+        "model=two_layer", "model.width=16", "hydra.run.dir=run", env={"PYTHONPATH": str(example)})
+    summary = summary_of(cli.cwd / "run")
+    assert summary["dataset"] == "my_components.moons" and summary["model"] == "two_layer"
+    assert summary["classes"] == ["upper", "lower"] and summary["status"] == "completed"
+    # Without the plugin (and with a built-in dataset) nothing registers the model.
+    proc = cli(*SMOKE, "--config-dir", str(example / "conf"), "model=two_layer",
+               env={"PYTHONPATH": str(example)}, check=False)
+    assert proc.returncode == 2 and "model.name=two_layer is not known" in proc.stderr

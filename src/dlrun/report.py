@@ -18,10 +18,13 @@ th { background: #f6f8fa; text-align: left; } td.num { text-align: right; font-v
 .status.failed, .status.diverged, .status.interrupted { background: #cf222e; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; border: 1px solid #d0d7de; }
 figcaption { color: #57606a; font-size: .9rem; } pre { background: #f6f8fa; padding: 1rem; overflow-x: auto; }
+.scroll { overflow-x: auto; }
 """
 
 
 def _cell(value):
+    if isinstance(value, float) and value != value:
+        return '<td class="num">–</td>'  # NaN: undefined, e.g. no correct prediction for a class
     if isinstance(value, float):
         return f'<td class="num">{value:.4f}</td>'
     if isinstance(value, int) and not isinstance(value, bool):
@@ -35,7 +38,7 @@ def _table(rows, columns=None):
     columns = columns or list(rows[0])
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
     body = "".join("<tr>" + "".join(_cell(row.get(c, "")) for c in columns) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _pairs(mapping):

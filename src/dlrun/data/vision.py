@@ -72,12 +72,12 @@ def cifar10(root="~/.cache/dlrun/data", download=True, verify_checksums=True):
 
 
 def _without_checksums(cifar_class):
-    class UncheckedCIFAR10(cifar_class):
-        """Reads the batch files without comparing their MD5 sums to the official ones."""
+    """The CIFAR-10 class with every MD5 sum cleared: torchvision then only checks that the files exist."""
 
-        def _check_integrity(self):
-            folder = Path(self.root) / self.base_folder
-            return all((folder / name).is_file() for name in CIFAR10_FILES)
+    class UncheckedCIFAR10(cifar_class):
+        train_list = [[name, None] for name, _ in cifar_class.train_list]
+        test_list = [[name, None] for name, _ in cifar_class.test_list]
+        meta = {**cifar_class.meta, "md5": None}
 
     return UncheckedCIFAR10
 

@@ -1,0 +1,76 @@
+"""Plots are real PNGs of the expected size and not blank; report.html embeds
+them all and renders in a real headless browser."""
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from conftest import SMOKE, summary_of
+
+# File name -> (width, height) in pixels for a 10-class run.
+EXPECTED = {
+    "curves.png": (1000, 500), "lr.png": (800, 400), "confusion.png": (1200, 600), "per_class.png": (800, 600),
+    "confidence.png": (800, 600), "reliability.png": (800, 600), "roc.png": (800, 600),
+    "misclassified.png": (1000, 1000), "embeddings_pca.png": (800, 600), "embeddings_tsne.png": (800, 600),
+    "weights.png": (1200, 600),
+}
+ALL_PLOTS = "plots=[curves,lr,confusion,per_class,confidence,reliability,roc,misclassified,embeddings,weights,regression]"
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    import os
+
+    cwd = tmp_path_factory.mktemp("report")
+    env = {**os.environ, "DLRUN_OUTPUTS": str(cwd / "outputs"), "OMP_NUM_THREADS": "1"}
+    from conftest import DLRUN
+
+    subprocess.run([str(DLRUN), *SMOKE, "model=cnn", "trainer.max_epochs=3", ALL_PLOTS, "hydra.run.dir=run"],
+                   cwd=cwd, env=env, check=True, capture_output=True)
+    return cwd / "run"
+
+
+def test_every_plot_is_a_non_blank_png_of_the_right_size(full_run):
+    files = sorted(p.name for p in (full_run / "plots").glob("*.png"))
+    assert files == sorted(EXPECTED)  # regression is skipped silently for a classification run
+    for name, (width, height) in EXPECTED.items():
+        image = imread(full_run / "plots" / name)
+        assert image.shape[:2] == (height, width), name
+        assert image[..., :3].std() > 0.02, f"{name} is blank"
+
+
+def test_report_embeds_every_plot_and_the_summary(full_run):
+    page = (full_run / "report.html").read_text()
+    images = re.findall(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]+" alt="([^"]+)"', page)
+    assert sorted(images) == sorted(n[:-4].replace("_", " ") for n in EXPECTED)
+    summary = summary_of(full_run)
+    assert f"{summary['test']['accuracy']:.4f}" in page
+    assert "Per class" in page and "http" not in page.replace("http://www.w3.org", "")
+
+
+def _chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs chromium (.ci/run installs Debian's chromium)")
+def test_report_renders_in_a_headless_browser(full_run, tmp_path):
+    # A copy of the report that states in its title whether every image decoded.
+    probe = (full_run / "report.html").read_text().replace(
+        "</body>", "<script>window.onload = () => { const imgs = [...document.images];"
+        " document.title = 'loaded ' + imgs.filter(i => i.complete && i.naturalWidth > 0).length"
+        " + '/' + imgs.length; };</script></body>")
+    (tmp_path / "probe.html").write_text(probe)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=5000"]
+    dom = subprocess.run([_chromium(), *flags, "--dump-dom", f"file://{tmp_path / 'probe.html'}"],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert f"<title>loaded {len(EXPECTED)}/{len(EXPECTED)}</title>" in dom
+    shot = tmp_path / "report.png"
+    subprocess.run([_chromium(), *flags, "--window-size=1200,2400", f"--screenshot={shot}",
+                    f"file://{full_run / 'report.html'}"], capture_output=True, timeout=120)
+    image = imread(shot)
+    assert image.shape[:2] == (2400, 1200) and image[..., :3].std() > 0.05
+    assert np.mean(image[..., :3] < 0.5) > 0.01  # text and plots, not an empty page
