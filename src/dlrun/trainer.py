@@ -60,8 +60,8 @@ class Loop:
     device: torch.device
     task: str
     num_classes: int
-    trainer: object                 # the trainer config group
-    regularization: object          # the regularization config group
+    trainer: object                 # the trainer config group (plain attributes, see build.namespace)
+    regularization: object          # the regularization config group (plain attributes)
     precision: str = "fp32"
     channels_last: bool = False
     compile_mode: str = None
@@ -73,6 +73,7 @@ class Loop:
     def __post_init__(self):
         self.forward = torch.compile(self.model, mode=self.compile_mode) if self.compile_mode else self.model
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+        self.autocast = devices.autocast(self.device, self.precision) or contextlib.nullcontext()
         self.l1_weights = penalized_weights(self.model) if self.regularization.l1 else None
         self.mixing = self.regularization.mixup_alpha > 0 or self.regularization.cutmix_alpha > 0
         # On the CPU a finiteness check costs nothing; on accelerators it would
@@ -154,8 +155,7 @@ class Loop:
         """One optimizer step; returns (loss, outputs), or (None, None) for a skipped batch."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        autocast = devices.autocast(self.device, self.precision)
-        with autocast if autocast is not None else contextlib.nullcontext():
+        with self.autocast:
             if self.mixing:
                 x, y_partner, lam = mix(x, y, self.regularization.mixup_alpha, self.regularization.cutmix_alpha,
                                         self.augment_generator)
@@ -213,8 +213,7 @@ class Loop:
         """Outputs, targets (and embeddings) of every batch, on the CPU."""
         self.model.eval()
         outs, targets, embeds = [], [], []
-        autocast = devices.autocast(self.device, self.precision)
-        with autocast if autocast is not None else contextlib.nullcontext():
+        with self.autocast:
             for x, y in batches.epoch():
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)

@@ -1,0 +1,157 @@
+"""Loop overhead: dlrun's training loop vs plain PyTorch loops, measured in one process.
+
+Same model (same initial weights), data, batch size, optimizer and number of
+steps for every contender; epochs are interleaved across contenders so that
+machine noise hits them alike, and the median epoch time is reported as a
+ratio to the plain tensor loop.
+
+    python bench/loop_overhead.py                 # digits: MLP batch 32, CNN batch 64
+    python bench/loop_overhead.py --epochs 3      # quicker
+"""
+
+import argparse
+import copy
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+import dlrun
+from dlrun import build
+from dlrun.interrupt import StopFlag
+from dlrun.trainer import FitState
+
+CASES = [("mlp", 32), ("cnn", 64)]
+
+
+def setup(model_name, batch_size):
+    cfg = dlrun.compose([f"model={model_name}", f"trainer.batch_size={batch_size}", "device=cpu"])
+    build.load_components(cfg)
+    torch.manual_seed(0)
+    data = build.dataset(cfg)
+    net = build.model(cfg, data)
+    return cfg, data, net
+
+
+def dlrun_epoch(cfg, data, net):
+    loop = build.loop(cfg, data, net, torch.device("cpu"))
+    state, flag = FitState(), StopFlag()
+    return lambda: loop.train_epoch(state, None, flag)
+
+
+def plain_epoch(data, net, batch_size):
+    """A hand-written loop over tensors, as lean as it gets."""
+    x, y = data.train.x.float(), data.train.y
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+
+    def epoch():
+        net.train()
+        perm = torch.randperm(len(y), generator=gen)
+        for i in range(0, len(y), batch_size):
+            idx = perm[i:i + batch_size]
+            loss = F.cross_entropy(net(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    return epoch
+
+
+def dataloader_epoch(data, net, batch_size):
+    """The tutorials' loop: DataLoader(TensorDataset) and a running loss read with .item()."""
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(data.train.x.float(), data.train.y),
+                                         batch_size=batch_size, shuffle=True)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    def epoch():
+        net.train()
+        running = 0.0
+        for xb, yb in loader:
+            loss = F.cross_entropy(net(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            running += loss.item()
+        return running
+
+    return epoch
+
+
+def lightning_epoch(data, net, batch_size):
+    """PyTorch Lightning's Trainer on the same DataLoader (one epoch per fit call)."""
+    try:
+        import lightning as L
+    except ImportError:
+        return None
+
+    class Module(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def training_step(self, batch, _):
+            xb, yb = batch
+            loss = F.cross_entropy(self.net(xb), yb)
+            self.log("train_loss", loss, on_step=False, on_epoch=True)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+    module = Module()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(data.train.x.float(), data.train.y),
+                                         batch_size=batch_size, shuffle=True)
+    trainer = L.Trainer(max_epochs=10_000, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    done = [0]
+
+    def epoch():
+        done[0] += 1
+        trainer.fit_loop.max_epochs = done[0]
+        trainer.fit(module, loader)
+
+    return epoch
+
+
+def measure(model_name, batch_size, epochs):
+    cfg, data, net = setup(model_name, batch_size)
+    contenders = {
+        "plain tensor loop": plain_epoch(data, copy.deepcopy(net), batch_size),
+        "dlrun loop": dlrun_epoch(cfg, data, copy.deepcopy(net)),
+        "DataLoader(TensorDataset) loop": dataloader_epoch(data, copy.deepcopy(net), batch_size),
+    }
+    lightning = lightning_epoch(data, copy.deepcopy(net), batch_size)
+    if lightning is not None:
+        contenders["Lightning Trainer"] = lightning
+    times = {name: [] for name in contenders}
+    for name, epoch in contenders.items():  # warm-up: allocator, autograd graph caches, Lightning set-up
+        epoch()
+    for _ in range(epochs):
+        for name, epoch in contenders.items():
+            start = time.perf_counter()
+            epoch()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=15, help="timed epochs per contender (median reported)")
+    args = parser.parse_args()
+    import logging
+
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, digits train split")
+    for model_name, batch_size in CASES:
+        result = measure(model_name, batch_size, args.epochs)
+        base = result["plain tensor loop"]
+        print(f"\n{model_name}, batch {batch_size}: median seconds per epoch over {args.epochs} epochs")
+        for name, seconds in result.items():
+            print(f"  {name:32s} {seconds * 1000:8.1f} ms   {seconds / base:5.2f}x plain")
+
+
+if __name__ == "__main__":
+    main()
