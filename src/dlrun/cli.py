@@ -12,7 +12,7 @@ import sys
 import hydra
 
 from dlrun import config
-from dlrun.errors import DlrunError, unknown_choice
+from dlrun.errors import ConfigError, DlrunError, unknown_choice
 
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
               "--version", "--resolve"}
@@ -63,6 +63,9 @@ def prepare_argv(argv):
     multirun = "-m" in flags or "--multirun" in flags
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     user_dir = config.value_of(overrides, key)
+    if config.value_of(overrides, "resume") == "true" and (not multirun or user_dir is None):
+        raise ConfigError("resume=true continues a sweep: run it with -m and hydra.sweep.dir=<the sweep directory>. "
+                          "A single run resumes with ckpt_path=<its run directory>.")
     overrides, run_dir = config.plan_run(overrides, multirun)
     reserved = None
     if user_dir is None:
@@ -85,6 +88,10 @@ def main(argv=None):
         from dlrun.listing import main as listing
 
         sys.exit(listing(argv[1:]))
+    if argv[:1] == ["leaderboard"]:
+        from dlrun.sweep import main as leaderboard
+
+        sys.exit(leaderboard(argv[1:]))
     try:
         argv, reserved = prepare_argv(argv)
     except DlrunError as exc:

@@ -37,6 +37,19 @@ def select(name):
     return torch.device(name)
 
 
+def gpu_for_job(job_num, gpu_count):
+    """Round-robin GPU index for job `job_num` of a parallel sweep (None: leave the default)."""
+    return job_num % gpu_count if gpu_count > 1 else None
+
+
+def for_job(device, job_num):
+    """A parallel sweep's job `job_num` on its own GPU, when there are several."""
+    if device.type != "cuda" or device.index is not None or job_num is None:
+        return device
+    index = gpu_for_job(job_num, torch.cuda.device_count())
+    return device if index is None else torch.device("cuda", index)
+
+
 def seed_everything(seed):
     """One seed for Python, NumPy and torch (CPU and every CUDA device)."""
     random.seed(seed)

@@ -1,0 +1,28 @@
+"""dlrun's Optuna sweeper for Hydra, on current Optuna.
+
+Select it with `hydra/sweeper=dlrun_optuna` (the hparams_search presets do).
+The study lives in the sweep directory (SQLite), so re-running the same
+command with the same `hydra.sweep.dir` continues an interrupted search.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class DlrunOptunaSweeperConf:
+    _target_: str = "hydra_plugins.dlrun_optuna.sweeper.OptunaSweeper"
+    direction: str = "auto"          # auto (from trainer.mode) | minimize | maximize
+    n_trials: int = 20
+    n_jobs: int = 1                  # trials launched together (use a parallel launcher for n_jobs > 1)
+    sampler: str = "tpe"             # tpe | random | grid
+    seed: int = 0
+    study_name: str = "dlrun"
+    storage: Optional[str] = None    # default: sqlite:///<sweep dir>/optuna.db
+    params: Dict[str, Any] = field(default_factory=dict)
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="dlrun_optuna", node=DlrunOptunaSweeperConf,
+                             provider="dlrun")

@@ -1,0 +1,129 @@
+"""The sweeper: ask Optuna for trials, launch them as Hydra jobs, tell the results."""
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from omegaconf import OmegaConf
+
+from dlrun.errors import ConfigError, unknown_choice
+from dlrun.search_space import parse_space
+
+SAMPLERS = ("tpe", "random", "grid")
+
+
+class OptunaSweeper(Sweeper):
+    def __init__(self, direction, n_trials, n_jobs, sampler, seed, study_name, storage, params):
+        self.direction = direction
+        self.n_trials = n_trials
+        self.n_jobs = max(1, n_jobs)
+        self.sampler_name = sampler
+        self.seed = seed
+        self.study_name = study_name
+        self.storage = storage
+        self.params = OmegaConf.to_container(params, resolve=True) if OmegaConf.is_config(params) else dict(params)
+
+    def setup(self, *, hydra_context, task_function, config):
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config)
+        try:
+            self._validate(config)
+        except ConfigError as exc:  # before any trial: one line, no traceback (unless asked for)
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            from dlrun.console import error
+
+            error(str(exc))
+            sys.exit(exc.exit_code)
+
+    def _validate(self, config):
+        if self.sampler_name not in SAMPLERS:
+            raise ConfigError(unknown_choice("hydra.sweeper.sampler", self.sampler_name, SAMPLERS))
+        self.space = parse_space(self.params, config)
+        if self.sampler_name == "grid" and any(p.kind != "categorical" for p in self.space):
+            raise ConfigError("hydra.sweeper.sampler=grid needs every parameter to be categorical (choices: [...]).")
+        if self.direction == "auto":
+            self.direction = "maximize" if config.trainer.mode == "max" else "minimize"
+
+    def _sampler(self):
+        import optuna
+
+        if self.sampler_name == "random":
+            return optuna.samplers.RandomSampler(seed=self.seed)
+        if self.sampler_name == "grid":
+            return optuna.samplers.GridSampler({p.key: list(p.choices) for p in self.space}, seed=self.seed)
+        return optuna.samplers.TPESampler(seed=self.seed)
+
+    def sweep(self, arguments):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        study = optuna.create_study(
+            study_name=self.study_name, storage=self.storage or f"sqlite:///{sweep_dir / 'optuna.db'}",
+            direction=self.direction, sampler=self._sampler(), load_if_exists=True)
+        self._requeue_interrupted(study, sweep_dir)
+        interrupted = set(study.user_attrs.get("interrupted_trials", []))
+        finished = [t for t in study.trials if t.state.is_finished() and t.number not in interrupted]
+        remaining = self.n_trials - len(finished)
+        returns = []
+        while remaining > 0:
+            trials = [study.ask() for _ in range(min(self.n_jobs, remaining))]
+            overrides = [tuple(arguments) + tuple(p.override(t) for p in self.space) for t in trials]
+            results = self.launcher.launch(overrides, initial_job_idx=trials[0].number)
+            for trial, result in zip(trials, results):
+                value = _objective(result)
+                if value is None:
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                else:
+                    study.tell(trial, value)
+            returns.append(results)
+            remaining -= len(trials)
+        _write_best(study, sweep_dir)
+        return returns
+
+    def _requeue_interrupted(self, study, sweep_dir):
+        """Trials left running by a killed sweep are failed, marked, and asked again with the same values."""
+        import optuna
+
+        stale = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        if not stale:
+            return
+        numbers = study.user_attrs.get("interrupted_trials", []) + [t.number for t in stale]
+        study.set_user_attr("interrupted_trials", numbers)
+        for trial in stale:
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            study.enqueue_trial(trial.params)
+            summary = sweep_dir / str(trial.number) / "summary.json"
+            if summary.is_file():
+                data = json.loads(summary.read_text())
+                data.update(status="interrupted", error="the sweep was interrupted; this trial was run again")
+                summary.write_text(json.dumps(data, indent=2))
+
+
+def _objective(result):
+    """The job's returned objective, or None for a failed or non-finite one."""
+    try:
+        value = result.return_value
+    except Exception:  # the job raised: a failed trial
+        return None
+    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _write_best(study, sweep_dir):
+    import optuna
+
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best = {"best_value": study.best_value, "best_params": study.best_params,
+            "best_trial": study.best_trial.number} if complete else {}
+    (sweep_dir / "optuna_best.json").write_text(json.dumps({
+        "direction": study.direction.name.lower(), "trials": len(study.trials), "complete": len(complete), **best},
+        indent=2) + "\n")

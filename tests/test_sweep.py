@@ -1,0 +1,144 @@
+"""Sweeps through the real CLI: grid, Optuna, failures, resumption, parallel load."""
+
+import csv
+import json
+import signal
+import sqlite3
+import time
+
+import pytest
+
+from conftest import SMOKE, summary_of
+from dlrun.device import gpu_for_job
+from test_safety import start, wait_for
+
+QUIET = [*SMOKE, "plots=[]", "report=false"]
+
+
+def leaderboard(sweep):
+    with open(sweep / "summary.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_grid_sweep_leaderboard_cell_by_cell(cli):
+    cli("-m", *QUIET, "model=mlp,logistic", "optimizer.lr=0.001,0.01", "hydra.sweep.dir=sweep")
+    sweep = cli.cwd / "sweep"
+    rows = leaderboard(sweep)
+    assert len(rows) == 4 and {r["job"] for r in rows} == {"0", "1", "2", "3"}
+    objectives = [float(r["objective"]) for r in rows]
+    assert objectives == sorted(objectives)  # val/loss: lower is better, best first
+    assert [r["best"] for r in rows] == ["*", "", "", ""] and [r["rank"] for r in rows] == ["1", "2", "3", "4"]
+    for row in rows:
+        summary = summary_of(sweep / row["job"])
+        assert row["status"] == summary["status"] == "completed"
+        assert float(row["objective"]) == pytest.approx(summary["objective"])
+        assert int(row["best_epoch"]) == summary["monitor"]["best_epoch"]
+        assert float(row["test/accuracy"]) == pytest.approx(summary["test"]["accuracy"])
+        assert row["overrides"].split()[-2:] == summary["overrides"][-2:]
+    assert {"model=mlp optimizer.lr=0.001", "model=logistic optimizer.lr=0.01"} <= {
+        " ".join(r["overrides"].split()[-2:]) for r in rows}
+    assert (sweep / "summary.md").read_text().count("| completed |") == 4
+    assert (sweep / "objective_vs_model.png").is_file() and (sweep / "objective_vs_optimizer.lr.png").is_file()
+    assert "Sweep leaderboard" in (sweep / "leaderboard.html").read_text()
+
+
+def test_a_failing_job_is_a_row_and_the_sweep_exits_non_zero(cli):
+    proc = cli("-m", *QUIET, "optimizer.lr=0.001,-1,0.01", "hydra.sweep.dir=sweep", check=False)
+    assert proc.returncode == 1
+    rows = {r["job"]: r for r in leaderboard(cli.cwd / "sweep")}
+    assert rows["1"]["status"] == "failed" and "optimizer.lr=-1 is out of range" in rows["1"]["error"]
+    assert rows["0"]["status"] == rows["2"]["status"] == "completed"
+
+
+def test_seed_sweep_reports_mean_and_std(cli):
+    cli("-m", *QUIET, "seed=1,2,3", "hydra.sweep.dir=sweep")
+    with open(cli.cwd / "sweep" / "summary_by_configuration.csv", newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    objectives = [summary_of(cli.cwd / "sweep" / str(i))["objective"] for i in range(3)]
+    import statistics
+
+    assert int(row["runs"]) == 3
+    assert float(row["objective mean"]) == pytest.approx(statistics.fmean(objectives))
+    assert float(row["objective std"]) == pytest.approx(statistics.stdev(objectives))
+
+
+def test_killed_sweep_resumed_ends_with_the_same_leaderboard(cli):
+    args = [*QUIET, "trainer.max_epochs=4", "model.hidden_sizes=[512,256]", "trainer.batch_size=16",
+            "optimizer.lr=0.001,0.002,0.003"]
+    cli("-m", *args, "hydra.sweep.dir=straight")
+    proc = start(cli, "-m", *args, "hydra.sweep.dir=killed")
+    wait_for(cli.cwd / "killed" / "1" / "checkpoints" / "last.pt")
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert summary_of(cli.cwd / "killed" / "0")["status"] == "completed"
+    cli("-m", *args, "hydra.sweep.dir=killed", "resume=true")
+    ours = {r["job"]: (r["status"], r["objective"], r["test/accuracy"]) for r in leaderboard(cli.cwd / "killed")}
+    theirs = {r["job"]: (r["status"], r["objective"], r["test/accuracy"]) for r in leaderboard(cli.cwd / "straight")}
+    assert ours == theirs
+
+
+def test_resume_needs_a_sweep_directory(cli):
+    proc = cli("-m", *QUIET, "resume=true", check=False)
+    assert proc.returncode == 2 and "hydra.sweep.dir=<the sweep directory>" in proc.stderr
+
+
+def test_optuna_search_persists_and_continues_after_interruption(cli):
+    args = [*QUIET, "hparams_search=random_lr", "optimizer=sgd", "hydra.sweeper.n_trials=3",
+            "trainer.max_epochs=3", "trainer.batch_size=16", "hydra.sweep.dir=search"]
+    proc = start(cli, "-m", *args)
+    wait_for(cli.cwd / "search" / "1" / "summary.json")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    cli("-m", *args)
+    db = sqlite3.connect(cli.cwd / "search" / "optuna.db")
+    states = [s for (s,) in db.execute("select state from trials")]
+    assert states.count("COMPLETE") == 3
+    best = json.loads((cli.cwd / "search" / "optuna_best.json").read_text())
+    assert best["complete"] == 3 and set(best["best_params"]) == {"optimizer.lr", "optimizer.momentum"}
+    completed = [r for r in leaderboard(cli.cwd / "search") if r["status"] == "completed"]
+    assert len(completed) == 3
+    assert min(float(r["objective"]) for r in completed) == pytest.approx(best["best_value"])
+
+
+BAD_SPACES = {
+    "unknown parameter": ("+hydra.sweeper.params.model.dropoutt={type:float,low:0.1,high:0.5}",
+                          "'model.dropoutt' is not a key of the config"),
+    "empty choices": ("+hydra.sweeper.params.model.dropout={type:categorical,choices:[]}", "choices is empty"),
+    "low above high": ("+hydra.sweeper.params.model.dropout={type:float,low:0.5,high:0.1}",
+                       "low=0.5 must be below high=0.1"),
+    "unknown sampler": ("hydra.sweeper.sampler=bayes", "hydra.sweeper.sampler=bayes is not known"),
+}
+
+
+@pytest.mark.parametrize("override,message", BAD_SPACES.values(), ids=BAD_SPACES.keys())
+def test_bad_search_space_fails_before_any_job(cli, override, message):
+    proc = cli("-m", *QUIET, "hparams_search=random_lr", "optimizer=sgd", override, "hydra.sweep.dir=search",
+               check=False)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (cli.cwd / "search" / "0").exists()
+
+
+def test_twenty_parallel_jobs_end_complete_with_one_leaderboard(cli):
+    cli("-m", *QUIET, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "seed=range(0,20)",
+        "trainer.max_epochs=1", "hydra.sweep.dir=load")
+    rows = leaderboard(cli.cwd / "load")
+    assert len(rows) == 20 and all(r["status"] == "completed" for r in rows)
+    import torch
+
+    for i in range(20):
+        assert summary_of(cli.cwd / "load" / str(i))["status"] == "completed"
+        torch.load(cli.cwd / "load" / str(i) / "checkpoints" / "last.pt", weights_only=True)
+
+
+def test_leaderboard_rebuilds_for_any_set_of_runs(cli):
+    cli(*QUIET, "hydra.run.dir=a")
+    cli(*QUIET, "optimizer.lr=0.01", "hydra.run.dir=b")
+    cli("leaderboard", "a", "b", "--out", "board")
+    rows = leaderboard(cli.cwd / "board")
+    assert {r["job"] for r in rows} == {"a", "b"} and rows[0]["best"] == "*"
+
+
+def test_parallel_jobs_get_gpus_round_robin():
+    assert [gpu_for_job(j, 4) for j in range(6)] == [0, 1, 2, 3, 0, 1]
+    assert gpu_for_job(3, 1) is None and gpu_for_job(0, 0) is None
