@@ -20,12 +20,14 @@ run: setup
 	$(BIN)/dlrun
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 bench: setup
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python bench/loop_overhead.py
 	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/gpu.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -114,3 +114,13 @@ def test_pretrained_weights_offline_is_a_clear_error(cli, tmp_path):
     message = " ".join(proc.stderr.split())
     assert "could not download the ResNet-18 ImageNet weights" in message and "model.pretrained=false" in message
     assert "Traceback" not in proc.stderr
+
+
+def test_cifar10_fast_recipe_runs_on_cifar_shaped_fake_data(cli):
+    """bf16 autocast, channels_last, device augmentation and one-cycle, on CPU (compile is left to GPUs)."""
+    cli("experiment=cifar10_fast", "trainer.progress=false", "dataset=fake", "dataset.size=80",
+        "model.widths=[8,16,16,16]", "device.compile=false", "trainer.batch_size=16", "trainer.max_epochs=2",
+        "split.val=0.2", "plots=[]", "hydra.run.dir=run")
+    summary = summary_of(cli.cwd / "run")
+    assert summary["status"] == "completed" and summary["epochs_run"] == 2
+    assert summary["model"] == "vgg_fast"

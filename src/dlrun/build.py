@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import torch
 from omegaconf import OmegaConf
 
-from dlrun import data as datasets, loss, models, optimizer, scheduler
+from dlrun import data as datasets, distributed, loss, models, optimizer, scheduler
 from dlrun.data.batches import DeviceTransform, make_batches
 from dlrun.errors import ConfigError
 from dlrun.regularization import set_dropout
@@ -80,7 +80,7 @@ def loop(cfg, data, net, device):
     eval_tf = DeviceTransform(device, data.mean, data.std)
     balanced = reg.class_balanced_sampler
     train_batches = make_batches(data.train, tr.batch_size, device, train_tf, True, cfg.seed + 1, balanced,
-                                 tr.num_workers)
+                                 tr.num_workers, shard=distributed.shard())
     val_batches = make_batches(data.val, tr.eval_batch_size, device, eval_tf, False, 0, num_workers=tr.num_workers)
     loss_fn = loss.build(plain(cfg.loss), data.task, data.train.y, data.num_classes).to(device)
     opt = optimizer.build(plain(cfg.optimizer), net, reg)

@@ -7,7 +7,10 @@ entry point imports torch only inside the task function, so `--help`,
 """
 
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 import hydra
 
@@ -68,6 +71,10 @@ def prepare_argv(argv):
                           "A single run resumes with ckpt_path=<its run directory>.")
     overrides, run_dir = config.plan_run(overrides, multirun)
     reserved = None
+    if int(os.environ.get("RANK", "0")) > 0:
+        # Under torchrun only rank 0 writes the run directory; the others run in a scratch one.
+        scratch = Path(tempfile.mkdtemp(prefix="dlrun-rank"))
+        return flags + overrides + [f"hydra.run.dir={config.quote(scratch)}"], scratch
     if user_dir is None:
         if run_dir is None:
             run_dir = reserved = config.new_run_dir(multirun)
@@ -77,7 +84,7 @@ def prepare_argv(argv):
 
 @hydra.main(version_base="1.3", config_path=str(config.conf_dir()), config_name="config")
 def _hydra_main(cfg):
-    from dlrun.run import run_from_hydra
+    from dlrun.job import run_from_hydra
 
     return run_from_hydra(cfg)
 
@@ -109,6 +116,11 @@ def main(argv=None):
 
 
 def _remove_if_empty(folder):
-    """A reserved directory that Hydra never used (e.g. a composition error) is removed."""
-    if folder is not None and folder.is_dir() and not any(folder.iterdir()):
+    """A reserved directory that Hydra never used (e.g. a composition error) is removed,
+    and so is a torchrun rank's scratch directory."""
+    if folder is None or not folder.is_dir():
+        return
+    if folder.name.startswith("dlrun-rank"):
+        shutil.rmtree(folder, ignore_errors=True)
+    elif not any(folder.iterdir()):
         folder.rmdir()

@@ -62,7 +62,9 @@ def configure(deterministic):
     if deterministic:
         # cuBLAS needs this workspace setting for deterministic matrix products.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(bool(deterministic))
+    # Only when it changes: this call imports torch's compiler stack (about 2 s).
+    if torch.are_deterministic_algorithms_enabled() != bool(deterministic):
+        torch.use_deterministic_algorithms(bool(deterministic))
     torch.backends.cudnn.deterministic = bool(deterministic)
     torch.backends.cudnn.benchmark = not deterministic
 

@@ -2,25 +2,12 @@
 optional onnx packages are installed."""
 
 import copy
-import importlib.util
 import warnings
 
 import torch
 
 from dlrun.artifacts import atomic_write
 from dlrun.data.batches import DeviceTransform
-from dlrun.errors import ConfigError
-
-ONNX_PACKAGES = ("onnx", "onnxscript")
-
-
-def check_available(kind):
-    """Fail before training when the exporter's packages are missing."""
-    if kind == "onnx":
-        missing = [p for p in ONNX_PACKAGES if importlib.util.find_spec(p) is None]
-        if missing:
-            raise ConfigError(f"export=onnx needs the {' and '.join(missing)} package(s): "
-                              f"pip install {' '.join(ONNX_PACKAGES)} (or use export=torchscript).")
 
 
 def example_input(data, count=2):

@@ -11,22 +11,7 @@ import numpy as np
 import torch
 from sklearn import metrics as skm
 
-CLASSIFICATION_SCALARS = ("loss", "accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro",
-                          "precision_weighted", "recall_weighted", "f1_weighted", "roc_auc", "log_loss", "ece")
-REGRESSION_SCALARS = ("loss", "mse", "rmse", "mae", "r2")
-HIGHER_IS_BETTER = {"accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro",
-                    "precision_weighted", "recall_weighted", "f1_weighted", "roc_auc", "r2"}
-
-
-def scalar_names(task):
-    return REGRESSION_SCALARS if task == "regression" else CLASSIFICATION_SCALARS
-
-
-def monitor_names(task):
-    """Every value `trainer.monitor` may name for `task`."""
-    return [f"val/{m}" for m in scalar_names(task)] + ["train/loss"] + (
-        [] if task == "regression" else ["train/accuracy"])
-
+from dlrun.metric_names import CLASSIFICATION_SCALARS, REGRESSION_SCALARS  # noqa: F401 - re-exported
 
 class Predictions:
     """Model outputs turned into what metrics and plots read (NumPy arrays).

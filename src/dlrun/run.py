@@ -5,16 +5,11 @@
 """
 
 import logging
-import os
-import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
-from omegaconf import open_dict
 
-from dlrun import artifacts, build, checkpoint, console, device as devices, report, validate
-from dlrun.errors import DlrunError
+from dlrun import artifacts, build, checkpoint, console, device as devices, distributed, report, validate
 from dlrun.evaluation import evaluate, write_tables
 from dlrun.interrupt import StopFlag
 from dlrun.summary import Summary
@@ -31,7 +26,7 @@ def execute(cfg, run_dir, show_config=False, job_num=None):
     validate.check_config(cfg)
     build.load_components(cfg)
     validate.check_components(cfg)
-    device = devices.for_job(devices.select(cfg.device.name), job_num)
+    device = distributed.setup(devices.for_job(devices.select(cfg.device.name), job_num))
     ckpt = checkpoint.load(cfg.ckpt_path) if cfg.ckpt_path else None
     if show_config:
         console.config_tree(cfg)
@@ -50,12 +45,16 @@ def execute(cfg, run_dir, show_config=False, job_num=None):
     else:
         state = loop.load_state_dict(ckpt, cfg.ckpt_path) if ckpt else FitState()
         _fit(cfg, loop, state, run_dir, summary)
+        if not distributed.is_main():  # rank 0 evaluates and writes the results
+            distributed.shutdown()
+            return summary.finish("completed", state)
         _load_best(loop, run_dir)
     ev = evaluate(loop, build.test_batches(cfg, data, device), data)
     _write_outputs(cfg, run_dir, loop, data, ev, state)
     result = summary.finish("completed", state, ev.metrics)
     if cfg.report:
         report.write(run_dir, result, cfg, ev.per_class, state.history)
+    distributed.shutdown()
     return result
 
 
@@ -119,89 +118,3 @@ def _cross_validate(cfg, run_dir, device, summary):
     stats = {k: {"mean": float(np.nanmean([f[k] for f in folds])), "std": float(np.nanstd([f[k] for f in folds]))}
              for k in keys}
     return summary.finish_cv(folds, stats)
-
-
-def run_from_hydra(cfg):
-    """The Hydra task function: run, report, and return the objective for sweepers.
-
-    In a sweep a failed job does not stop the others: it is recorded in its
-    summary.json and returns NaN; the leaderboard lists it and the command
-    exits non-zero at the end.
-    """
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    if multirun and cfg.resume:
-        done = _resume_job(cfg, run_dir)
-        if done is not None:
-            return done
-    try:
-        summary = execute(cfg, run_dir, show_config=cfg.trainer.progress and not multirun,
-                          job_num=hydra_cfg.job.num if multirun else None)
-    except DlrunError as exc:
-        _fail(exc, run_dir, keep=multirun)
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        if multirun:
-            return float("nan")
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # a bug: record it; Hydra shows the traceback (in a sweep, run.log has it)
-        _fail(exc, run_dir, keep=multirun)
-        if not multirun:
-            raise
-        log.exception("job failed")
-        return float("nan")
-    console.summary_table(summary)
-    return summary["objective"]
-
-
-def _resume_job(cfg, run_dir):
-    """For a resumed sweep: a completed job's objective, or None after pointing
-    ckpt_path at an interrupted job's last.pt."""
-    file = run_dir / "summary.json"
-    previous = artifacts.read_json(file) if file.is_file() else {}
-    if previous.get("status") == "completed":
-        console.console.print(f"job {run_dir.name}: completed before, skipped")
-        return previous.get("objective")
-    last = run_dir / "checkpoints" / "last.pt"
-    if last.is_file() and not cfg.ckpt_path:
-        with open_dict(cfg):
-            cfg.ckpt_path = str(last)
-    return None
-
-
-def _fail(exc, run_dir, keep=False):
-    """Report `exc`. A run that failed before it started leaves no directory
-    behind, unless `keep` (a sweep's job) records the failure there."""
-    if isinstance(exc, DlrunError):
-        console.error(str(exc))
-    message = (str(exc) or type(exc).__name__).splitlines()[0]
-    summary_file = run_dir / "summary.json"
-    if not summary_file.is_file():
-        if keep:
-            artifacts.write_json(summary_file, {"status": "failed", "error": message, "run_dir": str(run_dir)})
-        else:
-            _remove_unstarted(run_dir)
-        return
-    summary = artifacts.read_json(summary_file)
-    if summary.get("status") == "completed":
-        return  # a finished run that a failed resume attempt pointed at: its record stays as it was
-    if summary.get("status") == "running":
-        summary["status"] = "failed"
-    summary["error"] = message
-    artifacts.write_json(summary_file, summary)
-    log.error("%s", exc)
-
-
-def _remove_unstarted(run_dir):
-    """Remove what Hydra put in a run directory that never started (and nothing else)."""
-    logging.shutdown()
-    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
-    (run_dir / "run.log").unlink(missing_ok=True)
-    try:
-        run_dir.rmdir()
-    except OSError:
-        pass  # not empty: the user's own directory, left as it was

@@ -14,15 +14,18 @@ from dlrun import __version__, artifacts
 
 
 def versions():
-    import hydra
-    import numpy
-    import sklearn
-    import torch
-    import torchvision
+    """Library versions, read from package metadata (importing torchvision alone takes seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {"dlrun": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "hydra": hydra.__version__, "numpy": numpy.__version__,
-            "scikit-learn": sklearn.__version__}
+    import torch
+
+    found = {"dlrun": __version__, "python": platform.python_version(), "torch": torch.__version__}
+    for name in ("torchvision", "hydra-core", "numpy", "scikit-learn"):
+        try:
+            found[name.replace("-core", "")] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
 
 
 class Summary:
@@ -38,6 +41,7 @@ class Summary:
             "model": cfg.model.get("name") or cfg.model.get("_target_"),
             "device": str(device),
             "seed": cfg.seed,
+            "world_size": _world_size(),
             "monitor": {"name": cfg.trainer.monitor, "mode": cfg.trainer.mode},
             "overrides": _overrides(run_dir),
             "versions": versions(),
@@ -74,6 +78,12 @@ class Summary:
         self.data["wall_time_s"] = round(time.perf_counter() - self.started, 3)
         artifacts.write_json(self.path, self.data)
         return self.data
+
+
+def _world_size():
+    from dlrun.distributed import shard
+
+    return shard()[1]
 
 
 def _overrides(run_dir):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from dlrun import checkpoint, device as devices, metrics
+from dlrun import checkpoint, device as devices, distributed, metrics
 from dlrun.errors import DlrunError
 from dlrun.regularization import clip_gradients, grad_norm, l1_penalty, mix, penalized_weights
 
@@ -71,7 +71,8 @@ class Loop:
     config: dict = None             # stored in checkpoints as plain data
 
     def __post_init__(self):
-        self.forward = torch.compile(self.model, mode=self.compile_mode) if self.compile_mode else self.model
+        forward = distributed.wrap(self.model, self.device)
+        self.forward = torch.compile(forward, mode=self.compile_mode) if self.compile_mode else forward
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
         self.autocast = devices.autocast(self.device, self.precision) or contextlib.nullcontext()
         self.l1_weights = penalized_weights(self.model) if self.regularization.l1 else None
@@ -139,11 +140,14 @@ class Loop:
                     self._check_finite(loss_sum, state)
                 on_step(i + 1, total)
                 next_refresh = time.perf_counter() + REFRESH_S
-        row = {"train/loss": (loss_sum / max(count, 1)).item()}
+        count = torch.tensor(count, device=self.device)
+        distributed.sum_across(loss_sum, correct, count)
+        count = max(int(count), 1)
+        row = {"train/loss": (loss_sum / count).item()}
         if not self.check_every_step:
             self._check_finite(loss_sum, state)
         if self.task != "regression":
-            row["train/accuracy"] = correct.item() / max(count, 1)
+            row["train/accuracy"] = correct.item() / count
         return row
 
     def _hits(self, out, y):

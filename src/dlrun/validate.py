@@ -5,9 +5,14 @@ allowed. Registry names and builder arguments are checked by
 :func:`check_components` once plugins are imported.
 """
 
+import importlib.util
+
 from omegaconf import OmegaConf
 
 from dlrun.errors import ConfigError, unknown_choice
+from dlrun.metric_names import CLASSIFICATION_SCALARS, REGRESSION_SCALARS, monitor_names
+
+ONNX_PACKAGES = ("onnx", "onnxscript")
 
 PLOTS = ("curves", "lr", "confusion", "per_class", "confidence", "reliability", "roc", "misclassified",
          "embeddings", "weights", "regression")
@@ -84,18 +89,17 @@ def check_config(cfg):
     for plot in cfg.plots or []:
         if plot not in PLOTS:
             raise ConfigError(unknown_choice("plots", plot, PLOTS))
-    if cfg.export:
-        from dlrun.export import check_available
-
-        check_available(cfg.export)
+    if cfg.export == "onnx":
+        missing = [p for p in ONNX_PACKAGES if importlib.util.find_spec(p) is None]
+        if missing:
+            raise ConfigError(f"export=onnx needs the {' and '.join(missing)} package(s): "
+                              f"pip install {' '.join(ONNX_PACKAGES)} (or use export=torchscript).")
     if cfg.task == "eval" and not cfg.ckpt_path:
         raise ConfigError("task=eval needs ckpt_path=<checkpoint file or run directory>.")
     _check_monitor_syntax(cfg.trainer.monitor)
 
 
 def _check_monitor_syntax(monitor):
-    from dlrun.metrics import CLASSIFICATION_SCALARS, REGRESSION_SCALARS
-
     known = sorted({f"val/{m}" for m in CLASSIFICATION_SCALARS + REGRESSION_SCALARS} | {"train/loss", "train/accuracy"})
     if monitor not in known:
         raise ConfigError(unknown_choice("trainer.monitor", monitor, known))
@@ -103,8 +107,6 @@ def _check_monitor_syntax(monitor):
 
 def check_monitor(monitor, task):
     """The monitored metric must be one that `task` produces."""
-    from dlrun.metrics import monitor_names
-
     allowed = monitor_names(task)
     if monitor not in allowed:
         raise ConfigError(

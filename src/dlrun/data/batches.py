@@ -100,7 +100,8 @@ def random_cutout(x, size, generator):
 class TensorBatches:
     """Batches of a device-resident (x, y) by index."""
 
-    def __init__(self, part, batch_size, device, transform, train=False, seed=0, balanced=False):
+    def __init__(self, part, batch_size, device, transform, train=False, seed=0, balanced=False, shard=(0, 1)):
+        self.rank, self.world = shard if train else (0, 1)
         self.x = part.x.to(device)
         self.y = part.y.to(device)
         self.batch_size = batch_size
@@ -111,10 +112,14 @@ class TensorBatches:
         self._epoch_start = self.shuffle.get_state()
 
     def __len__(self):
-        return math.ceil(len(self.y) / self.batch_size)
+        return math.ceil(len(self.y) // self.world / self.batch_size)
 
     def epoch(self, start=0):
-        """(x, y) batches of one epoch, from batch `start` on."""
+        """(x, y) batches of one epoch, from batch `start` on.
+
+        In data-parallel training every process draws the same permutation
+        and takes its own equal share of it (rank, rank + world, ...).
+        """
         self._epoch_start = self.shuffle.get_state()
         n = len(self.y)
         if not self.train:
@@ -123,6 +128,8 @@ class TensorBatches:
             order = torch.multinomial(self.weights, n, replacement=True, generator=self.shuffle)
         else:
             order = torch.randperm(n, device=self.y.device, generator=self.shuffle)
+        if self.world > 1:
+            order = order[: n // self.world * self.world][self.rank::self.world]
         for i in range(start, len(self)):
             if order is None:
                 x, y = self.x[i * self.batch_size:(i + 1) * self.batch_size], self.y[i * self.batch_size:(i + 1) * self.batch_size]
@@ -141,13 +148,19 @@ class TensorBatches:
 class LoaderBatches:
     """Batches through a DataLoader, for datasets that are not held in memory."""
 
-    def __init__(self, part, batch_size, device, transform, train=False, seed=0, balanced=False, num_workers=0):
+    def __init__(self, part, batch_size, device, transform, train=False, seed=0, balanced=False, num_workers=0,
+                 shard=(0, 1)):
         self.device = device
         self.transform = transform
         self.train = train
         self.shuffle = torch.Generator().manual_seed(seed)
-        sampler = None
-        if train and balanced:
+        sampler = self.distributed_sampler = None
+        rank, world = shard
+        if train and world > 1:
+            # Each process reads its share; the shared seeded generator keeps the shards disjoint.
+            sampler = self.distributed_sampler = torch.utils.data.distributed.DistributedSampler(
+                part.x, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        elif train and balanced:
             sampler = torch.utils.data.WeightedRandomSampler(
                 _balanced_weights(part.y), len(part.y), replacement=True, generator=self.shuffle)
         self.loader = torch.utils.data.DataLoader(
@@ -162,6 +175,8 @@ class LoaderBatches:
 
     def epoch(self, start=0):
         self._epoch_start = self.shuffle.get_state()
+        if self.distributed_sampler is not None:
+            self.distributed_sampler.set_epoch(int(torch.randint(0, 2**31, (1,), generator=self.shuffle)))
         for i, (x, y) in enumerate(self.loader):
             if i >= start:
                 x = x.to(self.device, non_blocking=True)
@@ -191,7 +206,7 @@ def _seed_worker(worker_id):
     random.seed(seed)
 
 
-def make_batches(part, batch_size, device, transform, train, seed, balanced=False, num_workers=0):
+def make_batches(part, batch_size, device, transform, train, seed, balanced=False, num_workers=0, shard=(0, 1)):
     if torch.is_tensor(part.x):
-        return TensorBatches(part, batch_size, device, transform, train, seed, balanced)
-    return LoaderBatches(part, batch_size, device, transform, train, seed, balanced, num_workers)
+        return TensorBatches(part, batch_size, device, transform, train, seed, balanced, shard)
+    return LoaderBatches(part, batch_size, device, transform, train, seed, balanced, num_workers, shard)

@@ -1,5 +1,6 @@
 """The classic convolutional network of the tutorials."""
 
+import torch
 from torch import nn
 
 from dlrun.errors import ConfigError, unknown_choice
@@ -39,3 +40,24 @@ def cnn(input_shape, num_outputs, channels=(32, 64), kernel_size=3, pool="max", 
         tail += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
         width = hidden
     return Network(nn.Sequential(conv, *tail), nn.Linear(width, num_outputs))
+
+
+def _conv_bn(in_ch, out_ch):
+    return [nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.GELU()]
+
+
+@MODELS.register("vgg_fast")
+def vgg_fast(input_shape, num_outputs, widths=(64, 256, 256, 256), scale=0.125):
+    """A small VGG-style net in the manner of the fast CIFAR-10 training recipes:
+    a stem, then per width a (conv-pool-bn-gelu, conv-bn-gelu) block, global max
+    pooling and a linear head whose logits are scaled down (steadier with large
+    learning rates)."""
+    layers = _conv_bn(input_shape[0], widths[0])
+    for in_ch, out_ch in zip(widths, widths[1:]):
+        layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(out_ch),
+                   nn.GELU(), *_conv_bn(out_ch, out_ch)]
+    layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten()]
+    head = nn.Linear(widths[-1], num_outputs, bias=False)
+    with torch.no_grad():
+        head.weight.mul_(scale)
+    return Network(nn.Sequential(*layers), head)

@@ -1,0 +1,67 @@
+"""Data-parallel training of one model under torchrun (PyTorch's own DDP).
+
+    torchrun --standalone --nproc_per_node=2 -m dlrun model=cnn
+
+Each process trains on its shard of every epoch's permutation; DDP averages
+the gradients; training metrics are summed across processes; validation is
+the same on every process. Rank 0 alone writes the run directory: the other
+ranks run in a temporary directory that is removed when they finish.
+"""
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def world():
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def active():
+    return dist.is_available() and dist.is_initialized()
+
+
+def is_main():
+    return not active() or dist.get_rank() == 0
+
+
+def setup(device):
+    """Join the process group when started by torchrun; returns the device for this rank."""
+    rank, size, local = world()
+    if size == 1 or active():
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def shard():
+    """(rank, world size) of the running process group, or (0, 1)."""
+    return (dist.get_rank(), dist.get_world_size()) if active() else (0, 1)
+
+
+def sum_across(*tensors):
+    """Sum each tensor over all processes (in place); a no-op without a process group."""
+    if active():
+        for t in tensors:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return tensors
+
+
+def wrap(model, device):
+    """The model as DDP sees it, for the training forward pass."""
+    if not active():
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def shutdown():
+    if active():
+        dist.barrier()
+        dist.destroy_process_group()

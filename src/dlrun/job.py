@@ -1,0 +1,108 @@
+"""A Hydra job around the flow of run.py: config checks before torch is even
+imported, failure records, and the skip-or-continue logic of resumed sweeps.
+
+Nothing here imports torch, so a bad config fails in well under a second.
+"""
+
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from omegaconf import open_dict
+
+from dlrun import artifacts, console, validate
+from dlrun.errors import DlrunError
+
+log = logging.getLogger("dlrun")
+
+
+def run_from_hydra(cfg):
+    """The Hydra task function: run, report, and return the objective for sweepers.
+
+    In a sweep a failed job does not stop the others: it is recorded in its
+    summary.json and returns NaN; the leaderboard lists it and the command
+    exits non-zero at the end.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if multirun and cfg.resume:
+        done = _resume_job(cfg, run_dir)
+        if done is not None:
+            return done
+    try:
+        validate.check_config(cfg)
+        from dlrun.run import execute
+
+        summary = execute(cfg, run_dir, show_config=cfg.trainer.progress and not multirun,
+                          job_num=hydra_cfg.job.num if multirun else None)
+    except DlrunError as exc:
+        _fail(exc, run_dir, keep=multirun)
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        if multirun:
+            return float("nan")
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug: record it; Hydra shows the traceback (in a sweep, run.log has it)
+        _fail(exc, run_dir, keep=multirun)
+        if not multirun:
+            raise
+        log.exception("job failed")
+        return float("nan")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports
+        console.summary_table(summary)
+    return summary["objective"]
+
+
+def _resume_job(cfg, run_dir):
+    """For a resumed sweep: a completed job's objective, or None after pointing
+    ckpt_path at an interrupted job's last.pt."""
+    file = run_dir / "summary.json"
+    previous = artifacts.read_json(file) if file.is_file() else {}
+    if previous.get("status") == "completed":
+        console.console.print(f"job {run_dir.name}: completed before, skipped")
+        return previous.get("objective")
+    last = run_dir / "checkpoints" / "last.pt"
+    if last.is_file() and not cfg.ckpt_path:
+        with open_dict(cfg):
+            cfg.ckpt_path = str(last)
+    return None
+
+
+def _fail(exc, run_dir, keep=False):
+    """Report `exc`. A run that failed before it started leaves no directory
+    behind, unless `keep` (a sweep's job) records the failure there."""
+    if isinstance(exc, DlrunError):
+        console.error(str(exc))
+    message = (str(exc) or type(exc).__name__).splitlines()[0]
+    summary_file = run_dir / "summary.json"
+    if not summary_file.is_file():
+        if keep:
+            artifacts.write_json(summary_file, {"status": "failed", "error": message, "run_dir": str(run_dir)})
+        else:
+            _remove_unstarted(run_dir)
+        return
+    summary = artifacts.read_json(summary_file)
+    if summary.get("status") == "completed":
+        return  # a finished run that a failed resume attempt pointed at: its record stays as it was
+    if summary.get("status") == "running":
+        summary["status"] = "failed"
+    summary["error"] = message
+    artifacts.write_json(summary_file, summary)
+    log.error("%s", exc)
+
+
+def _remove_unstarted(run_dir):
+    """Remove what Hydra put in a run directory that never started (and nothing else)."""
+    logging.shutdown()
+    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+    (run_dir / "run.log").unlink(missing_ok=True)
+    try:
+        run_dir.rmdir()
+    except OSError:
+        pass  # not empty: the user's own directory, left as it was

@@ -1,0 +1,15 @@
+"""The metrics each task produces, by name (no torch: the config checks read them)."""
+
+CLASSIFICATION_SCALARS = ("loss", "accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro",
+                          "precision_weighted", "recall_weighted", "f1_weighted", "roc_auc", "log_loss", "ece")
+REGRESSION_SCALARS = ("loss", "mse", "rmse", "mae", "r2")
+
+
+def scalar_names(task):
+    return REGRESSION_SCALARS if task == "regression" else CLASSIFICATION_SCALARS
+
+
+def monitor_names(task):
+    """Every value `trainer.monitor` may name for `task`."""
+    return [f"val/{m}" for m in scalar_names(task)] + ["train/loss"] + (
+        [] if task == "regression" else ["train/accuracy"])

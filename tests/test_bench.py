@@ -1,0 +1,25 @@
+"""The benchmark scripts keep working (a smoke run each; their numbers are not asserted)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+SCRIPTS = {
+    "loop_overhead.py": ["--epochs", "1"],
+    "startup.py": ["--quick", "--repeats", "1"],
+    "memory.py": ["--epochs", "3"],
+    "gpu.py": ["--steps", "2", "--batch", "8"],
+}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_benchmark_script_runs(script):
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / script), *SCRIPTS[script]], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip()
+    if script == "loop_overhead.py":
+        assert "dlrun loop" in proc.stdout and "x plain" in proc.stdout

@@ -1,0 +1,37 @@
+"""Data-parallel training under torchrun, on CPU with the gloo backend."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from conftest import SMOKE, summary_of
+from dlrun.data.base import Part
+from dlrun.data.batches import DeviceTransform, TensorBatches
+
+TORCHRUN = Path(sys.executable).parent / "torchrun"
+
+
+def test_shards_of_an_epoch_are_disjoint_and_equal():
+    part = Part(torch.arange(11).float().view(11, 1), torch.arange(11))
+    cpu = torch.device("cpu")
+    shards = [torch.cat([y for _, y in TensorBatches(part, 2, cpu, DeviceTransform(cpu), True, 5,
+                                                     shard=(rank, 2)).epoch()]) for rank in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 5
+    assert not set(shards[0].tolist()) & set(shards[1].tolist())
+
+
+def test_torchrun_two_processes_gloo(tmp_path):
+    env = {**os.environ, "DLRUN_OUTPUTS": str(tmp_path / "outputs"), "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    proc = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "dlrun", *SMOKE,
+                           "hydra.run.dir=run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = summary_of(tmp_path / "run")
+    assert summary["status"] == "completed" and summary["world_size"] == 2 and summary["epochs_run"] == 2
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
+    assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 3
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("summary.json"))
+    assert proc.stdout.count("dlrun completed") == 1
