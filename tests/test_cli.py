@@ -138,3 +138,14 @@ def test_users_own_components_worked_example(cli):
     proc = cli(*SMOKE, "--config-dir", str(example / "conf"), "model=two_layer",
                env={"PYTHONPATH": str(example)}, check=False)
     assert proc.returncode == 2 and "model.name=two_layer is not known" in proc.stderr
+
+
+def test_tensorboard_logger_writes_event_files(cli):
+    cli(*SMOKE, "logger=tensorboard", "plots=[]", "hydra.run.dir=run")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = (cli.cwd / "run" / "tensorboard").glob("events.out.tfevents.*")
+    acc = EventAccumulator(str(events))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("val/loss")] == [1, 2]
+    assert (cli.cwd / "run" / "metrics.csv").is_file()  # CSV metrics are always written

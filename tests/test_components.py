@@ -28,6 +28,14 @@ def test_focal_with_gamma_zero_and_no_alpha_is_cross_entropy():
                           F.binary_cross_entropy_with_logits(blogits.squeeze(1), btarget.float()), atol=1e-6)
 
 
+def test_focal_takes_class_weights_as_alpha():
+    y = torch.tensor([0, 0, 0, 1])
+    multi = loss.build({"name": "focal", "gamma": 0.0, "class_weights": "balanced"}, "multiclass", y, 2)
+    assert torch.allclose(multi.alpha, loss.balanced_class_weights(y, 2))
+    binary = loss.build({"name": "focal", "class_weights": "balanced"}, "binary", y, 2)
+    assert binary.alpha.item() == pytest.approx(0.75)
+
+
 def test_focal_down_weights_easy_examples():
     easy = torch.tensor([[8.0, 0.0]]), torch.tensor([0])
     ce, focal = F.cross_entropy(*easy), loss.FocalLoss(gamma=2.0)(*easy)

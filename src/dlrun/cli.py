@@ -59,11 +59,13 @@ def prepare_argv(argv):
     A fresh output directory is reserved and, for ckpt_path=, the original
     run's overrides come first (the user's still win)."""
     flags, overrides = split_argv(argv)
+    multirun = "-m" in flags or "--multirun" in flags
     if INFO_FLAGS & set(flags):
+        if multirun and {"--cfg", "-c", "--info", "-i"} & set(flags):
+            raise ConfigError("--cfg and --info show one job's config: drop -m (and give single values) to see it.")
         return argv, None
     if not {"--config-dir", "-cd"} & set(flags) and config.value_of(overrides, "hydra.searchpath") is None:
         check_group_options(overrides)
-    multirun = "-m" in flags or "--multirun" in flags
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     user_dir = config.value_of(overrides, key)
     if config.value_of(overrides, "resume") == "true" and (not multirun or user_dir is None):

@@ -85,7 +85,10 @@ def cross_entropy(weights=None, label_smoothing=0.0):
 
 
 @LOSSES.register("focal")
-def focal(task, gamma=2.0, alpha=None):
+def focal(task, gamma=2.0, alpha=None, weights=None):
+    """Class weights (loss.class_weights) serve as alpha when alpha is not given."""
+    if alpha is None and weights is not None:
+        alpha = float(weights[1] / weights.sum()) if task == "binary" else weights
     return FocalLoss(gamma=gamma, alpha=alpha, binary=task == "binary")
 
 
@@ -125,7 +128,7 @@ def build(spec, task, train_targets, num_classes):
             f"Losses for {task}: {', '.join(n for n, t in TASK_OF_LOSS.items() if task in t)} (or loss=auto)."
         )
     weights = class_weights(args.pop("class_weights", None), train_targets, num_classes)
-    if weights is not None and task == "binary":
+    if weights is not None and name == "bce_with_logits":
         # BCE takes one weight for the positive class relative to the negative one.
         args.setdefault("pos_weight", float(weights[1] / weights[0]))
         weights = None

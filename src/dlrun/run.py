@@ -59,10 +59,17 @@ def execute(cfg, run_dir, show_config=False, job_num=None):
 
 
 def _fit(cfg, loop, state, run_dir, summary):
+    tensorboard = _tensorboard(cfg, run_dir)
+
     def on_epoch(state, row):
         artifacts.write_csv(run_dir / "metrics.csv", state.history)
         log.info("epoch %d: %s", state.epoch, {k: round(v, 6) for k, v in row.items()})
         progress.epoch(state, row, cfg.trainer.monitor)
+        if tensorboard is not None:
+            for key, value in row.items():
+                if key != "epoch":
+                    tensorboard.add_scalar(key, value, state.epoch)
+            tensorboard.flush()
 
     log.info("training on %s from epoch %d", loop.device, state.epoch)
     try:
@@ -75,6 +82,18 @@ def _fit(cfg, loop, state, run_dir, summary):
     except Interrupted:
         summary.finish("interrupted", state)
         raise
+    finally:
+        if tensorboard is not None:
+            tensorboard.close()
+
+
+def _tensorboard(cfg, run_dir):
+    """A TensorBoard writer into run_dir/tensorboard with logger=tensorboard (rank 0 only)."""
+    if cfg.logger != "tensorboard" or not distributed.is_main():
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
 
 def _load_best(loop, run_dir):

@@ -94,6 +94,9 @@ def check_config(cfg):
         if missing:
             raise ConfigError(f"export=onnx needs the {' and '.join(missing)} package(s): "
                               f"pip install {' '.join(ONNX_PACKAGES)} (or use export=torchscript).")
+    if cfg.logger == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("logger=tensorboard needs the tensorboard package: pip install tensorboard "
+                          "(or pip install 'dlrun[tensorboard]'). CSV metrics are written either way.")
     if cfg.task == "eval" and not cfg.ckpt_path:
         raise ConfigError("task=eval needs ckpt_path=<checkpoint file or run directory>.")
     _check_monitor_syntax(cfg.trainer.monitor)

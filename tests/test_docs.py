@@ -1,0 +1,88 @@
+"""The user guide: every command in it composes, the offline ones run on the
+smoke budget, and the notebook example runs."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from conftest import DLRUN, REPO
+
+PAGES = sorted((REPO / "docs").glob("*.md"))
+NEEDS_DOWNLOAD = ("mnist", "cifar10", "pretrained=true", "image_folder", "dataset=csv", "torchrun", "slurm")
+
+
+def commands():
+    """Every `dlrun ...` line inside a fenced block of the guide."""
+    found = []
+    for page in PAGES:
+        for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", page.read_text(), re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                line = line.split("  #")[0].strip()
+                if line.startswith("dlrun "):
+                    found.append((page.name, line))
+    return found
+
+
+COMMANDS = commands()
+
+
+def single_job(args):
+    """A sweep's first combination, as one job (--cfg job shows a single job)."""
+    out = []
+    for arg in args:
+        if arg in ("-m", "--multirun"):
+            continue
+        key, sep, value = arg.partition("=")
+        if sep and "," in value and not value.startswith(("[", "{")):
+            value = value.split(",")[0]
+        out.append(f"{key}{sep}{value}")
+    return out
+
+
+def test_the_guide_has_its_lessons():
+    names = {p.stem for p in PAGES}
+    assert len(PAGES) >= 9 and len(COMMANDS) >= 20, names
+
+
+@pytest.mark.parametrize("page,command", COMMANDS, ids=[f"{p}:{c[6:50]}" for p, c in COMMANDS])
+def test_every_command_composes(page, command, tmp_path):
+    args = shlex.split(command)[1:]
+    if not _informational(args):  # show the job's config instead of running it
+        args = [*single_job(args), "--cfg", "job"]
+    proc = subprocess.run([str(DLRUN), *args], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()
+
+
+def _informational(args):
+    return args[:1] == ["list"] or bool({"--help", "--cfg"} & set(args))
+
+
+OFFLINE = [(p, c) for p, c in COMMANDS
+           if not any(k in c for k in NEEDS_DOWNLOAD) and not _informational(shlex.split(c)[1:])]
+
+
+@pytest.mark.parametrize("page,command", OFFLINE, ids=[f"{p}:{c[6:50]}" for p, c in OFFLINE])
+def test_offline_commands_run_on_the_smoke_budget(page, command, tmp_path):
+    args = shlex.split(command)[1:]
+    if "-m" in args:  # at most the first two values of each swept key, and few trials
+        args = [a if "," not in a.partition("=")[2] or a.partition("=")[2].startswith("[")
+                else a.partition("=")[0] + "=" + ",".join(a.partition("=")[2].split(",")[:2]) for a in args]
+        args.append("hydra.sweeper.n_trials=2" if "hparams_search" in command else "hydra.sweep.dir=sweep")
+    budget = ["trainer.max_epochs=1", "plots=[]", "report=false", "trainer.progress=false"]
+    proc = subprocess.run([str(DLRUN), *args, *budget], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env={**os.environ, "DLRUN_OUTPUTS": str(tmp_path / "outputs"), "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_notebook_example_runs(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "docs" / "notebook_example.py"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "test accuracy" in proc.stdout
+    assert {p.name for p in (tmp_path / "steps").glob("*.png")} == {"curves.png", "confusion.png",
+                                                                     "embeddings_pca.png"}
