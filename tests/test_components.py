@@ -63,6 +63,9 @@ def test_loss_must_fit_the_task():
     with pytest.raises(ConfigError, match="does not fit this dataset's task 'regression'"):
         loss.build({"name": "cross_entropy"}, "regression", torch.zeros(4, 1), 0)
     assert isinstance(loss.build({"name": "auto"}, "binary", torch.tensor([0, 1]), 2), loss.BinaryLoss)
+    weighted = loss.build({"name": "bce_with_logits", "pos_weight": None, "class_weights": "balanced"}, "binary",
+                          torch.tensor([0, 0, 0, 1]), 2)
+    assert weighted.pos_weight.item() == pytest.approx(3.0)
 
 
 def test_stratified_split_keeps_class_proportions_within_one_sample():

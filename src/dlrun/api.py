@@ -31,9 +31,11 @@ def run(overrides=(), run_dir=None, config_dir=None):
     messages the command prints.
     """
     from dlrun.run import execute
+    from dlrun.validate import check_config
 
     overrides, planned = config.plan_run(list(overrides))
     cfg = compose(overrides, config_dir)
+    check_config(cfg)
     run_dir = Path(run_dir) if run_dir else planned or config.new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     hydra_dir = run_dir / ".hydra"

@@ -130,6 +130,7 @@ def build(spec, task, train_targets, num_classes):
     weights = class_weights(args.pop("class_weights", None), train_targets, num_classes)
     if weights is not None and name == "bce_with_logits":
         # BCE takes one weight for the positive class relative to the negative one.
-        args.setdefault("pos_weight", float(weights[1] / weights[0]))
+        if args.get("pos_weight") is None:
+            args["pos_weight"] = float(weights[1] / weights[0])
         weights = None
     return LOSSES.build(args, task=task, weights=weights)

@@ -21,9 +21,9 @@ log = logging.getLogger("dlrun")
 def execute(cfg, run_dir, show_config=False, job_num=None):
     """Run the config in `run_dir`; returns the summary (also in summary.json).
 
+    The caller has run `validate.check_config` (before torch was imported);
     `job_num` is the job's number in a sweep (it picks a GPU when there are several)."""
     run_dir = Path(run_dir)
-    validate.check_config(cfg)
     build.load_components(cfg)
     validate.check_components(cfg)
     device = distributed.setup(devices.for_job(devices.select(cfg.device.name), job_num))
