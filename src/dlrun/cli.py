@@ -97,6 +97,11 @@ def main(argv=None):
         from dlrun.listing import main as listing
 
         sys.exit(listing(argv[1:]))
+    if {"--help", "-h"} & set(argv):
+        from dlrun.listing import help_text
+
+        print(help_text(), end="")
+        sys.exit(0)
     if argv[:1] == ["leaderboard"]:
         from dlrun.sweep import main as leaderboard
 

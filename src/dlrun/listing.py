@@ -33,6 +33,35 @@ def _flatten(data, prefix=""):
             yield f"{prefix}{key}", value
 
 
+HELP = """dlrun: train PyTorch models from composable Hydra configs.
+
+Examples:
+  dlrun                                          MLP on scikit-learn's digits (no download)
+  dlrun model=cnn optimizer=sgd optimizer.lr=0.05 trainer.max_epochs=30
+  dlrun -m model=mlp,cnn optimizer.lr=1e-3,1e-2  a sweep with a leaderboard
+  dlrun ckpt_path=outputs/DATE/TIME trainer.max_epochs=40    resume a run
+  dlrun task=eval ckpt_path=outputs/DATE/TIME    evaluate a checkpoint again
+
+== Config groups (group=option) ==
+{groups}
+
+== More ==
+  dlrun list [GROUP...]       every option of every group with its arguments and defaults
+  dlrun --cfg job [ARGS]      print the composed config without running
+  dlrun leaderboard DIR...    rebuild the leaderboard of a sweep or of run directories
+  dlrun --hydra-help          Hydra's own flags (-m, --config-dir, -sc for shell completion, ...)
+
+Override any key with key=value. Set HYDRA_FULL_ERROR=1 for full tracebacks.
+"""
+
+
+def help_text():
+    """`dlrun --help`: read from the config directory alone (Hydra's help composes once per group)."""
+    lines = [f"{group}: {', '.join(sorted(p.stem for p in (conf_dir() / group).glob('*.yaml')))}"
+             for group in groups() + ["hparams_search"]]
+    return HELP.format(groups="\n".join(lines))
+
+
 def _description(path):
     comments = [line.lstrip("# ") for line in path.read_text().splitlines() if line.startswith("#")]
     return next((c for c in comments if not c.startswith("@package")), "")

@@ -162,7 +162,8 @@ def embedding(points, labels, class_names, method, seed=0, limit=1000):
         xy = PCA(n_components=2, random_state=seed).fit_transform(points)
     else:
         perplexity = float(min(30, max(5, len(points) // 4)))
-        xy = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(points)
+        xy = TSNE(n_components=2, init="pca", perplexity=perplexity, max_iter=500,
+                  random_state=seed).fit_transform(points)
     fig, ax = _figure()
     for c, name in enumerate(class_names):
         mask = labels == c
