@@ -56,3 +56,66 @@ def test_help_lists_every_group_and_its_options():
     for group in groups():
         assert f"{group}:" in out
     assert "cnn" in out and "synthetic_imbalanced" in out and "dlrun list" in out
+
+
+def _needs(group, option, root):
+    """Extra overrides (and data on disk) an option needs to run one tiny epoch here."""
+    from test_vision import write_cifar10, write_mnist
+
+    images = ["dataset=fake", "dataset.size=40", "dataset.image_size=[3,16,16]", "dataset.num_classes=4",
+              "split.val=0.25"]
+    if (group, option) == ("dataset", "csv"):
+        (root / "d.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 7},{i % 3}\n" for i in range(90)))
+        return ["dataset.path=" + str(root / "d.csv"), "dataset.target=y"]
+    if (group, option) in (("dataset", "mnist"), ("dataset", "fashion_mnist")):
+        write_mnist(root, "MNIST" if option == "mnist" else "FashionMNIST")
+        return [f"dataset.root={root}", "dataset.download=false", "split.val=0.2"]
+    if (group, option) == ("dataset", "cifar10"):
+        write_cifar10(root)
+        return [f"dataset.root={root}", "dataset.download=false", "dataset.verify_checksums=false", "split.val=0.2"]
+    if (group, option) == ("dataset", "image_folder"):
+        from PIL import Image
+
+        for c in ("a", "b"):
+            (root / "img" / c).mkdir(parents=True)
+            for i in range(6):
+                Image.new("RGB", (12, 12), "red" if c == "a" else "blue").save(root / "img" / c / f"{i}.png")
+        return [f"dataset.root={root / 'img'}", "dataset.image_size=8", "split.val=0.25", "split.test=0.25"]
+    if (group, option) == ("dataset", "fake"):
+        return images[1:]
+    if option in ("resnet18", "vgg_fast", "cifar10_fast"):
+        return images + (["model.widths=[8,16,16,16]", "device.compile=false"] if option != "resnet18" else [])
+    if group == "loss" and option in ("mse", "l1", "huber"):
+        return ["dataset=diabetes"]
+    if group == "loss" and option == "bce_with_logits":
+        return ["dataset=breast_cancer"]
+    return []
+
+
+RUNNABLE = [(g, o) for g, o in OPTIONS if g not in ("hparams_search",) and (g, o) not in
+            (("device", "cuda"), ("device", "mps"))]
+
+
+@pytest.mark.parametrize("group,option", RUNNABLE, ids=[f"{g}={o}" for g, o in RUNNABLE])
+def test_every_option_runs_one_tiny_epoch(group, option, tmp_path):
+    import dlrun
+
+    overrides = [f"{group}={option}", *_needs(group, option, tmp_path), "trainer.max_epochs=1", "plots=[]",
+                 "report=false", "trainer.progress=false"]
+    summary = dlrun.run(overrides, run_dir=tmp_path / "run")
+    assert summary["status"] == "completed" and summary["epochs_run"] == 1
+
+
+@pytest.mark.parametrize("name", ["cuda", "mps"])
+def test_absent_accelerators_are_a_clear_error(name):
+    import torch
+
+    from dlrun.device import available, select
+    from dlrun.errors import ConfigError
+
+    if name in available():
+        assert select(name).type == name
+        return
+    with pytest.raises(ConfigError, match=f"no {name.upper()} device is available"):
+        select(name)
+    assert torch.device("cpu") == select("cpu")

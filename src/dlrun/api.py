@@ -30,7 +30,7 @@ def run(overrides=(), run_dir=None, config_dir=None):
     Errors are raised as :class:`dlrun.errors.DlrunError` with the same
     messages the command prints.
     """
-    from dlrun.run import execute
+    from dlrun.flow import execute
     from dlrun.validate import check_config
 
     overrides, planned = config.plan_run(list(overrides))

@@ -1,7 +1,5 @@
 """What the terminal shows: the config tree, a progress bar, the summary table, errors."""
 
-import sys
-
 from omegaconf import OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -70,7 +68,6 @@ def summary_table(summary):
     table.add_column()
     monitor = summary.get("monitor", {})
     rows = [
-        ("run directory", summary["run_dir"]),
         ("dataset / model", f"{summary.get('dataset')} / {summary.get('model')}"),
         ("device", summary.get("device")),
         ("epochs run", summary.get("epochs_run")),
@@ -83,11 +80,10 @@ def summary_table(summary):
     for key, value in rows:
         table.add_row(key, str(value))
     console.print(table)
+    # Whole, on one line, whatever the terminal width: made to be copied.
+    console.print(f"run directory: {summary['run_dir']}", soft_wrap=True, highlight=False)
 
 
 def _fmt(value):
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
-
-def flush():
-    sys.stdout.flush()

@@ -25,7 +25,7 @@ def write(kind, model, data, folder):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream but still loads everywhere
             traced = torch.jit.trace(model, x)
-        atomic_write(path, lambda handle: torch.jit.save(traced, handle))
+            atomic_write(path, lambda handle: torch.jit.save(traced, handle))
     else:
         path = folder / "best.onnx"
         program = torch.onnx.export(model, (x,), dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},))

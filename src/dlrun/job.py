@@ -1,4 +1,4 @@
-"""A Hydra job around the flow of run.py: config checks before torch is even
+"""A Hydra job around the flow of flow.py: config checks before torch is even
 imported, failure records, and the skip-or-continue logic of resumed sweeps.
 
 Nothing here imports torch, so a bad config fails in well under a second.
@@ -37,7 +37,7 @@ def run_from_hydra(cfg):
             return done
     try:
         validate.check_config(cfg)
-        from dlrun.run import execute
+        from dlrun.flow import execute
 
         summary = execute(cfg, run_dir, show_config=cfg.trainer.progress and not multirun,
                           job_num=hydra_cfg.job.num if multirun else None)

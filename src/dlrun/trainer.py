@@ -49,7 +49,7 @@ class FitState:
 
 @dataclass
 class Loop:
-    """Everything the loop drives, built by run.py from the config."""
+    """Everything the loop drives, built by build.py from the config."""
 
     model: torch.nn.Module
     loss_fn: torch.nn.Module

@@ -103,7 +103,7 @@ def _load_best(loop, run_dir):
 
 
 def _write_outputs(cfg, run_dir, loop, data, ev, state):
-    write_tables(run_dir, ev, data.class_names)
+    write_tables(run_dir, ev, data.class_names, probabilities=cfg.probabilities)
     if cfg.plots:
         from dlrun import plots
 
