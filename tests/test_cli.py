@@ -59,6 +59,22 @@ def test_export_round_trip_matches_the_model(cli):
     assert torch.allclose(scripted(x), model(x), atol=1e-6)
 
 
+def test_onnx_export_round_trip(cli):
+    ort = pytest.importorskip("onnxruntime")  # an optional extra: pip install 'dlrun[onnx]'
+    cli(*SMOKE, "export=onnx", "plots=[]", "hydra.run.dir=run")
+    from dlrun.checkpoint import load
+    from dlrun.models import build, load_builtins
+
+    load_builtins()
+    state = load(cli.cwd / "run" / "checkpoints" / "best.pt")
+    model = build(state["config"]["model"], (1, 8, 8), 10).eval()
+    model.load_state_dict(state["model"])
+    session = ort.InferenceSession(str(cli.cwd / "run" / "checkpoints" / "best.onnx"))
+    x = torch.rand(7, 1, 8, 8)  # a batch size other than the export's: the batch dimension is dynamic
+    (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    assert torch.allclose(torch.from_numpy(out), model(x).detach(), atol=1e-5)
+
+
 def test_resumed_run_equals_a_straight_run(cli):
     common = [*SMOKE, "model=cnn", "trainer.batch_size=64", "plots=[]", "report=false"]
     cli(*common, "trainer.max_epochs=4", "hydra.run.dir=straight")

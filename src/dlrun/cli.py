@@ -68,7 +68,7 @@ def prepare_argv(argv):
         check_group_options(overrides)
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     user_dir = config.value_of(overrides, key)
-    if config.value_of(overrides, "resume") == "true" and (not multirun or user_dir is None):
+    if str(config.value_of(overrides, "resume")).lower() == "true" and (not multirun or user_dir is None):
         raise ConfigError("resume=true continues a sweep: run it with -m and hydra.sweep.dir=<the sweep directory>. "
                           "A single run resumes with ckpt_path=<its run directory>.")
     overrides, run_dir = config.plan_run(overrides, multirun)
