@@ -137,12 +137,10 @@ class TensorBatches:
         if self.world > 1:
             order = order[: n // self.world * self.world][self.rank::self.world]
         for i in range(start, len(self)):
-            if order is None:
-                x, y = self.x[i * self.batch_size:(i + 1) * self.batch_size], self.y[i * self.batch_size:(i + 1) * self.batch_size]
-            else:
-                idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-                x, y = self.x[idx], self.y[idx]
-            yield self.transform(x, self.train), y
+            rows = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            # Evaluation reads contiguous slices (views); training gathers its shuffled rows.
+            idx = rows if order is None else order[rows]
+            yield self.transform(self.x[idx], self.train), self.y[idx]
 
     def state_dict(self, mid_epoch):
         return {"shuffle": self._epoch_start if mid_epoch else self.shuffle.get_state()}
