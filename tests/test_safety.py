@@ -132,6 +132,19 @@ def test_sigint_exits_130_and_writes_last_checkpoint(cli):
     assert ckpt["fit"]["partial"] is not None or ckpt["fit"]["epoch"] >= 1
 
 
+def test_second_ctrl_c_exits_at_once_and_leaves_whole_files(cli):
+    proc = start(cli, *LONG, "trainer.max_epochs=50", "hydra.run.dir=run")
+    wait_for(cli.cwd / "run" / "checkpoints" / "last.pt")
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert summary_of(cli.cwd / "run")["status"] == "interrupted"
+    for name in ("last.pt", "best.pt"):
+        torch.load(cli.cwd / "run" / "checkpoints" / name, weights_only=True)
+
+
 def test_sigkill_at_random_moments_then_resume_is_bit_exact(cli):
     cli(*LONG, "hydra.run.dir=straight")
     run = cli.cwd / "killed"

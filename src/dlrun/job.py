@@ -41,6 +41,10 @@ def run_from_hydra(cfg):
 
         summary = execute(cfg, run_dir, show_config=cfg.trainer.progress and not multirun,
                           job_num=hydra_cfg.job.num if multirun else None)
+    except KeyboardInterrupt:  # a second Ctrl-C: out at once; every file on disk is whole (atomic writes)
+        _fail(KeyboardInterrupt("interrupted twice: stopped at once, last.pt is the last saved position"),
+              run_dir, keep=True, status="interrupted")
+        sys.exit(130)
     except DlrunError as exc:
         _fail(exc, run_dir, keep=multirun)
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -74,7 +78,7 @@ def _resume_job(cfg, run_dir):
     return None
 
 
-def _fail(exc, run_dir, keep=False):
+def _fail(exc, run_dir, keep=False, status="failed"):
     """Report `exc`. A run that failed before it started leaves no directory
     behind, unless `keep` (a sweep's job) records the failure there."""
     if isinstance(exc, DlrunError):
@@ -83,7 +87,7 @@ def _fail(exc, run_dir, keep=False):
     summary_file = run_dir / "summary.json"
     if not summary_file.is_file():
         if keep:
-            artifacts.write_json(summary_file, {"status": "failed", "error": message, "run_dir": str(run_dir)})
+            artifacts.write_json(summary_file, {"status": status, "error": message, "run_dir": str(run_dir)})
         else:
             _remove_unstarted(run_dir)
         return
@@ -91,7 +95,7 @@ def _fail(exc, run_dir, keep=False):
     if summary.get("status") == "completed":
         return  # a finished run that a failed resume attempt pointed at: its record stays as it was
     if summary.get("status") == "running":
-        summary["status"] = "failed"
+        summary["status"] = status
     summary["error"] = message
     artifacts.write_json(summary_file, summary)
     log.error("%s", exc)

@@ -7,7 +7,7 @@ from rich.table import Table
 
 from dlrun.config import conf_dir
 
-HIDDEN = {"hydra", "hparams_search"}
+HIDDEN = {"hydra"}  # Hydra's own groups: see dlrun --hydra-help
 
 
 def groups():
@@ -58,7 +58,7 @@ Override any key with key=value. Set HYDRA_FULL_ERROR=1 for full tracebacks.
 def help_text():
     """`dlrun --help`: read from the config directory alone (Hydra's help composes once per group)."""
     lines = [f"{group}: {', '.join(sorted(p.stem for p in (conf_dir() / group).glob('*.yaml')))}"
-             for group in groups() + ["hparams_search"]]
+             for group in groups()]
     return HELP.format(groups="\n".join(lines))
 
 
