@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from conftest import DLRUN, SMOKE, run_dirs, summary_of
+from conftest import DLRUN, SMOKE, summary_of
 
 # Long enough to interrupt: small batches, many epochs, no early stopping.
 LONG = ["trainer.progress=false", "plots=[]", "report=false", "trainer.batch_size=16", "trainer.max_epochs=6",

@@ -61,13 +61,16 @@ def run_dir_of(ckpt_path):
     return path.parent.parent if path.parent.name == "checkpoints" else path.parent
 
 
-def original_overrides(run_dir):
-    """The command-line overrides that composed the run in `run_dir` (minus run-specific ones)."""
+def run_overrides(run_dir):
+    """The command-line overrides that composed the run in `run_dir` (Hydra's .hydra/overrides.yaml)."""
     file = Path(run_dir) / ".hydra" / "overrides.yaml"
-    if not file.is_file():
-        return []
+    return [str(o) for o in OmegaConf.load(file)] if file.is_file() else []
+
+
+def original_overrides(run_dir):
+    """The overrides of the run in `run_dir` without the run-specific ones, to compose it again."""
     skip = ("ckpt_path=", "task=", "hydra.", "+hydra.")
-    return [o for o in OmegaConf.load(file) if not str(o).startswith(skip)]
+    return [o for o in run_overrides(run_dir) if not o.startswith(skip)]
 
 
 def quote(value):

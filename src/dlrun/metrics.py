@@ -11,7 +11,6 @@ import numpy as np
 import torch
 from sklearn import metrics as skm
 
-from dlrun.metric_names import CLASSIFICATION_SCALARS, REGRESSION_SCALARS  # noqa: F401 - re-exported
 
 class Predictions:
     """Model outputs turned into what metrics and plots read (NumPy arrays).

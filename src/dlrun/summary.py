@@ -8,9 +8,8 @@ import platform
 import time
 from datetime import datetime
 
-from omegaconf import OmegaConf
-
 from dlrun import __version__, artifacts
+from dlrun.config import run_overrides
 
 
 def versions():
@@ -43,7 +42,7 @@ class Summary:
             "seed": cfg.seed,
             "world_size": _world_size(),
             "monitor": {"name": cfg.trainer.monitor, "mode": cfg.trainer.mode},
-            "overrides": _overrides(run_dir),
+            "overrides": run_overrides(run_dir),
             "versions": versions(),
         }
 
@@ -84,8 +83,3 @@ def _world_size():
     from dlrun.distributed import shard
 
     return shard()[1]
-
-
-def _overrides(run_dir):
-    file = run_dir / ".hydra" / "overrides.yaml"
-    return list(OmegaConf.load(file)) if file.is_file() else []

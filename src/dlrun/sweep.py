@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
-from omegaconf import OmegaConf
 
 from dlrun import artifacts
+from dlrun.config import run_overrides
 
 HEADLINE = ("accuracy", "f1_macro", "roc_auc", "rmse", "mae", "r2")
 
@@ -36,7 +36,7 @@ def job_dirs(paths):
 
 def job_row(run_dir):
     """One leaderboard row from a run directory (a job that died early is 'failed')."""
-    overrides = _overrides(run_dir)
+    overrides = run_overrides(run_dir)
     row = {"job": run_dir.name, "overrides": " ".join(overrides), "status": "failed", "objective": None,
            "best_epoch": None, "wall_time_s": None, "error": ""}
     file = run_dir / "summary.json"
@@ -51,11 +51,6 @@ def job_row(run_dir):
                mode=(summary.get("monitor") or {}).get("mode", "min"))
     row.update({f"test/{k}": test[k] for k in HEADLINE if isinstance(test.get(k), (int, float))})
     return row
-
-
-def _overrides(run_dir):
-    file = run_dir / ".hydra" / "overrides.yaml"
-    return [str(o) for o in OmegaConf.load(file)] if file.is_file() else []
 
 
 def rank(rows):
