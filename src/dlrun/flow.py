@@ -49,8 +49,7 @@ def execute(cfg, run_dir, show_config=False, job_num=None):
             distributed.shutdown()
             return summary.finish("completed", state)
         _load_best(loop, run_dir)
-    ev = evaluate(loop, build.test_batches(cfg, data, device), data)
-    _write_outputs(cfg, run_dir, loop, data, ev, state)
+    ev = _test(cfg, run_dir, loop, data, state)
     result = summary.finish("completed", state, ev.metrics)
     if cfg.report:
         report.write(run_dir, result, cfg, ev.per_class, state.history)
@@ -102,7 +101,9 @@ def _load_best(loop, run_dir):
         checkpoint.load_model_state(loop.model, checkpoint.load(best), best)
 
 
-def _write_outputs(cfg, run_dir, loop, data, ev, state):
+def _test(cfg, run_dir, loop, data, state):
+    """Evaluate the loop's model on the test split and write predictions, plots and the export."""
+    ev = evaluate(loop, build.test_batches(cfg, data, loop.device), data)
     write_tables(run_dir, ev, data.class_names, probabilities=cfg.probabilities)
     if cfg.plots:
         from dlrun import plots
@@ -112,6 +113,7 @@ def _write_outputs(cfg, run_dir, loop, data, ev, state):
         from dlrun import export
 
         export.write(cfg.export, loop.model, data, run_dir / "checkpoints")
+    return ev
 
 
 def _cross_validate(cfg, run_dir, device, summary):
@@ -128,8 +130,7 @@ def _cross_validate(cfg, run_dir, device, summary):
         state = FitState()
         _fit(cfg, loop, state, fold_dir, summary)
         _load_best(loop, fold_dir)
-        ev = evaluate(loop, build.test_batches(cfg, data, device), data)
-        _write_outputs(cfg, fold_dir, loop, data, ev, state)
+        ev = _test(cfg, fold_dir, loop, data, state)
         folds.append({"fold": i, "best_epoch": state.best_epoch, "best_value": state.best_value,
                       **{k: v for k, v in ev.metrics.items() if isinstance(v, float)}})
     artifacts.write_csv(run_dir / "folds.csv", folds)
