@@ -7,20 +7,37 @@ from dlrun.registry import Registry
 OPTIMIZERS = Registry("optimizer")
 
 
+def fused(cls, params, **kwargs):
+    """`cls` with torch's fused kernels where they exist for these parameters: one
+    kernel per step, and a non-finite step is skipped on the device (see step.py)."""
+    try:
+        return cls(params, fused=True, **kwargs)
+    except RuntimeError:  # no fused kernel for this device or dtype
+        return cls(params, **kwargs)
+
+
 @OPTIMIZERS.register("sgd")
 def sgd(params, lr=0.01, momentum=0.9, nesterov=False):
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
+    opt = fused(torch.optim.SGD, params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
+    if momentum > 0:
+        # Fused SGD creates its momentum buffers uninitialised on the first step and
+        # fills them in the kernel, which a skipped (non-finite) first step never runs.
+        # Zero buffers give the same first update (buffer = 0 * momentum + grad).
+        for group in opt.param_groups:
+            for p in group["params"]:
+                opt.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    return opt
 
 
 @OPTIMIZERS.register("adam")
 def adam(params, lr=1e-3, betas=(0.9, 0.999)):
-    return torch.optim.Adam(params, lr=lr, betas=tuple(betas))
+    return fused(torch.optim.Adam, params, lr=lr, betas=tuple(betas))
 
 
 @OPTIMIZERS.register("adamw")
 def adamw(params, lr=1e-3, betas=(0.9, 0.999)):
     """Adam with decoupled weight decay (regularization.weight_decay)."""
-    return torch.optim.AdamW(params, lr=lr, betas=tuple(betas))
+    return fused(torch.optim.AdamW, params, lr=lr, betas=tuple(betas))
 
 
 @OPTIMIZERS.register("rmsprop")

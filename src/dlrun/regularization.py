@@ -1,5 +1,5 @@
 """Regularization applied around the model: dropout override, L1 penalty,
-gradient clipping, mixup and cutmix. (L2 weight decay is the optimizer's.)"""
+mixup and cutmix. (L2 weight decay is the optimizer's; gradient clipping is in step.py.)"""
 
 import random
 
@@ -22,19 +22,6 @@ def penalized_weights(model):
 def l1_penalty(weights):
     """Sum of absolute values of `weights`."""
     return sum(w.abs().sum() for w in weights)
-
-
-def clip_gradients(model, mode, max_value):
-    if mode == "norm":
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_value)
-    elif mode == "value":
-        torch.nn.utils.clip_grad_value_(model.parameters(), max_value)
-
-
-def grad_norm(model):
-    """Global L2 norm of the gradients (for divergence messages)."""
-    grads = [p.grad.detach().float().norm() for p in model.parameters() if p.grad is not None]
-    return float(torch.stack(grads).norm()) if grads else 0.0
 
 
 def mix(x, y, mixup_alpha, cutmix_alpha, generator):

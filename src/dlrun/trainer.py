@@ -6,7 +6,6 @@ Progress is refreshed at most every `REFRESH_S` seconds.
 """
 
 import contextlib
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,13 +14,14 @@ import torch
 
 from dlrun import checkpoint, device as devices, distributed, metrics
 from dlrun.errors import DlrunError
-from dlrun.regularization import clip_gradients, grad_norm, l1_penalty, mix, penalized_weights
+from dlrun.regularization import l1_penalty, mix, penalized_weights
+from dlrun.step import GuardedUpdate
 
 REFRESH_S = 0.25
 
 
 class Diverged(DlrunError):
-    """The loss became non-finite; no optimizer step was taken on it."""
+    """More non-finite steps than allowed; none of them changed the weights."""
 
 
 class Interrupted(DlrunError):
@@ -73,13 +73,14 @@ class Loop:
     def __post_init__(self):
         forward = distributed.wrap(self.model, self.device)
         self.forward = torch.compile(forward, mode=self.compile_mode) if self.compile_mode else forward
-        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+        clip = self.regularization.grad_clip
+        self.update = GuardedUpdate(self.optimizer, self.device, self.precision, clip.mode, clip.max)
         self.autocast = devices.autocast(self.device, self.precision) or contextlib.nullcontext()
         self.l1_weights = penalized_weights(self.model) if self.regularization.l1 else None
         self.mixing = self.regularization.mixup_alpha > 0 or self.regularization.cutmix_alpha > 0
-        # On the CPU a finiteness check costs nothing; on accelerators it would
-        # synchronise every step, so it runs with the progress refresh instead.
-        self.check_every_step = self.device.type == "cpu"
+        # Reading the bad-step count costs nothing on the CPU; on accelerators it
+        # would synchronise every step, so it is read with the progress refresh.
+        self.read_every_step = self.device.type == "cpu"
 
     # ----------------------------------------------------------------- fitting
     def fit(self, state, ckpt_dir, stop_flag, on_epoch=None, on_step=None):
@@ -115,39 +116,43 @@ class Loop:
             checkpoint.save(Path(ckpt_dir) / "last.pt", self.state_dict(state))
 
     def train_epoch(self, state, ckpt_dir, stop_flag, on_step=None):
+        """One pass over the training batches; returns the epoch's train metrics.
+
+        Loss, hit and sample sums stay on the device; the host reads them once
+        at the end (and reads the bad-step count at each progress refresh)."""
         self.model.train()
+        zero = torch.zeros((), device=self.device)
         partial = state.partial or {}
         start = partial.get("batch", 0)
-        loss_sum = partial.get("loss_sum", torch.zeros((), device=self.device)).to(self.device)
-        correct = partial.get("correct", torch.zeros((), device=self.device, dtype=torch.long)).to(self.device)
-        count = partial.get("count", 0)
+        loss_sum = partial.get("loss_sum", zero).to(self.device)
+        correct = partial.get("correct", zero).to(self.device)
+        count = torch.as_tensor(partial.get("count", 0.0), dtype=zero.dtype).to(self.device)
         state.partial = None
         next_refresh = time.perf_counter() + REFRESH_S
         total = len(self.train_batches)
         for i, (x, y) in enumerate(self.train_batches.epoch(start), start):
-            loss, out = self.step(x, y, state)
-            if loss is not None:
-                n = y.shape[0]
-                loss_sum.add_(loss.detach(), alpha=n)
-                if self.task != "regression":
-                    correct.add_(self._hits(out.detach(), y))
-                count += n
+            loss, out, skipped = self.step(x, y, state)
+            kept = (~skipped).float()
+            n = y.shape[0]
+            loss_sum.add_(torch.where(skipped, 0.0, loss.detach().float()), alpha=n)
+            count.add_(kept, alpha=n)
+            if self.task != "regression":
+                correct.add_(self._hits(out.detach(), y) * kept)
+            if self.read_every_step:
+                self._check_bad_steps(state)
             if stop_flag.raised:
                 state.partial = {"batch": i + 1, "loss_sum": loss_sum, "correct": correct, "count": count}
                 self._interrupt(state, ckpt_dir, stop_flag)
             if on_step is not None and time.perf_counter() >= next_refresh:
-                if not self.check_every_step:
-                    self._check_finite(loss_sum, state)
+                self._check_bad_steps(state)  # host-device sync, a few times a second
                 on_step(i + 1, total)
                 next_refresh = time.perf_counter() + REFRESH_S
-        count = torch.tensor(count, device=self.device)
+        self._check_bad_steps(state)
         distributed.sum_across(loss_sum, correct, count)
-        count = max(int(count), 1)
-        row = {"train/loss": (loss_sum / count).item()}
-        if not self.check_every_step:
-            self._check_finite(loss_sum, state)
+        sums = torch.stack([loss_sum, correct, count.clamp(min=1)]).tolist()  # host-device sync: once per epoch
+        row = {"train/loss": sums[0] / sums[2]}
         if self.task != "regression":
-            row["train/accuracy"] = correct.item() / count
+            row["train/accuracy"] = sums[1] / sums[2]
         return row
 
     def _hits(self, out, y):
@@ -156,7 +161,7 @@ class Loop:
         return (out.argmax(1) == y).sum()
 
     def step(self, x, y, state):
-        """One optimizer step; returns (loss, outputs), or (None, None) for a skipped batch."""
+        """One training step; returns (loss, outputs, skipped) with `skipped` an on-device flag."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self.autocast:
@@ -170,40 +175,24 @@ class Loop:
                 loss = self.loss_fn(out, y)
             if self.l1_weights:
                 loss = loss + self.regularization.l1 * l1_penalty(self.l1_weights)
-        if self.check_every_step and not math.isfinite(loss.item()):
-            if state.skipped < self.trainer.skip_nonfinite:
-                state.skipped += 1
-                return None, None
-            self._diverged(state, loss)
         self.optimizer.zero_grad(set_to_none=True)
-        clip = self.regularization.grad_clip
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            if clip.mode:
-                self.scaler.unscale_(self.optimizer)
-                clip_gradients(self.model, clip.mode, clip.max)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            loss.backward()
-            if clip.mode:
-                clip_gradients(self.model, clip.mode, clip.max)
-            self.optimizer.step()
-        self.schedule.after_batch()
         state.step += 1
-        return loss, out
+        skipped = self.update(loss, state.step)
+        self.schedule.after_batch()
+        return loss, out, skipped
 
-    def _check_finite(self, loss_sum, state):
-        if not math.isfinite(loss_sum.item()):
-            self._diverged(state, loss_sum)
-
-    def _diverged(self, state, loss):
-        raise Diverged(
-            f"the training loss became {loss.item()} at step {state.step + 1} (epoch {state.epoch + 1}) with "
-            f"learning rate {self.schedule.lr():.3g}; gradient norm at the last step: {grad_norm(self.model):.3g}. "
-            f"No step was taken on it and the last good checkpoint is kept. Try a lower optimizer.lr, "
-            f"gradient clipping (regularization=grad_clip), or trainer.skip_nonfinite=N to skip bad batches."
-        )
+    def _check_bad_steps(self, state):
+        """Host-device sync: stop once more than `skip_nonfinite` steps were non-finite."""
+        bad = self.update.read()
+        state.skipped = bad.count
+        if bad.count > self.trainer.skip_nonfinite:
+            raise Diverged(
+                f"the training loss became {bad.first_loss} at step {bad.first_step} (epoch {state.epoch + 1}) "
+                f"with learning rate {self.schedule.lr():.3g} and gradient norm {bad.first_grad_norm:.3g}; "
+                f"{bad.count} non-finite step(s) by step {state.step}, more than trainer.skip_nonfinite="
+                f"{self.trainer.skip_nonfinite}. None of them changed the weights, and the last good checkpoint "
+                f"is kept. Try a lower optimizer.lr, gradient clipping (regularization=grad_clip), or "
+                f"trainer.skip_nonfinite=N to skip bad batches.")
 
     def _interrupt(self, state, ckpt_dir, stop_flag):
         checkpoint.save(Path(ckpt_dir) / "last.pt", self.state_dict(state, mid_epoch=True))
@@ -246,7 +235,7 @@ class Loop:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "update": self.update.state_dict(),
             "fit": asdict(state),
             "batches": self.train_batches.state_dict(mid_epoch),
             "augment": self.augment_generator.get_state() if self.augment_generator is not None else None,
@@ -258,8 +247,7 @@ class Loop:
         checkpoint.load_model_state(self.model, ckpt, path)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["schedule"])
-        if self.scaler is not None and ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
+        self.update.load_state_dict(ckpt["update"])
         self.train_batches.load_state_dict(ckpt["batches"])
         if self.augment_generator is not None and ckpt.get("augment") is not None:
             self.augment_generator.set_state(ckpt["augment"])
