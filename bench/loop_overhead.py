@@ -137,7 +137,7 @@ def measure(model_name, batch_size, epochs):
         "DataLoader(TensorDataset) loop": dataloader_epoch(data, copy.deepcopy(net), batch_size),
     }
     times = {name: [] for name in contenders}
-    for name, epoch in contenders.items():  # warm-up: allocator, autograd graph caches, Lightning set-up
+    for epoch in contenders.values():  # warm-up: allocator, autograd graph caches, Lightning set-up
         epoch()
     for _ in range(epochs):
         for name, epoch in contenders.items():

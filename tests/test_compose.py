@@ -38,8 +38,8 @@ def test_regularization_options_combine_over_none():
 
 
 def _imports_torch(args):
-    code = ("import sys\nfrom dlrun.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
-            "sys.stderr.write('TORCH_LOADED=%%s' %% ('torch' in sys.modules))" % (args,))
+    code = (f"import sys\nfrom dlrun.cli import main\ntry:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+            "sys.stderr.write('TORCH_LOADED=%s' % ('torch' in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     return proc.stdout, proc.stderr.rsplit("TORCH_LOADED=", 1)[1]
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dlrun import build, optimizer as optimizers
+from dlrun import build
+from dlrun import optimizer as optimizers
 from dlrun.api import compose
 from dlrun.interrupt import StopFlag
 from dlrun.step import GuardedUpdate

@@ -149,7 +149,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_exact(cli):
     cli(*LONG, "hydra.run.dir=straight")
     run = cli.cwd / "killed"
     proc = start(cli, *LONG, "hydra.run.dir=killed")
-    for attempt in range(3):
+    for _attempt in range(3):
         wait_for(run / "checkpoints" / "last.pt")
         time.sleep(random.uniform(0.0, 0.4))
         proc.kill()

@@ -89,7 +89,7 @@ def test_cifar10_with_augmentation_through_the_cli(cli):
 
 
 def test_image_folder_streams_through_a_dataloader(cli):
-    for c, colour in enumerate(["red", "blue", "green"]):
+    for _c, colour in enumerate(["red", "blue", "green"]):
         folder = cli.cwd / "images" / f"class_{colour}"
         folder.mkdir(parents=True)
         for i in range(8):

@@ -12,16 +12,16 @@ Building blocks with plain arguments live in their modules:
 import logging
 from pathlib import Path
 
-from hydra import compose as hydra_compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from dlrun import config
+from dlrun import composition, config
 
 
 def compose(overrides=(), config_dir=None):
-    """The config the `dlrun` command would compose from `overrides`."""
-    with initialize_config_dir(config_dir=str(config_dir or config.conf_dir()), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+    """The config the `dlrun` command would compose from `overrides` (`config_dir`: a
+    directory of your own configs, searched before the shipped ones, like --config-dir).
+    Unknown groups, options and keys raise :class:`dlrun.errors.ConfigError`."""
+    return composition.compose(overrides, config_dir)
 
 
 def run(overrides=(), run_dir=None, config_dir=None):
@@ -30,12 +30,10 @@ def run(overrides=(), run_dir=None, config_dir=None):
     Errors are raised as :class:`dlrun.errors.DlrunError` with the same
     messages the command prints.
     """
-    from dlrun.flow import execute
-    from dlrun.validate import check_config
+    from dlrun import job
 
     overrides, planned = config.plan_run(list(overrides))
     cfg = compose(overrides, config_dir)
-    check_config(cfg)
     run_dir = Path(run_dir) if run_dir else planned or config.new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     hydra_dir = run_dir / ".hydra"
@@ -48,7 +46,7 @@ def run(overrides=(), run_dir=None, config_dir=None):
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        return execute(cfg, run_dir)
+        return job.run(cfg, run_dir)
     finally:
         logger.removeHandler(handler)
         handler.close()

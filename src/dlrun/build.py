@@ -6,12 +6,12 @@ from types import SimpleNamespace
 import torch
 from omegaconf import OmegaConf
 
-from dlrun import data as datasets, distributed, loss, models, optimizer, scheduler
+from dlrun import data as datasets
+from dlrun import distributed, loss, models, optimizer, scheduler
 from dlrun.data.batches import DeviceTransform, make_batches
 from dlrun.errors import ConfigError
 from dlrun.regularization import set_dropout
 from dlrun.trainer import Loop
-
 
 # Keys of a group that dlrun reads itself instead of passing to the builder.
 HANDLED = {"dataset": ("threshold",), "model": ("init",), "scheduler": ("warmup_epochs",), "loss": ("class_weights",)}

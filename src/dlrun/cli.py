@@ -1,6 +1,7 @@
 """The `dlrun` command: a thin Hydra entry point.
 
-Before Hydra composes, `prepare_argv` reserves a fresh run directory, and for
+Before Hydra runs, `prepare_argv` composes the command line once (turning
+Hydra's errors into one line each), reserves a fresh run directory, and for
 `ckpt_path=` adds the overrides of the run being resumed or evaluated. The
 entry point imports torch only inside the task function, so `--help`,
 `--cfg job` and `dlrun list` stay fast.
@@ -15,68 +16,49 @@ from pathlib import Path
 import hydra
 
 from dlrun import config
-from dlrun.errors import ConfigError, DlrunError, unknown_choice
-
-INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
-              "--version", "--resolve"}
-VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
-               "--config-dir", "-cd", "--info", "-i", "--experimental-rerun"}
+from dlrun.composition import command_line, compose
+from dlrun.errors import ConfigError, DlrunError
 
 
-def split_argv(argv):
-    """(flags, overrides) of a Hydra command line."""
-    flags, overrides, i = [], [], 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg.startswith("-"):
-            takes_value = arg in VALUE_FLAGS and i + 1 < len(argv) and "=" not in argv[i + 1] \
-                and not argv[i + 1].startswith("-")
-            flags += argv[i:i + 2] if takes_value else [arg]
-            i += 2 if takes_value else 1
-        else:
-            overrides.append(arg)
-            i += 1
-    return flags, overrides
-
-
-def check_group_options(overrides):
-    """`group=option` must name a YAML file of the group (checked before Hydra, for a did-you-mean)."""
-    root = config.conf_dir()
-    for override in overrides:
-        group, sep, value = override.partition("=")
-        folder = root / group.lstrip("+")
-        if not sep or "." in group or not folder.is_dir() or value in ("null", ""):
-            continue
-        known = sorted(p.stem for p in folder.glob("*.yaml"))
-        for option in value.split(","):  # a sweep lists several
-            if option not in known:
-                raise DlrunError(unknown_choice(group, option, known))
+def _flags(args):
+    """The flags of a parsed command line, in front, as Hydra's parser expects them."""
+    flags = [f"--{name.replace('_', '-')}" for name in ("multirun", "hydra_help", "resolve", "shell_completion")
+             if getattr(args, name)]
+    for name in ("cfg", "package", "info", "config_dir", "config_path", "config_name", "experimental_rerun"):
+        value = getattr(args, name)
+        if value is not None:
+            flags += [f"--{name.replace('_', '-')}", value]
+    return flags
 
 
 def prepare_argv(argv):
     """The command line Hydra sees, and the directory reserved for it (or None).
 
-    A fresh output directory is reserved and, for ckpt_path=, the original
-    run's overrides come first (the user's still win)."""
-    flags, overrides = split_argv(argv)
-    multirun = "-m" in flags or "--multirun" in flags
-    if INFO_FLAGS & set(flags):
-        if multirun and {"--cfg", "-c", "--info", "-i"} & set(flags):
+    The command line is composed once here, so that what Hydra would reject is
+    one line with a did-you-mean; a fresh output directory is reserved and,
+    for ckpt_path=, the original run's overrides come first (the user's still win)."""
+    args = command_line(argv)
+    if args.cfg or args.info or args.hydra_help or args.shell_completion:
+        if args.multirun and (args.cfg or args.info):
             raise ConfigError("--cfg and --info show one job's config: drop -m (and give single values) to see it.")
-        return argv, None
-    if not {"--config-dir", "-cd"} & set(flags) and config.value_of(overrides, "hydra.searchpath") is None:
-        check_group_options(overrides)
+        return _flags(args) + args.overrides, None
+    if args.config_dir is not None and not Path(args.config_dir).is_dir():
+        raise ConfigError(f"--config-dir {args.config_dir}: no such directory.")
+    multirun, overrides = args.multirun, list(args.overrides)
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     user_dir = config.value_of(overrides, key)
     if str(config.value_of(overrides, "resume")).lower() == "true" and (not multirun or user_dir is None):
         raise ConfigError("resume=true continues a sweep: run it with -m and hydra.sweep.dir=<the sweep directory>. "
                           "A single run resumes with ckpt_path=<its run directory>.")
     overrides, run_dir = config.plan_run(overrides, multirun)
-    reserved = None
+    if args.config_path is None and args.config_name is None:
+        compose(overrides, args.config_dir, multirun)
+    flags = _flags(args)
     if int(os.environ.get("RANK", "0")) > 0:
         # Under torchrun only rank 0 writes the run directory; the others run in a scratch one.
         scratch = Path(tempfile.mkdtemp(prefix="dlrun-rank"))
         return flags + overrides + [f"hydra.run.dir={config.quote(scratch)}"], scratch
+    reserved = None
     if user_dir is None:
         if run_dir is None:
             run_dir = reserved = config.new_run_dir(multirun)

@@ -2,6 +2,7 @@
 
 from omegaconf import OmegaConf
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.tree import Tree
@@ -11,7 +12,7 @@ errors = Console(stderr=True)
 
 
 def error(message, title="error"):
-    errors.print(f"[bold red]dlrun {title}:[/] {message}", highlight=False, soft_wrap=True)
+    errors.print(f"[bold red]dlrun {title}:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def config_tree(cfg):

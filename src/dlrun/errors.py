@@ -15,12 +15,18 @@ class ConfigError(DlrunError):
     exit_code = 2
 
 
-def did_you_mean(word, choices):
-    """' Did you mean X?' for the closest choice (a choice the word begins first), or ''."""
+def closest(word, choices):
+    """The choice closest to `word` (one that begins with it first), or None."""
     choices = sorted(str(c) for c in choices)
     close = [c for c in choices if c.startswith(str(word))] or difflib.get_close_matches(str(word), choices, n=1,
                                                                                            cutoff=0.6)
-    return f" Did you mean '{close[0]}'?" if close else ""
+    return close[0] if close else None
+
+
+def did_you_mean(word, choices, prefix=""):
+    """' Did you mean X?' for the closest choice, or ''."""
+    close = closest(word, choices)
+    return f" Did you mean '{prefix}{close}'?" if close else ""
 
 
 def unknown_choice(key, value, choices):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dlrun import artifacts, build, checkpoint, console, device as devices, distributed, report, validate
+from dlrun import artifacts, build, checkpoint, console, distributed, report, validate
+from dlrun import device as devices
 from dlrun.evaluation import evaluate, write_tables
 from dlrun.interrupt import StopFlag
 from dlrun.summary import Summary

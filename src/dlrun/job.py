@@ -1,5 +1,6 @@
-"""A Hydra job around the flow of flow.py: config checks before torch is even
-imported, failure records, and the skip-or-continue logic of resumed sweeps.
+"""The one run path around the flow of flow.py: config checks before torch is
+even imported, failure records, the Hydra task function, and the
+skip-or-continue logic of resumed sweeps.
 
 Nothing here imports torch, so a bad config fails in well under a second.
 """
@@ -16,6 +17,25 @@ from dlrun import artifacts, console, validate
 from dlrun.errors import DlrunError
 
 log = logging.getLogger("dlrun")
+
+
+def run(cfg, run_dir, multirun=False, job_num=None, show_config=False):
+    """The one run path (the CLI, `dlrun.run()` and every sweep job): check the
+    config, run the flow in `run_dir`, and record a failure in summary.json
+    before raising it. Returns the summary."""
+    run_dir = Path(run_dir)
+    try:
+        validate.check_config(cfg)
+        from dlrun.flow import execute
+
+        return execute(cfg, run_dir, show_config=show_config, job_num=job_num)
+    except KeyboardInterrupt:  # a second Ctrl-C: out at once; every file on disk is whole (atomic writes)
+        _fail(KeyboardInterrupt("interrupted twice: stopped at once, last.pt is the last saved position"),
+              run_dir, keep=True, status="interrupted")
+        raise
+    except BaseException as exc:
+        _fail(exc, run_dir, keep=multirun)
+        raise
 
 
 def run_from_hydra(cfg):
@@ -36,24 +56,18 @@ def run_from_hydra(cfg):
         if done is not None:
             return done
     try:
-        validate.check_config(cfg)
-        from dlrun.flow import execute
-
-        summary = execute(cfg, run_dir, show_config=cfg.trainer.progress and not multirun,
-                          job_num=hydra_cfg.job.num if multirun else None)
-    except KeyboardInterrupt:  # a second Ctrl-C: out at once; every file on disk is whole (atomic writes)
-        _fail(KeyboardInterrupt("interrupted twice: stopped at once, last.pt is the last saved position"),
-              run_dir, keep=True, status="interrupted")
+        summary = run(cfg, run_dir, multirun, job_num=hydra_cfg.job.num if multirun else None,
+                      show_config=cfg.trainer.progress and not multirun)
+    except KeyboardInterrupt:
         sys.exit(130)
     except DlrunError as exc:
-        _fail(exc, run_dir, keep=multirun)
+        console.error(str(exc))
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         if multirun:
             return float("nan")
         sys.exit(exc.exit_code)
-    except Exception as exc:  # a bug: record it; Hydra shows the traceback (in a sweep, run.log has it)
-        _fail(exc, run_dir, keep=multirun)
+    except Exception:  # a bug: recorded by run(); Hydra shows the traceback (in a sweep, run.log has it)
         if not multirun:
             raise
         log.exception("job failed")
@@ -79,10 +93,8 @@ def _resume_job(cfg, run_dir):
 
 
 def _fail(exc, run_dir, keep=False, status="failed"):
-    """Report `exc`. A run that failed before it started leaves no directory
+    """Record `exc`. A run that failed before it started leaves no directory
     behind, unless `keep` (a sweep's job) records the failure there."""
-    if isinstance(exc, DlrunError):
-        console.error(str(exc))
     message = (str(exc) or type(exc).__name__).splitlines()[0]
     summary_file = run_dir / "summary.json"
     if not summary_file.is_file():

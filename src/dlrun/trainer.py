@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from dlrun import checkpoint, device as devices, distributed, metrics
+from dlrun import checkpoint, distributed, metrics
+from dlrun import device as devices
 from dlrun.errors import DlrunError
 from dlrun.regularization import l1_penalty, mix, penalized_weights
 from dlrun.step import GuardedUpdate

@@ -1,0 +1,183 @@
+"""Hydra's composition with dlrun's errors: the command line is parsed by
+Hydra's own parser and composed by Hydra's own compose API, and whatever Hydra
+rejects becomes one line with a did-you-mean.
+
+It runs before the `dlrun` command hands over to Hydra and inside `dlrun.run()`,
+so a bad command line fails in well under a second, before torch is imported.
+"""
+
+import re
+from pathlib import Path
+
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import OverrideType
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from omegaconf import OmegaConf
+
+from dlrun import config
+from dlrun.errors import ConfigError, did_you_mean, unknown_choice
+
+# Groups whose keys dlrun reads itself: a key added with `+` there is a typo, never an argument.
+FIXED_GROUPS = ("trainer", "device", "split", "cv", "regularization")
+# Registry groups: any key is accepted by composition; the builder's own signature decides
+# (dlrun.registry checks it), and users' `_target_` components may take any argument.
+REGISTRY_GROUPS = ("dataset", "model", "optimizer", "scheduler", "loss")
+
+
+def command_line(argv):
+    """Hydra's own parse of a `dlrun` command line (flags and overrides in any order)."""
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+    # Overrides after a flag come back as extras (argparse fills `overrides` once).
+    args, extras = parser.parse_known_args(argv)
+    unknown = [e for e in extras if e.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides = [*args.overrides, *extras]
+    return args
+
+
+def compose(overrides=(), config_dir=None, multirun=False):
+    """The config `dlrun <overrides>` composes, checked for unknown groups, options and keys.
+
+    `config_dir` is a user's --config-dir (searched before the shipped configs).
+    With `multirun`, every option of a swept group is composed once."""
+    overrides = list(overrides)
+    probes = _probes(overrides) if multirun else [overrides]
+    cfg = None
+    for probe in probes:
+        composed = _compose_one(probe, config_dir)
+        cfg = cfg or composed
+    return cfg
+
+
+def _compose_one(overrides, config_dir):
+    try:
+        cfg = _hydra(overrides, config_dir)
+    except HydraException as exc:
+        raise ConfigError(_translate(exc, overrides, config_dir)) from None
+    _check_added_keys(cfg, overrides, config_dir)
+    return cfg
+
+
+def _hydra(overrides, config_dir):
+    searchpath = [f"file://{Path(config_dir).resolve()}"] if config_dir else []
+    extra = [f"hydra.searchpath=[{','.join(searchpath)}]"] if searchpath else []
+    with initialize_config_dir(config_dir=str(config.conf_dir()), version_base="1.3", job_name="dlrun"):
+        cfg = hydra_compose(config_name="config", overrides=overrides + extra, return_hydra_config=False)
+    return cfg
+
+
+def _probes(overrides):
+    """Single-run command lines that together cover a sweep: each swept value of a
+    group once (so that every option is checked), each other sweep at its first value."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    base, groups = [], []
+    for o in parsed:
+        values = _sweep_values(o)
+        if values is None:
+            base.append(o.input_line)
+            continue
+        if not values:
+            continue  # a continuous range for a sweeper: composed at its config's own value
+        base.append(f"{o.get_key_element()}={values[0]}")
+        if "." not in o.key_or_group:
+            groups.append((len(base) - 1, o.get_key_element(), values[1:]))
+    probes = [base]
+    for index, key, rest in groups:
+        probes += [base[:index] + [f"{key}={v}"] + base[index + 1:] for v in rest]
+    return probes
+
+
+def _sweep_values(override):
+    """The values of a sweep override as strings ([] when they cannot be listed), or None."""
+    if not override.is_sweep_override():
+        return None
+    try:
+        return list(override.sweep_string_iterator())
+    except (HydraException, ValueError):
+        return []
+
+
+def _translate(exc, overrides, config_dir):
+    """One line for Hydra's multi-line composition errors."""
+    message = str(exc)
+    if isinstance(exc, MissingConfigException) and exc.options:
+        found = re.search(r"Could not find '([^']+)/([^'/]+)'", message)
+        if found:
+            return unknown_choice(found.group(1).replace("/", "."), found.group(2), exc.options)
+    found = re.search(r"Could not (?:override|append to|delete from) '([^']+)'", message)
+    if found:
+        key = found.group(1)
+        base = _base_keys([o for o in overrides if _key(o) != key], config_dir)
+        return unknown_key(key, base)
+    found = re.search(r"Ambiguous value for argument '([^']+)'", message)
+    if found:
+        return (f"{found.group(1)} gives several values: add -m to run one job per value, "
+                f"write [a,b] for a list, or quote it ('a,b') for a string.")
+    first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+    if isinstance(exc, OverrideParseException):
+        bad = next((o for o in overrides if not _parses(o)), " ".join(overrides))
+        return f"cannot parse {bad}: {first} (see Hydra's override grammar)."
+    return first
+
+
+def _parses(override):
+    try:
+        OverridesParser.create().parse_overrides([override])
+    except OverrideParseException:
+        return False
+    return True
+
+
+def _key(override):
+    return override.lstrip("+~").split("=", 1)[0].split("@", 1)[0]
+
+
+def _base_keys(overrides, config_dir):
+    """Every dotted key of the config composed from `overrides` (empty if that fails too)."""
+    try:
+        cfg = _hydra(overrides, config_dir)
+    except HydraException:
+        return []
+    return list(_flat_keys(OmegaConf.to_container(cfg, resolve=False)))
+
+
+def _flat_keys(data, prefix=""):
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            yield from _flat_keys(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def unknown_key(key, known):
+    """`key` is not in the config: say where it is not, and what is there."""
+    parent, _, leaf = key.rpartition(".")
+    siblings = sorted(k for k in known if k.rpartition(".")[0] == parent)
+    if parent and siblings:
+        names = [s.rpartition(".")[2] for s in siblings]
+        return f"{key} is not a key of {parent}.{did_you_mean(leaf, names, f'{parent}.')} Its keys: {', '.join(names)}."
+    return f"{key} is not a config key.{did_you_mean(key, known)}"
+
+
+def _check_added_keys(cfg, overrides, config_dir):
+    """`+key=value` may add arguments for users' own components only, not inside dlrun's own groups."""
+    for o in OverridesParser.create().parse_overrides(overrides):
+        if o.type is not OverrideType.ADD or o.key_or_group.startswith("hydra") or "/" in o.key_or_group:
+            continue
+        key = o.key_or_group
+        group = key.split(".")[0]
+        if group in REGISTRY_GROUPS or _is_group(key, config_dir):
+            continue  # checked against the builder's signature (or free for a _target_)
+        if group in FIXED_GROUPS or "." not in key:
+            known = _base_keys([x for x in overrides if _key(x) != key], config_dir)
+            raise ConfigError(unknown_key(key, known))
+
+
+def _is_group(name, config_dir):
+    """A config group (`+experiment=...` selects an option, it adds no key)."""
+    return any((Path(root) / name).is_dir() for root in (config.conf_dir(), config_dir) if root)
