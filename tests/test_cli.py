@@ -123,11 +123,12 @@ def test_default_dataset_variants_run(cli):
 
 
 def test_cross_validation_reports_every_fold_and_mean_std(cli):
-    cli(*SMOKE, "dataset=iris", "cv.folds=3", "plots=[]", "hydra.run.dir=cv")
+    proc = cli(*SMOKE, "dataset=iris", "cv.folds=3", "plots=[]", "hydra.run.dir=cv")
     summary = summary_of(cli.cwd / "cv")
     assert len(summary["folds"]) == 3 and summary["status"] == "completed"
-    assert set(summary["cv"]["accuracy"]) == {"mean", "std"}
-    assert all((cli.cwd / "cv" / f"fold_{i}" / "metrics.csv").is_file() for i in range(3))
+    assert set(summary["cv"]["test/accuracy"]) == {"mean", "std"}
+    assert all((cli.cwd / "cv" / f"fold_{i}" / "report.html").is_file() for i in range(3))
+    assert "(mean ± std)" in proc.stdout and "None" not in proc.stdout
 
 
 def test_python_api_runs_and_composes(tmp_path, monkeypatch):

@@ -143,3 +143,30 @@ def test_skip_nonfinite_allows_that_many_on_every_device(device, tmp_path):
     assert row["train/loss"] == row["train/loss"]  # the skipped batches' NaN losses are not in the mean
     assert all(torch.isfinite(p).all() for p in loop.model.parameters())
     assert loop.update.read().first_step == 2
+
+
+def test_epoch_means_equal_a_plain_computation_over_the_training_set(tmp_path):
+    """With the learning rate at 0 the weights stay put, so the epoch's train loss and
+    accuracy are the plain mean loss and accuracy of the model over the training split
+    (skipped steps excluded)."""
+    loop = _loop("cpu", skip_nonfinite=5, bad_batches={3})
+    loop.model.eval()  # no dropout: the same outputs in the loop (which sets train mode) and below
+    loop.model.train = lambda mode=True: loop.model
+    for group in loop.optimizer.param_groups:
+        group["lr"] = 0.0
+    state = FitState()
+    order = loop.train_batches.shuffle.get_state()
+    with StopFlag() as flag:
+        row = loop.train_epoch(state, tmp_path, flag)
+    loop.train_batches.shuffle.set_state(order)  # the same batches again
+    losses, hits, n = 0.0, 0, 0
+    with torch.no_grad():
+        for i, (x, y) in enumerate(loop.train_batches.epoch()):
+            if i == 2:  # the third batch was the bad one
+                continue
+            out = loop.model(x)
+            losses += F.cross_entropy(out, y).item() * len(y)
+            hits += (out.argmax(1) == y).sum().item()
+            n += len(y)
+    assert row["train/loss"] == pytest.approx(losses / n, rel=1e-5)
+    assert row["train/accuracy"] == pytest.approx(hits / n)

@@ -53,10 +53,11 @@ def load_components(cfg):
     import_plugins(cfg.plugins)
 
 
-def dataset(cfg, cv_fold=None):
+def dataset(cfg):
     raw = datasets.DATASETS.build(builder_spec(cfg, "dataset"))
     if not isinstance(raw, datasets.Data):
         raise ConfigError(f"dataset builder returned {type(raw).__name__}, not dlrun.data.Data.")
+    cv_fold = (cfg.cv.folds, cfg.cv.fold, cfg.cv.stratified) if cfg.cv.fold is not None else None
     return datasets.prepare(raw, cfg.split, cv_fold=cv_fold, seed=cfg.seed)
 
 

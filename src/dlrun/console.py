@@ -64,25 +64,44 @@ class EpochProgress:
 
 
 def summary_table(summary):
+    """The end-of-run table: what ran, its best epoch and its test metrics (for a
+    cross-validation, the mean ± std over folds); never a 'None'."""
     table = Table(title=f"dlrun {summary['status']}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    monitor = summary.get("monitor", {})
-    rows = [
-        ("dataset / model", f"{summary.get('dataset')} / {summary.get('model')}"),
-        ("device", summary.get("device")),
-        ("epochs run", summary.get("epochs_run")),
-        (f"best {monitor.get('name')}", f"{_fmt(monitor.get('best_value'))} (epoch {monitor.get('best_epoch')})"),
-    ]
-    for key, value in (summary.get("test") or {}).items():
-        if isinstance(value, float):
-            rows.append((f"test/{key}", _fmt(value)))
-    rows.append(("wall time", f"{summary.get('wall_time_s', 0):.1f} s"))
-    for key, value in rows:
+    for key, value in _summary_rows(summary):
         table.add_row(key, str(value))
     console.print(table)
     # Whole, on one line, whatever the terminal width: made to be copied.
     console.print(f"run directory: {summary['run_dir']}", soft_wrap=True, highlight=False)
+
+
+def _summary_rows(summary):
+    monitor = summary.get("monitor", {})
+    rows = [("dataset / model", f"{summary.get('dataset')} / {summary.get('model')}"),
+            ("device", summary.get("device"))]
+    if summary.get("evaluated"):
+        rows.append(("evaluated", summary["evaluated"]))
+    if summary.get("cv"):
+        rows.append(("folds", len(summary["folds"])))
+        shown = "test/" if summary.get("test") else "val/"  # the full table is in summary.json and the report
+        for key, stat in summary["cv"].items():
+            if key != "best_value" and not key.startswith(shown):
+                continue
+            name = f"best {monitor.get('name')}" if key == "best_value" else key
+            rows.append((f"{name} (mean ± std)", f"{_fmt(stat['mean'])} ± {_fmt(stat['std'])}"))
+    else:
+        if summary.get("task") == "train":
+            rows.append(("epochs run", summary.get("epochs_run")))
+            if monitor.get("best_epoch") is not None:
+                rows.append((f"best {monitor.get('name')}",
+                             f"{_fmt(monitor.get('best_value'))} (epoch {monitor.get('best_epoch')})"))
+        test = {k: v for k, v in (summary.get("test") or {}).items() if isinstance(v, float)}
+        rows += [(f"test/{k}", _fmt(v)) for k, v in test.items()]
+        if not test:
+            rows.append(("test", "no test split (split.test=0)"))
+    rows.append(("wall time", f"{summary.get('wall_time_s', 0):.1f} s"))
+    return rows
 
 
 def _fmt(value):

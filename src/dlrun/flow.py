@@ -2,15 +2,19 @@
 
     validate -> seed + device -> dataset -> model -> loss, optimizer, schedule
       -> fit -> evaluate best.pt on test -> artifacts -> objective
+
+Cross-validation is a loop of this same flow, one call per fold.
 """
 
 import logging
 from pathlib import Path
 
 import numpy as np
+from omegaconf import open_dict
 
-from dlrun import artifacts, build, checkpoint, console, distributed, report, validate
+from dlrun import artifacts, build, checkpoint, config, console, distributed, report, validate
 from dlrun import device as devices
+from dlrun.errors import DlrunError
 from dlrun.evaluation import evaluate, write_tables
 from dlrun.interrupt import StopFlag
 from dlrun.summary import Summary
@@ -23,26 +27,30 @@ def execute(cfg, run_dir, show_config=False, job_num=None):
     """Run the config in `run_dir`; returns the summary (also in summary.json).
 
     The caller has run `validate.check_config` (before torch was imported);
-    `job_num` is the job's number in a sweep (it picks a GPU when there are several)."""
+    `job_num` is the job's number in a sweep (it picks a GPU when there are several).
+    With `cv.folds > 1`, each fold is one call of this function (see cross_validate)."""
     run_dir = Path(run_dir)
     build.load_components(cfg)
     validate.check_components(cfg)
     device = distributed.setup(devices.for_job(devices.select(cfg.device.name), job_num))
-    ckpt = checkpoint.load(cfg.ckpt_path) if cfg.ckpt_path else None
     if show_config:
         console.config_tree(cfg)
     devices.configure(cfg.device.deterministic)
-    devices.seed_everything(cfg.seed)
+    if cfg.cv.folds > 1 and cfg.cv.fold is None:
+        return cross_validate(cfg, run_dir, device)
+    ckpt = checkpoint.load(cfg.ckpt_path) if cfg.ckpt_path else None
+    devices.seed_everything(cfg.seed + (cfg.cv.fold or 0))  # each fold its own initial weights
     summary = Summary(run_dir, cfg, device)
-    if cfg.cv.folds > 1:
-        return _cross_validate(cfg, run_dir, device, summary)
     data = build.dataset(cfg)
     validate.check_monitor(cfg.trainer.monitor, data.task)
     loop = build.loop(cfg, data, build.model(cfg, data), device)
     summary.start(data)
     if cfg.task == "eval":
+        if not len(data.test):
+            raise DlrunError("task=eval evaluates on the test split, and this config has none (split.test=0).")
         checkpoint.load_model_state(loop.model, ckpt, cfg.ckpt_path)
         state = FitState()
+        summary.data["evaluated"] = str(checkpoint.resolve(cfg.ckpt_path))
     else:
         state = loop.load_state_dict(ckpt, cfg.ckpt_path) if ckpt else FitState()
         _fit(cfg, loop, state, run_dir, summary)
@@ -51,9 +59,9 @@ def execute(cfg, run_dir, show_config=False, job_num=None):
             return summary.finish("completed", state)
         _load_best(loop, run_dir)
     ev = _test(cfg, run_dir, loop, data, state)
-    result = summary.finish("completed", state, ev.metrics)
+    result = summary.finish("completed", state, ev.metrics if ev else None)
     if cfg.report:
-        report.write(run_dir, result, cfg, ev.per_class, state.history)
+        report.write(run_dir, result, cfg, ev.per_class if ev else None, state.history)
     distributed.shutdown()
     return result
 
@@ -103,9 +111,14 @@ def _load_best(loop, run_dir):
 
 
 def _test(cfg, run_dir, loop, data, state):
-    """Evaluate the loop's model on the test split and write predictions, plots and the export."""
-    ev = evaluate(loop, build.test_batches(cfg, data, loop.device), data)
-    write_tables(run_dir, ev, data.class_names, probabilities=cfg.probabilities)
+    """Evaluate the loop's model on the test split and write predictions, plots and the
+    export; None when there is no test split (split.test=0): then only the curves are drawn."""
+    ev = None
+    if len(data.test):
+        ev = evaluate(loop, build.test_batches(cfg, data, loop.device), data)
+        write_tables(run_dir, ev, data.class_names, probabilities=cfg.probabilities)
+    else:
+        log.info("no test split (split.test=0): the best epoch's validation metrics are the result")
     if cfg.plots:
         from dlrun import plots
 
@@ -117,25 +130,56 @@ def _test(cfg, run_dir, loop, data, state):
     return ev
 
 
-def _cross_validate(cfg, run_dir, device, summary):
-    """One model per fold in fold_<i>/, then mean and std of every test metric."""
-    folds = []
+def cross_validate(cfg, run_dir, device):
+    """k-fold cross-validation: fold i is a whole run in fold_<i>/ (cv.fold=i);
+    the parent gets folds.csv, mean and std of every metric, and its own report.
+
+    Resuming (ckpt_path=<this run>) continues every fold from its last.pt (a
+    completed fold at max_epochs is only evaluated again); task=eval evaluates
+    every fold's best.pt."""
+    summary = Summary(run_dir, cfg, device)
+    summary.start_cv()
+    source = config.run_dir_of(cfg.ckpt_path) if cfg.ckpt_path else None
+    rows, results = [], []
     for i in range(cfg.cv.folds):
-        fold_dir = run_dir / f"fold_{i}"
-        data = build.dataset(cfg, cv_fold=(cfg.cv.folds, i, cfg.cv.stratified))
-        validate.check_monitor(cfg.trainer.monitor, data.task)
-        devices.seed_everything(cfg.seed + i)
-        loop = build.loop(cfg, data, build.model(cfg, data), device)
-        if i == 0:
-            summary.start(data)
-        state = FitState()
-        _fit(cfg, loop, state, fold_dir, summary)
-        _load_best(loop, fold_dir)
-        ev = _test(cfg, fold_dir, loop, data, state)
-        folds.append({"fold": i, "best_epoch": state.best_epoch, "best_value": state.best_value,
-                      **{k: v for k, v in ev.metrics.items() if isinstance(v, float)}})
-    artifacts.write_csv(run_dir / "folds.csv", folds)
-    keys = [k for k in folds[0] if k not in ("fold", "best_epoch")]
-    stats = {k: {"mean": float(np.nanmean([f[k] for f in folds])), "std": float(np.nanstd([f[k] for f in folds]))}
-             for k in keys}
-    return summary.finish_cv(folds, stats)
+        result = execute(_fold_config(cfg, i, source), run_dir / f"fold_{i}")
+        results.append(result)
+        rows.append(_fold_row(i, result))
+    artifacts.write_csv(run_dir / "folds.csv", rows)
+    stats = {}
+    for key in (k for k in rows[0] if k not in ("fold", "best_epoch", "epochs_run")):
+        values = np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=float)
+        if not np.isnan(values).all():  # e.g. no best value when evaluating
+            stats[key] = {"mean": float(np.nanmean(values)), "std": float(np.nanstd(values))}
+    result = summary.finish_cv(rows, stats, results[0])
+    if cfg.report:
+        report.write(run_dir, result, cfg)
+    return result
+
+
+def _fold_config(cfg, fold, source):
+    """The config of one fold: its index and seed, and its own checkpoint when resuming or evaluating."""
+    fold_cfg = cfg.copy()
+    with open_dict(fold_cfg):
+        fold_cfg.cv.fold = fold
+        fold_cfg.ckpt_path = None
+        if source is not None:
+            name = "best.pt" if cfg.task == "eval" else "last.pt"
+            ckpt = source / f"fold_{fold}" / "checkpoints" / name
+            if ckpt.is_file():
+                fold_cfg.ckpt_path = str(ckpt)
+            elif cfg.task == "eval":
+                raise DlrunError(f"ckpt_path={cfg.ckpt_path} is a {cfg.cv.folds}-fold run, but fold {fold} has no "
+                                 f"checkpoints/best.pt to evaluate.")
+    return fold_cfg
+
+
+def _fold_row(fold, result):
+    """One fold's line of folds.csv: its best epoch, and its test metrics, or (without a
+    test split) its validation metrics at the best epoch."""
+    monitor = result.get("monitor", {})
+    row = {"fold": fold, "epochs_run": result.get("epochs_run"), "best_epoch": monitor.get("best_epoch"),
+           "best_value": monitor.get("best_value")}
+    row.update({f"test/{k}": v for k, v in (result.get("test") or {}).items() if isinstance(v, float)})
+    row.update({k: v for k, v in (result.get("best_val") or {}).items() if isinstance(v, float)})
+    return row

@@ -210,8 +210,10 @@ def regression(true, pred):
 
 # ------------------------------------------------------------------ a run
 def draw_all(folder, wanted, loop, data, ev, history, seed=0):
-    """Save every wanted plot that applies to this run; returns the file names."""
-    p, wanted = ev.predictions, set(wanted)
+    """Save every wanted plot that applies to this run; returns the file names.
+    Without a test split (`ev` None) only the plots of training apply."""
+    wanted = set(wanted) if ev is not None else set(wanted) & {"curves", "lr", "weights"}
+    p = ev.predictions if ev is not None else None
     classify = data.task != "regression"
     jobs = {
         "curves": lambda: curves(history, loop.trainer.monitor, _best_epoch(history, loop.trainer)) if history else None,

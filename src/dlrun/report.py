@@ -60,12 +60,19 @@ def render(summary, config, per_class=None, history=None, plot_files=()):
         f"best {monitor.get('name')}": monitor.get("best_value"), "best epoch": monitor.get("best_epoch"),
         "wall time (s)": summary.get("wall_time_s"), "run directory": summary.get("run_dir"),
     }
+    overview = {k: v for k, v in overview.items() if v is not None}  # e.g. no best epoch in a CV parent
     test = {k: v for k, v in (summary.get("test") or {}).items() if isinstance(v, (int, float))}
     sections = [
         f"<h1>dlrun run <span class=\"status {html.escape(summary['status'])}\">{html.escape(summary['status'])}</span></h1>",
         "<h2>Summary</h2>", _pairs(overview),
-        "<h2>Test metrics</h2>", _pairs(test) if test else "<p>No test metrics.</p>",
+        "<h2>Test metrics</h2>" + ("" if not summary.get("cv") else " (mean over folds)"),
+        _pairs(test) if test else "<p>No test metrics (no test split).</p>",
     ]
+    if summary.get("cv"):
+        stats = {k: f"{v['mean']:.4f} ± {v['std']:.4f}" for k, v in summary["cv"].items()}
+        sections += [f"<h2>Cross-validation: {len(summary['folds'])} folds</h2>", _pairs(stats),
+                     "<p>Each fold is a whole run with its own report in <code>fold_&lt;i&gt;/report.html</code>.</p>",
+                     _table(summary["folds"])]
     if per_class:
         sections += ["<h2>Per class</h2>", _table(per_class)]
     if history:

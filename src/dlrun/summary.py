@@ -51,7 +51,12 @@ class Summary:
             "train": len(data.train), "val": len(data.val), "test": len(data.test)})
         self._write()
 
+    def start_cv(self):
+        self.data.update(problem=None, folds=[])
+        self._write()
+
     def finish(self, status, state, test=None):
+        best = next((row for row in state.history if row["epoch"] == state.best_epoch), {})
         self.data.update(
             status=status,
             epochs_run=state.epoch,
@@ -60,16 +65,19 @@ class Summary:
             skipped_batches=state.skipped,
             monitor={**self.data["monitor"], "best_value": state.best_value, "best_epoch": state.best_epoch},
             objective=state.best_value,
+            best_val={k: v for k, v in best.items() if k.startswith("val/")},
             test=test,
         )
         return self._write()
 
-    def finish_cv(self, folds, stats):
-        monitor = self.data["monitor"]["name"].split("/", 1)[1]
+    def finish_cv(self, folds, stats, first):
+        """The parent record of a cross-validation: one row per fold, and mean/std of every
+        metric; what the data is comes from the `first` fold's summary."""
+        self.data.update({k: first.get(k) for k in ("problem", "classes")})
         self.data.update(status="completed", folds=folds, cv=stats,
                          objective=stats.get("best_value", {}).get("mean"),
-                         test={k: v["mean"] for k, v in stats.items() if k != "best_value"},
-                         monitor={**self.data["monitor"], "cv_metric": monitor})
+                         test={k.split("/", 1)[1]: v["mean"] for k, v in stats.items() if k.startswith("test/")} or None,
+                         epochs_run=sum(f["epochs_run"] or 0 for f in folds))
         return self._write()
 
     def _write(self):

@@ -122,12 +122,11 @@ class Loop:
         Loss, hit and sample sums stay on the device; the host reads them once
         at the end (and reads the bad-step count at each progress refresh)."""
         self.model.train()
-        zero = torch.zeros((), device=self.device)
         partial = state.partial or {}
         start = partial.get("batch", 0)
-        loss_sum = partial.get("loss_sum", zero).to(self.device)
-        correct = partial.get("correct", zero).to(self.device)
-        count = torch.as_tensor(partial.get("count", 0.0), dtype=zero.dtype).to(self.device)
+        # Three separate running sums (a mid-epoch checkpoint carries them).
+        loss_sum, correct, count = (torch.as_tensor(partial.get(key, 0.0), dtype=torch.float32).to(self.device).clone()
+                                    for key in ("loss_sum", "correct", "count"))
         state.partial = None
         next_refresh = time.perf_counter() + REFRESH_S
         total = len(self.train_batches)

@@ -48,6 +48,7 @@ RANGES = {
     "split.val": (float, lambda v: 0 < v < 1, "in (0, 1)"),
     "split.test": (float, lambda v: 0 <= v < 1, "in [0, 1)"),
     "cv.folds": (int, lambda v: v >= 1, ">= 1"),
+    "cv.fold": (int, lambda v: v >= 0, ">= 0 or null"),
     "scheduler.warmup_epochs": (int, lambda v: v >= 0, ">= 0"),
     "loss.label_smoothing": (float, lambda v: 0 <= v < 1, "in [0, 1)"),
 }
@@ -97,6 +98,9 @@ def check_config(cfg):
     if cfg.logger == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("logger=tensorboard needs the tensorboard package: pip install tensorboard "
                           "(or pip install 'dlrun[tensorboard]'). CSV metrics are written either way.")
+    if cfg.cv.fold is not None and cfg.cv.fold >= cfg.cv.folds:
+        raise ConfigError(f"cv.fold={cfg.cv.fold} is out of range; with cv.folds={cfg.cv.folds} it must be in "
+                          f"0..{cfg.cv.folds - 1}.")
     if cfg.task == "eval" and not cfg.ckpt_path:
         raise ConfigError("task=eval needs ckpt_path=<checkpoint file or run directory>.")
     _check_monitor_syntax(cfg.trainer.monitor)

@@ -1,0 +1,90 @@
+"""Cross-validation is a loop of the one run path: every fold is a whole run."""
+
+import json
+
+import numpy as np
+import pytest
+
+import dlrun
+from conftest import SMOKE
+from dlrun import flow
+from dlrun.artifacts import read_csv
+from dlrun.errors import ConfigError
+
+QUICK = [*SMOKE, "dataset=iris", "plots=[curves]"]
+
+
+def _summary(path):
+    return json.loads((path / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def cv_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("cv") / "run"
+    return run_dir, dlrun.run([*QUICK, "cv.folds=3"], run_dir=run_dir)
+
+
+def test_each_fold_is_a_whole_run_and_the_parent_aggregates_them(cv_run):
+    run_dir, summary = cv_run
+    folds = [_summary(run_dir / f"fold_{i}") for i in range(3)]
+    for i, fold in enumerate(folds):
+        assert fold["status"] == "completed"
+        for name in ("report.html", "metrics.csv", "predictions.csv", "checkpoints/best.pt", "plots/curves.png"):
+            assert (run_dir / f"fold_{i}" / name).is_file(), (i, name)
+    accuracies = [f["test"]["accuracy"] for f in folds]
+    assert summary["cv"]["test/accuracy"]["mean"] == pytest.approx(np.mean(accuracies))
+    assert summary["cv"]["test/accuracy"]["std"] == pytest.approx(np.std(accuracies))
+    assert summary["epochs_run"] == sum(f["epochs_run"] for f in folds) and summary["problem"] == "multiclass"
+    rows = read_csv(run_dir / "folds.csv")
+    assert [float(r["test/accuracy"]) for r in rows] == pytest.approx(accuracies)
+    page = (run_dir / "report.html").read_text()
+    assert "Cross-validation: 3 folds" in page and "None" not in page
+
+
+def test_folds_differ_in_their_validation_rows_and_initial_weights(cv_run):
+    run_dir, _ = cv_run
+    first = [_summary(run_dir / f"fold_{i}")["monitor"]["best_value"] for i in range(3)]
+    assert len(set(first)) == 3
+
+
+def test_eval_of_a_cv_run_evaluates_every_fold_best_checkpoint(cv_run, tmp_path):
+    run_dir, summary = cv_run
+    again = dlrun.run(["task=eval", f"ckpt_path={run_dir}", "trainer.progress=false"], run_dir=tmp_path / "eval")
+    assert again["cv"]["test/accuracy"] == summary["cv"]["test/accuracy"]
+    for i in range(3):
+        fold = _summary(tmp_path / "eval" / f"fold_{i}")
+        assert fold["evaluated"] == str(run_dir / f"fold_{i}" / "checkpoints" / "best.pt")
+
+
+def test_k_fold_over_all_data_without_a_test_split(tmp_path):
+    summary = dlrun.run([*QUICK, "cv.folds=3", "split.test=0"], run_dir=tmp_path / "run")
+    folds = [_summary(tmp_path / "run" / f"fold_{i}") for i in range(3)]
+    assert sum(f["sizes"]["val"] for f in folds) == 150 and all(f["sizes"]["test"] == 0 for f in folds)
+    assert summary["test"] is None and "val/accuracy" in summary["cv"]
+    assert summary["cv"]["val/accuracy"]["mean"] == pytest.approx(np.mean([f["best_val"]["val/accuracy"] for f in folds]))
+
+
+def test_a_two_way_split_trains_and_says_there_is_no_test(tmp_path):
+    summary = dlrun.run([*QUICK, "split.test=0"], run_dir=tmp_path / "run")
+    assert summary["status"] == "completed" and summary["test"] is None and summary["sizes"]["test"] == 0
+    assert (tmp_path / "run" / "plots" / "curves.png").is_file()
+    assert not (tmp_path / "run" / "predictions.csv").exists()
+    with pytest.raises(dlrun.errors.DlrunError, match="has none"):
+        dlrun.run(["task=eval", f"ckpt_path={tmp_path / 'run'}"], run_dir=tmp_path / "eval")
+
+
+def test_one_fold_alone_and_an_out_of_range_fold():
+    assert dlrun.compose(["cv.folds=3", "cv.fold=2"]).cv.fold == 2
+    with pytest.raises(ConfigError, match=r"cv.fold=3 is out of range; with cv.folds=3 it must be in 0..2"):
+        dlrun.run([*QUICK, "cv.folds=3", "cv.fold=3"])
+
+
+def test_a_failure_after_the_start_is_recorded_by_the_python_api(tmp_path, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("plots broke")
+
+    monkeypatch.setattr(flow, "_test", broken)
+    with pytest.raises(RuntimeError):
+        dlrun.run(QUICK, run_dir=tmp_path / "run")
+    summary = _summary(tmp_path / "run")
+    assert summary["status"] == "failed" and summary["error"] == "plots broke"
