@@ -11,7 +11,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from dlrun.models import build, load_builtins
+from dlrun.models import build
 
 VARIANTS = [("fp32", None, False, False), ("bf16", torch.bfloat16, False, False),
             ("bf16 + channels_last", torch.bfloat16, True, False), ("bf16 + channels_last + compile", torch.bfloat16, True, True)]
@@ -52,7 +52,6 @@ def main():
     if not torch.cuda.is_available():
         print("no CUDA device here: nothing to measure")
         return
-    load_builtins()
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, batch {args.batch}")
     for model in ("cnn", "vgg_fast", "resnet18"):
         base = None

@@ -44,9 +44,8 @@ def test_export_round_trip_matches_the_model(cli):
     cli(*SMOKE, "export=torchscript")
     (run_dir,) = run_dirs(cli.outputs)
     from dlrun.checkpoint import load
-    from dlrun.models import build, load_builtins
+    from dlrun.models import build
 
-    load_builtins()
     state = load(run_dir / "checkpoints" / "best.pt")
     model = build(state["config"]["model"], (1, 8, 8), 10).eval()
     model.load_state_dict(state["model"])
@@ -63,9 +62,8 @@ def test_onnx_export_round_trip(cli):
     ort = pytest.importorskip("onnxruntime")  # an optional extra: pip install 'dlrun[onnx]'
     cli(*SMOKE, "export=onnx", "plots=[]", "hydra.run.dir=run")
     from dlrun.checkpoint import load
-    from dlrun.models import build, load_builtins
+    from dlrun.models import build
 
-    load_builtins()
     state = load(cli.cwd / "run" / "checkpoints" / "best.pt")
     model = build(state["config"]["model"], (1, 8, 8), 10).eval()
     model.load_state_dict(state["model"])

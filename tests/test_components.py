@@ -7,18 +7,15 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from dlrun import loss, metrics, optimizer, scheduler
-from dlrun.data import DATASETS, Data, load_builtins, prepare
+from dlrun.data import DATASETS, Data, prepare
 from dlrun.data.base import Part
 from dlrun.data.batches import DeviceTransform, TensorBatches, augment_images
 from dlrun.data.split import split_indices
 from dlrun.errors import ConfigError
 from dlrun.models import MODELS
 from dlrun.models import build as build_model
-from dlrun.models import load_builtins as load_models
 from dlrun.regularization import l1_penalty, penalized_weights
 
-load_builtins()
-load_models()
 SPLIT = OmegaConf.create({"strategy": "stratified", "val": 0.2, "test": 0.2})
 
 

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 
 from dlrun.errors import ConfigError
@@ -48,3 +51,30 @@ def test_registering_a_name_twice_is_an_error():
     reg = make()
     with pytest.raises(ValueError):
         reg.register("tiny")(lambda: None)
+
+
+def test_names_default_to_the_function_name_and_filter_by_pattern():
+    reg = Registry("model")
+
+    @reg.register
+    def resnet_small(input_shape, num_outputs):
+        return "small"
+
+    @reg.register()
+    def resnet_big(input_shape, num_outputs):
+        return "big"
+
+    @reg.register("mlp")
+    def anything(input_shape, num_outputs):
+        return "mlp"
+
+    assert reg.names() == ["mlp", "resnet_big", "resnet_small"]
+    assert reg.names("*res*") == ["resnet_big", "resnet_small"]
+    assert reg.build({"name": "resnet_small"}, input_shape=(1,), num_outputs=2) == "small"
+
+
+def test_registries_are_complete_right_after_import_in_a_fresh_interpreter():
+    code = ("import dlrun\nfrom dlrun.data import DATASETS\n"
+            "print(DATASETS.build({'name': 'iris'}).task, dlrun.list_models('*res*'), dlrun.list_optimizers('adam*'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert out.split() == ["multiclass", "['resnet18']", "['adam',", "'adamw']"]

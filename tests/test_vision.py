@@ -9,9 +9,8 @@ import pytest
 from PIL import Image
 
 from conftest import SMOKE, summary_of
-from dlrun.data import DATASETS, load_builtins
+from dlrun.data import DATASETS
 
-load_builtins()
 RNG = np.random.default_rng(0)
 
 

@@ -6,11 +6,14 @@ Importing the package is cheap (no torch); the notebook API lives in
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "run", "compose"]
+__all__ = ["__version__", "run", "compose", "list_datasets", "list_models", "list_optimizers", "list_schedulers",
+           "list_losses"]
+
+_API = ("run", "compose", "list_datasets", "list_models", "list_optimizers", "list_schedulers", "list_losses")
 
 
 def __getattr__(name):
-    if name in ("run", "compose"):
+    if name in _API:
         from dlrun import api
 
         return getattr(api, name)

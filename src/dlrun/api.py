@@ -24,6 +24,38 @@ def compose(overrides=(), config_dir=None):
     return composition.compose(overrides, config_dir)
 
 
+def list_datasets(pattern="*"):
+    """Registered dataset names matching a shell-style pattern (your plugins' included)."""
+    from dlrun.data import DATASETS
+
+    return DATASETS.names(pattern)
+
+
+def list_models(pattern="*"):
+    """Registered model names matching a shell-style pattern: ``dlrun.list_models("*res*")``."""
+    from dlrun.models import MODELS
+
+    return MODELS.names(pattern)
+
+
+def list_optimizers(pattern="*"):
+    from dlrun.optimizer import OPTIMIZERS
+
+    return OPTIMIZERS.names(pattern)
+
+
+def list_schedulers(pattern="*"):
+    from dlrun.scheduler import SCHEDULERS
+
+    return SCHEDULERS.names(pattern)
+
+
+def list_losses(pattern="*"):
+    from dlrun.loss import LOSSES
+
+    return LOSSES.names(pattern)
+
+
 def run(overrides=(), run_dir=None, config_dir=None):
     """Train (or evaluate) like `dlrun <overrides>`; returns the summary dict.
 

@@ -48,8 +48,6 @@ def import_plugins(names):
 
 
 def load_components(cfg):
-    datasets.load_builtins()
-    models.load_builtins()
     import_plugins(cfg.plugins)
 
 
@@ -68,7 +66,28 @@ def model(cfg, data):
     return net
 
 
-def loop(cfg, data, net, device):
+def _cpu(values):
+    return None if values is None else torch.as_tensor(values).float().cpu()
+
+
+def preprocessing(data):
+    """What a checkpoint needs to apply the model to new inputs the way it was trained."""
+    scale = data.target_scale or (None, None)
+    return {"task": data.task, "class_names": list(data.class_names), "input_shape": list(data.input_shape),
+            "num_outputs": data.num_outputs, "image": data.image, "image_mean": _cpu(data.mean),
+            "image_std": _cpu(data.std), "feature_mean": _cpu(data.extra.get("feature_mean")),
+            "feature_std": _cpu(data.extra.get("feature_std")), "target_mean": _cpu(scale[0]),
+            "target_std": _cpu(scale[1])}
+
+
+def record(cfg, data, overrides):
+    """The checkpoint's record of the run: its resolved config, the overrides that composed it,
+    the preprocessing and the model's build spec."""
+    return {"config": plain(cfg), "overrides": list(overrides), "preprocessing": preprocessing(data),
+            "model_spec": {**plain(cfg.model), "input_shape": list(data.input_shape), "num_outputs": data.num_outputs}}
+
+
+def loop(cfg, data, net, device, overrides=()):
     """The Loop for `net` on `data`: batches, loss, optimizer and schedule."""
     reg, tr = namespace(cfg.regularization), namespace(cfg.trainer)
     if data.image and cfg.device.channels_last:
@@ -92,7 +111,7 @@ def loop(cfg, data, net, device):
         regularization=reg, precision=cfg.device.precision, channels_last=bool(cfg.device.channels_last and data.image),
         compile_mode=cfg.device.compile_mode if cfg.device.compile else None,
         threshold=float(cfg.dataset.get("threshold", 0.5)), target_scale=data.target_scale,
-        augment_generator=augment_gen, config=plain(cfg),
+        augment_generator=augment_gen, record=record(cfg, data, overrides),
     )
 
 

@@ -49,6 +49,32 @@ def load(path, map_location="cpu"):
     return state
 
 
+def overrides_of(path):
+    """The command-line overrides stored in a checkpoint (None for a file without them).
+    Memory-mapped: reading them does not load the tensors."""
+    path = resolve(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable files are reported with the full check in load()
+        return None
+    return list(state["overrides"]) if isinstance(state, dict) and "overrides" in state else None
+
+
+def check_same_model_and_data(state, config, path):
+    """A resume continues the same model on the same data: refuse a change with one line."""
+    stored = state.get("config") or {}
+    for group in ("model", "dataset"):
+        before, after = stored.get(group), config.get(group)
+        if before is None or before == after:
+            continue
+        keys = sorted(set(before) | set(after), key=str)
+        key = next(k for k in keys if before.get(k) != after.get(k))
+        raise DlrunError(
+            f"ckpt_path={path} was trained with {group}.{key}={before.get(key)!r}, and this run asks for "
+            f"{after.get(key)!r}. A resume continues the same model on the same data: drop that override, "
+            f"or start a new run.")
+
+
 def _reason(exc):
     """The informative line of a torch.load error (it names the refused global, if any)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]

@@ -67,10 +67,17 @@ def run_overrides(run_dir):
     return [str(o) for o in OmegaConf.load(file)] if file.is_file() else []
 
 
-def original_overrides(run_dir):
-    """The overrides of the run in `run_dir` without the run-specific ones, to compose it again."""
+def original_overrides(ckpt_path):
+    """The overrides that composed the run of `ckpt_path`, without the run-specific ones,
+    to compose it again: from the checkpoint itself, so that a checkpoint moved elsewhere
+    keeps its config, else from its run directory's .hydra/overrides.yaml."""
+    from dlrun import checkpoint
+
+    path = Path(ckpt_path).expanduser()
+    has_file = path.is_file() or (path / "checkpoints" / "last.pt").is_file()
+    stored = checkpoint.overrides_of(path) if has_file else None
     skip = ("ckpt_path=", "task=", "hydra.", "+hydra.")
-    return [o for o in run_overrides(run_dir) if not o.startswith(skip)]
+    return [o for o in (stored if stored is not None else run_overrides(run_dir_of(path))) if not o.startswith(skip)]
 
 
 def quote(value):
@@ -98,7 +105,15 @@ def plan_run(overrides, multirun=False):
     if not ckpt or ckpt == "null":
         return list(overrides), None
     source = run_dir_of(ckpt)
-    overrides = original_overrides(source) + list(overrides)
+    original = original_overrides(ckpt)
+    if value_of(overrides, "task") in (None, "train"):
+        for group in ("model", "dataset"):
+            before, after = value_of(original, group), value_of(overrides, group)
+            if before is not None and after is not None and before != after:
+                raise DlrunError(f"ckpt_path={ckpt} was trained with {group}={before}, and this run asks for "
+                                 f"{group}={after}. A resume continues the same model on the same data: drop "
+                                 f"that override, or start a new run.")
+    overrides = original + list(overrides)
     is_run = (source / "summary.json").is_file()  # a checkpoint from elsewhere starts a fresh run directory
     in_place = is_run and value_of(overrides, "task") in (None, "train") and not multirun
     return overrides, source if in_place else None

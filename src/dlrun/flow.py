@@ -23,12 +23,13 @@ from dlrun.trainer import Diverged, FitState, Interrupted
 log = logging.getLogger("dlrun")
 
 
-def execute(cfg, run_dir, show_config=False, job_num=None):
+def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None):
     """Run the config in `run_dir`; returns the summary (also in summary.json).
 
     The caller has run `validate.check_config` (before torch was imported);
     `job_num` is the job's number in a sweep (it picks a GPU when there are several).
-    With `cv.folds > 1`, each fold is one call of this function (see cross_validate)."""
+    With `cv.folds > 1`, each fold is one call of this function (see cross_validate).
+    `overrides` (default: the run directory's) are recorded in checkpoints."""
     run_dir = Path(run_dir)
     build.load_components(cfg)
     validate.check_components(cfg)
@@ -39,11 +40,14 @@ def execute(cfg, run_dir, show_config=False, job_num=None):
     if cfg.cv.folds > 1 and cfg.cv.fold is None:
         return cross_validate(cfg, run_dir, device)
     ckpt = checkpoint.load(cfg.ckpt_path) if cfg.ckpt_path else None
+    if ckpt is not None and cfg.task == "train":
+        checkpoint.check_same_model_and_data(ckpt, build.plain(cfg), cfg.ckpt_path)
+    overrides = config.run_overrides(run_dir) if overrides is None else overrides
     devices.seed_everything(cfg.seed + (cfg.cv.fold or 0))  # each fold its own initial weights
     summary = Summary(run_dir, cfg, device)
     data = build.dataset(cfg)
     validate.check_monitor(cfg.trainer.monitor, data.task)
-    loop = build.loop(cfg, data, build.model(cfg, data), device)
+    loop = build.loop(cfg, data, build.model(cfg, data), device, overrides)
     summary.start(data)
     if cfg.task == "eval":
         if not len(data.test):
@@ -142,7 +146,7 @@ def cross_validate(cfg, run_dir, device):
     source = config.run_dir_of(cfg.ckpt_path) if cfg.ckpt_path else None
     rows, results = [], []
     for i in range(cfg.cv.folds):
-        result = execute(_fold_config(cfg, i, source), run_dir / f"fold_{i}")
+        result = execute(_fold_config(cfg, i, source), run_dir / f"fold_{i}", overrides=config.run_overrides(run_dir))
         results.append(result)
         rows.append(_fold_row(i, result))
     artifacts.write_csv(run_dir / "folds.csv", rows)

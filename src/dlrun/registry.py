@@ -5,6 +5,7 @@ arguments) or, for users' own code, a ``_target_`` import path. Builders take
 plain arguments so they are callable from a notebook too.
 """
 
+import fnmatch
 import importlib
 import inspect
 
@@ -12,25 +13,42 @@ from dlrun.errors import ConfigError, did_you_mean, unknown_choice
 
 
 class Registry:
-    def __init__(self, kind):
+    """Builders of one component kind, by name.
+
+    `builtins` are the modules that register the built-in builders; they are
+    imported on first use, so the registry is complete right after import
+    without paying for what a run does not use."""
+
+    def __init__(self, kind, builtins=()):
         self.kind = kind
         self._builders = {}
+        self._builtins = list(builtins)
 
-    def register(self, name):
-        """Decorator: ``@MODELS.register("cnn")``."""
+    def register(self, name=None):
+        """Decorator: ``@MODELS.register`` (named after the function) or ``@MODELS.register("cnn")``."""
+        if callable(name):
+            return self.register()(name)
 
         def add(builder):
-            if name in self._builders:
-                raise ValueError(f"{self.kind} '{name}' is registered twice")
-            self._builders[name] = builder
+            key = name or builder.__name__
+            if key in self._builders:
+                raise ValueError(f"{self.kind} '{key}' is registered twice")
+            self._builders[key] = builder
             return builder
 
         return add
 
-    def names(self):
-        return sorted(self._builders)
+    def _load_builtins(self):
+        while self._builtins:
+            importlib.import_module(self._builtins.pop(0))
+
+    def names(self, pattern="*"):
+        """Registered names matching the shell-style `pattern` (``"*res*"``), sorted."""
+        self._load_builtins()
+        return sorted(n for n in self._builders if fnmatch.fnmatchcase(n, pattern))
 
     def get(self, name):
+        self._load_builtins()
         if name not in self._builders:
             raise ConfigError(unknown_choice(f"{self.kind}.name", name, self.names()))
         return self._builders[name]

@@ -69,7 +69,7 @@ class Loop:
     threshold: float = 0.5
     target_scale: tuple = None
     augment_generator: torch.Generator = None
-    config: dict = None             # stored in checkpoints as plain data
+    record: dict = None             # stored as is in every checkpoint: config, overrides, preprocessing, model spec
 
     def __post_init__(self):
         forward = distributed.wrap(self.model, self.device)
@@ -240,7 +240,7 @@ class Loop:
             "batches": self.train_batches.state_dict(mid_epoch),
             "augment": self.augment_generator.get_state() if self.augment_generator is not None else None,
             "rng": devices.rng_state(),
-            "config": self.config,
+            **(self.record or {}),
         }
 
     def load_state_dict(self, ckpt, path):

@@ -6,9 +6,4 @@ train/val/test and puts the in-memory tensors on the training device.
 
 from dlrun.data.base import DATASETS, Data, Prepared, prepare
 
-__all__ = ["DATASETS", "Data", "Prepared", "prepare", "load_builtins"]
-
-
-def load_builtins():
-    """Import the modules whose builders register themselves."""
-    from dlrun.data import tabular, vision  # noqa: F401
+__all__ = ["DATASETS", "Data", "Prepared", "prepare"]

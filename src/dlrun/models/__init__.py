@@ -6,8 +6,4 @@ activations (for embedding plots) and ``head`` maps them to outputs.
 
 from dlrun.models.base import MODELS, Network, build, embeddings
 
-__all__ = ["MODELS", "Network", "build", "embeddings", "load_builtins"]
-
-
-def load_builtins():
-    from dlrun.models import cnn, mlp, resnet  # noqa: F401
+__all__ = ["MODELS", "Network", "build", "embeddings"]

@@ -6,7 +6,7 @@ from torch import nn
 from dlrun.errors import ConfigError, unknown_choice
 from dlrun.registry import Registry
 
-MODELS = Registry("model")
+MODELS = Registry("model", builtins=["dlrun.models.mlp", "dlrun.models.cnn", "dlrun.models.resnet"])
 
 
 class Network(nn.Module):
