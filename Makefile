@@ -1,33 +1,54 @@
 # Every target sets up its own environment (.venv) when it is missing or stale.
+# Installs are pinned by constraints.txt (regenerate it with `make lock`).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip install --quiet -c constraints.txt
 # A matching torch/torchvision pair; the CUDA build also runs on CPU.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test test-all lint bench lock clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(TORCH_PINS)
-	$(BIN)/python -m pip install --quiet -e ".[dev,sweep]"
+	$(PIP) $(TORCH_PINS)
+	$(PIP) -e ".[dev,sweep]"
 	touch $@
 
 run: setup
 	$(BIN)/dlrun
 
+# The fast lane: in-process composition and validation, unit tests, a handful of real-CLI runs.
 test: setup
+	$(BIN)/python -m pytest -q -n 2 -m "not slow"
+
+# Everything: adds signals, sweeps, DDP, docs, benchmark smoke, packaging and the browser.
+test-all: setup lint
 	$(BIN)/python -m pytest -q -n 2
 
+lint: setup
+	$(BIN)/ruff check src tests bench docs
+
 bench: setup
-	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(PIP) -e ".[bench]"
 	$(BIN)/python bench/loop_overhead.py
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/gpu.py
+
+# Resolve every dependency afresh (all extras) in a scratch environment and pin the result.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet $(TORCH_PINS)
+	.lock-venv/bin/python -m pip install --quiet -e ".[dev,sweep,bench,onnx,tensorboard]"
+	(echo "# Pinned versions of every dependency; regenerate with: make lock"; \
+	 .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v -i '^dlrun') > constraints.txt
+	rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

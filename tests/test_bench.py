@@ -7,6 +7,8 @@ import pytest
 
 from conftest import REPO
 
+pytestmark = pytest.mark.slow
+
 SCRIPTS = {
     "loop_overhead.py": ["--epochs", "1"],
     "startup.py": ["--quick", "--repeats", "1"],

@@ -40,6 +40,7 @@ def test_smoke_run_writes_a_complete_run_directory(cli):
     assert ckpt["fit"]["epoch"] == 2 and ckpt["config"]["model"]["name"] == "mlp"
 
 
+@pytest.mark.slow
 def test_export_round_trip_matches_the_model(cli):
     cli(*SMOKE, "export=torchscript")
     (run_dir,) = run_dirs(cli.outputs)
@@ -58,6 +59,7 @@ def test_export_round_trip_matches_the_model(cli):
     assert torch.allclose(scripted(x), model(x), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_onnx_export_round_trip(cli):
     ort = pytest.importorskip("onnxruntime")  # an optional extra: pip install 'dlrun[onnx]'
     cli(*SMOKE, "export=onnx", "plots=[]", "hydra.run.dir=run")
@@ -73,6 +75,7 @@ def test_onnx_export_round_trip(cli):
     assert torch.allclose(torch.from_numpy(out), model(x).detach(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_a_straight_run(cli):
     common = [*SMOKE, "model=cnn", "trainer.batch_size=64", "plots=[]", "report=false"]
     cli(*common, "trainer.max_epochs=4", "hydra.run.dir=straight")
@@ -89,6 +92,7 @@ def test_resumed_run_equals_a_straight_run(cli):
     assert summary_of(straight)["test"] == summary_of(resumed)["test"]
 
 
+@pytest.mark.slow
 def test_eval_of_best_checkpoint_reproduces_test_metrics(cli):
     cli(*SMOKE, "hydra.run.dir=trained")
     cli("task=eval", "ckpt_path=trained/checkpoints/best.pt", "trainer.progress=false")
@@ -100,6 +104,7 @@ def test_eval_of_best_checkpoint_reproduces_test_metrics(cli):
     assert (evaluated / "predictions.csv").read_text() == (cli.cwd / "trained" / "predictions.csv").read_text()
 
 
+@pytest.mark.slow
 def test_two_runs_in_the_same_second_get_their_own_directories(cli):
     from dlrun.config import reserve_dir
 
@@ -107,6 +112,7 @@ def test_two_runs_in_the_same_second_get_their_own_directories(cli):
     assert [reserve_dir(base).name for _ in range(3)] == ["same", "same_1", "same_2"]
 
 
+@pytest.mark.slow
 def test_default_dataset_variants_run(cli):
     cli(*SMOKE, "dataset=breast_cancer", "model=logistic", "plots=[roc,confidence]", "probabilities=true",
         "hydra.run.dir=binary")
@@ -120,6 +126,7 @@ def test_default_dataset_variants_run(cli):
     assert not (cli.cwd / "reg" / "plots" / "confusion.png").exists()
 
 
+@pytest.mark.slow
 def test_cross_validation_reports_every_fold_and_mean_std(cli):
     proc = cli(*SMOKE, "dataset=iris", "cv.folds=3", "plots=[]", "hydra.run.dir=cv")
     summary = summary_of(cli.cwd / "cv")
@@ -140,6 +147,7 @@ def test_python_api_runs_and_composes(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "api" / "summary.json").read_text())["test"] == summary["test"]
 
 
+@pytest.mark.slow
 def test_users_own_components_worked_example(cli):
     example = cli.cwd.parent / "example"
     import shutil
@@ -158,6 +166,7 @@ def test_users_own_components_worked_example(cli):
     assert proc.returncode == 2 and "model.name=two_layer is not known" in proc.stderr
 
 
+@pytest.mark.slow
 def test_tensorboard_logger_writes_event_files(cli):
     cli(*SMOKE, "logger=tensorboard", "plots=[]", "hydra.run.dir=run")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -5,11 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import SMOKE, summary_of
 from dlrun.data.base import Part
 from dlrun.data.batches import DeviceTransform, TensorBatches
+
+pytestmark = pytest.mark.slow
 
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 

@@ -11,6 +11,8 @@ import pytest
 
 from conftest import DLRUN, REPO
 
+pytestmark = pytest.mark.slow
+
 PAGES = sorted((REPO / "docs").glob("*.md"))
 NEEDS_DOWNLOAD = ("mnist", "cifar10", "pretrained=true", "image_folder", "dataset=csv", "torchrun", "slurm")
 

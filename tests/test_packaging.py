@@ -3,8 +3,11 @@
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
+pytestmark = pytest.mark.slow
 
 def test_built_wheel_carries_configs_and_the_sweeper(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(REPO),

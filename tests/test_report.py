@@ -12,6 +12,8 @@ from matplotlib.image import imread
 from conftest import SMOKE, summary_of
 
 # File name -> (width, height) in pixels for a 10-class run.
+pytestmark = pytest.mark.slow
+
 EXPECTED = {
     "curves.png": (1000, 500), "lr.png": (800, 400), "confusion.png": (1200, 600), "per_class.png": (800, 600),
     "confidence.png": (800, 600), "reliability.png": (800, 600), "roc.png": (800, 600),

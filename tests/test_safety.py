@@ -11,6 +11,8 @@ import torch
 
 from conftest import DLRUN, SMOKE, summary_of
 
+pytestmark = pytest.mark.slow
+
 # Long enough to interrupt: small batches, many epochs, no early stopping.
 LONG = ["trainer.progress=false", "plots=[]", "report=false", "trainer.batch_size=16", "trainer.max_epochs=6",
         "trainer.early_stopping.enabled=false", "model.hidden_sizes=[512,256]"]

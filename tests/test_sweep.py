@@ -12,6 +12,8 @@ from conftest import SMOKE, summary_of
 from dlrun.device import gpu_for_job
 from test_safety import start, wait_for
 
+pytestmark = pytest.mark.slow
+
 QUIET = [*SMOKE, "plots=[]", "report=false"]
 
 

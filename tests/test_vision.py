@@ -11,6 +11,8 @@ from PIL import Image
 from conftest import SMOKE, summary_of
 from dlrun.data import DATASETS
 
+pytestmark = pytest.mark.slow
+
 RNG = np.random.default_rng(0)
 
 
