@@ -6,6 +6,7 @@ torch.compile. Needs a CUDA device; elsewhere it says so and exits.
 """
 
 import argparse
+import sys
 import time
 
 import torch
@@ -50,8 +51,8 @@ def main():
     parser.add_argument("--batch", type=int, default=512)
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        print("no CUDA device here: nothing to measure")
-        return
+        print("bench/gpu.py needs a CUDA device; there is none here, so nothing was measured.", file=sys.stderr)
+        sys.exit(2)
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, batch {args.batch}")
     for model in ("cnn", "vgg_fast", "resnet18"):
         base = None

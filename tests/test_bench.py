@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import REPO
 
@@ -13,8 +14,17 @@ SCRIPTS = {
     "loop_overhead.py": ["--epochs", "1"],
     "startup.py": ["--quick", "--repeats", "1"],
     "memory.py": ["--epochs", "3"],
-    "gpu.py": ["--steps", "2", "--batch", "8"],
 }
+
+
+def test_gpu_benchmark_refuses_to_pass_without_a_gpu():
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu.py"), "--steps", "2", "--batch", "8"],
+                          capture_output=True, text=True, timeout=600)
+    if torch.cuda.is_available():
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.count("images/s") == 12
+    else:
+        assert proc.returncode == 2 and "needs a CUDA device" in proc.stderr
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

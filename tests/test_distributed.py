@@ -30,7 +30,7 @@ def test_torchrun_two_processes_gloo(tmp_path):
     env = {**os.environ, "DLRUN_OUTPUTS": str(tmp_path / "outputs"), "OMP_NUM_THREADS": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
     proc = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "dlrun", *SMOKE,
-                           "hydra.run.dir=run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+                           "device=cpu", "hydra.run.dir=run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = summary_of(tmp_path / "run")
     assert summary["status"] == "completed" and summary["world_size"] == 2 and summary["epochs_run"] == 2

@@ -111,8 +111,7 @@ def test_sigterm_mid_epoch_saves_exact_position_and_resume_matches(cli):
     time.sleep(random.uniform(0.05, 0.3))
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    if proc.returncode == 0:
-        pytest.skip("the run finished before the signal arrived")
+    # The run takes several seconds more than the signal's delay: exit 0 would mean it was ignored.
     assert proc.returncode == 143, err
     assert "interrupted" in err
     summary = summary_of(cli.cwd / "stopped")
@@ -127,9 +126,7 @@ def test_sigint_exits_130_and_writes_last_checkpoint(cli):
     wait_for(cli.cwd / "run" / "metrics.csv")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    if proc.returncode == 0:
-        pytest.skip("the run finished before the signal arrived")
-    assert proc.returncode == 130, err
+    assert proc.returncode == 130, err  # not 0: the run lasts far longer than the first epoch
     ckpt = torch.load(cli.cwd / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["fit"]["partial"] is not None or ckpt["fit"]["epoch"] >= 1
 

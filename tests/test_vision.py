@@ -109,8 +109,10 @@ def test_resnet18_on_fake_data(cli):
 
 
 def test_pretrained_weights_offline_is_a_clear_error(cli, tmp_path):
+    # A proxy on a closed local port makes the download fail here and on any machine that is online.
+    offline = {"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}
     proc = cli(*SMOKE, "dataset=fake", "dataset.size=40", "dataset.num_classes=2", "model=resnet18", "model.pretrained=true",
-               env={"TORCH_HOME": str(tmp_path / "torch_home")}, check=False)
+               env={"TORCH_HOME": str(tmp_path / "torch_home"), **offline}, check=False)
     assert proc.returncode == 1
     message = " ".join(proc.stderr.split())
     assert "could not download the ResNet-18 ImageNet weights" in message and "model.pretrained=false" in message

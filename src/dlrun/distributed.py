@@ -13,6 +13,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from dlrun.errors import ConfigError
+
 
 def world():
     """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
@@ -33,6 +35,9 @@ def setup(device):
     if size == 1 or active():
         return device
     if device.type == "cuda":
+        if local >= torch.cuda.device_count():
+            raise ConfigError(f"torchrun started {size} processes, but this machine has {torch.cuda.device_count()} "
+                              f"CUDA device(s): one process per GPU (--nproc_per_node), or device=cpu.")
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
