@@ -89,8 +89,10 @@ def test_bad_input_through_the_cli_exits_nonzero_with_one_line(cli, args, messag
 
 
 def test_stock_hydra_launchers_and_logging_are_accepted():
-    cfg = composition.compose(["hydra/launcher=submitit_local", "hydra/job_logging=disabled"])
-    assert cfg.trainer.max_epochs >= 1
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")  # the sweep extra: pip install 'dlrun[sweep]'
+    for launcher in ("basic", "submitit_local", "joblib"):
+        cfg = composition.compose([f"hydra/launcher={launcher}", "hydra/job_logging=disabled"])
+        assert cfg.trainer.max_epochs >= 1
 
 
 def test_full_traceback_on_request(cli):
