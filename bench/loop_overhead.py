@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 import dlrun
 from dlrun import build
+from dlrun.fit_policy import FitState
 from dlrun.interrupt import StopFlag
-from dlrun.trainer import FitState
 
 CASES = [("mlp", 32), ("cnn", 64)]
 

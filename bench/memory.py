@@ -12,8 +12,8 @@ import torch
 
 import dlrun
 from dlrun import build
+from dlrun.fit_policy import FitState
 from dlrun.interrupt import StopFlag
-from dlrun.trainer import FitState
 
 
 def rss_mb():

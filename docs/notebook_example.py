@@ -16,10 +16,10 @@ import torch
 from omegaconf import OmegaConf
 
 import dlrun
-from dlrun import build, plots
+from dlrun import build, checkpoint, plots
 from dlrun.evaluation import evaluate
+from dlrun.fit_policy import FitState
 from dlrun.interrupt import StopFlag
-from dlrun.trainer import FitState
 
 out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="dlrun-notebook-"))
 
@@ -37,8 +37,12 @@ print("classes:", data.class_names, "train/val/test:", len(data.train), len(data
 model = build.model(cfg, data)                              # or dlrun.models.build({"name": "mlp"}, shape, n)
 loop = build.loop(cfg, data, model, torch.device("cpu"))
 
-# 3. Train with early stopping; best.pt and last.pt land in the checkpoint folder.
-state = loop.fit(FitState(), out / "steps" / "checkpoints", StopFlag())
+# 3. Train with early stopping; the loop hands its `best` and `last` checkpoints to `save`.
+def save(name, state):
+    checkpoint.save(out / "steps" / f"{name}.pt", state)
+
+
+state = loop.fit(FitState(), save, StopFlag())
 print(f"trained {state.epoch} epochs; best {cfg.trainer.monitor} {state.best_value:.4f} at epoch {state.best_epoch}")
 
 # 4. Evaluate: per-sample predictions, metrics and the per-class table.

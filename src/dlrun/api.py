@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from dlrun import composition, config
+from dlrun.layout import RunDir
 
 
 def compose(overrides=(), config_dir=None):
@@ -68,11 +69,11 @@ def run(overrides=(), run_dir=None, config_dir=None):
     cfg = compose(overrides, config_dir)
     run_dir = Path(run_dir) if run_dir else planned or config.new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
-    hydra_dir = run_dir / ".hydra"
-    hydra_dir.mkdir(exist_ok=True)
-    OmegaConf.save(cfg, hydra_dir / "config.yaml")
-    OmegaConf.save(OmegaConf.create(list(overrides)), hydra_dir / "overrides.yaml")
-    handler = logging.FileHandler(run_dir / "run.log")
+    run = RunDir(run_dir)
+    run.hydra.mkdir(exist_ok=True)
+    OmegaConf.save(cfg, run.hydra / "config.yaml")
+    OmegaConf.save(OmegaConf.create(list(overrides)), run.overrides)
+    handler = logging.FileHandler(run.log)
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     logger = logging.getLogger("dlrun")
     logger.addHandler(handler)

@@ -10,6 +10,7 @@ from dlrun import data as datasets
 from dlrun import distributed, loss, models, optimizer, scheduler
 from dlrun.data.batches import DeviceTransform, make_batches
 from dlrun.errors import ConfigError
+from dlrun.fit_policy import FitPolicy
 from dlrun.regularization import set_dropout
 from dlrun.trainer import Loop
 
@@ -30,8 +31,8 @@ def builder_spec(cfg, group):
 
 
 def namespace(node):
-    """A config group as nested plain attributes: the loop reads them every step,
-    and an OmegaConf attribute access costs microseconds."""
+    """A config group as nested plain attributes (an OmegaConf attribute access costs
+    microseconds, which adds up when read every step)."""
     data = plain(node)
     if isinstance(data, dict):
         return SimpleNamespace(**{k: namespace(v) for k, v in data.items()})
@@ -87,6 +88,14 @@ def record(cfg, data, overrides):
             "model_spec": {**plain(cfg.model), "input_shape": list(data.input_shape), "num_outputs": data.num_outputs}}
 
 
+def fit_policy(trainer):
+    """The trainer group's stopping and checkpoint policy as plain values."""
+    es, ckpt = trainer.early_stopping, trainer.checkpoint
+    return FitPolicy(max_epochs=trainer.max_epochs, monitor=trainer.monitor, mode=trainer.mode,
+                     min_delta=es.min_delta, early_stopping=es.enabled, patience=es.patience,
+                     save_best=ckpt.save_best, save_last=ckpt.save_last, skip_nonfinite=trainer.skip_nonfinite)
+
+
 def loop(cfg, data, net, device, overrides=()):
     """The Loop for `net` on `data`: batches, loss, optimizer and schedule."""
     reg, tr = namespace(cfg.regularization), namespace(cfg.trainer)
@@ -107,8 +116,10 @@ def loop(cfg, data, net, device, overrides=()):
     schedule = scheduler.build(plain(cfg.scheduler), opt, tr.max_epochs, len(train_batches), tr.mode)
     return Loop(
         model=net, loss_fn=loss_fn, optimizer=opt, schedule=schedule, train_batches=train_batches,
-        val_batches=val_batches, device=device, task=data.task, num_classes=data.num_classes, trainer=tr,
-        regularization=reg, precision=cfg.device.precision, channels_last=bool(cfg.device.channels_last and data.image),
+        val_batches=val_batches, device=device, task=data.task, num_classes=data.num_classes, policy=fit_policy(tr),
+        clip_mode=reg.grad_clip.mode, clip_max=reg.grad_clip.max, l1=reg.l1, mixup_alpha=reg.mixup_alpha,
+        cutmix_alpha=reg.cutmix_alpha, precision=cfg.device.precision,
+        channels_last=bool(cfg.device.channels_last and data.image),
         compile_mode=cfg.device.compile_mode if cfg.device.compile else None,
         threshold=float(cfg.dataset.get("threshold", 0.5)), target_scale=data.target_scale,
         augment_generator=augment_gen, record=record(cfg, data, overrides),

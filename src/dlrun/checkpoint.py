@@ -10,6 +10,7 @@ import torch
 
 from dlrun.artifacts import atomic_write
 from dlrun.errors import DlrunError
+from dlrun.layout import RunDir
 
 FORMAT = 1
 
@@ -22,7 +23,7 @@ def resolve(path):
     """A checkpoint file from a path to the file or to a run directory (its last.pt)."""
     path = Path(path).expanduser()
     if path.is_dir():
-        path = path / "checkpoints" / "last.pt"
+        path = RunDir(path).checkpoint("last")
     if not path.is_file():
         raise DlrunError(f"ckpt_path={path}: no such checkpoint file. Give a .pt file or a run directory "
                          f"that has checkpoints/last.pt.")

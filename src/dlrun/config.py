@@ -10,6 +10,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from dlrun.errors import DlrunError
+from dlrun.layout import RunDir, run_of_checkpoint
 
 PACKAGE = Path(__file__).resolve().parent
 
@@ -58,12 +59,12 @@ def run_dir_of(ckpt_path):
         return path
     if not path.is_file():
         raise DlrunError(f"ckpt_path={ckpt_path}: no such file or directory.")
-    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return run_of_checkpoint(path)
 
 
 def run_overrides(run_dir):
     """The command-line overrides that composed the run in `run_dir` (Hydra's .hydra/overrides.yaml)."""
-    file = Path(run_dir) / ".hydra" / "overrides.yaml"
+    file = RunDir(run_dir).overrides
     return [str(o) for o in OmegaConf.load(file)] if file.is_file() else []
 
 
@@ -74,7 +75,7 @@ def original_overrides(ckpt_path):
     from dlrun import checkpoint
 
     path = Path(ckpt_path).expanduser()
-    has_file = path.is_file() or (path / "checkpoints" / "last.pt").is_file()
+    has_file = path.is_file() or RunDir(path).checkpoint("last").is_file()
     stored = checkpoint.overrides_of(path) if has_file else None
     skip = ("ckpt_path=", "task=", "hydra.", "+hydra.")
     return [o for o in (stored if stored is not None else run_overrides(run_dir_of(path))) if not o.startswith(skip)]
@@ -114,6 +115,6 @@ def plan_run(overrides, multirun=False):
                                  f"{group}={after}. A resume continues the same model on the same data: drop "
                                  f"that override, or start a new run.")
     overrides = original + list(overrides)
-    is_run = (source / "summary.json").is_file()  # a checkpoint from elsewhere starts a fresh run directory
+    is_run = RunDir(source).summary.is_file()  # a checkpoint from elsewhere starts a fresh run directory
     in_place = is_run and value_of(overrides, "task") in (None, "train") and not multirun
     return overrides, source if in_place else None

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import torch
 
 from dlrun import artifacts, metrics
+from dlrun.layout import RunDir
 
 
 @dataclass
@@ -45,5 +46,5 @@ def write_tables(run_dir, ev, class_names, probabilities=False):
             if probabilities:
                 row.update({f"prob_{name}": float(p.probs[i, c]) for c, name in enumerate(class_names)})
             rows.append(row)
-        artifacts.write_csv(run_dir / "per_class.csv", ev.per_class)
-    artifacts.write_csv(run_dir / "predictions.csv", rows)
+        artifacts.write_csv(RunDir(run_dir).per_class, ev.per_class)
+    artifacts.write_csv(RunDir(run_dir).predictions, rows)

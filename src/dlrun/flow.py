@@ -7,7 +7,6 @@ Cross-validation is a loop of this same flow, one call per fold.
 """
 
 import logging
-from pathlib import Path
 
 import numpy as np
 from omegaconf import open_dict
@@ -16,9 +15,11 @@ from dlrun import artifacts, build, checkpoint, config, console, distributed, re
 from dlrun import device as devices
 from dlrun.errors import DlrunError
 from dlrun.evaluation import evaluate, write_tables
+from dlrun.fit_policy import FitState
 from dlrun.interrupt import StopFlag
+from dlrun.layout import RunDir
 from dlrun.summary import Summary
-from dlrun.trainer import Diverged, FitState, Interrupted
+from dlrun.trainer import Diverged, Interrupted
 
 log = logging.getLogger("dlrun")
 
@@ -30,7 +31,7 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None):
     `job_num` is the job's number in a sweep (it picks a GPU when there are several).
     With `cv.folds > 1`, each fold is one call of this function (see cross_validate).
     `overrides` (default: the run directory's) are recorded in checkpoints."""
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
     build.load_components(cfg)
     validate.check_components(cfg)
     device = distributed.setup(devices.for_job(devices.select(cfg.device.name), job_num))
@@ -38,13 +39,13 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None):
         console.config_tree(cfg)
     devices.configure(cfg.device.deterministic)
     if cfg.cv.folds > 1 and cfg.cv.fold is None:
-        return cross_validate(cfg, run_dir, device)
+        return cross_validate(cfg, run, device)
     ckpt = checkpoint.load(cfg.ckpt_path) if cfg.ckpt_path else None
     if ckpt is not None and cfg.task == "train":
         checkpoint.check_same_model_and_data(ckpt, build.plain(cfg), cfg.ckpt_path)
-    overrides = config.run_overrides(run_dir) if overrides is None else overrides
+    overrides = config.run_overrides(run.root) if overrides is None else overrides
     devices.seed_everything(cfg.seed + (cfg.cv.fold or 0))  # each fold its own initial weights
-    summary = Summary(run_dir, cfg, device)
+    summary = Summary(run.root, cfg, device)
     data = build.dataset(cfg)
     validate.check_monitor(cfg.trainer.monitor, data.task)
     loop = build.loop(cfg, data, build.model(cfg, data), device, overrides)
@@ -57,24 +58,27 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None):
         summary.data["evaluated"] = str(checkpoint.resolve(cfg.ckpt_path))
     else:
         state = loop.load_state_dict(ckpt, cfg.ckpt_path) if ckpt else FitState()
-        _fit(cfg, loop, state, run_dir, summary)
+        _fit(cfg, loop, state, run, summary)
         if not distributed.is_main():  # rank 0 evaluates and writes the results
             distributed.shutdown()
             return summary.finish("completed", state)
-        _load_best(loop, run_dir)
-    ev = _test(cfg, run_dir, loop, data, state)
+        _load_best(loop, run)
+    ev = _test(cfg, run, loop, data, state)
     result = summary.finish("completed", state, ev.metrics if ev else None)
     if cfg.report:
-        report.write(run_dir, result, cfg, ev.per_class if ev else None, state.history)
+        report.write(run.root, result, cfg, ev.per_class if ev else None, state.history)
     distributed.shutdown()
     return result
 
 
-def _fit(cfg, loop, state, run_dir, summary):
-    tensorboard = _tensorboard(cfg, run_dir)
+def _fit(cfg, loop, state, run, summary):
+    tensorboard = _tensorboard(cfg, run)
+
+    def save(name, ckpt):
+        checkpoint.save(run.checkpoint(name), ckpt)
 
     def on_epoch(state, row):
-        artifacts.write_csv(run_dir / "metrics.csv", state.history)
+        artifacts.write_csv(run.metrics, state.history)
         log.info("epoch %d: %s", state.epoch, {k: round(v, 6) for k, v in row.items()})
         progress.epoch(state, row, cfg.trainer.monitor)
         if tensorboard is not None:
@@ -87,89 +91,85 @@ def _fit(cfg, loop, state, run_dir, summary):
     try:
         with StopFlag() as flag, console.EpochProgress(cfg.trainer.max_epochs, state.epoch,
                                                        cfg.trainer.progress) as progress:
-            loop.fit(state, run_dir / "checkpoints", flag, on_epoch=on_epoch, on_step=progress.step)
-    except Diverged:
+            loop.fit(state, save, flag, on_epoch=on_epoch, on_step=progress.step)
+    except Diverged as exc:
         summary.finish("diverged", state)
-        raise
-    except Interrupted:
+        raise Diverged(f"{exc} Try a lower optimizer.lr, gradient clipping (regularization=grad_clip), or "
+                       f"trainer.skip_nonfinite=N to skip that many bad batches.") from None
+    except Interrupted as exc:
         summary.finish("interrupted", state)
-        raise
+        raise Interrupted(f"{exc} Resume with: dlrun ckpt_path={run.root}", exc.exit_code) from None
     finally:
         if tensorboard is not None:
             tensorboard.close()
 
 
-def _tensorboard(cfg, run_dir):
-    """A TensorBoard writer into run_dir/tensorboard with logger=tensorboard (rank 0 only)."""
+def _tensorboard(cfg, run):
+    """A TensorBoard writer into the run's tensorboard/ with logger=tensorboard (rank 0 only)."""
     if cfg.logger != "tensorboard" or not distributed.is_main():
         return None
     from torch.utils.tensorboard import SummaryWriter
 
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    return SummaryWriter(log_dir=str(run.root / "tensorboard"))
 
 
-def _load_best(loop, run_dir):
-    best = run_dir / "checkpoints" / "best.pt"
+def _load_best(loop, run):
+    best = run.checkpoint("best")
     if best.is_file():
         checkpoint.load_model_state(loop.model, checkpoint.load(best), best)
 
 
-def _test(cfg, run_dir, loop, data, state):
+def _test(cfg, run, loop, data, state):
     """Evaluate the loop's model on the test split and write predictions, plots and the
     export; None when there is no test split (split.test=0): then only the curves are drawn."""
     ev = None
     if len(data.test):
         ev = evaluate(loop, build.test_batches(cfg, data, loop.device), data)
-        write_tables(run_dir, ev, data.class_names, probabilities=cfg.probabilities)
+        write_tables(run.root, ev, data.class_names, probabilities=cfg.probabilities)
     else:
         log.info("no test split (split.test=0): the best epoch's validation metrics are the result")
     if cfg.plots:
         from dlrun import plots
 
-        plots.draw_all(run_dir / "plots", cfg.plots, loop, data, ev, state.history)
+        plots.draw_all(run.plots, cfg.plots, loop, data, ev, state.history)
     if cfg.export:
         from dlrun import export
 
-        export.write(cfg.export, loop.model, data, run_dir / "checkpoints")
+        export.write(cfg.export, loop.model, data, run.checkpoints)
     return ev
 
 
-def cross_validate(cfg, run_dir, device):
+def cross_validate(cfg, run, device):
     """k-fold cross-validation: fold i is a whole run in fold_<i>/ (cv.fold=i);
     the parent gets folds.csv, mean and std of every metric, and its own report.
 
     Resuming (ckpt_path=<this run>) continues every fold from its last.pt (a
     completed fold at max_epochs is only evaluated again); task=eval evaluates
     every fold's best.pt."""
-    summary = Summary(run_dir, cfg, device)
+    summary = Summary(run.root, cfg, device)
     summary.start_cv()
-    source = config.run_dir_of(cfg.ckpt_path) if cfg.ckpt_path else None
+    source = RunDir(config.run_dir_of(cfg.ckpt_path)) if cfg.ckpt_path else None
+    overrides = config.run_overrides(run.root)
     rows, results = [], []
     for i in range(cfg.cv.folds):
-        result = execute(_fold_config(cfg, i, source), run_dir / f"fold_{i}", overrides=config.run_overrides(run_dir))
+        result = execute(_fold_config(cfg, i, source), run.fold(i).root, overrides=overrides)
         results.append(result)
         rows.append(_fold_row(i, result))
-    artifacts.write_csv(run_dir / "folds.csv", rows)
-    stats = {}
-    for key in (k for k in rows[0] if k not in ("fold", "best_epoch", "epochs_run")):
-        values = np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=float)
-        if not np.isnan(values).all():  # e.g. no best value when evaluating
-            stats[key] = {"mean": float(np.nanmean(values)), "std": float(np.nanstd(values))}
-    result = summary.finish_cv(rows, stats, results[0])
+    artifacts.write_csv(run.folds, rows)
+    result = summary.finish_cv(rows, _mean_std(rows), results[0])
     if cfg.report:
-        report.write(run_dir, result, cfg)
+        report.write(run.root, result, cfg)
     return result
 
 
 def _fold_config(cfg, fold, source):
-    """The config of one fold: its index and seed, and its own checkpoint when resuming or evaluating."""
+    """The config of one fold: its index, and its own checkpoint when resuming or evaluating."""
     fold_cfg = cfg.copy()
     with open_dict(fold_cfg):
         fold_cfg.cv.fold = fold
         fold_cfg.ckpt_path = None
         if source is not None:
-            name = "best.pt" if cfg.task == "eval" else "last.pt"
-            ckpt = source / f"fold_{fold}" / "checkpoints" / name
+            ckpt = source.fold(fold).checkpoint("best" if cfg.task == "eval" else "last")
             if ckpt.is_file():
                 fold_cfg.ckpt_path = str(ckpt)
             elif cfg.task == "eval":
@@ -187,3 +187,13 @@ def _fold_row(fold, result):
     row.update({f"test/{k}": v for k, v in (result.get("test") or {}).items() if isinstance(v, float)})
     row.update({k: v for k, v in (result.get("best_val") or {}).items() if isinstance(v, float)})
     return row
+
+
+def _mean_std(rows):
+    """Mean and standard deviation over folds of every metric that has a value."""
+    stats = {}
+    for key in (k for k in rows[0] if k not in ("fold", "best_epoch", "epochs_run")):
+        values = np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=float)
+        if not np.isnan(values).all():  # e.g. no best value when evaluating
+            stats[key] = {"mean": float(np.nanmean(values)), "std": float(np.nanstd(values))}
+    return stats

@@ -15,6 +15,7 @@ from omegaconf import open_dict
 
 from dlrun import artifacts, console, validate
 from dlrun.errors import DlrunError
+from dlrun.layout import RunDir
 
 log = logging.getLogger("dlrun")
 
@@ -80,12 +81,12 @@ def run_from_hydra(cfg):
 def _resume_job(cfg, run_dir):
     """For a resumed sweep: a completed job's objective, or None after pointing
     ckpt_path at an interrupted job's last.pt."""
-    file = run_dir / "summary.json"
+    file = RunDir(run_dir).summary
     previous = artifacts.read_json(file) if file.is_file() else {}
     if previous.get("status") == "completed":
         console.console.print(f"job {run_dir.name}: completed before, skipped")
         return previous.get("objective")
-    last = run_dir / "checkpoints" / "last.pt"
+    last = RunDir(run_dir).checkpoint("last")
     if last.is_file() and not cfg.ckpt_path:
         with open_dict(cfg):
             cfg.ckpt_path = str(last)
@@ -96,7 +97,7 @@ def _fail(exc, run_dir, keep=False, status="failed"):
     """Record `exc`. A run that failed before it started leaves no directory
     behind, unless `keep` (a sweep's job) records the failure there."""
     message = (str(exc) or type(exc).__name__).splitlines()[0]
-    summary_file = run_dir / "summary.json"
+    summary_file = RunDir(run_dir).summary
     if not summary_file.is_file():
         if keep:
             artifacts.write_json(summary_file, {"status": status, "error": message, "run_dir": str(run_dir)})
@@ -116,8 +117,8 @@ def _fail(exc, run_dir, keep=False, status="failed"):
 def _remove_unstarted(run_dir):
     """Remove what Hydra put in a run directory that never started (and nothing else)."""
     logging.shutdown()
-    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
-    (run_dir / "run.log").unlink(missing_ok=True)
+    shutil.rmtree(RunDir(run_dir).hydra, ignore_errors=True)
+    RunDir(run_dir).log.unlink(missing_ok=True)
     try:
         run_dir.rmdir()
     except OSError:

@@ -216,7 +216,7 @@ def draw_all(folder, wanted, loop, data, ev, history, seed=0):
     p = ev.predictions if ev is not None else None
     classify = data.task != "regression"
     jobs = {
-        "curves": lambda: curves(history, loop.trainer.monitor, _best_epoch(history, loop.trainer)) if history else None,
+        "curves": lambda: curves(history, loop.policy.monitor, _best_epoch(history, loop.policy)) if history else None,
         "lr": lambda: learning_rate(history) if history else None,
         "confusion": lambda: confusion(ev.metrics["confusion_matrix"], data.class_names) if classify else None,
         "per_class": lambda: per_class(ev.per_class) if classify else None,
@@ -241,9 +241,9 @@ def draw_all(folder, wanted, loop, data, ev, history, seed=0):
     return written
 
 
-def _best_epoch(history, trainer):
-    values = [row[trainer.monitor] for row in history]
-    pick = np.nanargmin if trainer.mode == "min" else np.nanargmax
+def _best_epoch(history, policy):
+    values = [row[policy.monitor] for row in history]
+    pick = np.nanargmin if policy.mode == "min" else np.nanargmax
     return history[int(pick(values))]["epoch"]
 
 

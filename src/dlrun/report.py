@@ -7,6 +7,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from dlrun import artifacts
+from dlrun.layout import RunDir
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1100px;
@@ -85,6 +86,6 @@ def render(summary, config, per_class=None, history=None, plot_files=()):
 
 
 def write(run_dir, summary, config, per_class=None, history=None):
-    run_dir = Path(run_dir)
-    plot_files = sorted((run_dir / "plots").glob("*.png"))
-    artifacts.write_text(run_dir / "report.html", render(summary, config, per_class, history, plot_files))
+    run = RunDir(run_dir)
+    plot_files = sorted(run.plots.glob("*.png"))
+    artifacts.write_text(run.report, render(summary, config, per_class, history, plot_files))

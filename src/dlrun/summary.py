@@ -10,6 +10,7 @@ from datetime import datetime
 
 from dlrun import __version__, artifacts
 from dlrun.config import run_overrides
+from dlrun.layout import RunDir
 
 
 def versions():
@@ -29,7 +30,7 @@ def versions():
 
 class Summary:
     def __init__(self, run_dir, cfg, device):
-        self.path = run_dir / "summary.json"
+        self.path = RunDir(run_dir).summary
         self.started = time.perf_counter()
         self.data = {
             "status": "running",

@@ -18,6 +18,7 @@ from hydra.experimental.callback import Callback
 
 from dlrun import artifacts
 from dlrun.config import run_overrides
+from dlrun.layout import RunDir
 
 HEADLINE = ("accuracy", "f1_macro", "roc_auc", "rmse", "mae", "r2")
 
@@ -26,10 +27,10 @@ def job_dirs(paths):
     """Run directories under `paths` (a sweep directory, run directories, or both)."""
     found = []
     for path in map(Path, paths):
-        if (path / "summary.json").is_file() or (path / ".hydra").is_dir():
+        if RunDir(path).summary.is_file() or RunDir(path).hydra.is_dir():
             found.append(path)
         else:
-            found += sorted((p for p in path.iterdir() if p.is_dir() and (p / ".hydra").is_dir()),
+            found += sorted((p for p in path.iterdir() if p.is_dir() and RunDir(p).hydra.is_dir()),
                             key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
     return found
 
@@ -39,7 +40,7 @@ def job_row(run_dir):
     overrides = run_overrides(run_dir)
     row = {"job": run_dir.name, "overrides": " ".join(overrides), "status": "failed", "objective": None,
            "best_epoch": None, "wall_time_s": None, "error": ""}
-    file = run_dir / "summary.json"
+    file = RunDir(run_dir).summary
     if not file.is_file():
         row["error"] = "no summary.json (the job did not start)"
         return row

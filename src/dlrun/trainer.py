@@ -1,20 +1,26 @@
-"""The training loop: fit with validation, early stopping and checkpoints; predict.
+"""The training loop: fit with validation under a fit policy; predict.
 
-Per step the loop does the forward/backward/step and two in-place additions on
-the device (loss sum and correct count); the host reads them once per epoch.
+The loop takes plain values and small policy objects: it knows no config
+group, no command-line option and no file path (checkpoints go through the
+`save(name, state)` callable the caller hands to `fit`). The update half of a
+step (precision, clipping, non-finite safety) lives in step.py; when to stop
+and which epochs to keep in fit_policy.py.
+
+Per step the loop does the forward/backward/step and three in-place additions
+on the device (loss, hit and sample sums); the host reads them once per epoch.
 Progress is refreshed at most every `REFRESH_S` seconds.
 """
 
 import contextlib
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import torch
 
 from dlrun import checkpoint, distributed, metrics
 from dlrun import device as devices
 from dlrun.errors import DlrunError
+from dlrun.fit_policy import FitPolicy, FitState
 from dlrun.regularization import l1_penalty, mix, penalized_weights
 from dlrun.step import GuardedUpdate
 
@@ -22,30 +28,15 @@ REFRESH_S = 0.25
 
 
 class Diverged(DlrunError):
-    """More non-finite steps than allowed; none of them changed the weights."""
+    """More non-finite steps than the policy allows; none of them changed the weights."""
 
 
 class Interrupted(DlrunError):
-    """Stopped by a signal after writing last.pt."""
+    """Stopped by a signal after writing the `last` checkpoint."""
 
     def __init__(self, message, exit_code):
         super().__init__(message)
         self.exit_code = exit_code
-
-
-@dataclass
-class FitState:
-    """What a checkpoint needs to continue the loop exactly."""
-
-    epoch: int = 0                  # epochs completed
-    step: int = 0                   # optimizer steps taken
-    best_value: float = None
-    best_epoch: int = None
-    bad_epochs: int = 0             # epochs without improvement (early stopping)
-    skipped: int = 0                # non-finite batches skipped
-    stopped_early: bool = False
-    history: list = field(default_factory=list)
-    partial: dict = None            # mid-epoch position and running sums
 
 
 @dataclass
@@ -61,9 +52,13 @@ class Loop:
     device: torch.device
     task: str
     num_classes: int
-    trainer: object                 # the trainer config group (plain attributes, see build.namespace)
-    regularization: object          # the regularization config group (plain attributes)
+    policy: FitPolicy
     precision: str = "fp32"
+    clip_mode: str = None           # None | norm | value
+    clip_max: float = None
+    l1: float = 0.0                 # weight of the L1 penalty on weights
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
     channels_last: bool = False
     compile_mode: str = None
     threshold: float = 0.5
@@ -74,49 +69,35 @@ class Loop:
     def __post_init__(self):
         forward = distributed.wrap(self.model, self.device)
         self.forward = torch.compile(forward, mode=self.compile_mode) if self.compile_mode else forward
-        clip = self.regularization.grad_clip
-        self.update = GuardedUpdate(self.optimizer, self.device, self.precision, clip.mode, clip.max)
+        self.update = GuardedUpdate(self.optimizer, self.device, self.precision, self.clip_mode, self.clip_max)
         self.autocast = devices.autocast(self.device, self.precision) or contextlib.nullcontext()
-        self.l1_weights = penalized_weights(self.model) if self.regularization.l1 else None
-        self.mixing = self.regularization.mixup_alpha > 0 or self.regularization.cutmix_alpha > 0
+        self.l1_weights = penalized_weights(self.model) if self.l1 else None
+        self.mixing = self.mixup_alpha > 0 or self.cutmix_alpha > 0
         # Reading the bad-step count costs nothing on the CPU; on accelerators it
         # would synchronise every step, so it is read with the progress refresh.
         self.read_every_step = self.device.type == "cpu"
 
     # ----------------------------------------------------------------- fitting
-    def fit(self, state, ckpt_dir, stop_flag, on_epoch=None, on_step=None):
-        """Train until max_epochs or early stopping; returns the final state."""
-        cfg = self.trainer
-        while state.epoch < cfg.max_epochs and not state.stopped_early:
+    def fit(self, state, save, stop_flag, on_epoch=None, on_step=None):
+        """Train until the policy stops; `save(name, state_dict)` keeps the `best`
+        and `last` checkpoints. Returns the final state."""
+        while self.policy.running(state):
             started = time.perf_counter()
             lr = self.schedule.lr()
-            train = self.train_epoch(state, ckpt_dir, stop_flag, on_step)
+            train = self.train_epoch(state, save, stop_flag, on_step)
             val = self.validate()
             row = {"epoch": state.epoch + 1, **train, **{f"val/{k}": v for k, v in val.items()},
                    "lr": lr, "seconds": time.perf_counter() - started}
-            self._end_epoch(state, row, ckpt_dir)
+            if self.policy.end_epoch(state, row) and self.policy.save_best:
+                save("best", self.state_dict(state))
+            self.schedule.after_epoch(row[self.policy.monitor])
+            if self.policy.save_last:
+                save("last", self.state_dict(state))
             if on_epoch:
                 on_epoch(state, row)
         return state
 
-    def _end_epoch(self, state, row, ckpt_dir):
-        cfg = self.trainer
-        state.epoch += 1
-        state.history.append(row)
-        value = row[cfg.monitor]
-        if metrics.is_better(value, state.best_value, cfg.mode, cfg.early_stopping.min_delta):
-            state.best_value, state.best_epoch, state.bad_epochs = value, state.epoch, 0
-            if cfg.checkpoint.save_best:
-                checkpoint.save(Path(ckpt_dir) / "best.pt", self.state_dict(state))
-        else:
-            state.bad_epochs += 1
-            es = cfg.early_stopping
-            state.stopped_early = bool(es.enabled and state.bad_epochs >= es.patience)
-        self.schedule.after_epoch(value)
-        if cfg.checkpoint.save_last:
-            checkpoint.save(Path(ckpt_dir) / "last.pt", self.state_dict(state))
-
-    def train_epoch(self, state, ckpt_dir, stop_flag, on_step=None):
+    def train_epoch(self, state, save, stop_flag, on_step=None):
         """One pass over the training batches; returns the epoch's train metrics.
 
         Loss, hit and sample sums stay on the device; the host reads them once
@@ -142,7 +123,7 @@ class Loop:
                 self._check_bad_steps(state)
             if stop_flag.raised:
                 state.partial = {"batch": i + 1, "loss_sum": loss_sum, "correct": correct, "count": count}
-                self._interrupt(state, ckpt_dir, stop_flag)
+                self._interrupt(state, save, stop_flag)
             if on_step is not None and time.perf_counter() >= next_refresh:
                 self._check_bad_steps(state)  # host-device sync, a few times a second
                 on_step(i + 1, total)
@@ -166,15 +147,14 @@ class Loop:
             x = x.contiguous(memory_format=torch.channels_last)
         with self.autocast:
             if self.mixing:
-                x, y_partner, lam = mix(x, y, self.regularization.mixup_alpha, self.regularization.cutmix_alpha,
-                                        self.augment_generator)
+                x, y_partner, lam = mix(x, y, self.mixup_alpha, self.cutmix_alpha, self.augment_generator)
                 out = self.forward(x)
                 loss = lam * self.loss_fn(out, y) + (1 - lam) * self.loss_fn(out, y_partner)
             else:
                 out = self.forward(x)
                 loss = self.loss_fn(out, y)
             if self.l1_weights:
-                loss = loss + self.regularization.l1 * l1_penalty(self.l1_weights)
+                loss = loss + self.l1 * l1_penalty(self.l1_weights)
         self.optimizer.zero_grad(set_to_none=True)
         state.step += 1
         skipped = self.update(loss, state.step)
@@ -182,23 +162,20 @@ class Loop:
         return loss, out, skipped
 
     def _check_bad_steps(self, state):
-        """Host-device sync: stop once more than `skip_nonfinite` steps were non-finite."""
+        """Host-device sync: stop once the policy's tolerance of non-finite steps is exceeded."""
         bad = self.update.read()
         state.skipped = bad.count
-        if bad.count > self.trainer.skip_nonfinite:
+        if bad.count > self.policy.skip_nonfinite:
             raise Diverged(
                 f"the training loss became {bad.first_loss} at step {bad.first_step} (epoch {state.epoch + 1}) "
                 f"with learning rate {self.schedule.lr():.3g} and gradient norm {bad.first_grad_norm:.3g}; "
-                f"{bad.count} non-finite step(s) by step {state.step}, more than trainer.skip_nonfinite="
-                f"{self.trainer.skip_nonfinite}. None of them changed the weights, and the last good checkpoint "
-                f"is kept. Try a lower optimizer.lr, gradient clipping (regularization=grad_clip), or "
-                f"trainer.skip_nonfinite=N to skip bad batches.")
+                f"{bad.count} non-finite step(s) by step {state.step}, more than the {self.policy.skip_nonfinite} "
+                f"allowed. None of them changed the weights, and the last good checkpoint is kept.")
 
-    def _interrupt(self, state, ckpt_dir, stop_flag):
-        checkpoint.save(Path(ckpt_dir) / "last.pt", self.state_dict(state, mid_epoch=True))
-        raise Interrupted(
-            f"interrupted at step {state.step} (epoch {state.epoch + 1}); last.pt holds the exact position. "
-            f"Resume with ckpt_path=<this run directory>.", stop_flag.exit_code)
+    def _interrupt(self, state, save, stop_flag):
+        save("last", self.state_dict(state, mid_epoch=True))
+        raise Interrupted(f"interrupted at step {state.step} (epoch {state.epoch + 1}); the last checkpoint holds "
+                          f"the exact position.", stop_flag.exit_code)
 
     # -------------------------------------------------------------- evaluating
     @torch.inference_mode()

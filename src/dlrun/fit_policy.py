@@ -1,0 +1,49 @@
+"""When fitting stops and which epochs are kept: early stopping and the
+checkpoint policy, as plain values, and the state that a checkpoint carries."""
+
+from dataclasses import dataclass, field
+
+from dlrun import metrics
+
+
+@dataclass
+class FitState:
+    """What a checkpoint needs to continue the loop exactly."""
+
+    epoch: int = 0                  # epochs completed
+    step: int = 0                   # optimizer steps taken (skipped non-finite ones included)
+    best_value: float = None
+    best_epoch: int = None
+    bad_epochs: int = 0             # epochs without improvement (early stopping)
+    skipped: int = 0                # non-finite steps skipped
+    stopped_early: bool = False
+    history: list = field(default_factory=list)
+    partial: dict = None            # mid-epoch position and running sums
+
+
+@dataclass
+class FitPolicy:
+    max_epochs: int
+    monitor: str = "val/loss"       # the history column that decides the best epoch
+    mode: str = "min"               # min | max
+    min_delta: float = 0.0          # smaller changes are not improvements
+    early_stopping: bool = False
+    patience: int = 10              # epochs without improvement before stopping
+    save_best: bool = True
+    save_last: bool = True
+    skip_nonfinite: int = 0         # non-finite steps tolerated before the run is declared diverged
+
+    def running(self, state):
+        return state.epoch < self.max_epochs and not state.stopped_early
+
+    def end_epoch(self, state, row):
+        """Record the epoch's row; returns True when it is the best so far."""
+        state.epoch += 1
+        state.history.append(row)
+        value = row[self.monitor]
+        if metrics.is_better(value, state.best_value, self.mode, self.min_delta):
+            state.best_value, state.best_epoch, state.bad_epochs = value, state.epoch, 0
+            return True
+        state.bad_epochs += 1
+        state.stopped_early = bool(self.early_stopping and state.bad_epochs >= self.patience)
+        return False

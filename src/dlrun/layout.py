@@ -1,0 +1,45 @@
+"""The layout of a run directory: the one module that knows where each file of
+a run lives. Everything else asks it for paths (torch-free)."""
+
+from pathlib import Path
+
+
+class RunDir:
+    """The files of one run:
+
+        .hydra/overrides.yaml  run.log  summary.json  metrics.csv
+        predictions.csv  per_class.csv  report.html  plots/*.png
+        checkpoints/best.pt  checkpoints/last.pt  (and exports beside them)
+        folds.csv  fold_<i>/  (a cross-validation: each fold a RunDir of its own)
+    """
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def __str__(self):
+        return str(self.root)
+
+    hydra = property(lambda self: self.root / ".hydra")
+    overrides = property(lambda self: self.root / ".hydra" / "overrides.yaml")
+    log = property(lambda self: self.root / "run.log")
+    summary = property(lambda self: self.root / "summary.json")
+    metrics = property(lambda self: self.root / "metrics.csv")
+    predictions = property(lambda self: self.root / "predictions.csv")
+    per_class = property(lambda self: self.root / "per_class.csv")
+    report = property(lambda self: self.root / "report.html")
+    plots = property(lambda self: self.root / "plots")
+    checkpoints = property(lambda self: self.root / "checkpoints")
+    folds = property(lambda self: self.root / "folds.csv")
+
+    def checkpoint(self, name):
+        """checkpoints/<name>.pt: `best` (the best epoch) or `last` (the latest position)."""
+        return self.checkpoints / f"{name}.pt"
+
+    def fold(self, index):
+        return RunDir(self.root / f"fold_{index}")
+
+
+def run_of_checkpoint(path):
+    """The run directory a checkpoint file belongs to (checkpoints/<name>.pt in it)."""
+    path = Path(path)
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
