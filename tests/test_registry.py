@@ -8,7 +8,7 @@ from dlrun.registry import Registry
 
 
 def make():
-    reg = Registry("model")
+    reg = Registry("model", context=["input_shape", "num_outputs"])
 
     @reg.register("tiny")
     def tiny(input_shape, num_outputs, width=4):
@@ -33,7 +33,7 @@ def test_unknown_name_lists_known_ones_with_suggestion():
 
 def test_unknown_argument_names_the_builders_arguments():
     with pytest.raises(ConfigError) as err:
-        make().check({"name": "tiny", "widht": 3}, provided=("input_shape", "num_outputs"))
+        make().check({"name": "tiny", "widht": 3})
     message = str(err.value)
     assert "model.widht is not an argument" in message and "Did you mean 'width'?" in message
     assert "Its arguments: width" in message

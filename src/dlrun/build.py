@@ -14,20 +14,9 @@ from dlrun.fit_policy import FitPolicy
 from dlrun.regularization import set_dropout
 from dlrun.trainer import Loop
 
-# Keys of a group that dlrun reads itself instead of passing to the builder.
-HANDLED = {"dataset": ("threshold",), "model": ("init",), "scheduler": ("warmup_epochs",), "loss": ("class_weights",)}
-
 
 def plain(node):
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-
-
-def builder_spec(cfg, group):
-    """The group's config as the builder receives it (without the keys dlrun handles)."""
-    spec = plain(cfg[group])
-    for key in HANDLED.get(group, ()):
-        spec.pop(key, None)
-    return spec
 
 
 def namespace(node):
@@ -53,7 +42,7 @@ def load_components(cfg):
 
 
 def dataset(cfg):
-    raw = datasets.DATASETS.build(builder_spec(cfg, "dataset"))
+    raw = datasets.DATASETS.build(plain(cfg.dataset))
     if not isinstance(raw, datasets.Data):
         raise ConfigError(f"dataset builder returned {type(raw).__name__}, not dlrun.data.Data.")
     cv_fold = (cfg.cv.folds, cfg.cv.fold, cfg.cv.stratified) if cfg.cv.fold is not None else None

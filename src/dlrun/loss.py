@@ -7,7 +7,7 @@ from torch import nn
 from dlrun.errors import ConfigError
 from dlrun.registry import Registry
 
-LOSSES = Registry("loss")
+LOSSES = Registry("loss", context=["task", "weights"], handled=["class_weights"])
 CLASSIFICATION = ("multiclass", "binary")
 TASK_OF_LOSS = {
     "cross_entropy": ("multiclass",),
@@ -127,7 +127,7 @@ def build(spec, task, train_targets, num_classes):
             f"loss={name} does not fit this dataset's task '{task}'. "
             f"Losses for {task}: {', '.join(n for n, t in TASK_OF_LOSS.items() if task in t)} (or loss=auto)."
         )
-    weights = class_weights(args.pop("class_weights", None), train_targets, num_classes)
+    weights = class_weights(args.get("class_weights"), train_targets, num_classes)
     if weights is not None and name == "bce_with_logits":
         # BCE takes one weight for the positive class relative to the negative one.
         if args.get("pos_weight") is None:

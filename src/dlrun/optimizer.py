@@ -4,7 +4,7 @@ import torch
 
 from dlrun.registry import Registry
 
-OPTIMIZERS = Registry("optimizer")
+OPTIMIZERS = Registry("optimizer", context=["params"])
 
 
 def fused(cls, params, **kwargs):

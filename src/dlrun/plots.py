@@ -2,6 +2,8 @@
 Figure (shown inline in a notebook); `draw_all` saves the configured ones as
 PNG files. Figures are built without pyplot, so no display is needed."""
 
+from dataclasses import dataclass
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -209,35 +211,60 @@ def regression(true, pred):
 
 
 # ------------------------------------------------------------------ a run
+@dataclass
+class _Run:
+    """What the plots of a run are drawn from (`ev`: the test evaluation, or None)."""
+
+    history: list
+    policy: object
+    model: object
+    data: object
+    ev: object
+    seed: int
+
+    @property
+    def p(self):
+        return self.ev.predictions
+
+    @property
+    def classify(self):
+        return self.data.task != "regression"
+
+
+# The plot table: `plots=[...]` names its keys; each draws (file stem, Figure or None) pairs,
+# None where the plot does not apply to the run.
+PLOTS = {
+    "curves": lambda r: [("curves", curves(r.history, r.policy.monitor, _best_epoch(r.history, r.policy))
+                          if r.history else None)],
+    "lr": lambda r: [("lr", learning_rate(r.history) if r.history else None)],
+    "confusion": lambda r: [("confusion", confusion(r.ev.metrics["confusion_matrix"], r.data.class_names)
+                             if r.classify else None)],
+    "per_class": lambda r: [("per_class", per_class(r.ev.per_class) if r.classify else None)],
+    "confidence": lambda r: [("confidence", confidence(r.p.confidence, r.p.correct) if r.classify else None)],
+    "reliability": lambda r: [("reliability", reliability(r.p.confidence, r.p.correct) if r.classify else None)],
+    "roc": lambda r: [("roc", roc(r.p.true, r.p.probs, r.data.class_names) if r.classify else None)],
+    "misclassified": lambda r: [("misclassified", _misclassified(r.data, r.p)
+                                 if r.classify and r.data.image and r.data.in_memory else None)],
+    "embeddings": lambda r: [(f"embeddings_{method}", _embedding(r.ev, r.p, r.data, method, r.seed))
+                             for method in ("pca", "tsne")],
+    "weights": lambda r: [("weights", weights(r.model))],
+    "regression": lambda r: [("regression", regression(r.p.true, r.p.pred) if not r.classify else None)],
+}
+TRAINING_PLOTS = ("curves", "lr", "weights")  # the ones drawn without a test split
+
+
 def draw_all(folder, wanted, loop, data, ev, history, seed=0):
     """Save every wanted plot that applies to this run; returns the file names.
     Without a test split (`ev` None) only the plots of training apply."""
-    wanted = set(wanted) if ev is not None else set(wanted) & {"curves", "lr", "weights"}
-    p = ev.predictions if ev is not None else None
-    classify = data.task != "regression"
-    jobs = {
-        "curves": lambda: curves(history, loop.policy.monitor, _best_epoch(history, loop.policy)) if history else None,
-        "lr": lambda: learning_rate(history) if history else None,
-        "confusion": lambda: confusion(ev.metrics["confusion_matrix"], data.class_names) if classify else None,
-        "per_class": lambda: per_class(ev.per_class) if classify else None,
-        "confidence": lambda: confidence(p.confidence, p.correct) if classify else None,
-        "reliability": lambda: reliability(p.confidence, p.correct) if classify else None,
-        "roc": lambda: roc(p.true, p.probs, data.class_names) if classify else None,
-        "misclassified": lambda: _misclassified(data, p) if classify and data.image and data.in_memory else None,
-        "embeddings_pca": lambda: _embedding(ev, p, data, "pca", seed),
-        "embeddings_tsne": lambda: _embedding(ev, p, data, "tsne", seed),
-        "weights": lambda: weights(loop.model),
-        "regression": lambda: regression(p.true, p.pred) if not classify else None,
-    }
+    run = _Run(history, loop.policy, loop.model, data, ev, seed)
     written = []
-    for name, make in jobs.items():
-        group = "embeddings" if name.startswith("embeddings_") else name
-        if group not in wanted:
+    for name, draw in PLOTS.items():
+        if name not in wanted or (ev is None and name not in TRAINING_PLOTS):
             continue
-        fig = make()
-        if fig is not None:
-            save(fig, folder / f"{name}.png")
-            written.append(f"{name}.png")
+        for stem, fig in draw(run):
+            if fig is not None:
+                save(fig, folder / f"{stem}.png")
+                written.append(f"{stem}.png")
     return written
 
 

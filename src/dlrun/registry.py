@@ -17,10 +17,14 @@ class Registry:
 
     `builtins` are the modules that register the built-in builders; they are
     imported on first use, so the registry is complete right after import
-    without paying for what a run does not use."""
+    without paying for what a run does not use. `context` names what the run
+    passes to builders (input shape, optimizer...); `handled` names the keys
+    of the group that dlrun reads itself and never passes to a builder."""
 
-    def __init__(self, kind, builtins=()):
+    def __init__(self, kind, builtins=(), context=(), handled=()):
         self.kind = kind
+        self.context = tuple(context)
+        self.handled = tuple(handled)
         self._builders = {}
         self._builtins = list(builtins)
 
@@ -55,15 +59,15 @@ class Registry:
 
     def resolve(self, spec):
         """The builder and its arguments for a config node (a mapping)."""
-        args = {k: v for k, v in dict(spec).items() if k not in ("name", "_target_")}
+        args = {k: v for k, v in dict(spec).items() if k not in ("name", "_target_", *self.handled)}
         if spec.get("_target_"):
             return import_target(spec["_target_"], self.kind), args
         return self.get(spec.get("name")), args
 
-    def check(self, spec, provided=()):
+    def check(self, spec):
         """Fail now, before any work, on an unknown name or argument in `spec`."""
         builder, args = self.resolve(spec)
-        _check_arguments(builder, args, provided, self.kind)
+        _check_arguments(builder, args, self.context, self.kind)
 
     def build(self, spec, **context):
         """Call the builder named by `spec` with its arguments plus `context`.

@@ -9,7 +9,8 @@ import torch
 
 from dlrun.registry import Registry
 
-SCHEDULERS = Registry("scheduler")
+SCHEDULERS = Registry("scheduler", context=["optimizer", "max_epochs", "steps_per_epoch", "mode"],
+                      handled=["warmup_epochs"])
 PER_BATCH = {"onecycle"}
 
 
@@ -102,8 +103,7 @@ class Schedule:
 
 
 def build(spec, optimizer, max_epochs, steps_per_epoch, mode):
-    args = dict(spec)
-    warmup = args.pop("warmup_epochs", 0) or 0
-    inner = SCHEDULERS.build(args, optimizer=optimizer, max_epochs=max(1, max_epochs - warmup),
+    warmup = spec.get("warmup_epochs", 0) or 0
+    inner = SCHEDULERS.build(spec, optimizer=optimizer, max_epochs=max(1, max_epochs - warmup),
                              steps_per_epoch=steps_per_epoch, mode=mode)
-    return Schedule(optimizer, inner, warmup, per_batch=args.get("name") in PER_BATCH)
+    return Schedule(optimizer, inner, warmup, per_batch=spec.get("name") in PER_BATCH)

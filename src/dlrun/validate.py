@@ -14,9 +14,6 @@ from dlrun.metric_names import CLASSIFICATION_SCALARS, REGRESSION_SCALARS, monit
 
 ONNX_PACKAGES = ("onnx", "onnxscript")
 
-PLOTS = ("curves", "lr", "confusion", "per_class", "confidence", "reliability", "roc", "misclassified",
-         "embeddings", "weights", "regression")
-AUGMENT = (None, "flip", "crop", "rotate", "standard", "cutout")
 
 
 def _is_number(value, kind):
@@ -59,7 +56,6 @@ CHOICES = {
     "split.strategy": ("stratified", "random"),
     "device.precision": ("fp32", "bf16", "fp16"),
     "regularization.grad_clip.mode": (None, "norm", "value"),
-    "regularization.augment": AUGMENT,
     "export": (None, "torchscript", "onnx"),
     "logger": ("csv", "tensorboard"),
 }
@@ -87,9 +83,6 @@ def check_config(cfg):
     if cfg.split.val + cfg.split.test >= 1:
         raise ConfigError(
             f"split.val={cfg.split.val} + split.test={cfg.split.test} leaves no training data; keep the sum below 1.")
-    for plot in cfg.plots or []:
-        if plot not in PLOTS:
-            raise ConfigError(unknown_choice("plots", plot, PLOTS))
     if cfg.export == "onnx":
         missing = [p for p in ONNX_PACKAGES if importlib.util.find_spec(p) is None]
         if missing:
@@ -124,19 +117,30 @@ def check_monitor(monitor, task):
 def check_components(cfg):
     """Every group names a registered builder (or a _target_) with known arguments."""
     from dlrun import loss, optimizer, scheduler
-    from dlrun.build import builder_spec
+    from dlrun.build import plain
     from dlrun.data import DATASETS
     from dlrun.models import MODELS
 
-    registries = {
-        "dataset": (DATASETS, ()),
-        "model": (MODELS, ("input_shape", "num_outputs")),
-        "optimizer": (optimizer.OPTIMIZERS, ("params",)),
-        "scheduler": (scheduler.SCHEDULERS, ("optimizer", "max_epochs", "steps_per_epoch", "mode")),
-        "loss": (loss.LOSSES, ("task", "weights")),
-    }
-    for group, (registry, provided) in registries.items():
-        spec = builder_spec(cfg, group)
+    _check_tables(cfg)
+    registries = {"dataset": DATASETS, "model": MODELS, "optimizer": optimizer.OPTIMIZERS,
+                  "scheduler": scheduler.SCHEDULERS, "loss": loss.LOSSES}
+    for group, registry in registries.items():
+        spec = plain(cfg[group])
         if group == "loss" and spec.get("name") == "auto":
-            continue
-        registry.check(spec, provided)
+            continue  # resolved once the task is known (loss.build)
+        registry.check(spec)
+
+
+def _check_tables(cfg):
+    """Plot and augmentation names, against the tables that implement them."""
+    from dlrun.data.batches import AUGMENTATIONS
+
+    augment = cfg.regularization.augment
+    if augment is not None and augment not in AUGMENTATIONS:
+        raise ConfigError(unknown_choice("regularization.augment", augment, ["null", *AUGMENTATIONS]))
+    if cfg.plots:
+        from dlrun.plots import PLOTS
+
+        for plot in cfg.plots:
+            if plot not in PLOTS:
+                raise ConfigError(unknown_choice("plots", plot, PLOTS))

@@ -9,7 +9,7 @@ from dlrun.data.split import split_indices
 from dlrun.errors import ConfigError
 from dlrun.registry import Registry
 
-DATASETS = Registry("dataset", builtins=["dlrun.data.tabular", "dlrun.data.vision"])
+DATASETS = Registry("dataset", builtins=["dlrun.data.tabular", "dlrun.data.vision"], handled=["threshold"])
 TASKS = ("multiclass", "binary", "regression")
 
 

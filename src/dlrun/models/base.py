@@ -6,7 +6,8 @@ from torch import nn
 from dlrun.errors import ConfigError, unknown_choice
 from dlrun.registry import Registry
 
-MODELS = Registry("model", builtins=["dlrun.models.mlp", "dlrun.models.cnn", "dlrun.models.resnet"])
+MODELS = Registry("model", builtins=["dlrun.models.mlp", "dlrun.models.cnn", "dlrun.models.resnet"],
+                  context=["input_shape", "num_outputs"], handled=["init"])
 
 
 class Network(nn.Module):
@@ -47,12 +48,10 @@ def initialize(model, scheme):
 
 def build(spec, input_shape, num_outputs):
     """Build the model named by `spec` and apply its `init` scheme."""
-    args = dict(spec)
-    scheme = args.pop("init", "default")
-    model = MODELS.build(args, input_shape=tuple(input_shape), num_outputs=num_outputs)
+    model = MODELS.build(spec, input_shape=tuple(input_shape), num_outputs=num_outputs)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model builder returned {type(model).__name__}, not a torch.nn.Module.")
-    return initialize(model, scheme)
+    return initialize(model, spec.get("init", "default"))
 
 
 def embeddings(model, x):
