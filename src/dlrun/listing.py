@@ -62,6 +62,17 @@ def help_text():
     return HELP.format(groups="\n".join(lines))
 
 
+def _allowed(key):
+    """The range or choices that validation enforces for `key`, from the same table."""
+    from dlrun.validate import CHOICES, RANGES
+
+    if key in RANGES:
+        return f" ({RANGES[key][2]})"
+    if key in CHOICES:
+        return f" ({' | '.join('null' if c is None else str(c) for c in CHOICES[key])})"
+    return ""
+
+
 def _description(path):
     comments = [line.lstrip("# ") for line in path.read_text().splitlines() if line.startswith("#")]
     return next((c for c in comments if not c.startswith("@package")), "")
@@ -82,7 +93,7 @@ def main(args):
                 args = _description(path)  # a preset changes many groups: show what it is for
             else:
                 data = OmegaConf.to_container(option(group, path.stem), resolve=False)
-                args = ", ".join(f"{k}={v}" for k, v in _flatten(data) if k != "name")
+                args = ", ".join(f"{k}={v}{_allowed(f'{group}.{k}')}" for k, v in _flatten(data) if k != "name")
             table.add_row(path.stem, args or "-")
         console.print(table)
     return 0
