@@ -88,3 +88,15 @@ def test_a_failure_after_the_start_is_recorded_by_the_python_api(tmp_path, monke
         dlrun.run(QUICK, run_dir=tmp_path / "run")
     summary = _summary(tmp_path / "run")
     assert summary["status"] == "failed" and summary["error"] == "plots broke"
+
+
+def test_a_failing_fold_is_recorded_in_the_fold_and_in_the_parent(tmp_path, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("fold broke")
+
+    monkeypatch.setattr(flow, "_test", broken)
+    with pytest.raises(RuntimeError):
+        dlrun.run([*QUICK, "cv.folds=3"], run_dir=tmp_path / "run")
+    fold, parent = _summary(tmp_path / "run" / "fold_0"), _summary(tmp_path / "run")
+    assert (fold["status"], fold["error"]) == ("failed", "fold broke")
+    assert (parent["status"], parent["error"]) == ("failed", "fold broke")

@@ -176,3 +176,17 @@ def test_epoch_means_equal_a_plain_computation_over_the_training_set():
             n += len(y)
     assert row["train/loss"] == pytest.approx(losses / n, rel=1e-5)
     assert row["train/accuracy"] == pytest.approx(hits / n)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fp16_scaler_path_skips_a_nan_step_and_applies_a_finite_one(device):
+    model, x, y = _model_and_batches(device)
+    opt = _optimizer("adam", model)
+    update = GuardedUpdate(opt, torch.device(device), precision="fp16")
+    before = _state_tensors(model, opt)
+    assert bool(update(F.cross_entropy(model(x[0]), y[0]) * float("nan"), 1))
+    assert all(torch.equal(a, b) for a, b in zip(_state_tensors(model, opt), before))
+    opt.zero_grad(set_to_none=True)
+    assert not bool(update(F.cross_entropy(model(x[1]), y[1]), 2))
+    assert not torch.equal(next(model.parameters()), before[0])
+    assert update.read().count == 1 and update.scaler.is_enabled()

@@ -7,6 +7,7 @@ class DlrunError(Exception):
     """A problem the user can fix (missing data, unusable file, divergence)."""
 
     exit_code = 1
+    status = "failed"  # what summary.json records for a run that stops with it
 
 
 class ConfigError(DlrunError):

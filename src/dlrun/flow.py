@@ -11,7 +11,7 @@ import logging
 import numpy as np
 from omegaconf import open_dict
 
-from dlrun import artifacts, build, checkpoint, config, console, distributed, report, validate
+from dlrun import artifacts, build, checkpoint, config, console, distributed, job, report, validate
 from dlrun import device as devices
 from dlrun.errors import DlrunError
 from dlrun.evaluation import evaluate, write_tables
@@ -152,7 +152,7 @@ def cross_validate(cfg, run, device):
     overrides = config.run_overrides(run.root)
     rows, results = [], []
     for i in range(cfg.cv.folds):
-        result = execute(_fold_config(cfg, i, source), run.fold(i).root, overrides=overrides)
+        result = job.run(_fold_config(cfg, i, source), run.fold(i).root, keep_failed=True, overrides=overrides)
         results.append(result)
         rows.append(_fold_row(i, result))
     artifacts.write_csv(run.folds, rows)

@@ -20,22 +20,25 @@ from dlrun.layout import RunDir
 log = logging.getLogger("dlrun")
 
 
-def run(cfg, run_dir, multirun=False, job_num=None, show_config=False):
-    """The one run path (the CLI, `dlrun.run()` and every sweep job): check the
-    config, run the flow in `run_dir`, and record a failure in summary.json
-    before raising it. Returns the summary."""
+def run(cfg, run_dir, keep_failed=False, **flow_args):
+    """The one run path (the CLI, `dlrun.run()`, every sweep job and every
+    cross-validation fold): check the config, run the flow in `run_dir`, and
+    record a failure in summary.json before raising it. Returns the summary.
+
+    A run that fails before it starts leaves no directory behind, unless
+    `keep_failed` (a sweep's job, a fold) records the failure there."""
     run_dir = Path(run_dir)
     try:
         validate.check_config(cfg)
         from dlrun.flow import execute
 
-        return execute(cfg, run_dir, show_config=show_config, job_num=job_num)
+        return execute(cfg, run_dir, **flow_args)
     except KeyboardInterrupt:  # a second Ctrl-C: out at once; every file on disk is whole (atomic writes)
         _fail(KeyboardInterrupt("interrupted twice: stopped at once, last.pt is the last saved position"),
               run_dir, keep=True, status="interrupted")
         raise
     except BaseException as exc:
-        _fail(exc, run_dir, keep=multirun)
+        _fail(exc, run_dir, keep=keep_failed, status=getattr(exc, "status", "failed"))
         raise
 
 
@@ -57,7 +60,7 @@ def run_from_hydra(cfg):
         if done is not None:
             return done
     try:
-        summary = run(cfg, run_dir, multirun, job_num=hydra_cfg.job.num if multirun else None,
+        summary = run(cfg, run_dir, keep_failed=multirun, job_num=hydra_cfg.job.num if multirun else None,
                       show_config=cfg.trainer.progress and not multirun)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -94,8 +97,8 @@ def _resume_job(cfg, run_dir):
 
 
 def _fail(exc, run_dir, keep=False, status="failed"):
-    """Record `exc`. A run that failed before it started leaves no directory
-    behind, unless `keep` (a sweep's job) records the failure there."""
+    """Record `exc` as `status`. A run that failed before it started leaves no
+    directory behind, unless `keep` records the failure there."""
     message = (str(exc) or type(exc).__name__).splitlines()[0]
     summary_file = RunDir(run_dir).summary
     if not summary_file.is_file():

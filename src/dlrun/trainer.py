@@ -30,9 +30,13 @@ REFRESH_S = 0.25
 class Diverged(DlrunError):
     """More non-finite steps than the policy allows; none of them changed the weights."""
 
+    status = "diverged"
+
 
 class Interrupted(DlrunError):
     """Stopped by a signal after writing the `last` checkpoint."""
+
+    status = "interrupted"
 
     def __init__(self, message, exit_code):
         super().__init__(message)
