@@ -61,19 +61,29 @@ def overrides_of(path):
     return list(state["overrides"]) if isinstance(state, dict) and "overrides" in state else None
 
 
+# What a resume restores from the checkpoint, so a different configured value would be
+# recorded but not used: the model, the data, and the optimizer with its hyperparameters
+# (the learning rate and weight decay live in the optimizer's restored state). The data's
+# location may change (data moved to another disk or machine).
+RESTORED = {"model": None, "dataset": None, "optimizer": None,
+            "regularization": ("weight_decay", "decay_norm_and_bias")}
+MAY_MOVE = ("root", "download")
+
+
 def check_same_model_and_data(state, config, path):
-    """A resume continues the same model on the same data: refuse a change with one line."""
+    """A resume continues what the checkpoint was trained with: refuse a change, naming it."""
     stored = state.get("config") or {}
-    for group in ("model", "dataset"):
-        before, after = stored.get(group), config.get(group)
-        if before is None or before == after:
-            continue
-        keys = sorted(set(before) | set(after), key=str)
-        key = next(k for k in keys if before.get(k) != after.get(k))
+    changed = []
+    for group, keys in RESTORED.items():
+        before, after = stored.get(group) or {}, config.get(group) or {}
+        names_first = sorted(set(before) | set(after), key=lambda k: (k not in ("name", "_target_"), str(k)))
+        for key in keys or [k for k in names_first if k not in MAY_MOVE]:
+            if before.get(key) != after.get(key):
+                changed.append(f"{group}.{key}={before.get(key)!r} -> {after.get(key)!r}")
+    if changed:
         raise DlrunError(
-            f"ckpt_path={path} was trained with {group}.{key}={before.get(key)!r}, and this run asks for "
-            f"{after.get(key)!r}. A resume continues the same model on the same data: drop that override, "
-            f"or start a new run.")
+            f"ckpt_path={path} was trained with other settings than this run asks for ({'; '.join(changed[:3])}). "
+            f"A resume continues the same model, data and optimizer state: drop those overrides, or start a new run.")
 
 
 def _reason(exc):

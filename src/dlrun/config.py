@@ -81,6 +81,27 @@ def original_overrides(ckpt_path):
     return [o for o in (stored if stored is not None else run_overrides(run_dir_of(path))) if not o.startswith(skip)]
 
 
+def _names_code(override):
+    """Whether an override can make dlrun import or call code: a `_target_`, a plugin
+    module, or another config search path."""
+    key = override.split("=", 1)[0].lstrip("+~")
+    return "_target_" in override or key in ("plugins", "hydra.searchpath")
+
+
+def _refuse_stored_code(ckpt, stored, given):
+    """A stored run is data: overrides that would run code are taken from the command
+    line only, or from the run itself with trust_run_code=true."""
+    if str(value_of(given, "trust_run_code")).lower() == "true":
+        return
+    mine = {o.split("=", 1)[0].lstrip("+~") for o in given}
+    for override in stored:
+        if _names_code(override) and override.split("=", 1)[0].lstrip("+~") not in mine:
+            raise DlrunError(
+                f"ckpt_path={ckpt} was composed with '{override}', which makes dlrun import or run code. A stored "
+                f"run is read as data: give that override on the command line yourself, or add trust_run_code=true "
+                f"if you trust where this run came from.")
+
+
 def quote(value):
     """A value safe to put on the right of an override's '='."""
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -107,13 +128,14 @@ def plan_run(overrides, multirun=False):
         return list(overrides), None
     source = run_dir_of(ckpt)
     original = original_overrides(ckpt)
+    _refuse_stored_code(ckpt, original, overrides)
     if value_of(overrides, "task") in (None, "train"):
-        for group in ("model", "dataset"):
+        for group in ("model", "dataset", "optimizer"):
             before, after = value_of(original, group), value_of(overrides, group)
             if before is not None and after is not None and before != after:
                 raise DlrunError(f"ckpt_path={ckpt} was trained with {group}={before}, and this run asks for "
-                                 f"{group}={after}. A resume continues the same model on the same data: drop "
-                                 f"that override, or start a new run.")
+                                 f"{group}={after}. A resume continues the same model, data and optimizer state: "
+                                 f"drop that override, or start a new run.")
     overrides = original + list(overrides)
     is_run = RunDir(source).summary.is_file()  # a checkpoint from elsewhere starts a fresh run directory
     in_place = is_run and value_of(overrides, "task") in (None, "train") and not multirun
