@@ -24,7 +24,8 @@ CASES = {
     "unparsable override": (["trainer.max_epochs=[1"], "cannot parse trainer.max_epochs=[1:"),
     "several values without -m": (["model=cnn,mlp"], "model=cnn,mlp gives several values: add -m"),
     "unknown registry name": (["optimizer.name=adamm"], "optimizer.name=adamm is not known. Did you mean 'adam'?"),
-    "wrong type": (["optimizer.lr=abc"], "optimizer.lr='abc' is not a number"),
+    "wrong type": (["optimizer.lr=abc"], "optimizer.lr='abc' is not a finite number"),
+    "seed too large": (["seed=99999999999999999999"], "seed=99999999999999999999 is out of range; it must be in [0, 2**63)"),
     "float batch size": (["trainer.batch_size=1.5"], "trainer.batch_size=1.5 is not an integer"),
     "lr zero": (["optimizer.lr=0"], "optimizer.lr=0 is out of range; it must be > 0"),
     "lr negative": (["optimizer.lr=-1"], "optimizer.lr=-1 is out of range"),
@@ -47,6 +48,12 @@ CASES = {
     "eval without checkpoint": (["task=eval"], "task=eval needs ckpt_path"),
     "unknown plot": (["plots=[curvez]"], "Did you mean 'curves'?"),
     "missing plugin": (["plugins=[no_such_plugin]"], "cannot import 'no_such_plugin'"),
+    "infinite lr": (["optimizer.lr=inf"], "optimizer.lr=inf is not a finite number"),
+    "huge lr": (["optimizer.lr=1e400"], "optimizer.lr=inf is not a finite number"),
+    "negative focal gamma": (["loss=focal", "loss.gamma=-2"], "loss.gamma=-2 is out of range; it must be >= 0"),
+    "step size zero": (["scheduler=step", "scheduler.step_size=0"], "scheduler.step_size=0 is out of range"),
+    "plots not a list": (["plots=curves"], "plots=curves must be a list: plots=[curves]"),
+    "plugins not a list": (["plugins=my_components"], "plugins=my_components must be a list"),
 }
 
 
@@ -106,3 +113,17 @@ def test_unwritable_output_directory(cli, tmp_path):
     proc = cli(*SMOKE, env={"DLRUN_OUTPUTS": str(blocker / "runs")}, check=False)
     assert proc.returncode != 0
     assert "cannot create the output directory" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_leaderboard_of_a_missing_directory_is_an_error_and_creates_nothing(tmp_path, capsys):
+    from dlrun import sweep
+
+    assert sweep.main([str(tmp_path / "no" / "such")]) == 2
+    assert "no such directory" in capsys.readouterr().err and not (tmp_path / "no").exists()
+
+
+def test_an_empty_outputs_variable_means_the_default(monkeypatch):
+    from dlrun.config import outputs_root
+
+    monkeypatch.setenv("DLRUN_OUTPUTS", "")
+    assert str(outputs_root()) == "outputs"

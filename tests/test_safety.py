@@ -49,6 +49,7 @@ def test_divergence_stops_with_status_and_keeps_last_good_checkpoint(cli):
     assert "the training loss became" in message and "at step" in message
     assert "learning rate" in message and "gradient norm" in message
     summary = summary_of(cli.cwd / "run")
+    assert f"checkpoints/last.pt keeps epoch {summary['epochs_run']}, the last good one" in message
     assert summary["status"] == "diverged" and "loss became" in summary["error"]
     last = torch.load(cli.cwd / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert last["fit"]["epoch"] == summary["epochs_run"] >= 1
@@ -93,6 +94,7 @@ def test_skip_nonfinite_skips_bad_batches_before_giving_up(cli):
     assert summary["status"] == "completed" and summary["skipped_batches"] == 2
     proc = cli(*args, "trainer.skip_nonfinite=1", "hydra.run.dir=strict", env=env, check=False)
     assert proc.returncode == 1 and "the training loss became nan at step 1" in " ".join(proc.stderr.split())
+    assert "No checkpoint had been written yet." in " ".join(proc.stderr.split())
     assert summary_of(cli.cwd / "strict")["status"] == "diverged"
     assert not (cli.cwd / "strict" / "checkpoints" / "last.pt").exists()
 

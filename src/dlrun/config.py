@@ -22,7 +22,7 @@ def conf_dir():
 
 
 def outputs_root():
-    return Path(os.environ.get("DLRUN_OUTPUTS", "outputs"))
+    return Path(os.environ.get("DLRUN_OUTPUTS") or "outputs")  # set but empty: the default too
 
 
 def reserve_dir(base):

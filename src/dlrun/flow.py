@@ -94,7 +94,9 @@ def _fit(cfg, loop, state, run, summary):
             loop.fit(state, save, flag, on_epoch=on_epoch, on_step=progress.step)
     except Diverged as exc:
         summary.finish("diverged", state)
-        raise Diverged(f"{exc} Try a lower optimizer.lr, gradient clipping (regularization=grad_clip), or "
+        kept = (f"checkpoints/last.pt keeps epoch {state.epoch}, the last good one." if run.checkpoint("last").is_file()
+                else "No checkpoint had been written yet.")
+        raise Diverged(f"{exc} {kept} Try a lower optimizer.lr, gradient clipping (regularization=grad_clip), or "
                        f"trainer.skip_nonfinite=N to skip that many bad batches.") from None
     except Interrupted as exc:
         summary.finish("interrupted", state)

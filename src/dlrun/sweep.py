@@ -218,6 +218,10 @@ def main(args):
         return 2
     out = Path(args[args.index("--out") + 1]) if "--out" in args else None
     paths = [a for i, a in enumerate(args) if a != "--out" and (i == 0 or args[i - 1] != "--out")]
+    missing = [p for p in paths if not Path(p).is_dir()]
+    if missing:
+        print(f"dlrun leaderboard: no such directory: {missing[0]}", file=sys.stderr)
+        return 2
     folder = out or Path(paths[0])
     folder.mkdir(parents=True, exist_ok=True)
     rows = write(folder, paths)

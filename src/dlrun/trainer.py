@@ -174,7 +174,7 @@ class Loop:
                 f"the training loss became {bad.first_loss} at step {bad.first_step} (epoch {state.epoch + 1}) "
                 f"with learning rate {self.schedule.lr():.3g} and gradient norm {bad.first_grad_norm:.3g}; "
                 f"{bad.count} non-finite step(s) by step {state.step}, more than the {self.policy.skip_nonfinite} "
-                f"allowed. None of them changed the weights, and the last good checkpoint is kept.")
+                f"allowed. None of them changed the weights.")
 
     def _interrupt(self, state, save, stop_flag):
         save("last", self.state_dict(state, mid_epoch=True))

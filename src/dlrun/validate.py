@@ -6,6 +6,7 @@ allowed. Registry names and builder arguments are checked by
 """
 
 import importlib.util
+import math
 
 from omegaconf import OmegaConf
 
@@ -25,7 +26,7 @@ def _is_number(value, kind):
 
 # key: (kind, test, allowed) - kind is int, float, "choice" or "fraction"; optional keys are skipped when absent.
 RANGES = {
-    "seed": (int, lambda v: v >= 0, ">= 0"),
+    "seed": (int, lambda v: 0 <= v < 2**63, "in [0, 2**63)"),
     "trainer.max_epochs": (int, lambda v: v >= 1, ">= 1"),
     "trainer.batch_size": (int, lambda v: v >= 1, ">= 1"),
     "trainer.eval_batch_size": (int, lambda v: v >= 1, ">= 1"),
@@ -48,6 +49,9 @@ RANGES = {
     "cv.fold": (int, lambda v: v >= 0, ">= 0 or null"),
     "scheduler.warmup_epochs": (int, lambda v: v >= 0, ">= 0"),
     "loss.label_smoothing": (float, lambda v: 0 <= v < 1, "in [0, 1)"),
+    "loss.gamma": (float, lambda v: v >= 0, ">= 0"),
+    "scheduler.gamma": (float, lambda v: v > 0, "> 0"),
+    "scheduler.step_size": (int, lambda v: v >= 1, ">= 1"),
 }
 
 CHOICES = {
@@ -71,8 +75,8 @@ def check_config(cfg):
         value = _select(cfg, key)
         if value == "__absent__" or (value is None and "null" in allowed):
             continue
-        if not _is_number(value, kind):
-            what = "an integer" if kind is int else "a number"
+        if not _is_number(value, kind) or not math.isfinite(value):
+            what = "an integer" if kind is int else "a finite number"
             raise ConfigError(f"{key}={value!r} is not {what}; it must be {what} {allowed}.")
         if not test(value):
             raise ConfigError(f"{key}={value} is out of range; it must be {allowed}.")
@@ -80,6 +84,9 @@ def check_config(cfg):
         value = _select(cfg, key)
         if value != "__absent__" and value not in options:
             raise ConfigError(unknown_choice(key, value, ["null" if o is None else o for o in options]))
+    for key in ("plots", "plugins"):
+        if isinstance(cfg[key], str):
+            raise ConfigError(f"{key}={cfg[key]} must be a list: {key}=[{cfg[key]}].")
     if cfg.split.val + cfg.split.test >= 1:
         raise ConfigError(
             f"split.val={cfg.split.val} + split.test={cfg.split.test} leaves no training data; keep the sum below 1.")
