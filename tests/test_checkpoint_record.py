@@ -114,3 +114,17 @@ def test_tabular_and_regression_preprocessing_is_recorded(tmp_path):
     dlrun.run([*SMOKE, "dataset=diabetes", "plots=[]", "report=false"], run_dir=tmp_path / "reg")
     pre = _load(tmp_path / "reg" / "checkpoints" / "best.pt")["preprocessing"]
     assert pre["task"] == "regression" and pre["target_mean"].numel() == 1 and pre["target_std"].item() > 1
+
+
+def test_resume_cleans_killed_writes_and_falls_back_to_best_when_last_is_missing(cnn_run, tmp_path):
+    run_dir = tmp_path / "killed"
+    shutil.copytree(cnn_run, run_dir)
+    (run_dir / "checkpoints" / "last.pt").unlink()  # as if a kill cut its first write
+    stale = [run_dir / "checkpoints" / ".last.pt.x1y2z3.tmp", run_dir / ".summary.json.a1b2c3.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    summary = dlrun.run([f"ckpt_path={run_dir}", "trainer.max_epochs=3", "trainer.progress=false", "plots=[]"],
+                        run_dir=run_dir)
+    assert summary["status"] == "completed" and summary["epochs_run"] == 3
+    assert not any(path.exists() for path in stale)
+    assert _load(run_dir / "checkpoints" / "last.pt")["fit"]["epoch"] == 3

@@ -20,10 +20,12 @@ def save(path, state):
 
 
 def resolve(path):
-    """A checkpoint file from a path to the file or to a run directory (its last.pt)."""
+    """A checkpoint file from a path to the file or to a run directory: its last.pt, or
+    its best.pt when a kill cut the first write of last.pt (best is written first)."""
     path = Path(path).expanduser()
     if path.is_dir():
-        path = RunDir(path).checkpoint("last")
+        run = RunDir(path)
+        path = run.checkpoint("last") if run.checkpoint("last").is_file() else run.checkpoint("best")
     if not path.is_file():
         raise DlrunError(f"ckpt_path={path}: no such checkpoint file. Give a .pt file or a run directory "
                          f"that has checkpoints/last.pt.")

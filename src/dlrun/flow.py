@@ -41,6 +41,9 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None):
     if cfg.cv.folds > 1 and cfg.cv.fold is None:
         return cross_validate(cfg, run, device)
     ckpt = checkpoint.load(cfg.ckpt_path) if cfg.ckpt_path else None
+    if distributed.is_main():  # killed writes of an earlier attempt in this directory
+        for folder in (run.root, run.checkpoints, run.plots):
+            artifacts.remove_stale_temporaries(folder)
     if ckpt is not None and cfg.task == "train":
         checkpoint.check_same_model_and_data(ckpt, build.plain(cfg), cfg.ckpt_path)
     overrides = config.run_overrides(run.root) if overrides is None else overrides
