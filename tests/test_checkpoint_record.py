@@ -128,3 +128,24 @@ def test_resume_cleans_killed_writes_and_falls_back_to_best_when_last_is_missing
     assert summary["status"] == "completed" and summary["epochs_run"] == 3
     assert not any(path.exists() for path in stale)
     assert _load(run_dir / "checkpoints" / "last.pt")["fit"]["epoch"] == 3
+
+
+def test_a_checkpoint_with_changed_tensor_bytes_is_refused(cnn_run, tmp_path):
+    from dlrun import checkpoint
+
+    state = _load(cnn_run / "checkpoints" / "best.pt")
+    assert checkpoint.checksum(state) == state["checksum"]
+    key = next(iter(state["model"]))
+    state["model"][key].view(-1)[:4] += 1e-3  # a few corrupted values inside one tensor
+    torch.save(state, tmp_path / "corrupted.pt")
+    with pytest.raises(DlrunError, match="is corrupted: its tensors do not match the checksum"):
+        dlrun.run(["task=eval", f"ckpt_path={tmp_path / 'corrupted.pt'}"], run_dir=tmp_path / "eval")
+
+
+def test_a_refused_resume_leaves_the_whole_record_as_it_was(cnn_run, cli):
+    """Through the real CLI, where Hydra rewrites .hydra/ before dlrun checks anything."""
+    record = {p.name: p.read_bytes() for p in [cnn_run / "summary.json", *(cnn_run / ".hydra").glob("*.yaml")]}
+    proc = cli(f"ckpt_path={cnn_run}", "optimizer.lr=0.5", "trainer.max_epochs=3", check=False)
+    assert proc.returncode == 1 and "optimizer.lr=0.001 -> 0.5" in " ".join(proc.stderr.split())
+    after = {p.name: p.read_bytes() for p in [cnn_run / "summary.json", *(cnn_run / ".hydra").glob("*.yaml")]}
+    assert after == record

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from dlrun import composition, config
+from dlrun import composition, config, job
 from dlrun.layout import RunDir
 
 
@@ -63,11 +63,14 @@ def run(overrides=(), run_dir=None, config_dir=None):
     Errors are raised as :class:`dlrun.errors.DlrunError` with the same
     messages the command prints.
     """
-    from dlrun import job
-
     overrides, planned = config.plan_run(list(overrides))
     cfg = compose(overrides, config_dir)
     run_dir = Path(run_dir) if run_dir else planned or config.new_run_dir()
+    with job.record_kept_unless_started(run_dir):
+        return _run_in(cfg, overrides, run_dir)
+
+
+def _run_in(cfg, overrides, run_dir):
     run_dir.mkdir(parents=True, exist_ok=True)
     run = RunDir(run_dir)
     run.hydra.mkdir(exist_ok=True)

@@ -1,7 +1,12 @@
 """Checkpoints: plain data only (tensors, numbers, strings, lists, dicts), so the
 safe loader (``torch.load(weights_only=True)``) reads them and a file from
-elsewhere can never run code. There is no fallback to the unsafe loader."""
+elsewhere can never run code. There is no fallback to the unsafe loader.
 
+Each checkpoint carries the SHA-256 of its tensors, checked on load: torch.load
+does not verify the bytes of a tensor, so a corrupted file would otherwise
+load and quietly give other numbers."""
+
+import hashlib
 import pickle
 import zipfile
 from pathlib import Path
@@ -16,7 +21,29 @@ FORMAT = 1
 
 
 def save(path, state):
-    atomic_write(path, lambda handle: torch.save({"format": FORMAT, **state}, handle))
+    state = {"format": FORMAT, **state}
+    state["checksum"] = checksum(state)
+    atomic_write(path, lambda handle: torch.save(state, handle))
+
+
+def checksum(state):
+    """SHA-256 over every tensor of `state` (with its place in it), in a fixed order."""
+    digest = hashlib.sha256()
+    for place, tensor in _tensors(state):
+        digest.update(place.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _tensors(node, place=""):
+    if torch.is_tensor(node):
+        yield place, node
+    elif isinstance(node, dict):
+        for key in sorted((k for k in node if k != "checksum"), key=str):
+            yield from _tensors(node[key], f"{place}/{key}")
+    elif isinstance(node, (list, tuple)):
+        for i, item in enumerate(node):
+            yield from _tensors(item, f"{place}/{i}")
 
 
 def resolve(path):
@@ -49,6 +76,9 @@ def load(path, map_location="cpu"):
         raise DlrunError(f"{path} is truncated or not a PyTorch checkpoint ({_reason(exc)}).") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
         raise DlrunError(f"{path} is a PyTorch file but not a dlrun checkpoint (no model state or format tag).")
+    if "checksum" in state and state["checksum"] != checksum(state):
+        raise DlrunError(f"{path} is corrupted: its tensors do not match the checksum written with them. Use "
+                         f"another checkpoint of the run (best.pt or last.pt) or a copy of this one.")
     return state
 
 

@@ -7,6 +7,7 @@ entry point imports torch only inside the task function, so `--help`,
 `--cfg job` and `dlrun list` stay fast.
 """
 
+import contextlib
 import os
 import shutil
 import sys
@@ -18,6 +19,7 @@ import hydra
 from dlrun import config
 from dlrun.composition import command_line, compose
 from dlrun.errors import ConfigError, DlrunError
+from dlrun.job import record_kept_unless_started
 
 
 def _flags(args):
@@ -98,8 +100,10 @@ def main(argv=None):
         error(str(exc))
         sys.exit(exc.exit_code)
     sys.argv = [sys.argv[0], *argv]
+    run_dir = config.value_of(argv, "hydra.run.dir")
     try:
-        _hydra_main()
+        with record_kept_unless_started(run_dir) if run_dir and reserved is None else contextlib.nullcontext():
+            _hydra_main()
     finally:
         _remove_if_empty(reserved)
 

@@ -75,7 +75,8 @@ def original_overrides(ckpt_path):
     from dlrun import checkpoint
 
     path = Path(ckpt_path).expanduser()
-    has_file = path.is_file() or RunDir(path).checkpoint("last").is_file()
+    run = RunDir(path)
+    has_file = path.is_file() or run.checkpoint("last").is_file() or run.checkpoint("best").is_file()
     stored = checkpoint.overrides_of(path) if has_file else None
     skip = ("ckpt_path=", "task=", "hydra.", "+hydra.")
     return [o for o in (stored if stored is not None else run_overrides(run_dir_of(path))) if not o.startswith(skip)]

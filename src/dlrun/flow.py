@@ -96,14 +96,16 @@ def _fit(cfg, loop, state, run, summary):
                                                        cfg.trainer.progress) as progress:
             loop.fit(state, save, flag, on_epoch=on_epoch, on_step=progress.step)
     except Diverged as exc:
-        summary.finish("diverged", state)
         kept = (f"checkpoints/last.pt keeps epoch {state.epoch}, the last good one." if run.checkpoint("last").is_file()
                 else "No checkpoint had been written yet.")
-        raise Diverged(f"{exc} {kept} Try a lower optimizer.lr, gradient clipping (regularization=grad_clip), or "
-                       f"trainer.skip_nonfinite=N to skip that many bad batches.") from None
+        error = Diverged(f"{exc} {kept} Try a lower optimizer.lr, gradient clipping (regularization=grad_clip), or "
+                         f"trainer.skip_nonfinite=N to skip that many bad batches.")
+        summary.finish("diverged", state, error=error)
+        raise error from None
     except Interrupted as exc:
-        summary.finish("interrupted", state)
-        raise Interrupted(f"{exc} Resume with: dlrun ckpt_path={run.root}", exc.exit_code) from None
+        error = Interrupted(f"{exc} Resume with: dlrun ckpt_path={run.root}", exc.exit_code)
+        summary.finish("interrupted", state, error=error)
+        raise error from None
     finally:
         if tensorboard is not None:
             tensorboard.close()

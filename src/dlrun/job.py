@@ -5,6 +5,7 @@ skip-or-continue logic of resumed sweeps.
 Nothing here imports torch, so a bad config fails in well under a second.
 """
 
+import contextlib
 import logging
 import os
 import shutil
@@ -108,13 +109,32 @@ def _fail(exc, run_dir, keep=False, status="failed"):
             _remove_unstarted(run_dir)
         return
     summary = artifacts.read_json(summary_file)
-    if summary.get("status") == "completed":
-        return  # a finished run that a failed resume attempt pointed at: its record stays as it was
-    if summary.get("status") == "running":
-        summary["status"] = status
-    summary["error"] = message
+    if summary.get("status") != "running":
+        return  # not started (a refused resume) or already recorded by the flow: the record stays as it is
+    summary.update(status=status, error=message)
     artifacts.write_json(summary_file, summary)
     log.error("%s", exc)
+
+
+@contextlib.contextmanager
+def record_kept_unless_started(run_dir):
+    """A resume in place that fails before it starts leaves the run's record as it was.
+    Hydra rewrites the run's .hydra/ before dlrun can check anything, so those files
+    are put back when summary.json shows the run never started."""
+    run = RunDir(run_dir)
+    if not run.summary.is_file():
+        yield
+        return
+    summary = run.summary.read_bytes()
+    saved = {path: path.read_bytes() for path in run.hydra.glob("*.yaml")}
+    try:
+        yield
+    finally:
+        if run.summary.is_file() and run.summary.read_bytes() == summary:
+            for path in set(run.hydra.glob("*.yaml")) - set(saved):
+                path.unlink()
+            for path, data in saved.items():
+                artifacts.atomic_write(path, lambda handle, data=data: handle.write(data))
 
 
 def _remove_unstarted(run_dir):

@@ -56,7 +56,9 @@ class Summary:
         self.data.update(problem=None, folds=[])
         self._write()
 
-    def finish(self, status, state, test=None):
+    def finish(self, status, state, test=None, error=None):
+        if error:
+            self.data["error"] = str(error).splitlines()[0]
         best = next((row for row in state.history if row["epoch"] == state.best_epoch), {})
         self.data.update(
             status=status,
