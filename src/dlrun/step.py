@@ -82,16 +82,21 @@ class GuardedUpdate:
         self.first_norm.copy_(torch.where(first, norm.float(), self.first_norm))
         self.count.add_(bad.long())
 
+    def bad_count(self):
+        """Host-device sync: how many steps were bad so far."""
+        return int(self.count)
+
     def read(self):
         """Host-device sync: the bad-step record as plain numbers."""
-        count, step, loss, norm = torch.stack([self.count.double(), self.first_step.double(),
-                                               self.first_loss.double(), self.first_norm.double()]).tolist()
+        count, step, loss, norm = self._record_tensor().tolist()
         return BadSteps(int(count), int(step), loss, norm)
 
+    def _record_tensor(self):
+        return torch.stack([self.count.double(), self.first_step.double(), self.first_loss.double(),
+                            self.first_norm.double()])
+
     def state_dict(self):
-        return {"scaler": self.scaler.state_dict(),
-                "bad": torch.stack([self.count.double(), self.first_step.double(), self.first_loss.double(),
-                                    self.first_norm.double()]).cpu()}
+        return {"scaler": self.scaler.state_dict(), "bad": self._record_tensor().cpu()}
 
     def load_state_dict(self, state):
         if state.get("scaler"):

@@ -167,9 +167,9 @@ class Loop:
 
     def _check_bad_steps(self, state):
         """Host-device sync: stop once the policy's tolerance of non-finite steps is exceeded."""
-        bad = self.update.read()
-        state.skipped = bad.count
-        if bad.count > self.policy.skip_nonfinite:
+        state.skipped = self.update.bad_count()
+        if state.skipped > self.policy.skip_nonfinite:
+            bad = self.update.read()
             raise Diverged(
                 f"the training loss became {bad.first_loss} at step {bad.first_step} (epoch {state.epoch + 1}) "
                 f"with learning rate {self.schedule.lr():.3g} and gradient norm {bad.first_grad_norm:.3g}; "
