@@ -112,7 +112,7 @@ def _translate(exc, overrides, config_dir):
     found = re.search(r"Could not (?:override|append to|delete from) '([^']+)'", message)
     if found:
         key = found.group(1)
-        base = _base_keys([o for o in overrides if _key(o) != key], config_dir)
+        base = _base_keys([o for o in overrides if config.key_of(o) != key], config_dir)
         return unknown_key(key, base)
     found = re.search(r"Ambiguous value for argument '([^']+)'", message)
     if found:
@@ -131,10 +131,6 @@ def _parses(override):
     except OverrideParseException:
         return False
     return True
-
-
-def _key(override):
-    return override.lstrip("+~").split("=", 1)[0].split("@", 1)[0]
 
 
 def _base_keys(overrides, config_dir):
@@ -174,7 +170,7 @@ def _check_added_keys(cfg, overrides, config_dir):
         if group in REGISTRY_GROUPS or _is_group(key, config_dir):
             continue  # checked against the builder's signature (or free for a _target_)
         if group in FIXED_GROUPS or "." not in key:
-            known = _base_keys([x for x in overrides if _key(x) != key], config_dir)
+            known = _base_keys([x for x in overrides if config.key_of(x) != key], config_dir)
             raise ConfigError(unknown_key(key, known))
 
 

@@ -75,9 +75,10 @@ def original_overrides(ckpt_path):
     from dlrun import checkpoint
 
     path = Path(ckpt_path).expanduser()
-    run = RunDir(path)
-    has_file = path.is_file() or run.checkpoint("last").is_file() or run.checkpoint("best").is_file()
-    stored = checkpoint.overrides_of(path) if has_file else None
+    try:
+        stored = checkpoint.overrides_of(path)
+    except DlrunError:  # no checkpoint file there (a cross-validation run's parent directory)
+        stored = None
     skip = ("ckpt_path=", "task=", "hydra.", "+hydra.")
     return [o for o in (stored if stored is not None else run_overrides(run_dir_of(path))) if not o.startswith(skip)]
 
@@ -85,8 +86,7 @@ def original_overrides(ckpt_path):
 def _names_code(override):
     """Whether an override can make dlrun import or call code: a `_target_`, a plugin
     module, or another config search path."""
-    key = override.split("=", 1)[0].lstrip("+~")
-    return "_target_" in override or key in ("plugins", "hydra.searchpath")
+    return "_target_" in override or key_of(override) in ("plugins", "hydra.searchpath")
 
 
 def _refuse_stored_code(ckpt, stored, given):
@@ -94,9 +94,9 @@ def _refuse_stored_code(ckpt, stored, given):
     line only, or from the run itself with trust_run_code=true."""
     if str(value_of(given, "trust_run_code")).lower() == "true":
         return
-    mine = {o.split("=", 1)[0].lstrip("+~") for o in given}
+    mine = {key_of(o) for o in given}
     for override in stored:
-        if _names_code(override) and override.split("=", 1)[0].lstrip("+~") not in mine:
+        if _names_code(override) and key_of(override) not in mine:
             raise DlrunError(
                 f"ckpt_path={ckpt} was composed with '{override}', which makes dlrun import or run code. A stored "
                 f"run is read as data: give that override on the command line yourself, or add trust_run_code=true "
@@ -108,12 +108,16 @@ def quote(value):
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def key_of(override):
+    """The key (or group) an override sets, without its +/~ prefix and @package."""
+    return str(override).lstrip("+~").split("=", 1)[0].split("@", 1)[0]
+
+
 def value_of(overrides, key):
     """The last value given to `key` in a list of overrides, or None."""
     for override in reversed(overrides):
-        name, sep, value = str(override).partition("=")
-        if sep and name.lstrip("+~") == key:
-            return value.strip("'\"")
+        if "=" in str(override) and key_of(override) == key:
+            return str(override).split("=", 1)[1].strip("'\"")
     return None
 
 

@@ -16,6 +16,11 @@ class ConfigError(DlrunError):
     exit_code = 2
 
 
+def first_line(exc):
+    """The first line of an exception's message (its type when it has none): what summary.json records."""
+    return (str(exc) or type(exc).__name__).splitlines()[0]
+
+
 def closest(word, choices):
     """The choice closest to `word` (one that begins with it first), or None."""
     choices = sorted(str(c) for c in choices)

@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import open_dict
 
 from dlrun import artifacts, console, validate
-from dlrun.errors import DlrunError
+from dlrun.errors import DlrunError, first_line
 from dlrun.layout import RunDir
 
 log = logging.getLogger("dlrun")
@@ -100,7 +100,7 @@ def _resume_job(cfg, run_dir):
 def _fail(exc, run_dir, keep=False, status="failed"):
     """Record `exc` as `status`. A run that failed before it started leaves no
     directory behind, unless `keep` records the failure there."""
-    message = (str(exc) or type(exc).__name__).splitlines()[0]
+    message = first_line(exc)
     summary_file = RunDir(run_dir).summary
     if not summary_file.is_file():
         if keep:

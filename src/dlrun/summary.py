@@ -10,6 +10,7 @@ from datetime import datetime
 
 from dlrun import __version__, artifacts
 from dlrun.config import run_overrides
+from dlrun.errors import first_line
 from dlrun.layout import RunDir
 
 
@@ -58,7 +59,7 @@ class Summary:
 
     def finish(self, status, state, test=None, error=None):
         if error:
-            self.data["error"] = str(error).splitlines()[0]
+            self.data["error"] = first_line(error)
         best = next((row for row in state.history if row["epoch"] == state.best_epoch), {})
         self.data.update(
             status=status,

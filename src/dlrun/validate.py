@@ -16,7 +16,6 @@ from dlrun.metric_names import CLASSIFICATION_SCALARS, REGRESSION_SCALARS, monit
 ONNX_PACKAGES = ("onnx", "onnxscript")
 
 
-
 def _is_number(value, kind):
     """An int (for kind int) or an int or float (for kind float); never a bool or a string."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
