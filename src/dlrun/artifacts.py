@@ -33,13 +33,10 @@ def atomic_write(path, write):
 
 def remove_stale_temporaries(folder):
     """Remove the temporary files that killed writes left in `folder` (the names
-    atomic_write gives them); returns how many. Only for a folder no live process writes to."""
-    removed = 0
+    atomic_write gives them). Only for a folder no live process writes to."""
     for tmp in Path(folder).glob(".*.tmp"):
         if tmp.is_file():
             tmp.unlink(missing_ok=True)
-            removed += 1
-    return removed
 
 
 def write_text(path, text):

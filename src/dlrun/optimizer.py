@@ -18,15 +18,7 @@ def fused(cls, params, **kwargs):
 
 @OPTIMIZERS.register("sgd")
 def sgd(params, lr=0.01, momentum=0.9, nesterov=False):
-    opt = fused(torch.optim.SGD, params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
-    if momentum > 0:
-        # Fused SGD creates its momentum buffers uninitialised on the first step and
-        # fills them in the kernel, which a skipped (non-finite) first step never runs.
-        # Zero buffers give the same first update (buffer = 0 * momentum + grad).
-        for group in opt.param_groups:
-            for p in group["params"]:
-                opt.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-    return opt
+    return fused(torch.optim.SGD, params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
 
 
 @OPTIMIZERS.register("adam")

@@ -32,6 +32,16 @@ class BadSteps:
     first_grad_norm: float
 
 
+def _zero_momentum_buffers(optimizer):
+    """Fused SGD creates its momentum buffers uninitialised on the first step and fills
+    them in the kernel, which a skipped (non-finite) first step never runs. Zero buffers
+    give the same first update (buffer = momentum * 0 + grad)."""
+    for group in optimizer.param_groups:
+        if group["momentum"] > 0:
+            for p in group["params"]:
+                optimizer.state[p].setdefault("momentum_buffer", torch.zeros_like(p, memory_format=torch.preserve_format))
+
+
 class GuardedUpdate:
     """Backward, unscale, clip and a step that is skipped on the device when non-finite."""
 
@@ -44,6 +54,8 @@ class GuardedUpdate:
         self.fp16 = precision == "fp16"
         self.fused = getattr(optimizer, "_step_supports_amp_scaling", False)
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        if self.fused and isinstance(optimizer, torch.optim.SGD):
+            _zero_momentum_buffers(optimizer)
         self.count = torch.zeros((), dtype=torch.long, device=device)
         self.first_step = torch.zeros((), dtype=torch.long, device=device)
         self.first_loss = torch.zeros((), device=device)
