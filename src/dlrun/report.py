@@ -66,11 +66,12 @@ def render(summary, config, per_class=None, history=None, plot_files=()):
     sections = [
         f"<h1>dlrun run <span class=\"status {html.escape(summary['status'])}\">{html.escape(summary['status'])}</span></h1>",
         "<h2>Summary</h2>", _pairs(overview),
-        "<h2>Test metrics</h2>" + ("" if not summary.get("cv") else " (mean over folds)"),
+        "<h2>Test metrics (mean over folds)</h2>" if summary.get("cv") else "<h2>Test metrics</h2>",
         _pairs(test) if test else "<p>No test metrics (no test split).</p>",
     ]
     if summary.get("cv"):
-        stats = {k: f"{v['mean']:.4f} ± {v['std']:.4f}" for k, v in summary["cv"].items()}
+        label = {"best_value": f"best {monitor.get('name')}"}
+        stats = {label.get(k, k): f"{v['mean']:.4f} ± {v['std']:.4f}" for k, v in summary["cv"].items()}
         sections += [f"<h2>Cross-validation: {len(summary['folds'])} folds</h2>", _pairs(stats),
                      "<p>Each fold is a whole run with its own report in <code>fold_&lt;i&gt;/report.html</code>.</p>",
                      _table(summary["folds"])]
