@@ -54,6 +54,17 @@ CASES = {
     "step size zero": (["scheduler=step", "scheduler.step_size=0"], "scheduler.step_size=0 is out of range"),
     "plots not a list": (["plots=curves"], "plots=curves must be a list: plots=[curves]"),
     "plugins not a list": (["plugins=my_components"], "plugins=my_components must be a list"),
+    "negative width": (["model.hidden_sizes=[-5]"], "model.hidden_sizes=[-5] is out of range: -5 is not allowed; "
+                                                    "it must be a list of integers >= 1"),
+    "zero channels": (["model=cnn", "model.channels=[8,0]"], "model.channels=[8, 0] is out of range: 0 is not allowed"),
+    "two image channels": (["dataset=image_folder", "dataset.root=x", "dataset.channels=2"],
+                           "dataset.channels=2 is not allowed; it must be one of 1, 3"),
+    "image size zero": (["dataset=image_folder", "dataset.root=x", "dataset.image_size=0"],
+                        "dataset.image_size=0 is out of range: 0 is not allowed"),
+    "value without a key": (["=0.1"], "'=0.1' has no key before '=': write key=value"),
+    "option without a value": (["model="], "model= gives no value. Choose one of: cnn, logistic"),
+    "option in capitals": (["model=CNN"], "model=CNN is not known. Did you mean 'cnn'?"),
+    "dataset in capitals": (["dataset=MNIST"], "Did you mean 'mnist'?"),
 }
 
 
@@ -105,6 +116,19 @@ def test_stock_hydra_launchers_and_logging_are_accepted():
 def test_full_traceback_on_request(cli):
     proc = cli(*SMOKE, "optimizer.lr=0", env={"HYDRA_FULL_ERROR": "1"}, check=False)
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "ConfigError" in proc.stderr
+
+
+@pytest.mark.parametrize("content,message", [
+    ({"format": 2, "model": {}}, "is a dlrun checkpoint of format 2; this dlrun"),
+    ({"weight": torch.zeros(2, 2)}, "holds only a model's weights (a state_dict), not a dlrun checkpoint"),
+    ([1, 2], "is a PyTorch file holding a list, not a dlrun checkpoint"),
+], ids=["newer format", "state_dict", "other data"])
+def test_a_pytorch_file_that_is_not_a_checkpoint_says_what_it_is(tmp_path, content, message):
+    torch.save(content, tmp_path / "file.pt")
+    for task in ("train", "eval"):
+        with pytest.raises(DlrunError) as raised:
+            dlrun.run([*SMOKE, f"task={task}", f"ckpt_path={tmp_path / 'file.pt'}"], run_dir=tmp_path / "run")
+        assert message in str(raised.value) and not (tmp_path / "run").exists()
 
 
 def test_unwritable_output_directory(cli, tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from dlrun import __version__
 from dlrun.artifacts import atomic_write
 from dlrun.errors import DlrunError
 from dlrun.layout import RunDir
@@ -74,8 +75,7 @@ def load(path, map_location="cpu"):
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
         raise DlrunError(f"{path} is truncated or not a PyTorch checkpoint ({_reason(exc)}).") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
-        raise DlrunError(f"{path} is a PyTorch file but not a dlrun checkpoint (no model state or format tag).")
+    _check_format(state, path)
     if "checksum" in state and state["checksum"] != checksum(state):
         raise DlrunError(f"{path} is corrupted: its tensors do not match the checksum written with them. Use "
                          f"another checkpoint of the run (best.pt or last.pt) or a copy of this one.")
@@ -116,6 +116,20 @@ def check_same_model_and_data(state, config, path):
         raise DlrunError(
             f"ckpt_path={path} was trained with other settings than this run asks for ({'; '.join(changed[:3])}). "
             f"A resume continues the same model, data and optimizer state: drop those overrides, or start a new run.")
+
+
+def _check_format(state, path):
+    """A dlrun checkpoint of this format, or one line on what the file is instead."""
+    if isinstance(state, dict) and state.get("format") == FORMAT and "model" in state:
+        return
+    if isinstance(state, dict) and "format" in state:
+        raise DlrunError(f"{path} is a dlrun checkpoint of format {state['format']!r}; this dlrun "
+                         f"({__version__}) reads format {FORMAT}. Use the dlrun version that wrote it.")
+    if isinstance(state, dict) and state and all(torch.is_tensor(v) for v in state.values()):
+        raise DlrunError(f"{path} holds only a model's weights (a state_dict), not a dlrun checkpoint: resuming "
+                         f"and evaluating need the run's record (config, optimizer, preprocessing) that dlrun "
+                         f"writes in checkpoints/last.pt and best.pt.")
+    raise DlrunError(f"{path} is a PyTorch file holding a {type(state).__name__}, not a dlrun checkpoint.")
 
 
 def _reason(exc):

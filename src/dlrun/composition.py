@@ -46,12 +46,20 @@ def compose(overrides=(), config_dir=None, multirun=False):
     `config_dir` is a user's --config-dir (searched before the shipped configs).
     With `multirun`, every option of a swept group is composed once."""
     overrides = list(overrides)
+    _check_keys_given(overrides)
     probes = _probes(overrides) if multirun else [overrides]
     cfg = None
     for probe in probes:
         composed = _compose_one(probe, config_dir)
         cfg = cfg or composed
     return cfg
+
+
+def _check_keys_given(overrides):
+    """`=0.1` (a key lost in the shell, or a stray space) names no key; Hydra would fail on its value's type."""
+    for override in overrides:
+        if override.startswith("="):
+            raise ConfigError(f"'{override}' has no key before '=': write key=value, e.g. optimizer.lr{override}.")
 
 
 def _compose_one(overrides, config_dir):
@@ -106,7 +114,7 @@ def _translate(exc, overrides, config_dir):
     """One line for Hydra's multi-line composition errors."""
     message = str(exc)
     if isinstance(exc, MissingConfigException) and exc.options:
-        found = re.search(r"Could not find '([^']+)/([^'/]+)'", message)
+        found = re.search(r"Could not find '([^']+)/([^'/]*)'", message)
         if found:
             return unknown_choice(found.group(1).replace("/", "."), found.group(2), exc.options)
     found = re.search(r"Could not (?:override|append to|delete from) '([^']+)'", message)

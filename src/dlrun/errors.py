@@ -22,11 +22,13 @@ def first_line(exc):
 
 
 def closest(word, choices):
-    """The choice closest to `word` (one that begins with it first), or None."""
-    choices = sorted(str(c) for c in choices)
-    close = [c for c in choices if c.startswith(str(word))] or difflib.get_close_matches(str(word), choices, n=1,
-                                                                                           cutoff=0.6)
-    return close[0] if close else None
+    """The choice closest to `word` (one that begins with it first), or None; case is ignored
+    (`model=CNN` finds `cnn`)."""
+    by_folded = {str(c).lower(): str(c) for c in sorted(choices, key=str)}
+    word = str(word).lower()
+    close = ([c for c in by_folded if c.startswith(word)] if word else []) or \
+        difflib.get_close_matches(word, list(by_folded), n=1, cutoff=0.6)
+    return by_folded[close[0]] if close else None
 
 
 def did_you_mean(word, choices, prefix=""):
@@ -38,4 +40,6 @@ def did_you_mean(word, choices, prefix=""):
 def unknown_choice(key, value, choices):
     """The message for a value that is not one of `choices`."""
     listed = ", ".join(sorted(str(c) for c in choices))
+    if value == "":
+        return f"{key}= gives no value. Choose one of: {listed}."
     return f"{key}={value!s} is not known.{did_you_mean(value, choices)} Choose one of: {listed}."

@@ -67,7 +67,7 @@ class Registry:
     def check(self, spec):
         """Fail now, before any work, on an unknown name or argument in `spec`."""
         builder, args = self.resolve(spec)
-        _check_arguments(builder, args, self.context, self.kind)
+        _check_arguments(builder, args, self.context, self.kind, _label(spec))
 
     def build(self, spec, **context):
         """Call the builder named by `spec` with its arguments plus `context`.
@@ -76,7 +76,12 @@ class Registry:
         only the parameters a builder declares are passed to it.
         """
         builder, args = self.resolve(spec)
-        return call_with_known(builder, args, context, self.kind)
+        return call_with_known(builder, args, context, self.kind, _label(spec))
+
+
+def _label(spec):
+    """How the user named a component: its registered name or its _target_."""
+    return spec.get("name") or spec.get("_target_")
 
 
 def import_target(path, kind):
@@ -87,13 +92,13 @@ def import_target(path, kind):
         raise ConfigError(f"{kind}._target_={path} cannot be imported: {exc}") from None
 
 
-def call_with_known(builder, args, context, kind):
+def call_with_known(builder, args, context, kind, label=None):
     """Call `builder(**args, **context)`, checking argument names first.
 
     Unknown config arguments are an error (they are typos); context entries the
     builder does not declare are simply not passed.
     """
-    params = _check_arguments(builder, args, context, kind)
+    params = _check_arguments(builder, args, context, kind, label)
     if params is None:
         return builder(**args)
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -101,7 +106,7 @@ def call_with_known(builder, args, context, kind):
     return builder(**args, **extra)
 
 
-def _check_arguments(builder, args, provided, kind):
+def _check_arguments(builder, args, provided, kind, label=None):
     """Every config argument must be a parameter of `builder`; returns its parameters
     (None for a callable whose signature Python cannot read, e.g. some builtins)."""
     try:
@@ -114,7 +119,7 @@ def _check_arguments(builder, args, provided, kind):
     if unknown:
         allowed = [k for k in params if k not in provided]
         raise ConfigError(
-            f"{kind}.{unknown[0]} is not an argument of {kind} '{getattr(builder, '__name__', builder)}'."
+            f"{kind}.{unknown[0]} is not an argument of {kind} '{label or getattr(builder, '__name__', builder)}'."
             f"{did_you_mean(unknown[0], allowed)} Its arguments: {', '.join(allowed) or 'none'}."
         )
     return params

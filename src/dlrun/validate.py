@@ -23,7 +23,8 @@ def _is_number(value, kind):
     return kind is float or isinstance(value, int)
 
 
-# key: (kind, test, allowed) - kind is int, float, "choice" or "fraction"; optional keys are skipped when absent.
+# key: (kind, test, allowed) - kind is int, float or "sizes" (an integer or a list of them, each tested);
+# a key that the composed config does not have (another model's, another dataset's) is skipped.
 RANGES = {
     "seed": (int, lambda v: 0 <= v < 2**63, "in [0, 2**63)"),
     "trainer.max_epochs": (int, lambda v: v >= 1, ">= 1"),
@@ -51,6 +52,14 @@ RANGES = {
     "loss.gamma": (float, lambda v: v >= 0, ">= 0"),
     "scheduler.gamma": (float, lambda v: v > 0, "> 0"),
     "scheduler.step_size": (int, lambda v: v >= 1, ">= 1"),
+    "model.hidden_sizes": ("sizes", lambda v: v >= 1, "a list of integers >= 1"),
+    "model.channels": ("sizes", lambda v: v >= 1, "a list of integers >= 1"),
+    "model.widths": ("sizes", lambda v: v >= 1, "a list of integers >= 1"),
+    "model.hidden": (int, lambda v: v >= 0, ">= 0"),
+    "model.kernel_size": (int, lambda v: v >= 1, ">= 1"),
+    "dataset.image_size": ("sizes", lambda v: v >= 1, "integers >= 1"),
+    "dataset.size": (int, lambda v: v >= 1, ">= 1"),
+    "dataset.n_samples": (int, lambda v: v >= 1, ">= 1"),
 }
 
 CHOICES = {
@@ -61,6 +70,7 @@ CHOICES = {
     "regularization.grad_clip.mode": (None, "norm", "value"),
     "export": (None, "torchscript", "onnx"),
     "logger": ("csv", "tensorboard"),
+    "dataset.channels": (1, 3),
 }
 
 
@@ -74,6 +84,9 @@ def check_config(cfg):
         value = _select(cfg, key)
         if value == "__absent__" or (value is None and "null" in allowed):
             continue
+        if kind == "sizes":
+            _check_sizes(key, value, test, allowed)
+            continue
         if not _is_number(value, kind) or not math.isfinite(value):
             what = "an integer" if kind is int else "a finite number"
             raise ConfigError(f"{key}={value!r} is not {what}; it must be {what} {allowed}.")
@@ -82,6 +95,8 @@ def check_config(cfg):
     for key, options in CHOICES.items():
         value = _select(cfg, key)
         if value != "__absent__" and value not in options:
+            if all(isinstance(o, int) for o in options):
+                raise ConfigError(f"{key}={value} is not allowed; it must be one of {', '.join(map(str, options))}.")
             raise ConfigError(unknown_choice(key, value, ["null" if o is None else o for o in options]))
     for key in ("plots", "plugins"):
         if isinstance(cfg[key], str):
@@ -103,6 +118,19 @@ def check_config(cfg):
     if cfg.task == "eval" and not cfg.ckpt_path:
         raise ConfigError("task=eval needs ckpt_path=<checkpoint file or run directory>.")
     _check_monitor_syntax(cfg.trainer.monitor)
+
+
+def _check_sizes(key, value, test, allowed):
+    """An integer or a list of integers (widths, sizes), each passing `test`."""
+    values = list(value) if OmegaConf.is_list(value) or isinstance(value, (list, tuple)) else [value]
+    for item in values:
+        if not _is_number(item, int) or not test(item):
+            raise ConfigError(f"{key}={_shown(value)} is out of range: {_shown(item)} is not allowed; "
+                              f"it must be {allowed}.")
+
+
+def _shown(value):
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
 def _check_monitor_syntax(monitor):
