@@ -3,26 +3,18 @@
 import os
 import random
 import signal
-import subprocess
 import time
 
 import pytest
 import torch
 
-from conftest import DLRUN, SMOKE, summary_of
+from conftest import SMOKE, start, summary_of
 
 pytestmark = pytest.mark.slow
 
 # Long enough to interrupt: small batches, many epochs, no early stopping.
 LONG = ["trainer.progress=false", "plots=[]", "report=false", "trainer.batch_size=16", "trainer.max_epochs=6",
         "trainer.early_stopping.enabled=false", "model.hidden_sizes=[512,256]"]
-
-
-def start(cli, *args):
-    env = {**os.environ, "DLRUN_OUTPUTS": str(cli.outputs), "OMP_NUM_THREADS": "1"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.Popen([str(DLRUN), *args], cwd=cli.cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
 
 
 def wait_for(path, timeout=120):
@@ -103,7 +95,7 @@ def test_csv_with_missing_values_is_refused(cli):
     (cli.cwd / "d.csv").write_text("a,b,y\n1,2,0\nnan,3,1\n4,,0\n")
     proc = cli(*SMOKE, "dataset=csv", "dataset.path=d.csv", "dataset.target=y", check=False)
     assert proc.returncode == 2
-    assert "column(s) a have missing or non-finite values" in " ".join(proc.stderr.split())
+    assert "column 'a' has a missing value ('nan') on line 3" in " ".join(proc.stderr.split())
 
 
 def test_sigterm_mid_epoch_saves_exact_position_and_resume_matches(cli):

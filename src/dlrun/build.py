@@ -41,10 +41,17 @@ def load_components(cfg):
     import_plugins(cfg.plugins)
 
 
-def dataset(cfg):
+def raw_dataset(cfg):
+    """What the dataset builder returns, before any split."""
     raw = datasets.DATASETS.build(plain(cfg.dataset))
     if not isinstance(raw, datasets.Data):
         raise ConfigError(f"dataset builder returned {type(raw).__name__}, not dlrun.data.Data.")
+    return raw
+
+
+def dataset(cfg, raw=None):
+    """The split, prepared dataset (of `raw` when the builder's data is at hand already)."""
+    raw = raw_dataset(cfg) if raw is None else raw
     cv_fold = (cfg.cv.folds, cfg.cv.fold, cfg.cv.stratified) if cfg.cv.fold is not None else None
     return datasets.prepare(raw, cfg.split, cv_fold=cv_fold, seed=cfg.seed)
 

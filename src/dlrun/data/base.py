@@ -9,7 +9,7 @@ from dlrun.data.split import split_indices
 from dlrun.errors import ConfigError
 from dlrun.registry import Registry
 
-DATASETS = Registry("dataset", builtins=["dlrun.data.tabular", "dlrun.data.vision"], handled=["threshold"])
+DATASETS = Registry("dataset", builtins=["dlrun.data.tabular", "dlrun.data.csv_file", "dlrun.data.vision"], handled=["threshold"])
 TASKS = ("multiclass", "binary", "regression")
 
 
@@ -99,12 +99,14 @@ def prepare(data, split, cv_fold=None, seed=0):
     if data.task not in TASKS:
         raise ConfigError(f"dataset task '{data.task}' is not known. Choose one of: {', '.join(TASKS)}.")
     y_all = _labels(data.task, data.y)
+    if data.task != "regression":
+        _check_classes(y_all, data.class_names)
     stratify = split.strategy == "stratified" and data.task != "regression"
     has_test = data.x_test is not None
     train_rows, val_rows, test_rows = split_indices(
         y_all.numpy() if data.task != "regression" else np.zeros(len(y_all)),
         val=split.val, test=0.0 if has_test else split.test,
-        stratified=stratify, seed=seed, cv_fold=cv_fold,
+        stratified=stratify, seed=seed, cv_fold=cv_fold, names=data.class_names,
     )
     x_all = data.x if isinstance(data.x, torch.utils.data.Dataset) else _as_tensor(data.x)
     train, val = _part(x_all, y_all, train_rows), _part(x_all, y_all, val_rows)
@@ -131,6 +133,15 @@ def prepare(data, split, cv_fold=None, seed=0):
             f"{len(prepared.val)} validation rows; both must be non-empty."
         )
     return prepared
+
+
+def _check_classes(y, names):
+    """Classification needs rows of at least two classes (one class trains to a constant and has no metrics)."""
+    present = torch.unique(y).tolist()
+    if len(present) < 2:
+        only = names[present[0]] if names and present and present[0] < len(names) else present[0]
+        raise ConfigError(f"the dataset's {len(y)} rows all belong to one class ({only}); classification needs "
+                          f"at least two. Check the data (or dataset.target), or use dataset.task=regression.")
 
 
 def _part(x, y, rows):

@@ -97,6 +97,34 @@ def fake(size=600, image_size=(3, 32, 32), num_classes=10, seed=0):
                 mean=(0.5,) * channels, std=(0.5,) * channels, image=True)
 
 
+def _check_images(root, paths):
+    """Every file must be an image PIL can identify (it reads only the header: fast even
+    for large folders), so that a stray file is named now, not as a crash mid-epoch."""
+    from PIL import Image, UnidentifiedImageError
+
+    bad = []
+    for path in paths:
+        try:
+            with Image.open(path):
+                pass
+        except (UnidentifiedImageError, OSError):
+            bad.append(path)
+    if bad:
+        raise DlrunError(f"dataset.root={root}: {len(bad)} of {len(paths)} files are not readable images, "
+                         f"the first is {bad[0]}; remove or replace them.")
+
+
+def _load_image(path):
+    """ImageFolder's loader, naming the file when its data cannot be decoded (a truncated file)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except OSError as exc:
+        raise DlrunError(f"image {path} cannot be decoded ({exc}); remove or replace it.") from None
+
+
 @DATASETS.register("image_folder")
 def image_folder(root, image_size=64, channels=3):
     """A class-per-sub-folder image directory, streamed through a DataLoader."""
@@ -111,8 +139,9 @@ def image_folder(root, image_size=64, channels=3):
         steps.append(transforms.Grayscale(1))
     steps.append(transforms.ToTensor())
     try:
-        dataset = ImageFolder(str(folder), transform=transforms.Compose(steps))
+        dataset = ImageFolder(str(folder), transform=transforms.Compose(steps), loader=_load_image)
     except (FileNotFoundError, RuntimeError) as exc:
         raise DlrunError(f"dataset.root={root}: {exc}") from None
+    _check_images(root, [path for path, _ in dataset.samples])
     return Data(x=dataset, y=dataset.targets, class_names=list(dataset.classes),
                 mean=(0.5,) * channels, std=(0.5,) * channels, image=True)

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from dlrun.errors import ConfigError, unknown_choice
+from dlrun.errors import ConfigError, first_line, unknown_choice
 from dlrun.registry import Registry
 
 MODELS = Registry("model", builtins=["dlrun.models.mlp", "dlrun.models.cnn", "dlrun.models.resnet"],
@@ -47,11 +47,42 @@ def initialize(model, scheme):
 
 
 def build(spec, input_shape, num_outputs):
-    """Build the model named by `spec` and apply its `init` scheme."""
-    model = MODELS.build(spec, input_shape=tuple(input_shape), num_outputs=num_outputs)
+    """Build the model named by `spec`, check that it takes the data's inputs, and apply its `init` scheme."""
+    input_shape, name = tuple(input_shape), spec.get("name") or spec.get("_target_")
+    try:
+        model = MODELS.build(spec, input_shape=input_shape, num_outputs=num_outputs)
+    except (RuntimeError, ValueError, IndexError) as exc:  # e.g. a layer size that the input shape makes <= 0
+        raise ConfigError(_misfit(name, input_shape, exc)) from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model builder returned {type(model).__name__}, not a torch.nn.Module.")
+    check_fits(model, name, input_shape, num_outputs)
     return initialize(model, spec.get("init", "default"))
+
+
+def check_fits(model, name, input_shape, num_outputs):
+    """One forward pass of a batch of two zero inputs, before anything is written: an image
+    model on tabular data, or a model whose output is not (batch, num_outputs), is refused
+    now rather than after the run started. Eval mode, no gradients: no state changes (lazy
+    layers are materialised, as the first batch would)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, *input_shape))
+    except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+        raise ConfigError(_misfit(name, input_shape, exc)) from None
+    finally:
+        model.train(was_training)
+    shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+    if shape != (2, num_outputs):
+        raise ConfigError(f"model={name} returns {shape} for a batch of 2 inputs of shape {input_shape}; "
+                          f"dlrun needs a tensor of shape (2, {num_outputs}) (batch, outputs) for this dataset.")
+
+
+def _misfit(name, input_shape, exc):
+    hint = (" An image model needs image data (channels, height, width); for tabular data use model=mlp or "
+            "model=logistic." if len(input_shape) == 1 else "")
+    return f"model={name} does not fit this dataset's inputs of shape {input_shape}: {first_line(exc)}.{hint}"
 
 
 def embeddings(model, x):
