@@ -31,6 +31,14 @@ def cli(tmp_path):
     return run
 
 
+def start(cli, *args):
+    """`dlrun ARGS` started in the background (for signals), in the cli fixture's directories."""
+    env = {**os.environ, "DLRUN_OUTPUTS": str(cli.outputs), "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.Popen([str(DLRUN), *args], cwd=cli.cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
 def run_dirs(outputs):
     """Run directories (those with a summary.json) under `outputs`, oldest first."""
     return sorted((p.parent for p in Path(outputs).rglob("summary.json")), key=lambda p: p.stat().st_mtime)

@@ -66,6 +66,7 @@ def run(overrides=(), run_dir=None, config_dir=None):
     overrides, planned = config.plan_run(list(overrides))
     cfg = compose(overrides, config_dir)
     run_dir = Path(run_dir) if run_dir else planned or config.new_run_dir()
+    config.check_writable(run_dir, "run_dir")
     with job.record_kept_unless_started(run_dir):
         return _run_in(cfg, overrides, run_dir)
 

@@ -1,6 +1,7 @@
 """Files of a run directory, each written atomically: a temporary file in the
 same directory, flushed and fsynced, then renamed into place. A kill during a
-write leaves the previous version, never a truncated file."""
+write leaves the previous version, never a truncated file, and a failed write
+(a full disk) is one line naming the file and the reason."""
 
 import csv
 import io
@@ -10,18 +11,36 @@ import os
 import tempfile
 from pathlib import Path
 
+from dlrun.errors import DlrunError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+class WriteError(DlrunError):
+    """A file of the run could not be written (no space left, permissions): the run fails."""
+
+
 def atomic_write(path, write):
-    """Call `write(binary_file)` on a temporary file, then rename it to `path`."""
+    """Call `write(binary_file)`, then put the bytes at `path` through a temporary file.
+
+    `write` fills a memory buffer first: writers such as torch.save report a full disk
+    as an opaque RuntimeError, while a plain write raises the OS's own reason."""
     path = Path(path)
+    buffer = io.BytesIO()
+    write(buffer)
+    try:
+        _replace(path, buffer.getbuffer())
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {(exc.strerror or str(exc)).lower()}.") from None
+
+
+def _replace(path, data):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            write(handle)
+            handle.write(data)
             os.fchmod(handle.fileno(), 0o666 & ~_UMASK)  # mkstemp makes files private; use normal permissions
             handle.flush()
             os.fsync(handle.fileno())

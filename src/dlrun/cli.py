@@ -8,6 +8,7 @@ entry point imports torch only inside the task function, so `--help`,
 """
 
 import contextlib
+import logging
 import os
 import shutil
 import sys
@@ -65,6 +66,11 @@ def prepare_argv(argv):
         if run_dir is None:
             run_dir = reserved = config.new_run_dir(multirun)
         overrides.append(f"{key}={config.quote(run_dir)}")
+    try:
+        config.check_writable(user_dir or run_dir, key)
+    except DlrunError:
+        _remove_if_empty(reserved)
+        raise
     return flags + overrides, reserved
 
 
@@ -77,6 +83,7 @@ def _hydra_main(cfg):
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    logging.raiseExceptions = False  # run.log on a full disk: the run's own error says so, once, not per line
     if argv[:1] == ["list"]:
         from dlrun.listing import main as listing
 

@@ -3,7 +3,9 @@
 Nothing here imports torch: `dlrun --help` and `dlrun --cfg job` stay fast.
 """
 
+import contextlib
 import os
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -44,6 +46,25 @@ def reserve_dir(base):
         raise DlrunError(f"cannot create the output directory {base}: {exc.strerror}. Set DLRUN_OUTPUTS or "
                          f"hydra.run.dir to a writable directory.") from None
     raise DlrunError(f"too many runs in {base.parent} within one second.")
+
+
+def check_writable(folder, key):
+    """Create `folder` and write a block in it, or one line now (not Hydra's traceback later):
+    a path under /proc, a read-only place or a full disk is refused before anything is made."""
+    folder = Path(folder).expanduser().absolute()
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder) as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        for made in missing:  # innermost first: what this check created goes again
+            with contextlib.suppress(OSError):
+                made.rmdir()
+        raise DlrunError(f"{key}={folder}: cannot write there ({(exc.strerror or str(exc)).lower()}). Choose a "
+                         f"writable directory with enough space (or set DLRUN_OUTPUTS).") from None
 
 
 def new_run_dir(multirun=False):

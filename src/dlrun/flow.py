@@ -24,13 +24,14 @@ from dlrun.trainer import Diverged, Interrupted
 log = logging.getLogger("dlrun")
 
 
-def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None):
+def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=None):
     """Run the config in `run_dir`; returns the summary (also in summary.json).
 
     The caller has run `validate.check_config` (before torch was imported);
     `job_num` is the job's number in a sweep (it picks a GPU when there are several).
     With `cv.folds > 1`, each fold is one call of this function (see cross_validate).
-    `overrides` (default: the run directory's) are recorded in checkpoints."""
+    `overrides` (default: the run directory's) are recorded in checkpoints; `raw` is the
+    dataset builder's data when the caller has it (the folds of a cross-validation)."""
     run = RunDir(run_dir)
     build.load_components(cfg)
     validate.check_components(cfg)
@@ -49,7 +50,7 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None):
     overrides = config.run_overrides(run.root) if overrides is None else overrides
     devices.seed_everything(cfg.seed + (cfg.cv.fold or 0))  # each fold its own initial weights
     summary = Summary(run.root, cfg, device)
-    data = build.dataset(cfg)
+    data = build.dataset(cfg, raw)
     validate.check_monitor(cfg.trainer.monitor, data.task)
     loop = build.loop(cfg, data, build.model(cfg, data), device, overrides)
     summary.start(data)
@@ -66,12 +67,27 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None):
             distributed.shutdown()
             return summary.finish("completed", state)
         _load_best(loop, run)
-    ev = _test(cfg, run, loop, data, state)
-    result = summary.finish("completed", state, ev.metrics if ev else None)
-    if cfg.report:
-        report.write(run.root, result, cfg, ev.per_class if ev else None, state.history)
+    try:
+        ev = _test(cfg, run, loop, data, state)
+        result = summary.conclude("completed", state, ev.metrics if ev else None)
+        if cfg.report:
+            report.write(run.root, result, cfg, ev.per_class if ev else None, state.history)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM while the results are written
+        raise _interrupted_in_results(exc, cfg, run, summary, state) from None
     distributed.shutdown()
-    return result
+    return summary.write()
+
+
+def _interrupted_in_results(signal, cfg, run, summary, state):
+    """Record a stop during evaluation, plots or report truthfully: what is done, what is not,
+    and the command that finishes it."""
+    again = (f"dlrun task=eval ckpt_path={cfg.ckpt_path}" if cfg.task == "eval"
+             else f"dlrun ckpt_path={run.root} (training is done: it only evaluates and writes the results)")
+    error = Interrupted(f"interrupted while evaluating and writing the results; the checkpoints are whole, "
+                        f"the test metrics, plots or report are incomplete. Finish with: {again}",
+                        getattr(signal, "exit_code", 130))
+    summary.finish("interrupted", state, error=error)
+    return error
 
 
 def _fit(cfg, loop, state, run, summary):
@@ -152,21 +168,25 @@ def cross_validate(cfg, run, device):
 
     Resuming (ckpt_path=<this run>) continues every fold from its last.pt (a
     completed fold at max_epochs is only evaluated again); task=eval evaluates
-    every fold's best.pt."""
+    every fold's best.pt. The data is loaded once, and a split that cannot be made
+    (more folds than rows of a class) is refused before anything is written."""
+    raw = build.raw_dataset(cfg)
+    build.dataset(_fold_config(cfg, 0, None), raw)
     summary = Summary(run.root, cfg, device)
     summary.start_cv()
     source = RunDir(config.run_dir_of(cfg.ckpt_path)) if cfg.ckpt_path else None
     overrides = config.run_overrides(run.root)
     rows, results = [], []
     for i in range(cfg.cv.folds):
-        result = job.run(_fold_config(cfg, i, source), run.fold(i).root, keep_failed=True, overrides=overrides)
+        result = job.run(_fold_config(cfg, i, source), run.fold(i).root, keep_failed=True, overrides=overrides,
+                         raw=raw)
         results.append(result)
         rows.append(_fold_row(i, result))
     artifacts.write_csv(run.folds, rows)
-    result = summary.finish_cv(rows, _mean_std(rows), results[0])
+    result = summary.conclude_cv(rows, _mean_std(rows), results[0])
     if cfg.report:
         report.write(run.root, result, cfg)
-    return result
+    return summary.write()
 
 
 def _fold_config(cfg, fold, source):

@@ -1,10 +1,13 @@
 """Graceful stop on Ctrl-C (SIGINT) and SIGTERM (what schedulers send before a kill).
 
-The first signal raises a flag that the loop reads after each step: it
-finishes the step, writes last.pt and stops. A second Ctrl-C exits at once;
-every file is written atomically, so nothing is left half-written.
+In training, the first signal raises a flag that the loop reads after each
+step: it finishes the step, writes last.pt and stops. A second Ctrl-C exits at
+once; every file is written atomically, so nothing is left half-written.
+Outside training (loading data, evaluating, plotting) both signals raise where
+the program is, so that the run records what was done.
 """
 
+import contextlib
 import signal
 import threading
 
@@ -39,3 +42,29 @@ class StopFlag:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside the training loop: raised like Ctrl-C's KeyboardInterrupt."""
+
+    exit_code = EXIT_CODES[signal.SIGTERM]
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated("SIGTERM")
+
+
+@contextlib.contextmanager
+def stops_raise():
+    """Inside this block Ctrl-C raises KeyboardInterrupt and SIGTERM raises Terminated (even
+    where the shell started dlrun with SIGINT ignored, as it does for background jobs)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig, handler in
+                ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, _raise_terminated))}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -16,6 +16,7 @@ from omegaconf import open_dict
 
 from dlrun import artifacts, console, validate
 from dlrun.errors import DlrunError, first_line
+from dlrun.interrupt import stops_raise
 from dlrun.layout import RunDir
 
 log = logging.getLogger("dlrun")
@@ -33,10 +34,11 @@ def run(cfg, run_dir, keep_failed=False, **flow_args):
         validate.check_config(cfg)
         from dlrun.flow import execute
 
-        return execute(cfg, run_dir, **flow_args)
-    except KeyboardInterrupt:  # a second Ctrl-C: out at once; every file on disk is whole (atomic writes)
-        _fail(KeyboardInterrupt("interrupted twice: stopped at once, last.pt is the last saved position"),
-              run_dir, keep=True, status="interrupted")
+        with stops_raise():
+            return execute(cfg, run_dir, **flow_args)
+    except KeyboardInterrupt:  # a second Ctrl-C in training, or a stop before the start; every file is whole
+        _fail(KeyboardInterrupt("interrupted twice: stopped at once; checkpoints/last.pt is the last saved "
+                                "position"), run_dir, keep=keep_failed, status="interrupted")
         raise
     except BaseException as exc:
         _fail(exc, run_dir, keep=keep_failed, status=getattr(exc, "status", "failed"))
@@ -63,8 +65,9 @@ def run_from_hydra(cfg):
     try:
         summary = run(cfg, run_dir, keep_failed=multirun, job_num=hydra_cfg.job.num if multirun else None,
                       show_config=cfg.trainer.progress and not multirun)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        _say_stopped(run_dir)
+        sys.exit(getattr(exc, "exit_code", 130))
     except DlrunError as exc:
         console.error(str(exc))
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -80,6 +83,16 @@ def run_from_hydra(cfg):
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports
         console.summary_table(summary)
     return summary["objective"]
+
+
+def _say_stopped(run_dir):
+    """One line after a stop that did not wait for the run to save (a second Ctrl-C)."""
+    file = RunDir(run_dir).summary
+    record = artifacts.read_json(file) if file.is_file() else {}
+    if record.get("status") == "interrupted":
+        console.error(f"{record.get('error')}. Resume with: dlrun ckpt_path={run_dir}")
+    else:
+        console.error("stopped before the run started; nothing was kept.")
 
 
 def _resume_job(cfg, run_dir):
@@ -104,7 +117,7 @@ def _fail(exc, run_dir, keep=False, status="failed"):
     summary_file = RunDir(run_dir).summary
     if not summary_file.is_file():
         if keep:
-            artifacts.write_json(summary_file, {"status": status, "error": message, "run_dir": str(run_dir)})
+            _record(summary_file, {"status": status, "error": message, "run_dir": str(run_dir)})
         else:
             _remove_unstarted(run_dir)
         return
@@ -112,8 +125,17 @@ def _fail(exc, run_dir, keep=False, status="failed"):
     if summary.get("status") != "running":
         return  # not started (a refused resume) or already recorded by the flow: the record stays as it is
     summary.update(status=status, error=message)
-    artifacts.write_json(summary_file, summary)
+    _record(summary_file, summary)
     log.error("%s", exc)
+
+
+def _record(file, summary):
+    """Write a failure record; when even that fails (a full disk), the record on disk stays
+    the last one written ("running", never "completed") and the error is still reported."""
+    try:
+        artifacts.write_json(file, summary)
+    except DlrunError as exc:
+        log.error("%s", exc)
 
 
 @contextlib.contextmanager

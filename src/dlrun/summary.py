@@ -1,7 +1,8 @@
 """summary.json: the contract that sweeps, reports and tests read.
 
 It is written when the run starts (status "running") and rewritten when it
-ends: completed, failed, diverged or interrupted.
+ends: completed, failed, diverged or interrupted. "completed" is written last,
+after every other artifact, so that it never claims more than is on disk.
 """
 
 import platform
@@ -51,13 +52,18 @@ class Summary:
     def start(self, data):
         self.data.update(problem=data.task, classes=data.class_names, sizes={
             "train": len(data.train), "val": len(data.val), "test": len(data.test)})
-        self._write()
+        self.write()
 
     def start_cv(self):
         self.data.update(problem=None, folds=[])
-        self._write()
+        self.write()
 
     def finish(self, status, state, test=None, error=None):
+        self.conclude(status, state, test, error)
+        return self.write()
+
+    def conclude(self, status, state, test=None, error=None):
+        """The final record, not yet written (see write)."""
         if error:
             self.data["error"] = first_line(error)
         best = next((row for row in state.history if row["epoch"] == state.best_epoch), {})
@@ -72,9 +78,9 @@ class Summary:
             best_val={k: v for k, v in best.items() if k.startswith("val/")},
             test=test,
         )
-        return self._write()
+        return self.data
 
-    def finish_cv(self, folds, stats, first):
+    def conclude_cv(self, folds, stats, first):
         """The parent record of a cross-validation: one row per fold, and mean/std of every
         metric; what the data is comes from the `first` fold's summary."""
         self.data.update({k: first.get(k) for k in ("problem", "classes")})
@@ -82,9 +88,9 @@ class Summary:
                          objective=stats.get("best_value", {}).get("mean"),
                          test={k.split("/", 1)[1]: v["mean"] for k, v in stats.items() if k.startswith("test/")} or None,
                          epochs_run=sum(f["epochs_run"] or 0 for f in folds))
-        return self._write()
+        return self.data
 
-    def _write(self):
+    def write(self):
         self.data["finished_at"] = datetime.now().isoformat(timespec="seconds")
         self.data["wall_time_s"] = round(time.perf_counter() - self.started, 3)
         artifacts.write_json(self.path, self.data)
