@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 EXPECTED = {
     "curves.png": (1000, 500), "lr.png": (800, 400), "confusion.png": (1200, 600), "per_class.png": (800, 600),
     "confidence.png": (800, 600), "reliability.png": (800, 600), "roc.png": (800, 600),
-    "misclassified.png": (1000, 1000), "embeddings_pca.png": (800, 600), "embeddings_tsne.png": (800, 600),
+    "misclassified.png": (1000, 1060), "embeddings_pca.png": (800, 600), "embeddings_tsne.png": (800, 600),
     "weights.png": (1200, 600),
 }
 ALL_PLOTS = "plots=[curves,lr,confusion,per_class,confidence,reliability,roc,misclassified,embeddings,weights,regression]"
@@ -54,6 +54,19 @@ def test_report_embeds_every_plot_and_the_summary(full_run):
     assert "Per class" in page and "http" not in page.replace("http://www.w3.org", "")
 
 
+def test_report_tells_the_story_in_order(full_run):
+    page = (full_run / "report.html").read_text()
+    summary = summary_of(full_run)
+    assert f"<title>digits / cnn · completed · {summary['started_at']}</title>" in page
+    assert "<pre>dlrun experiment=smoke model=cnn trainer.max_epochs=3" in page
+    assert "max_epochs (3)" in page  # why training stopped
+    order = [page.index(marker) for marker in ('alt="curves"', "<h3>Test metrics</h3>", 'alt="confusion"',
+                                               'alt="misclassified"', 'alt="embeddings pca"', "<h2>Model</h2>",
+                                               "<summary>Epochs (3)</summary>", "<summary>Config</summary>")]
+    assert order == sorted(order)
+    assert f"<td class=\"num\">{summary['model_summary']['params']}</td>" in page
+
+
 def _chromium():
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
@@ -61,18 +74,22 @@ def _chromium():
 @pytest.mark.skipif(_chromium() is None, reason="needs chromium (.ci/run installs Debian's chromium)")
 def test_report_renders_in_a_headless_browser(full_run, tmp_path):
     # A copy of the report that states in its title whether every image decoded.
+    # A copy of the report that states in its title whether every image decoded, and how wide the
+    # page is against the 1280 px window (wider means the main content overflows sideways).
     probe = (full_run / "report.html").read_text().replace(
         "</body>", "<script>window.onload = () => { const imgs = [...document.images];"
         " document.title = 'loaded ' + imgs.filter(i => i.complete && i.naturalWidth > 0).length"
-        " + '/' + imgs.length; };</script></body>")
+        " + '/' + imgs.length + ' width ' + document.documentElement.scrollWidth + '/' + window.innerWidth;"
+        " };</script></body>")
     (tmp_path / "probe.html").write_text(probe)
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=5000"]
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=5000",
+             "--window-size=1280,2400", "--hide-scrollbars"]
     dom = subprocess.run([_chromium(), *flags, "--dump-dom", f"file://{tmp_path / 'probe.html'}"],
                          capture_output=True, text=True, timeout=120).stdout
-    assert f"<title>loaded {len(EXPECTED)}/{len(EXPECTED)}</title>" in dom
+    assert f"<title>loaded {len(EXPECTED)}/{len(EXPECTED)} width 1280/1280</title>" in dom
     shot = tmp_path / "report.png"
-    subprocess.run([_chromium(), *flags, "--window-size=1200,2400", f"--screenshot={shot}",
-                    f"file://{full_run / 'report.html'}"], capture_output=True, timeout=120)
+    subprocess.run([_chromium(), *flags, f"--screenshot={shot}", f"file://{full_run / 'report.html'}"],
+                   capture_output=True, timeout=120)
     image = imread(shot)
-    assert image.shape[:2] == (2400, 1200) and image[..., :3].std() > 0.05
+    assert image.shape[:2] == (2400, 1280) and image[..., :3].std() > 0.05
     assert np.mean(image[..., :3] < 0.5) > 0.01  # text and plots, not an empty page

@@ -11,13 +11,14 @@ import logging
 import numpy as np
 from omegaconf import open_dict
 
-from dlrun import artifacts, build, checkpoint, config, console, distributed, job, report, validate
+from dlrun import artifacts, build, checkpoint, config, console, distributed, inspection, job, report, validate
 from dlrun import device as devices
 from dlrun.errors import DlrunError
 from dlrun.evaluation import evaluate, write_tables
 from dlrun.fit_policy import FitState
 from dlrun.interrupt import StopFlag
 from dlrun.layout import RunDir
+from dlrun.progress import TrainingProgress
 from dlrun.summary import Summary
 from dlrun.trainer import Diverged, Interrupted
 
@@ -36,8 +37,6 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
     build.load_components(cfg)
     validate.check_components(cfg)
     device = distributed.setup(devices.for_job(devices.select(cfg.device.name), job_num))
-    if show_config:
-        console.config_tree(cfg)
     devices.configure(cfg.device.deterministic)
     if cfg.cv.folds > 1 and cfg.cv.fold is None:
         return cross_validate(cfg, run, device)
@@ -48,12 +47,20 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
     if ckpt is not None and cfg.task == "train":
         checkpoint.check_same_model_and_data(ckpt, build.plain(cfg), cfg.ckpt_path)
     overrides = config.run_overrides(run.root) if overrides is None else overrides
+    if show_config and distributed.is_main():
+        console.show_config(cfg, overrides, device)
     devices.seed_everything(cfg.seed + (cfg.cv.fold or 0))  # each fold its own initial weights
     summary = Summary(run.root, cfg, device)
     data = build.dataset(cfg, raw)
     validate.check_monitor(cfg.trainer.monitor, data.task)
-    loop = build.loop(cfg, data, build.model(cfg, data), device, overrides)
-    summary.start(data)
+    net = build.model(cfg, data)
+    about = {"model_summary": inspection.model_summary(net, data.input_shape),
+             "data_summary": inspection.data_summary(data)}
+    loop = build.loop(cfg, data, net, device, overrides)
+    summary.start(data, about)
+    _first_look(cfg, run, data, about)
+    if cfg.task == "inspect":
+        return summary.finish("completed", FitState())
     if cfg.task == "eval":
         if not len(data.test):
             raise DlrunError("task=eval evaluates on the test split, and this config has none (split.test=0).")
@@ -71,6 +78,7 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
         ev = _test(cfg, run, loop, data, state)
         result = summary.conclude("completed", state, ev.metrics if ev else None)
         if cfg.report:
+            _phase(cfg, "writing report.html")
             report.write(run.root, result, cfg, ev.per_class if ev else None, state.history)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM while the results are written
         raise _interrupted_in_results(exc, cfg, run, summary, state) from None
@@ -99,7 +107,14 @@ def _fit(cfg, loop, state, run, summary):
     def on_epoch(state, row):
         artifacts.write_csv(run.metrics, state.history)
         log.info("epoch %d: %s", state.epoch, {k: round(v, 6) for k, v in row.items()})
-        progress.epoch(state, row, cfg.trainer.monitor)
+        progress.epoch(state, row)
+        if state.stopped_early:
+            es = cfg.trainer.early_stopping
+            note = (f"early stopping at epoch {state.epoch}: {cfg.trainer.monitor} has not improved by more than "
+                    f"{es.min_delta} for {es.patience} epochs; the best, {state.best_value:.4f}, was at epoch "
+                    f"{state.best_epoch} (checkpoints/best.pt).")
+            log.info("%s", note)
+            progress.say(note)
         if tensorboard is not None:
             for key, value in row.items():
                 if key != "epoch":
@@ -108,8 +123,8 @@ def _fit(cfg, loop, state, run, summary):
 
     log.info("training on %s from epoch %d", loop.device, state.epoch)
     try:
-        with StopFlag() as flag, console.EpochProgress(cfg.trainer.max_epochs, state.epoch,
-                                                       cfg.trainer.progress) as progress:
+        with StopFlag() as flag, TrainingProgress(cfg.trainer.max_epochs, cfg.trainer.batch_size, cfg.trainer.monitor,
+                                                  loop.task, state.epoch, _shows(cfg)) as progress:
             loop.fit(state, save, flag, on_epoch=on_epoch, on_step=progress.step)
     except Diverged as exc:
         kept = (f"checkpoints/last.pt keeps epoch {state.epoch}, the last good one." if run.checkpoint("last").is_file()
@@ -125,6 +140,30 @@ def _fit(cfg, loop, state, run, summary):
     finally:
         if tensorboard is not None:
             tensorboard.close()
+
+
+def _first_look(cfg, run, data, about):
+    """The model and data summaries, and the plots of the data, before training."""
+    if not distributed.is_main():
+        return
+    inspection.show(about["model_summary"], about["data_summary"], full=cfg.show_config == "full" or
+                    cfg.task == "inspect", enabled=cfg.show_config != "none")
+    if cfg.plots:
+        from dlrun import plots
+
+        plots.draw_data(run.plots, cfg.plots, data, cfg.regularization.augment, cfg.seed)
+
+
+def _shows(cfg):
+    """Whether this process prints progress (under torchrun, rank 0 only)."""
+    return bool(cfg.trainer.progress) and distributed.is_main()
+
+
+def _phase(cfg, text):
+    """A phase after training starts: one line in run.log and, with progress on, in the terminal."""
+    log.info("%s", text)
+    if _shows(cfg):
+        console.console.print(f"[dim]>[/] {text}", highlight=False, soft_wrap=True)
 
 
 def _tensorboard(cfg, run):
@@ -147,17 +186,20 @@ def _test(cfg, run, loop, data, state):
     export; None when there is no test split (split.test=0): then only the curves are drawn."""
     ev = None
     if len(data.test):
+        _phase(cfg, f"evaluating on the test split ({len(data.test)} samples)")
         ev = evaluate(loop, build.test_batches(cfg, data, loop.device), data)
         write_tables(run.root, ev, data.class_names, probabilities=cfg.probabilities)
     else:
-        log.info("no test split (split.test=0): the best epoch's validation metrics are the result")
+        _phase(cfg, "no test split (split.test=0): the best epoch's validation metrics are the result")
     if cfg.plots:
         from dlrun import plots
 
+        _phase(cfg, f"drawing plots into {run.plots}")
         plots.draw_all(run.plots, cfg.plots, loop, data, ev, state.history)
     if cfg.export:
         from dlrun import export
 
+        _phase(cfg, f"exporting the model ({cfg.export})")
         export.write(cfg.export, loop.model, data, run.checkpoints)
     return ev
 

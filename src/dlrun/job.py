@@ -64,7 +64,7 @@ def run_from_hydra(cfg):
             return done
     try:
         summary = run(cfg, run_dir, keep_failed=multirun, job_num=hydra_cfg.job.num if multirun else None,
-                      show_config=cfg.trainer.progress and not multirun)
+                      show_config=not multirun)
     except KeyboardInterrupt as exc:
         _say_stopped(run_dir)
         sys.exit(getattr(exc, "exit_code", 130))

@@ -13,3 +13,9 @@ def monitor_names(task):
     """Every value `trainer.monitor` may name for `task`."""
     return [f"val/{m}" for m in scalar_names(task)] + ["train/loss"] + (
         [] if task == "regression" else ["train/accuracy"])
+
+
+def shown(name, task):
+    """A metric's name as the terminal and the report show it: a regression loss is computed
+    on standardised targets (the other regression metrics are in the target's own units)."""
+    return f"{name} (standardised)" if task == "regression" and name.endswith("loss") else name

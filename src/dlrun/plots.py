@@ -136,20 +136,50 @@ def roc(true, probs, class_names):
     return fig
 
 
-def misclassified(images, true, pred, conf, class_names, total=None):
-    """A grid of wrongly classified images (values in [0, 1], shape N x C x H x W)."""
-    cols = 5
-    fig = Figure(figsize=(10, 10), dpi=DPI, layout="constrained")
-    axes = fig.subplots(cols, cols)
+def image_grid(images, titles, title):
+    """Images (values in [0, 1], N x C x H x W) in a grid sized to how many there are."""
+    n = len(images)
+    cols = min(5, max(1, int(np.ceil(np.sqrt(n)))))
+    rows = int(np.ceil(n / cols))
+    fig = Figure(figsize=(2 * cols, 2 * rows + 0.6), dpi=DPI, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols))
     for ax in axes.flat:
         ax.axis("off")
-    for i, ax in zip(range(len(images)), axes.flat):
-        image = np.asarray(images[i]).transpose(1, 2, 0)
+    for image, label, ax in zip(images, titles, axes.flat):
+        image = np.asarray(image).transpose(1, 2, 0)
         grey = image.shape[2] == 1
         ax.imshow(image[:, :, 0] if grey else image, cmap="gray" if grey else None, vmin=0, vmax=1)
-        ax.set_title(f"true {class_names[true[i]]}\npred {class_names[pred[i]]} ({conf[i]:.2f})", fontsize=8)
-    fig.suptitle(f"Misclassified examples ({min(len(images), cols * cols)} shown of {total or len(images)})")
+        ax.set_title(label, fontsize=8)
+    fig.suptitle(title)
     return fig
+
+
+def misclassified(images, true, pred, conf, class_names, total=None):
+    """The given wrongly classified images with their true and predicted class and confidence."""
+    titles = [f"true {class_names[t]}\npred {class_names[p]} ({c:.2f})" for t, p, c in zip(true, pred, conf)]
+    return image_grid(images, titles, f"Most confidently wrong ({len(images)} shown of {total or len(images)})")
+
+
+# -------------------------------------------------------------------- data
+def class_counts(counts):
+    """Rows per class in each split (`counts`: split -> class -> count), as grouped bars."""
+    splits = [s for s in counts if sum(counts[s].values())]
+    names = list(counts["train"])
+    fig, ax = _figure(size=(min(14, max(8, 0.25 * len(names) * len(splits))), 5))
+    width = 0.8 / len(splits)
+    for i, split in enumerate(splits):
+        ax.bar(np.arange(len(names)) + i * width, [counts[split][n] for n in names], width, label=split)
+    ax.set(title="Rows per class in each split", xlabel="class", ylabel="rows",
+           xticks=np.arange(len(names)) + width * (len(splits) - 1) / 2)
+    ax.set_xticklabels(names, rotation=45 if len(names) > 8 else 0)
+    ax.legend()
+    return fig
+
+
+def samples(images, labels, augment):
+    """Training images as the model sees them (after augmentation), back in [0, 1]."""
+    how = f"after augment={augment}" if augment else "no augmentation"
+    return image_grid(images, labels, f"Training samples as the model sees them ({how})")
 
 
 def embedding(points, labels, class_names, method, seed=0, limit=1000):
@@ -251,6 +281,45 @@ PLOTS = {
     "regression": lambda r: [("regression", regression(r.p.true, r.p.pred) if not r.classify else None)],
 }
 TRAINING_PLOTS = ("curves", "lr", "weights")  # the ones drawn without a test split
+DATA_PLOTS = {  # drawn before training (a look at the data), from the prepared data alone
+    "class_counts": lambda data, augment, seed: (class_counts(_split_counts(data))
+                                                 if data.task != "regression" else None),
+    "samples": lambda data, augment, seed: _samples(data, augment, seed) if data.image and data.in_memory else None,
+}
+
+NAMES = [*DATA_PLOTS, *PLOTS]  # what plots=[...] may name
+
+
+def draw_data(folder, wanted, data, augment=None, seed=0):
+    """Save the wanted plots of the data (before training); returns the file names."""
+    written = []
+    for name, draw in DATA_PLOTS.items():
+        fig = draw(data, augment, seed) if name in wanted else None
+        if fig is not None:
+            save(fig, folder / f"{name}.png")
+            written.append(f"{name}.png")
+    return written
+
+
+def _split_counts(data):
+    from dlrun.inspection import data_summary
+
+    return data_summary(data)["class_counts"]
+
+
+def _samples(data, augment, seed, count=16):
+    """The first training images through the training transform, with its own generator
+    (the run's generators are left untouched, so training is the same with or without it)."""
+    import torch
+
+    from dlrun.data.batches import DeviceTransform
+
+    generator = torch.Generator().manual_seed(seed + 3)
+    transform = DeviceTransform(torch.device("cpu"), data.mean, data.std, augment, generator)
+    images = transform.denormalize(transform(data.train.x[:count], train=True)).numpy()
+    labels = data.train.y[:count].tolist()
+    names = data.class_names or [str(i) for i in range(max(labels) + 1)]
+    return samples(images, [names[i] for i in labels], augment)
 
 
 def draw_all(folder, wanted, loop, data, ev, history, seed=0):
@@ -282,7 +351,7 @@ def _misclassified(data, p, limit=25):
     wrong = np.flatnonzero(~p.correct)
     if not len(wrong):
         return None
-    shown = wrong[:limit]
+    shown = wrong[np.argsort(-p.confidence[wrong], kind="stable")[:limit]]  # the most confident mistakes
     transform = DeviceTransform(torch.device("cpu"), data.mean, data.std)
     images = transform.denormalize(transform(data.test.x[torch.from_numpy(shown)], train=False)).numpy()
     return misclassified(images, p.true[shown], p.pred[shown], p.confidence[shown], data.class_names, len(wrong))

@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 
 from dlrun import artifacts
 from dlrun.layout import RunDir
+from dlrun.metric_names import shown
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1100px;
@@ -19,7 +20,7 @@ th { background: #f6f8fa; text-align: left; } td.num { text-align: right; font-v
 .status.failed, .status.diverged, .status.interrupted { background: #cf222e; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; border: 1px solid #d0d7de; }
 figcaption { color: #57606a; font-size: .9rem; } pre { background: #f6f8fa; padding: 1rem; overflow-x: auto; }
-.scroll { overflow-x: auto; }
+.scroll { overflow-x: auto; } details { margin: 1rem 0; } summary { cursor: pointer; font-weight: 600; }
 """
 
 
@@ -53,37 +54,98 @@ def _image(path):
             f"<figcaption>{html.escape(name)}</figcaption></figure>")
 
 
+# The story of a run, in order: what it was trained to do and how training went, the results on
+# the test split, what the model learned, then the data and the model; details last, collapsed.
+CHAPTERS = (
+    ("Training", ("curves", "lr")),
+    ("Results on the test split", ("regression", "confusion", "per_class", "confidence", "reliability", "roc",
+                                   "misclassified")),
+    ("What the model learned", ("embeddings_pca", "embeddings_tsne", "weights")),
+    ("Data", ("class_counts", "samples")),
+)
+
+
 def render(summary, config, per_class=None, history=None, plot_files=()):
+    plots = {Path(p).stem: p for p in plot_files}
+    title = f"{summary.get('dataset')} / {summary.get('model')}"
+    sections = [_header(summary, title)]
+    for chapter, stems in CHAPTERS:
+        body = [_image(plots.pop(stem)) for stem in stems if stem in plots]
+        if chapter == "Results on the test split":
+            body = _results(summary, per_class) + body
+        if chapter == "Data":
+            body += _data(summary.get("data_summary"))
+        if body:
+            sections += [f"<h2>{chapter}</h2>", *body]
+    if plots:  # a plot a plugin added
+        sections += ["<h2>More plots</h2>", *(_image(p) for p in plots.values())]
+    sections += _model(summary.get("model_summary"))
+    if history:
+        sections.append(_collapsed(f"Epochs ({len(history)})", _table(history)))
+    sections.append(_collapsed("Config", f"<pre>{html.escape(OmegaConf.to_yaml(config))}</pre>"))
+    page_title = f"{title} · {summary['status']} · {summary.get('started_at', '')}"
+    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(page_title)}</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>\n")
+
+
+def _header(summary, title):
+    status = html.escape(summary["status"])
     monitor = summary.get("monitor", {})
+    best = monitor.get("name") and shown(monitor["name"], summary.get("problem"))
     overview = {
-        "status": summary["status"], "dataset": summary.get("dataset"), "model": summary.get("model"),
+        "started": summary.get("started_at"), "stopped by": summary.get("stop_reason"),
+        "error": summary.get("error"), "evaluated checkpoint": summary.get("evaluated"),
         "problem": summary.get("problem"), "device": summary.get("device"), "epochs run": summary.get("epochs_run"),
-        f"best {monitor.get('name')}": monitor.get("best_value"), "best epoch": monitor.get("best_epoch"),
+        f"best {best}": monitor.get("best_value"), "best epoch": monitor.get("best_epoch"),
         "wall time (s)": summary.get("wall_time_s"), "run directory": summary.get("run_dir"),
     }
     overview = {k: v for k, v in overview.items() if v is not None}  # e.g. no best epoch in a CV parent
-    test = {k: v for k, v in (summary.get("test") or {}).items() if isinstance(v, (int, float))}
-    sections = [
-        f"<h1>dlrun run <span class=\"status {html.escape(summary['status'])}\">{html.escape(summary['status'])}</span></h1>",
-        "<h2>Summary</h2>", _pairs(overview),
-        "<h2>Test metrics (mean over folds)</h2>" if summary.get("cv") else "<h2>Test metrics</h2>",
-        _pairs(test) if test else "<p>No test metrics (no test split).</p>",
-    ]
+    command = " ".join(["dlrun", *summary.get("overrides", [])])
+    return (f'<h1>{html.escape(title)} <span class="status {status}">{status}</span></h1>'
+            f"<pre>{html.escape(command)}</pre>{_pairs(overview)}")
+
+
+def _results(summary, per_class):
+    problem = summary.get("problem")
+    test = {shown(k, problem): v for k, v in (summary.get("test") or {}).items() if isinstance(v, (int, float))}
+    body = [("<h3>Test metrics (mean over folds)</h3>" if summary.get("cv") else "<h3>Test metrics</h3>"),
+            _pairs(test) if test else "<p>No test metrics (no test split).</p>"]
     if summary.get("cv"):
-        label = {"best_value": f"best {monitor.get('name')}"}
+        label = {"best_value": f"best {summary.get('monitor', {}).get('name')}"}
         stats = {label.get(k, k): f"{v['mean']:.4f} ± {v['std']:.4f}" for k, v in summary["cv"].items()}
-        sections += [f"<h2>Cross-validation: {len(summary['folds'])} folds</h2>", _pairs(stats),
-                     "<p>Each fold is a whole run with its own report in <code>fold_&lt;i&gt;/report.html</code>.</p>",
-                     _table(summary["folds"])]
+        body += [f"<h3>Cross-validation: {len(summary['folds'])} folds</h3>", _pairs(stats),
+                 "<p>Each fold is a whole run with its own report in <code>fold_&lt;i&gt;/report.html</code>.</p>",
+                 _table(summary["folds"])]
     if per_class:
-        sections += ["<h2>Per class</h2>", _table(per_class)]
-    if history:
-        sections += ["<h2>Epochs</h2>", _table(history)]
-    if plot_files:
-        sections += ["<h2>Plots</h2>", *(_image(p) for p in plot_files)]
-    sections += ["<h2>Config</h2>", f"<pre>{html.escape(OmegaConf.to_yaml(config))}</pre>"]
-    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>dlrun report</title>"
-            f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>\n")
+        body += ["<h3>Per class</h3>", _table(per_class)]
+    return body
+
+
+def _data(data):
+    if not data:
+        return []
+    body = []
+    if data.get("class_counts"):
+        counts = data["class_counts"]
+        rows = [{"class": name, **{split: counts[split][name] for split in counts}} for name in counts["train"]]
+        body += ["<h3>Rows per class</h3>", _table(rows)]
+    if data.get("features"):
+        body.append(_collapsed(f"Features ({len(data['features'])}, training rows, original units)",
+                               _table(data["features"])))
+    return body
+
+
+def _model(model):
+    if not model:
+        return []
+    totals = {"parameters": model["params"], "trainable": model["trainable"], "frozen": model["frozen"],
+              "size (MB)": model["size_mb"], "input shape": str(tuple(model["input_shape"]))}
+    layers = [{**row, "output_shape": str(tuple(row["output_shape"]))} for row in model["layers"]]
+    return ["<h2>Model</h2>", _pairs(totals), _collapsed(f"Layers ({len(layers)})", _table(layers))]
+
+
+def _collapsed(summary, body):
+    return f"<details><summary>{html.escape(summary)}</summary>{body}</details>"
 
 
 def write(run_dir, summary, config, per_class=None, history=None):

@@ -49,9 +49,10 @@ class Summary:
             "versions": versions(),
         }
 
-    def start(self, data):
+    def start(self, data, about=None):
+        """The run starts: what the data is (and `about`: the model and data summaries)."""
         self.data.update(problem=data.task, classes=data.class_names, sizes={
-            "train": len(data.train), "val": len(data.val), "test": len(data.test)})
+            "train": len(data.train), "val": len(data.val), "test": len(data.test)}, **(about or {}))
         self.write()
 
     def start_cv(self):
@@ -71,6 +72,7 @@ class Summary:
             status=status,
             epochs_run=state.epoch,
             stopped_early=state.stopped_early,
+            stop_reason=_stop_reason(status, state, self.data["task"]),
             steps=state.step,
             skipped_batches=state.skipped,
             monitor={**self.data["monitor"], "best_value": state.best_value, "best_epoch": state.best_epoch},
@@ -78,6 +80,7 @@ class Summary:
             best_val={k: v for k, v in best.items() if k.startswith("val/")},
             test=test,
         )
+        self._stamp()  # the report, written before summary.json, shows the same times
         return self.data
 
     def conclude_cv(self, folds, stats, first):
@@ -88,13 +91,28 @@ class Summary:
                          objective=stats.get("best_value", {}).get("mean"),
                          test={k.split("/", 1)[1]: v["mean"] for k, v in stats.items() if k.startswith("test/")} or None,
                          epochs_run=sum(f["epochs_run"] or 0 for f in folds))
+        self._stamp()
         return self.data
 
     def write(self):
-        self.data["finished_at"] = datetime.now().isoformat(timespec="seconds")
-        self.data["wall_time_s"] = round(time.perf_counter() - self.started, 3)
+        self._stamp()
         artifacts.write_json(self.path, self.data)
         return self.data
+
+    def _stamp(self):
+        self.data["finished_at"] = datetime.now().isoformat(timespec="seconds")
+        self.data["wall_time_s"] = round(time.perf_counter() - self.started, 3)
+
+
+def _stop_reason(status, state, task):
+    """Why training ended, in words."""
+    if task != "train":
+        return None
+    if status in ("diverged", "interrupted", "failed"):
+        return f"{status} at epoch {state.epoch + (state.partial is not None)}"
+    if state.stopped_early:
+        return f"early stopping at epoch {state.epoch} (best epoch {state.best_epoch})"
+    return f"max_epochs ({state.epoch})"
 
 
 def _world_size():

@@ -63,13 +63,14 @@ RANGES = {
 }
 
 CHOICES = {
-    "task": ("train", "eval"),
+    "task": ("train", "eval", "inspect"),
     "trainer.mode": ("min", "max"),
     "split.strategy": ("stratified", "random"),
     "device.precision": ("fp32", "bf16", "fp16"),
     "regularization.grad_clip.mode": (None, "norm", "value"),
     "export": (None, "torchscript", "onnx"),
     "logger": ("csv", "tensorboard"),
+    "show_config": ("short", "full", "none"),
     "dataset.channels": (1, 3),
 }
 
@@ -173,8 +174,8 @@ def _check_tables(cfg):
     if augment is not None and augment not in AUGMENTATIONS:
         raise ConfigError(unknown_choice("regularization.augment", augment, ["null", *AUGMENTATIONS]))
     if cfg.plots:
-        from dlrun.plots import PLOTS
+        from dlrun.plots import NAMES
 
         for plot in cfg.plots:
-            if plot not in PLOTS:
-                raise ConfigError(unknown_choice("plots", plot, PLOTS))
+            if plot not in NAMES:
+                raise ConfigError(unknown_choice("plots", plot, NAMES))

@@ -64,19 +64,26 @@ def check_fits(model, name, input_shape, num_outputs):
     model on tabular data, or a model whose output is not (batch, num_outputs), is refused
     now rather than after the run started. Eval mode, no gradients: no state changes (lazy
     layers are materialised, as the first batch would)."""
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
-            out = model(torch.zeros(2, *input_shape))
+        out = trial_forward(model, input_shape)
     except (RuntimeError, ValueError, IndexError, TypeError) as exc:
         raise ConfigError(_misfit(name, input_shape, exc)) from None
-    finally:
-        model.train(was_training)
     shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
     if shape != (2, num_outputs):
         raise ConfigError(f"model={name} returns {shape} for a batch of 2 inputs of shape {input_shape}; "
                           f"dlrun needs a tensor of shape (2, {num_outputs}) (batch, outputs) for this dataset.")
+
+
+def trial_forward(model, input_shape):
+    """The output for a batch of two zero inputs, in eval mode without gradients (the
+    model's mode is restored; no state changes, except that lazy layers are materialised)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(torch.zeros(2, *input_shape))
+    finally:
+        model.train(was_training)
 
 
 def _misfit(name, input_shape, exc):

@@ -1,0 +1,109 @@
+"""A look at the model and the data before training: the model's layers with
+their output shapes for the real input shape, its parameters and size; the
+class counts of each split and, for tables, what each feature looks like.
+Both go to summary.json, run.log, the report and (briefly) the terminal."""
+
+import logging
+
+import numpy as np
+import torch
+from rich.table import Table
+
+from dlrun.console import console
+from dlrun.models.base import trial_forward
+
+log = logging.getLogger("dlrun")
+SHOWN_LAYERS = 25  # the terminal's table; summary.json and the report have every layer
+
+
+def model_summary(model, input_shape):
+    """Every leaf layer in call order with its output shape (without the batch) and own
+    parameters, and the totals: parameters (trainable and frozen) and size in MB."""
+    layers, hooks = [], []
+
+    def record(name):
+        def hook(module, inputs, output):
+            shape = list(output.shape[1:]) if torch.is_tensor(output) else type(output).__name__
+            layers.append({"layer": name, "type": type(module).__name__, "output_shape": shape,
+                           "params": sum(p.numel() for p in module.parameters(recurse=False))})
+        return hook
+
+    for name, module in model.named_modules():
+        if name and not any(module.children()):
+            hooks.append(module.register_forward_hook(record(name)))
+    try:
+        trial_forward(model, input_shape)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    params = list(model.parameters())
+    total, trainable = sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+    size = sum(t.numel() * t.element_size() for t in [*params, *model.buffers()])
+    return {"params": total, "trainable": trainable, "frozen": total - trainable, "size_mb": round(size / 2**20, 3),
+            "input_shape": list(input_shape), "layers": layers}
+
+
+def data_summary(data):
+    """Sizes and class counts of each split; per-feature statistics of the training rows of a table."""
+    summary = {"input_shape": list(data.input_shape), "task": data.task}
+    if data.task != "regression":
+        summary["class_counts"] = {split: _counts(getattr(data, split).y, data.class_names)
+                                   for split in ("train", "val", "test")}
+    if not data.image and data.in_memory and data.train.x.dim() == 2:
+        summary["features"] = _features(data)
+    return summary
+
+
+def _counts(y, names):
+    counts = np.bincount(y.view(-1).long().numpy(), minlength=len(names))
+    return {name: int(c) for name, c in zip(names, counts)}
+
+
+def _features(data):
+    """Mean, std, min and max of each feature over the training rows, in the data's own units."""
+    x = data.train.x.float()
+    mean, std = data.extra.get("feature_mean"), data.extra.get("feature_std")
+    if mean is not None:
+        x = x * std + mean
+    stats = zip(x.mean(0).tolist(), x.std(0).tolist(), x.min(0).values.tolist(), x.max(0).values.tolist())
+    return [{"feature": i, "mean": m, "std": s, "min": lo, "max": hi} for i, (m, s, lo, hi) in enumerate(stats)]
+
+
+def totals_line(model):
+    return (f"model: {model['params']:,} parameters ({model['trainable']:,} trainable, {model['frozen']:,} frozen), "
+            f"{model['size_mb']:.2f} MB, {len(model['layers'])} layers")
+
+
+def counts_line(data):
+    counts = data.get("class_counts")
+    if not counts:
+        return None
+    sizes = ", ".join(f"{split} {sum(c.values()):,}" for split, c in counts.items())
+    smallest = min(counts["train"].items(), key=lambda item: item[1])
+    return f"data: {sizes}; {len(counts['train'])} classes, the rarest in train is '{smallest[0]}' ({smallest[1]})"
+
+
+def show(model, data, full=False, enabled=True):
+    """The model and data at a glance in the terminal (the layer table with `full`), and in run.log."""
+    lines = [totals_line(model), counts_line(data)]
+    for line in filter(None, lines):
+        log.info("%s", line)
+    log.info("layers: %s", "; ".join(f"{r['layer']} {r['type']} -> {r['output_shape']} ({r['params']})"
+                                     for r in model["layers"]))
+    if not enabled:
+        return
+    if full:
+        console.print(layer_table(model))
+    for line in filter(None, lines):
+        console.print(f"[dim]>[/] {line}", highlight=False, soft_wrap=True)
+
+
+def layer_table(model, limit=SHOWN_LAYERS):
+    table = Table(title=f"model (input {tuple(model['input_shape'])})", title_justify="left")
+    for column in ("layer", "type", "output shape", "params"):
+        table.add_column(column, justify="right" if column == "params" else "left")
+    for row in model["layers"][:limit]:
+        table.add_row(row["layer"], row["type"], str(tuple(row["output_shape"])), f"{row['params']:,}")
+    if len(model["layers"]) > limit:
+        table.add_row(f"... {len(model['layers']) - limit} more (all in summary.json and the report)", "", "", "")
+    return table
