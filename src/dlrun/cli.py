@@ -8,8 +8,10 @@ entry point imports torch only inside the task function, so `--help`,
 """
 
 import contextlib
+import importlib
 import logging
 import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import hydra
 
-from dlrun import config
+from dlrun import __version__, config
 from dlrun.composition import command_line, compose
 from dlrun.errors import ConfigError, DlrunError
 from dlrun.job import record_kept_unless_started
@@ -32,6 +34,22 @@ def _flags(args):
         if value is not None:
             flags += [f"--{name.replace('_', '-')}", value]
     return flags
+
+
+SUBCOMMANDS = {"list": "dlrun.listing", "leaderboard": "dlrun.sweep"}
+
+
+def versions_line():
+    """dlrun's version and those of the parts it runs on, from package metadata (no torch import)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = [f"dlrun {__version__}"]
+    for name in ("torch", "torchvision", "hydra-core", "omegaconf"):
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name} (not installed)")
+    return ", ".join([*found, f"Python {platform.python_version()}"])
 
 
 def prepare_argv(argv):
@@ -84,19 +102,16 @@ def _hydra_main(cfg):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.raiseExceptions = False  # run.log on a full disk: the run's own error says so, once, not per line
-    if argv[:1] == ["list"]:
-        from dlrun.listing import main as listing
-
-        sys.exit(listing(argv[1:]))
+    if argv[:1] and argv[0] in SUBCOMMANDS:  # each parses its own arguments, --help included
+        sys.exit(importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:]))
     if {"--help", "-h"} & set(argv):
         from dlrun.listing import help_text
 
         print(help_text(), end="")
         sys.exit(0)
-    if argv[:1] == ["leaderboard"]:
-        from dlrun.sweep import main as leaderboard
-
-        sys.exit(leaderboard(argv[1:]))
+    if "--version" in argv:
+        print(versions_line())
+        sys.exit(0)
     try:
         argv, reserved = prepare_argv(argv)
     except DlrunError as exc:

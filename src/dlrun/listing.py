@@ -1,11 +1,15 @@
 """`dlrun list [GROUP...]`: every option of every config group with its
 arguments and defaults, read from the YAML files (fast: no torch import)."""
 
+import argparse
+import sys
+
 from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
 from dlrun.config import conf_dir
+from dlrun.errors import unknown_choice
 
 HIDDEN = {"hydra"}  # Hydra's own groups: see dlrun --hydra-help
 
@@ -41,6 +45,7 @@ Examples:
   dlrun -m model=mlp,cnn optimizer.lr=1e-3,1e-2  a sweep with a leaderboard
   dlrun ckpt_path=outputs/DATE/TIME trainer.max_epochs=40    resume a run
   dlrun task=eval ckpt_path=outputs/DATE/TIME    evaluate a checkpoint again
+  dlrun task=inspect model=cnn                   model and data summaries and data plots, no training
 
 == Config groups (group=option) ==
 {groups}
@@ -50,8 +55,13 @@ Examples:
   dlrun --cfg job [ARGS]      print the composed config without running
   dlrun leaderboard DIR...    rebuild the leaderboard of a sweep or of run directories
   dlrun --hydra-help          Hydra's own flags (-m, --config-dir, -sc for shell completion, ...)
+  dlrun --version             the versions of dlrun, torch, torchvision, hydra-core and Python
 
 Override any key with key=value. Set HYDRA_FULL_ERROR=1 for full tracebacks.
+
+Exit codes: 0 done; 1 the run failed (diverged, a write failed, data missing); 2 bad input (an unknown
+option or key, a value out of range, unusable data), nothing written; 130 stopped by Ctrl-C; 143 stopped
+by SIGTERM. A stopped run records how far it got and resumes with ckpt_path=<its directory>.
 """
 
 
@@ -79,11 +89,15 @@ def _description(path):
 
 
 def main(args):
-    wanted = args or groups()
+    """`dlrun list [GROUP...]`."""
+    parser = argparse.ArgumentParser(prog="dlrun list", description="Every option of each config group (all "
+                                     "groups by default), with its arguments, defaults and allowed values.")
+    parser.add_argument("group", nargs="*", help=f"one of: {', '.join(groups())}")
+    wanted = parser.parse_args(args).group or groups()
     console = Console()
     for group in wanted:
         if group not in groups():
-            console.print(f"[red]no config group '{group}'[/]; groups: {', '.join(groups())}")
+            print(f"dlrun list: {unknown_choice('group', group, groups())}", file=sys.stderr)
             return 2
         table = Table(title=f"{group}=", title_justify="left", show_lines=False)
         table.add_column("option", style="bold cyan")

@@ -7,6 +7,7 @@ the objective against each swept parameter, and, when only seeds differ
 between jobs of a configuration, their mean and standard deviation.
 """
 
+import argparse
 import html
 import json
 import math
@@ -213,11 +214,15 @@ class Leaderboard(Callback):
 
 def main(args):
     """`dlrun leaderboard DIR...`: rebuild the leaderboard of a sweep or of a set of run directories."""
-    if not args:
-        print("usage: dlrun leaderboard SWEEP_DIR | RUN_DIR... [--out DIR]", file=sys.stderr)
-        return 2
-    out = Path(args[args.index("--out") + 1]) if "--out" in args else None
-    paths = [a for i, a in enumerate(args) if a != "--out" and (i == 0 or args[i - 1] != "--out")]
+    parser = argparse.ArgumentParser(prog="dlrun leaderboard", description="Rebuild the leaderboard (summary.csv, "
+                                     "summary.md, leaderboard.html) of a sweep directory or of any run directories.")
+    parser.add_argument("paths", nargs="+", metavar="DIR", help="a sweep directory, or run directories")
+    parser.add_argument("--out", type=Path, help="where to write it (default: the first DIR)")
+    try:
+        parsed = parser.parse_args(args)
+    except SystemExit as exc:  # argparse's usage line and its exit code (2; 0 for --help)
+        return exc.code
+    out, paths = parsed.out, parsed.paths
     missing = [p for p in paths if not Path(p).is_dir()]
     if missing:
         print(f"dlrun leaderboard: no such directory: {missing[0]}", file=sys.stderr)

@@ -1,0 +1,125 @@
+"""What a person sees: the live training display, the phases after training,
+early stopping, the short config, the model and data summaries, task=inspect."""
+
+import shutil
+import subprocess
+import time
+
+import pytest
+import torch
+
+import dlrun
+from conftest import DLRUN, SMOKE, summary_of
+from dlrun import inspection, progress
+from dlrun.fit_policy import FitState
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_the_display_counts_epochs_from_one_and_estimates_the_whole_run(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(progress.time, "perf_counter", clock)
+    display = progress.TrainingProgress(max_epochs=3, batch_size=10, monitor="val/loss", task="multiclass")
+    fields = display.bar.tasks[0].fields
+    assert fields["epoch"] == "1/3" and fields["eta"] == "-:--:--"
+    clock.now += 2.0
+    display.step(4, 20)  # 4 of 20 batches in 2 s: 0.5 s a batch, 56 batches to go
+    assert fields["epoch"] == "1/3" and fields["eta"] == "0:00:28" and fields["speed"] == "20 samples/s"
+    state = FitState(epoch=1, best_value=0.5, best_epoch=1)
+    display.epoch(state, {"epoch": 1, "train/loss": 0.9, "val/loss": 0.5, "val/accuracy": 0.75, "seconds": 10.0})
+    assert fields["epoch"] == "2/3" and display.bar.tasks[0].completed == 0
+    assert display.bar.note == "last: train/loss 0.9000  val/loss 0.5000  val/accuracy 0.7500   best val/loss 0.5000 (epoch 1)"
+    state.epoch = 3
+    display.epoch(state, {"epoch": 3, "train/loss": 0.5, "val/loss": 0.4, "seconds": 10.0})
+    assert fields["epoch"] == "3/3"  # the last epoch stays on screen, not "4/3"
+
+
+def test_model_summary_counts_trainable_and_frozen_parameters():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 5))
+    net[0].requires_grad_(False)
+    summary = inspection.model_summary(net, (3, 8, 8))
+    assert summary["params"] == 3 * 4 * 9 + 4 + 144 * 5 + 5
+    assert summary["frozen"] == 3 * 4 * 9 + 4 and summary["trainable"] == 144 * 5 + 5
+    assert [(r["layer"], r["output_shape"]) for r in summary["layers"]] == [
+        ("0", [4, 6, 6]), ("1", [4, 6, 6]), ("2", [144]), ("3", [5])]
+    assert summary["size_mb"] == round(summary["params"] * 4 / 2**20, 3)
+    assert net.training  # the trial forward restores the mode
+
+
+def test_inspect_writes_the_summaries_and_data_plots_without_training(tmp_path):
+    summary = dlrun.run(["task=inspect", "model=cnn", "regularization=augment"], run_dir=tmp_path / "run")
+    run = tmp_path / "run"
+    assert summary["status"] == "completed" and summary["epochs_run"] == 0
+    assert sorted(p.name for p in (run / "plots").iterdir()) == ["class_counts.png", "samples.png"]
+    assert not (run / "checkpoints").exists()
+    counts = summary["data_summary"]["class_counts"]
+    assert {split: sum(c.values()) for split, c in counts.items()} == summary["sizes"]
+    model = summary["model_summary"]
+    assert model["layers"][-1] == {"layer": "head", "type": "Linear", "output_shape": [10], "params": 128 * 10 + 10}
+
+
+def test_a_table_gets_its_feature_summary_in_original_units(tmp_path):
+    summary = dlrun.run([*SMOKE, "dataset=diabetes", "task=inspect"], run_dir=tmp_path / "run")
+    features = summary["data_summary"]["features"]
+    assert len(features) == 10 and "class_counts" not in summary["data_summary"]
+    from sklearn.datasets import load_diabetes
+
+    x = load_diabetes().data
+    assert x[:, 2].min() <= features[2]["min"] < features[2]["max"] <= x[:, 2].max()  # raw units, not z-scores
+
+
+@pytest.mark.slow
+def test_the_terminal_tells_what_happens(cli):
+    proc = cli("dataset=diabetes", "trainer.max_epochs=40", "plots=[curves]", "hydra.run.dir=run")
+    out = proc.stdout
+    assert "dlrun train  dataset=diabetes  model=mlp" in out and "overrides: dataset=diabetes" in out
+    assert "early stopping at epoch" in out and "has not improved by more than 0.0 for 5 epochs" in out
+    for phase in ("> evaluating on the test split (67 samples)", "> drawing plots into", "> writing report.html"):
+        assert phase in out
+    assert "test/loss (standardised)" in out and "losses are on standardised targets" in out
+    assert "config\n" not in out and "> model: " in out  # the short config and the model's totals
+    summary = summary_of(cli.cwd / "run")
+    assert summary["stop_reason"] == f"early stopping at epoch {summary['epochs_run']} " \
+                                     f"(best epoch {summary['monitor']['best_epoch']})"
+    full = cli(*SMOKE, "show_config=full", "hydra.run.dir=full").stdout
+    assert "config\n├── task: train" in full and "┃ layer" in full
+    assert "model:" not in cli(*SMOKE, "show_config=none", "hydra.run.dir=none").stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (Debian's tmux package) to watch a real terminal")
+def test_a_person_watching_a_terminal_sees_epoch_eta_speed_and_metrics(cli, tmp_path):
+    session = f"dlrun{time.monotonic_ns()}"
+    command = f"cd {cli.cwd} && DLRUN_OUTPUTS={cli.outputs} {DLRUN} model=cnn trainer.max_epochs=3 " \
+              f"trainer.batch_size=16 plots=[] hydra.run.dir=run; sleep 60"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "150", "-y", "40", command], check=True)
+    try:
+        screens = []
+        deadline = time.time() + 180
+        while time.time() < deadline and not any("epoch 3/3" in s for s in screens):
+            screens.append(subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
+                                          text=True).stdout)
+            time.sleep(0.5)
+        during = [s for s in screens if "samples/s" in s]
+        assert any("epoch 1/3" in s and "eta 0:" in s for s in during)
+        assert any("epoch 2/3" in s and "last: train/loss" in s and "best val/loss" in s for s in during)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+
+
+def test_version_sub_command_help_and_exit_codes(cli):
+    from importlib.metadata import version
+
+    out = cli("--version").stdout
+    assert out.startswith(f"dlrun {dlrun.__version__}, torch {version('torch')}, ") and "hydra-core" in out
+    assert cli("leaderboard", "--help").stdout.startswith("usage: dlrun leaderboard [-h] [--out OUT] DIR [DIR ...]")
+    assert cli("list", "--help").stdout.startswith("usage: dlrun list [-h] [group ...]")
+    wrong = cli("list", "modle", check=False)
+    assert wrong.returncode == 2 and "group=modle is not known. Did you mean 'model'?" in wrong.stderr
+    assert "Exit codes: 0 done; 1 the run failed" in cli("--help").stdout
