@@ -130,12 +130,19 @@ def test_default_dataset_variants_run(cli):
 
 @pytest.mark.slow
 def test_cross_validation_reports_every_fold_and_mean_std(cli):
-    proc = cli(*SMOKE, "dataset=iris", "cv.folds=3", "plots=[]", "hydra.run.dir=cv")
+    proc = cli(*SMOKE, "trainer.progress=true", "dataset=iris", "cv.folds=3", "plots=[]", "hydra.run.dir=cv")
     summary = summary_of(cli.cwd / "cv")
     assert len(summary["folds"]) == 3 and summary["status"] == "completed"
     assert set(summary["cv"]["test/accuracy"]) == {"mean", "std"}
     assert all((cli.cwd / "cv" / f"fold_{i}" / "report.html").is_file() for i in range(3))
     assert "(mean ± std)" in proc.stdout and "None" not in proc.stdout
+    assert "> fold 2 of 3 (cv.fold=1) in" in proc.stdout
+    per_fold = summary["data_summary"]["class_counts_per_fold"]
+    for i in range(3):  # each fold's validation part is its own third of the same rows
+        assert per_fold[str(i)] == summary_of(cli.cwd / "cv" / f"fold_{i}")["data_summary"]["class_counts"]
+    assert sum(per_fold[str(i)]["val"]["setosa"] for i in range(3)) == sum(per_fold["0"][s]["setosa"]
+                                                                          for s in ("train", "val"))
+    assert "Rows per class in each fold" in (cli.cwd / "cv" / "report.html").read_text()
 
 
 def test_python_api_runs_and_composes(tmp_path, monkeypatch):

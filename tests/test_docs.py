@@ -6,8 +6,10 @@ import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from conftest import DLRUN, REPO
 
@@ -88,3 +90,41 @@ def test_notebook_example_runs(tmp_path):
     assert "test accuracy" in proc.stdout
     assert {p.name for p in (tmp_path / "steps").glob("*.png")} == {"curves.png", "confusion.png",
                                                                      "embeddings_pca.png"}
+
+
+def yaml_blocks():
+    """Every ```yaml block of the README and the guide, with the file it says it is (its first line)."""
+    found = []
+    for page in [REPO / "README.md", *PAGES]:
+        for block in re.findall(r"```yaml\n(.*?)```", page.read_text(), re.S):
+            first = block.splitlines()[0]
+            found.append((page.name, first.lstrip("# ").strip() if first.startswith("# conf/") else None, block))
+    return found
+
+
+@pytest.mark.parametrize("page,path,block", yaml_blocks(), ids=[f"{p}:{f}" for p, f, _ in yaml_blocks()])
+def test_every_yaml_block_is_the_shipped_file_or_composes(page, path, block, tmp_path):
+    """A block naming a shipped file says what that file holds; any other composes when pasted there."""
+    import yaml
+
+    from dlrun.composition import compose
+
+    data = yaml.safe_load(block)
+    assert path is not None, f"a YAML block in {page} does not say which file it is (# conf/<group>/<option>.yaml)"
+    shipped = REPO / path
+    if shipped.is_file():
+        assert data == yaml.safe_load(shipped.read_text()), f"{page} shows {path} other than it is"
+    group, option = Path(path).parent.name, Path(path).stem
+    (tmp_path / group).mkdir()
+    (tmp_path / group / f"{option}.yaml").write_text(block)
+    cfg = OmegaConf.to_container(compose([f"{group}={option}"], config_dir=str(tmp_path)))
+    placed = ({k: v for k, v in data.items() if k not in ("defaults", "hydra")} if "@package _global_" in block
+              else {group: data})
+    assert _within(placed, cfg), f"{path} from {page} does not compose to what it says"
+
+
+def _within(part, whole):
+    """Every key of `part` is in `whole` with the same value (dicts compared key by key)."""
+    if isinstance(part, dict):
+        return isinstance(whole, dict) and all(k in whole and _within(v, whole[k]) for k, v in part.items())
+    return part == whole

@@ -7,6 +7,7 @@ import sqlite3
 import time
 
 import pytest
+from matplotlib.image import imread
 
 from conftest import SMOKE, summary_of
 from dlrun.device import gpu_for_job
@@ -41,7 +42,10 @@ def test_grid_sweep_leaderboard_cell_by_cell(cli):
         " ".join(r["overrides"].split()[-2:]) for r in rows}
     assert (sweep / "summary.md").read_text().count("| completed |") == 4
     assert (sweep / "objective_vs_model.png").is_file() and (sweep / "objective_vs_optimizer.lr.png").is_file()
-    assert "Sweep leaderboard" in (sweep / "leaderboard.html").read_text()
+    page = (sweep / "leaderboard.html").read_text()
+    assert "objective: val/loss at the best epoch (lower is better)" in page
+    assert "<a href=" not in page  # report=false: no job has a report to link to
+    assert (sweep / "curves.png").is_file() and "<h2>Config keys that differ</h2>" in page
 
 
 def test_a_failing_job_is_a_row_and_the_sweep_exits_non_zero(cli):
@@ -139,6 +143,34 @@ def test_leaderboard_rebuilds_for_any_set_of_runs(cli):
     cli("leaderboard", "a", "b", "--out", "board")
     rows = leaderboard(cli.cwd / "board")
     assert {r["job"] for r in rows} == {"a", "b"} and rows[0]["best"] == "*"
+
+
+def test_compare_puts_any_runs_on_one_page(cli):
+    for momentum in ("0.0", "0.9"):
+        cli(*SMOKE, "plots=[]", "optimizer=sgd", f"optimizer.momentum={momentum}", f"hydra.run.dir=m{momentum}")
+    out = cli("compare", "m0.0", "m0.9").stdout
+    board = cli.outputs / "compare"
+    (page_file,) = board.rglob("leaderboard.html")
+    assert f"2 runs -> {page_file}" in out.replace("\n", "")
+    page = page_file.read_text()
+    for run in ("m0.0", "m0.9"):  # each row links to the run's own report
+        assert f'<a href="../../../../{run}/report.html">{run}</a>' in page
+    differ = page[page.index("<h2>Config keys that differ</h2>"):]
+    assert "optimizer.momentum" in differ and "model.name" not in differ
+    curves = imread(page_file.parent / "curves.png")
+    assert curves.shape[:2] == (500, 1200) and curves[..., :3].std() > 0.02
+
+
+def test_objective_plot_axes():
+    from dlrun.sweep import objective_figure
+
+    fig = objective_figure("optimizer.lr", [("0.1", 0.5, True), ("0.001", 0.9, False), ("0.01", 0.7, False)],
+                           "val/loss", "objective: val/loss (lower is better)")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_title() == "Objective vs optimizer.lr (lower is better)"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["best"]
+    fig = objective_figure("model", [("mlp", 0.5, False), ("cnn", 0.4, True)], "val/loss", "x (lower is better)")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["cnn", "mlp"]  # by value, not by rank
 
 
 def test_parallel_jobs_get_gpus_round_robin():

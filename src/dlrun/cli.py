@@ -36,7 +36,7 @@ def _flags(args):
     return flags
 
 
-SUBCOMMANDS = {"list": "dlrun.listing", "leaderboard": "dlrun.sweep"}
+SUBCOMMANDS = {"list": "dlrun.listing", "leaderboard": "dlrun.sweep", "compare": "dlrun.compare"}
 
 
 def versions_line():

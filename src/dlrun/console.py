@@ -26,7 +26,7 @@ def show_config(cfg, overrides, device):
     elif cfg.show_config == "short":
         parts = [f"{group}={cfg[group].get('name') or cfg[group].get('_target_')}"
                  for group in ("dataset", "model", "optimizer", "scheduler", "loss")]
-        parts.insert(3, f"(lr {cfg.optimizer.lr:g})")
+        parts[2] += f" (lr {cfg.optimizer.lr:g})"
         console.print(f"[bold]dlrun {cfg.task}[/]  {'  '.join(parts)}  device={cfg.device.name} -> {device}  "
                       f"seed={cfg.seed}", highlight=False, soft_wrap=True)
         given = " ".join(overrides) if overrides else "none (the defaults)"

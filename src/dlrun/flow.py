@@ -38,17 +38,17 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
     validate.check_components(cfg)
     device = distributed.setup(devices.for_job(devices.select(cfg.device.name), job_num))
     devices.configure(cfg.device.deterministic)
+    overrides = config.run_overrides(run.root) if overrides is None else overrides
+    if show_config and distributed.is_main():
+        console.show_config(cfg, overrides, device)
     if cfg.cv.folds > 1 and cfg.cv.fold is None:
-        return cross_validate(cfg, run, device)
+        return cross_validate(cfg, run, device, overrides)
     ckpt = checkpoint.load(cfg.ckpt_path) if cfg.ckpt_path else None
     if distributed.is_main():  # killed writes of an earlier attempt in this directory
         for folder in (run.root, run.checkpoints, run.plots):
             artifacts.remove_stale_temporaries(folder)
     if ckpt is not None and cfg.task == "train":
         checkpoint.check_same_model_and_data(ckpt, build.plain(cfg), cfg.ckpt_path)
-    overrides = config.run_overrides(run.root) if overrides is None else overrides
-    if show_config and distributed.is_main():
-        console.show_config(cfg, overrides, device)
     devices.seed_everything(cfg.seed + (cfg.cv.fold or 0))  # each fold its own initial weights
     summary = Summary(run.root, cfg, device)
     data = build.dataset(cfg, raw)
@@ -204,7 +204,7 @@ def _test(cfg, run, loop, data, state):
     return ev
 
 
-def cross_validate(cfg, run, device):
+def cross_validate(cfg, run, device, overrides):
     """k-fold cross-validation: fold i is a whole run in fold_<i>/ (cv.fold=i);
     the parent gets folds.csv, mean and std of every metric, and its own report.
 
@@ -217,15 +217,15 @@ def cross_validate(cfg, run, device):
     summary = Summary(run.root, cfg, device)
     summary.start_cv()
     source = RunDir(config.run_dir_of(cfg.ckpt_path)) if cfg.ckpt_path else None
-    overrides = config.run_overrides(run.root)
     rows, results = [], []
     for i in range(cfg.cv.folds):
+        _phase(cfg, f"fold {i + 1} of {cfg.cv.folds} (cv.fold={i}) in {run.fold(i).root}")
         result = job.run(_fold_config(cfg, i, source), run.fold(i).root, keep_failed=True, overrides=overrides,
                          raw=raw)
         results.append(result)
         rows.append(_fold_row(i, result))
     artifacts.write_csv(run.folds, rows)
-    result = summary.conclude_cv(rows, _mean_std(rows), results[0])
+    result = summary.conclude_cv(rows, _mean_std(rows), results)
     if cfg.report:
         report.write(run.root, result, cfg)
     return summary.write()

@@ -54,6 +54,7 @@ Examples:
   dlrun list [GROUP...]       every option of every group with its arguments and defaults
   dlrun --cfg job [ARGS]      print the composed config without running
   dlrun leaderboard DIR...    rebuild the leaderboard of a sweep or of run directories
+  dlrun compare DIR...        compare any runs or sweeps on one page (curves, links, differing keys)
   dlrun --hydra-help          Hydra's own flags (-m, --config-dir, -sc for shell completion, ...)
   dlrun --version             the versions of dlrun, torch, torchvision, hydra-core and Python
 

@@ -129,6 +129,10 @@ def _data(data):
         counts = data["class_counts"]
         rows = [{"class": name, **{split: counts[split][name] for split in counts}} for name in counts["train"]]
         body += ["<h3>Rows per class</h3>", _table(rows)]
+    if data.get("class_counts_per_fold"):
+        rows = [{"fold": fold, "split": split, **counts} for fold, splits in data["class_counts_per_fold"].items()
+                for split, counts in splits.items()]
+        body += ["<h3>Rows per class in each fold</h3>", _table(rows)]
     if data.get("features"):
         body.append(_collapsed(f"Features ({len(data['features'])}, training rows, original units)",
                                _table(data["features"])))

@@ -83,10 +83,14 @@ class Summary:
         self._stamp()  # the report, written before summary.json, shows the same times
         return self.data
 
-    def conclude_cv(self, folds, stats, first):
-        """The parent record of a cross-validation: one row per fold, and mean/std of every
-        metric; what the data is comes from the `first` fold's summary."""
+    def conclude_cv(self, folds, stats, results):
+        """The parent record of a cross-validation: one row per fold, mean/std of every metric,
+        and the class counts of every fold's splits; what the data is comes from the first fold."""
+        first = results[0]
         self.data.update({k: first.get(k) for k in ("problem", "classes")})
+        counts = {str(i): (r.get("data_summary") or {}).get("class_counts") for i, r in enumerate(results)}
+        if all(counts.values()):
+            self.data["data_summary"] = {"class_counts_per_fold": counts}
         self.data.update(status="completed", folds=folds, cv=stats,
                          objective=stats.get("best_value", {}).get("mean"),
                          test={k.split("/", 1)[1]: v["mean"] for k, v in stats.items() if k.startswith("test/")} or None,

@@ -40,7 +40,7 @@ def job_row(run_dir):
     """One leaderboard row from a run directory (a job that died early is 'failed')."""
     overrides = run_overrides(run_dir)
     row = {"job": run_dir.name, "overrides": " ".join(overrides), "status": "failed", "objective": None,
-           "best_epoch": None, "wall_time_s": None, "error": ""}
+           "best_epoch": None, "wall_time_s": None, "error": "", "path": run_dir}
     file = RunDir(run_dir).summary
     if not file.is_file():
         row["error"] = "no summary.json (the job did not start)"
@@ -116,10 +116,43 @@ def write(folder, paths=None):
     groups = by_configuration(rows)
     if groups:
         artifacts.write_csv(folder / "summary_by_configuration.csv", groups)
-    plot_files = _plot_objective(folder, rows)
+    labels = _labels(rows)
+    plot_files = [*_plot_curves(folder, rows, labels), *_plot_objective(folder, rows)]
     artifacts.write_text(folder / "summary.md", _markdown(rows, columns, groups))
-    artifacts.write_text(folder / "leaderboard.html", _html(rows, columns, groups, plot_files))
+    artifacts.write_text(folder / "leaderboard.html", _html(folder, rows, columns, groups, plot_files))
     return rows
+
+
+def differing_config(rows):
+    """For each run, the keys of its resolved config (.hydra/config.yaml) whose values differ
+    between the runs: what a comparison is about. Read as data, nothing is instantiated."""
+    from omegaconf import OmegaConf
+
+    configs = []
+    for r in rows:
+        file = RunDir(r["path"]).hydra / "config.yaml"
+        configs.append(dict(_flat(OmegaConf.to_container(OmegaConf.load(file)))) if file.is_file() else {})
+    keys = sorted({k for c in configs for k in c})
+    differ = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+    return [{"job": r["job"], **{k: c.get(k) for k in differ}} for r, c in zip(rows, configs)]
+
+
+def _flat(data, prefix=""):
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _labels(rows):
+    """A legend label per run: its swept values (or its job name when nothing was swept)."""
+    swept = swept_parameters(rows)
+    labels = {}
+    for r in rows:
+        values = dict(o.partition("=")[::2] for o in r["overrides"].split())
+        labels[r["job"]] = " ".join(f"{k}={values[k]}" for k in swept if k in values) or r["job"]
+    return labels
 
 
 def _fmt(value):
@@ -141,28 +174,84 @@ def _markdown(rows, columns, groups):
     return "\n".join(lines) + "\n"
 
 
-def _html(rows, columns, groups, plot_files):
+def _html(folder, rows, columns, groups, plot_files):
     import base64
+    import os
+
+    def cell(row, key):
+        text = html.escape(_fmt(row.get(key)))
+        report = RunDir(row["path"]).report if key == "job" else None
+        if report is not None and report.is_file():  # each job's own report, relative to this page
+            return f'<td><a href="{html.escape(os.path.relpath(report, folder))}">{text}</a></td>'
+        return f"<td>{text}</td>"
 
     def table(data, keys):
         head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(k)))}</td>" for k in keys) + "</tr>"
-                       for r in data)
-        return f"<table><tr>{head}</tr>{body}</table>"
+        body = "".join("<tr>" + "".join(cell(r, k) if "path" in r else f"<td>{html.escape(_fmt(r.get(k)))}</td>"
+                                        for k in keys) + "</tr>" for r in data)
+        return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
 
     images = "".join(f'<figure><img alt="{p.stem}" src="data:image/png;base64,'
                      f'{base64.b64encode(p.read_bytes()).decode()}"></figure>' for p in plot_files)
     seeds = f"<h2>Over seeds</h2>{table(groups, list(groups[0]))}" if groups else ""
-    style = ("body{font-family:system-ui,sans-serif;margin:2rem}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:.25rem .5rem}th{background:#f3f3f3}img{max-width:100%}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>dlrun sweep</title><style>{style}</style>"
-            f"</head><body><h1>Sweep leaderboard</h1>{table(rows, columns)}{seeds}{images}</body></html>\n")
+    differ = differing_config(rows)
+    keys = [k for k in (differ[0] if differ else {}) if k != "job"]
+    config = (f"<h2>Config keys that differ</h2>{table(differ, ['job', *keys])}" if keys else "")
+    style = ("body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25rem .5rem}th{background:#f3f3f3}"
+             "img{max-width:100%}.scroll{overflow-x:auto}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>dlrun: {len(rows)} runs compared</title>"
+            f"<style>{style}</style></head><body><h1>{len(rows)} runs compared</h1><p>{html.escape(_objective(rows))}; "
+            f"* marks the best. Each job links to its own report.</p>{table(rows, columns)}{images}{config}{seeds}"
+            f"</body></html>\n")
+
+
+def _objective(rows):
+    """The objective and its direction, in words."""
+    ranked = next((r for r in rows if r.get("monitor")), None)
+    if ranked is None:
+        return "no run has an objective yet"
+    better = "lower" if ranked.get("mode", "min") == "min" else "higher"
+    return f"objective: {ranked['monitor']} at the best epoch ({better} is better)"
+
+
+def _plot_curves(folder, rows, labels):
+    """curves.png: every run's monitored metric and losses per epoch, one line per run."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    from dlrun.plots import save
+
+    histories = {r["job"]: artifacts.read_csv(RunDir(r["path"]).metrics) for r in rows
+                 if RunDir(r["path"]).metrics.is_file()}
+    histories = {job: h for job, h in histories.items() if h}
+    monitor = next((r.get("monitor") for r in rows if r.get("monitor")), None)
+    if not histories or monitor is None:
+        return []
+    fig = Figure(figsize=(12, 5), dpi=100, layout="constrained")
+    axes = fig.subplots(1, 2)
+    for job, history in histories.items():
+        epochs = [int(row["epoch"]) for row in history]
+        line, = axes[0].plot(epochs, [_number(row.get(monitor)) for row in history], marker="o", markersize=3,
+                             label=labels[job])
+        axes[1].plot(epochs, [_number(row.get("train/loss")) for row in history], "-", color=line.get_color())
+        axes[1].plot(epochs, [_number(row.get("val/loss")) for row in history], "--", color=line.get_color())
+    axes[0].set(title=f"{monitor} per epoch", xlabel="epoch", ylabel=monitor)
+    axes[1].set(title="loss per epoch (train solid, val dashed)", xlabel="epoch", ylabel="loss")
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].legend(fontsize=8)
+    path = folder / "curves.png"
+    save(fig, path)
+    return [path]
+
+
+def _number(text):
+    return float(text) if text not in (None, "") else float("nan")
 
 
 def _plot_objective(folder, rows):
     """objective_vs_<param>.png for each swept parameter."""
-    from matplotlib.figure import Figure
-
     from dlrun.plots import save
 
     done = [r for r in rows if r["status"] == "completed" and _finite(r["objective"])]
@@ -172,21 +261,33 @@ def _plot_objective(folder, rows):
         for r in done:
             value = dict(o.partition("=")[::2] for o in r["overrides"].split()).get(key)
             if value is not None:
-                points.append((value, r["objective"]))
-        if not points:
-            continue
-        fig = Figure(figsize=(8, 5), dpi=100, layout="constrained")
-        ax = fig.subplots()
-        numeric = all(_is_number(v) for v, _ in points)
-        xs = [float(v) if numeric else v for v, _ in points]
-        ax.scatter(xs, [o for _, o in points], s=40)
-        if numeric and min(xs) > 0 and max(xs) / min(xs) > 50:
-            ax.set_xscale("log")
-        ax.set(title=f"Objective vs {key}", xlabel=key, ylabel=done[0].get("monitor") or "objective")
-        path = folder / f"objective_vs_{key.replace('/', '_')}.png"
-        save(fig, path)
-        files.append(path)
+                points.append((value, r["objective"], r is done[0]))
+        if points:
+            path = folder / f"objective_vs_{key.replace('/', '_')}.png"
+            save(objective_figure(key, points, done[0].get("monitor") or "objective", _objective(done)), path)
+            files.append(path)
     return files
+
+
+def objective_figure(key, points, monitor, objective):
+    """The objective against one parameter: `points` are (value as text, objective, is best).
+    Numbers spanning a factor of 10 or more get a log axis; categories are in order of value."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 5), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    numeric = all(_is_number(v) for v, _, _ in points)
+    points = sorted(points, key=lambda p: float(p[0]) if numeric else p[0])
+    xs = [float(v) if numeric else v for v, _, _ in points]
+    ax.scatter(xs, [o for _, o, _ in points], s=40)
+    for x, (_, value, best) in zip(xs, points):
+        if best:
+            ax.scatter([x], [value], s=200, marker="*", color="tab:red", label="best", zorder=3)
+            ax.legend()
+    if numeric and min(xs) > 0 and max(xs) / min(xs) >= 10:  # log-spaced values, e.g. learning rates
+        ax.set_xscale("log")
+    ax.set(title=f"Objective vs {key} ({objective.rpartition('(')[2].rstrip(')')})", xlabel=key, ylabel=monitor)
+    return fig
 
 
 def _is_number(text):
@@ -212,23 +313,25 @@ class Leaderboard(Callback):
             sys.exit(1)
 
 
-def main(args):
-    """`dlrun leaderboard DIR...`: rebuild the leaderboard of a sweep or of a set of run directories."""
-    parser = argparse.ArgumentParser(prog="dlrun leaderboard", description="Rebuild the leaderboard (summary.csv, "
-                                     "summary.md, leaderboard.html) of a sweep directory or of any run directories.")
+def main(args, prog="dlrun leaderboard", default_out=None):
+    """`dlrun leaderboard DIR...`: rebuild the leaderboard of a sweep or of a set of run directories
+    (in the first DIR, or `default_out()` when given: `dlrun compare`)."""
+    parser = argparse.ArgumentParser(prog=prog, description="The leaderboard (summary.csv, summary.md, "
+                                     "leaderboard.html with every run's curves, links to each report and the config "
+                                     "keys that differ) of a sweep directory or of any run directories.")
     parser.add_argument("paths", nargs="+", metavar="DIR", help="a sweep directory, or run directories")
-    parser.add_argument("--out", type=Path, help="where to write it (default: the first DIR)")
+    parser.add_argument("--out", type=Path, help="where to write it (default: "
+                        f"{'a fresh directory under outputs/compare' if default_out else 'the first DIR'})")
     try:
         parsed = parser.parse_args(args)
     except SystemExit as exc:  # argparse's usage line and its exit code (2; 0 for --help)
         return exc.code
-    out, paths = parsed.out, parsed.paths
-    missing = [p for p in paths if not Path(p).is_dir()]
+    missing = [p for p in parsed.paths if not Path(p).is_dir()]
     if missing:
-        print(f"dlrun leaderboard: no such directory: {missing[0]}", file=sys.stderr)
+        print(f"{prog}: no such directory: {missing[0]}", file=sys.stderr)
         return 2
-    folder = out or Path(paths[0])
+    folder = parsed.out or (default_out() if default_out else Path(parsed.paths[0]))
     folder.mkdir(parents=True, exist_ok=True)
-    rows = write(folder, paths)
-    print(f"{len(rows)} runs -> {folder / 'summary.md'}")
+    rows = write(folder, parsed.paths)
+    print(f"{len(rows)} runs -> {folder / 'leaderboard.html'}")
     return 0
