@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,33 @@ def summary_of(run_dir):
 
 
 SMOKE = ["experiment=smoke", "trainer.progress=false"]
+
+
+def chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def render_in_chromium(page, tmp_path, height=2400):
+    """Open `page` in headless Chromium at 1280 px: returns ("loaded I/N width W/1280", screenshot array).
+    The title is stated by a copy of the page: how many images decoded, and how wide the page is
+    (wider than the window means the main content overflows sideways)."""
+    from matplotlib.image import imread
+
+    probe = Path(page).read_text().replace(
+        "</body>", "<script>window.onload = () => { const imgs = [...document.images];"
+        " document.title = 'loaded ' + imgs.filter(i => i.complete && i.naturalWidth > 0).length"
+        " + '/' + imgs.length + ' width ' + document.documentElement.scrollWidth + '/' + window.innerWidth;"
+        " };</script></body>")
+    copy = Path(page).with_name(".probe.html")
+    copy.write_text(probe)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=5000",
+             f"--window-size=1280,{height}", "--hide-scrollbars"]
+    try:
+        dom = subprocess.run([chromium(), *flags, "--dump-dom", f"file://{copy}"], capture_output=True, text=True,
+                             timeout=120).stdout
+    finally:
+        copy.unlink()
+    shot = tmp_path / "page.png"
+    subprocess.run([chromium(), *flags, f"--screenshot={shot}", f"file://{page}"], capture_output=True, timeout=120)
+    title = dom.split("<title>", 1)[1].split("</title>", 1)[0] if "<title>" in dom else ""
+    return title, imread(shot)

@@ -128,3 +128,36 @@ def _within(part, whole):
     if isinstance(part, dict):
         return isinstance(whole, dict) and all(k in whole and _within(v, whole[k]) for k, v in part.items())
     return part == whole
+
+
+def _results_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_results", REPO / "docs" / "results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+RESULTS = _results_module()
+RESULT_BLOCKS = [(page.name, i) for page in PAGES for i, _ in enumerate(RESULTS.blocks(page))]
+
+
+def test_every_table_of_the_guide_is_generated():
+    """No hand-written result table: each one sits in a block that docs/results.py regenerates."""
+    for page in PAGES:
+        outside = RESULTS.BLOCK.sub("", page.read_text())
+        assert "|---" not in outside, f"{page.name} has a table that docs/results.py does not generate"
+    assert len(RESULT_BLOCKS) >= 12
+
+
+@pytest.mark.parametrize("page,index", RESULT_BLOCKS, ids=[f"{p}:{i}" for p, i in RESULT_BLOCKS])
+def test_each_result_table_comes_from_this_version_and_regenerates(page, index, tmp_path):
+    """The numbers were produced by the dlrun under test, and the spec's runs, on the smoke budget,
+    give a table of the same shape (header and rows)."""
+    import dlrun
+
+    spec, generated, _ = RESULTS.blocks(REPO / "docs" / page)[index]
+    assert f"with dlrun {dlrun.__version__}, torch " in generated.splitlines()[0]
+    fresh = RESULTS.run_spec(spec, tmp_path, smoke=True)
+    assert RESULTS.shape(fresh) == RESULTS.shape(RESULTS.table_of(generated))

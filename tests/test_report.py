@@ -2,14 +2,13 @@
 them all and renders in a real headless browser."""
 
 import re
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from conftest import SMOKE, summary_of
+from conftest import SMOKE, chromium, render_in_chromium, summary_of
 
 # File name -> (width, height) in pixels for a 10-class run.
 pytestmark = pytest.mark.slow
@@ -58,7 +57,7 @@ def test_report_tells_the_story_in_order(full_run):
     page = (full_run / "report.html").read_text()
     summary = summary_of(full_run)
     assert f"<title>digits / cnn · completed · {summary['started_at']}</title>" in page
-    assert "<pre>dlrun experiment=smoke model=cnn trainer.max_epochs=3" in page
+    assert "<pre>dlrun experiment=smoke trainer.progress=false model=cnn trainer.max_epochs=3 plots=[" in page
     assert "max_epochs (3)" in page  # why training stopped
     order = [page.index(marker) for marker in ('alt="curves"', "<h3>Test metrics</h3>", 'alt="confusion"',
                                                'alt="misclassified"', 'alt="embeddings pca"', "<h2>Model</h2>",
@@ -67,29 +66,9 @@ def test_report_tells_the_story_in_order(full_run):
     assert f"<td class=\"num\">{summary['model_summary']['params']}</td>" in page
 
 
-def _chromium():
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
-@pytest.mark.skipif(_chromium() is None, reason="needs chromium (.ci/run installs Debian's chromium)")
+@pytest.mark.skipif(chromium() is None, reason="needs chromium (.ci/run installs Debian's chromium)")
 def test_report_renders_in_a_headless_browser(full_run, tmp_path):
-    # A copy of the report that states in its title whether every image decoded.
-    # A copy of the report that states in its title whether every image decoded, and how wide the
-    # page is against the 1280 px window (wider means the main content overflows sideways).
-    probe = (full_run / "report.html").read_text().replace(
-        "</body>", "<script>window.onload = () => { const imgs = [...document.images];"
-        " document.title = 'loaded ' + imgs.filter(i => i.complete && i.naturalWidth > 0).length"
-        " + '/' + imgs.length + ' width ' + document.documentElement.scrollWidth + '/' + window.innerWidth;"
-        " };</script></body>")
-    (tmp_path / "probe.html").write_text(probe)
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=5000",
-             "--window-size=1280,2400", "--hide-scrollbars"]
-    dom = subprocess.run([_chromium(), *flags, "--dump-dom", f"file://{tmp_path / 'probe.html'}"],
-                         capture_output=True, text=True, timeout=120).stdout
-    assert f"<title>loaded {len(EXPECTED)}/{len(EXPECTED)} width 1280/1280</title>" in dom
-    shot = tmp_path / "report.png"
-    subprocess.run([_chromium(), *flags, f"--screenshot={shot}", f"file://{full_run / 'report.html'}"],
-                   capture_output=True, timeout=120)
-    image = imread(shot)
+    title, image = render_in_chromium(full_run / "report.html", tmp_path)
+    assert title == f"loaded {len(EXPECTED)}/{len(EXPECTED)} width 1280/1280"
     assert image.shape[:2] == (2400, 1280) and image[..., :3].std() > 0.05
     assert np.mean(image[..., :3] < 0.5) > 0.01  # text and plots, not an empty page

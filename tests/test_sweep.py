@@ -9,7 +9,7 @@ import time
 import pytest
 from matplotlib.image import imread
 
-from conftest import SMOKE, summary_of
+from conftest import SMOKE, chromium, render_in_chromium, summary_of
 from dlrun.device import gpu_for_job
 from test_safety import start, wait_for
 
@@ -159,6 +159,9 @@ def test_compare_puts_any_runs_on_one_page(cli):
     assert "optimizer.momentum" in differ and "model.name" not in differ
     curves = imread(page_file.parent / "curves.png")
     assert curves.shape[:2] == (500, 1200) and curves[..., :3].std() > 0.02
+    if chromium() is not None:  # .ci/run installs it; the page must render whole at 1280 px
+        title, image = render_in_chromium(page_file, cli.cwd, height=1600)
+        assert title == "loaded 2/2 width 1280/1280" and image[..., :3].std() > 0.05
 
 
 def test_objective_plot_axes():

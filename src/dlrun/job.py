@@ -36,9 +36,9 @@ def run(cfg, run_dir, keep_failed=False, **flow_args):
 
         with stops_raise():
             return execute(cfg, run_dir, **flow_args)
-    except KeyboardInterrupt:  # a second Ctrl-C in training, or a stop before the start; every file is whole
-        _fail(KeyboardInterrupt("interrupted twice: stopped at once; checkpoints/last.pt is the last saved "
-                                "position"), run_dir, keep=keep_failed, status="interrupted")
+    except KeyboardInterrupt:  # a second Ctrl-C in training, or a stop outside it; every file is whole
+        _fail(KeyboardInterrupt("stopped at once by a signal; checkpoints/last.pt, if there is one, is the last "
+                                "saved position"), run_dir, keep=keep_failed, status="interrupted")
         raise
     except BaseException as exc:
         _fail(exc, run_dir, keep=keep_failed, status=getattr(exc, "status", "failed"))

@@ -38,7 +38,8 @@ def curves(history, monitor, best_epoch=None):
                 ax.plot(epochs, [row[key] for row in history], style, marker="o", markersize=3, label=split)
         if best_epoch:
             ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch ({best_epoch}, {monitor})")
-        ax.set(title=f"{name} per epoch", xlabel="epoch", ylabel=name)
+        label = f"{name} (standardised targets)" if name == "loss" and metric == "r2" else name
+        ax.set(title=f"{label} per epoch", xlabel="epoch", ylabel=label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
     fig.suptitle("Training curves")
