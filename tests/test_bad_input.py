@@ -101,9 +101,7 @@ def test_bad_input_through_the_cli_exits_nonzero_with_one_line(cli, args, messag
     assert message in " ".join(proc.stderr.split())
     assert "Traceback" not in proc.stderr + proc.stdout
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    leftovers = [p for p in cli.outputs.rglob("*") if p.is_file() or (p.is_dir() and p.name[0].isdigit()
-                                                                          and p.parent.name != "outputs")]
-    assert leftovers == []
+    assert list(cli.outputs.rglob("*")) == []  # not even the day's folder
 
 
 def test_stock_hydra_launchers_and_logging_are_accepted():

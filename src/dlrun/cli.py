@@ -131,11 +131,14 @@ def main(argv=None):
 
 
 def _remove_if_empty(folder):
-    """A reserved directory that Hydra never used (e.g. a composition error) is removed,
-    and so is a torchrun rank's scratch directory."""
-    if folder is None or not folder.is_dir():
+    """A reserved directory left empty (a composition error, a run that failed before it started)
+    is removed, with the day's folder when it was its only run; a torchrun rank's scratch
+    directory is removed whole."""
+    if folder is None:
         return
     if folder.name.startswith("dlrun-rank"):
         shutil.rmtree(folder, ignore_errors=True)
-    elif not any(folder.iterdir()):
-        folder.rmdir()
+        return
+    for path in (folder, folder.parent):
+        with contextlib.suppress(OSError):  # gone already, or not empty: left as it is
+            path.rmdir()

@@ -34,11 +34,10 @@ def reserve_dir(base):
     """
     base = Path(base)
     try:
-        base.parent.mkdir(parents=True, exist_ok=True)
         for n in range(10_000):
             candidate = base if n == 0 else base.with_name(f"{base.name}_{n}")
             try:
-                candidate.mkdir()
+                candidate.mkdir(parents=True)  # the day's folder too (a failed run may just have removed it)
                 return candidate
             except FileExistsError:
                 continue
