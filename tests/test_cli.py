@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import SMOKE, run_dirs, summary_of
+from dlrun.trainer import MEASURED
 
 
 def read_rows(path):
@@ -29,7 +30,11 @@ def test_smoke_run_writes_a_complete_run_directory(cli):
     assert {"torch", "torchvision", "hydra", "python"} <= set(summary["versions"])
     rows = read_rows(run_dir / "metrics.csv")
     assert [r["epoch"] for r in rows] == ["1", "2"]
-    assert {"train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr", "seconds"} <= set(rows[0])
+    assert {"train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr", *MEASURED[:3]} <= set(rows[0])
+    assert float(rows[0]["samples_per_s"]) > 0 and float(rows[0]["peak_rss_mb"]) > 50  # torch alone takes more
+    speeds = [float(r["samples_per_s"]) for r in rows]
+    assert summary["throughput"]["samples_per_s"] == pytest.approx(sum(speeds) / len(speeds), rel=1e-6)
+    assert summary["throughput"]["peak_rss_mb"] == pytest.approx(max(float(r["peak_rss_mb"]) for r in rows))
     predictions = read_rows(run_dir / "predictions.csv")
     assert len(predictions) == summary["sizes"]["test"]
     assert {"index", "true", "true_name", "predicted", "predicted_name", "confidence", "correct"} <= set(predictions[0])
@@ -89,7 +94,7 @@ def test_resumed_run_equals_a_straight_run(cli):
     assert b["fit"]["epoch"] == 4
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
-    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    drop = lambda rows: [{k: v for k, v in r.items() if k not in MEASURED} for r in rows]  # noqa: E731
     assert drop(read_rows(straight / "metrics.csv")) == drop(read_rows(resumed / "metrics.csv"))
     assert summary_of(straight)["test"] == summary_of(resumed)["test"]
 

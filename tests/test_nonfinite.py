@@ -163,7 +163,7 @@ def test_epoch_means_equal_a_plain_computation_over_the_training_set():
     state = FitState()
     order = loop.train_batches.shuffle.get_state()
     with StopFlag() as flag:
-        row = loop.train_epoch(state, _no_save, flag)
+        row, _ = loop.train_epoch(state, _no_save, flag)
     loop.train_batches.shuffle.set_state(order)  # the same batches again
     losses, hits, n = 0.0, 0, 0
     with torch.no_grad():

@@ -2,6 +2,8 @@
 
 import os
 import random
+import resource
+import sys
 
 import numpy as np
 import torch
@@ -105,3 +107,13 @@ def autocast(device, precision):
     if dtype is None:
         return None
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def peak_memory_mb(device):
+    """The process's peak resident memory so far, and on CUDA the most memory tensors held on
+    the device since the last reset (once per epoch), in MiB."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    peak = {"peak_rss_mb": rss / (2**20 if sys.platform == "darwin" else 2**10)}
+    if device.type == "cuda":
+        peak["cuda_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return peak

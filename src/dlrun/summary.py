@@ -79,6 +79,7 @@ class Summary:
             objective=state.best_value,
             best_val={k: v for k, v in best.items() if k.startswith("val/")},
             test=test,
+            throughput=_throughput(state.history),
         )
         self._stamp()  # the report, written before summary.json, shows the same times
         return self.data
@@ -106,6 +107,17 @@ class Summary:
     def _stamp(self):
         self.data["finished_at"] = datetime.now().isoformat(timespec="seconds")
         self.data["wall_time_s"] = round(time.perf_counter() - self.started, 3)
+
+
+def _throughput(history):
+    """Training samples per second (mean over epochs) and the peak memory of the run, in MiB."""
+    if not history:
+        return None
+    found = {"samples_per_s": sum(r["samples_per_s"] for r in history) / len(history)}
+    for key in ("peak_rss_mb", "cuda_peak_mb"):
+        if key in history[-1]:
+            found[key] = max(r.get(key, 0.0) for r in history)
+    return found
 
 
 def _stop_reason(status, state, task):

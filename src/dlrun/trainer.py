@@ -25,6 +25,9 @@ from dlrun.regularization import l1_penalty, mix, penalized_weights
 from dlrun.step import GuardedUpdate
 
 REFRESH_S = 0.25
+# Columns of an epoch's row that measure the machine, not the training: they differ between
+# two otherwise identical runs.
+MEASURED = ("seconds", "samples_per_s", "peak_rss_mb", "cuda_peak_mb")
 
 
 class Diverged(DlrunError):
@@ -88,10 +91,13 @@ class Loop:
         while self.policy.running(state):
             started = time.perf_counter()
             lr = self.schedule.lr()
-            train = self.train_epoch(state, save, stop_flag, on_step)
+            if self.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(self.device)
+            train, samples_per_s = self.train_epoch(state, save, stop_flag, on_step)
             val = self.validate()
             row = {"epoch": state.epoch + 1, **train, **{f"val/{k}": v for k, v in val.items()},
-                   "lr": lr, "seconds": time.perf_counter() - started}
+                   "lr": lr, "seconds": time.perf_counter() - started, "samples_per_s": samples_per_s,
+                   **devices.peak_memory_mb(self.device)}
             if self.policy.end_epoch(state, row) and self.policy.save_best:
                 save("best", self.state_dict(state))
             self.schedule.after_epoch(row[self.policy.monitor])
@@ -102,7 +108,8 @@ class Loop:
         return state
 
     def train_epoch(self, state, save, stop_flag, on_step=None):
-        """One pass over the training batches; returns the epoch's train metrics.
+        """One pass over the training batches; returns the epoch's train metrics and the
+        training samples per second (all processes together).
 
         Loss, hit and sample sums stay on the device; the host reads them once
         at the end (and reads the bad-step count at each progress refresh)."""
@@ -113,12 +120,14 @@ class Loop:
         loss_sum, correct, count = (torch.as_tensor(partial.get(key, 0.0), dtype=torch.float32).to(self.device).clone()
                                     for key in ("loss_sum", "correct", "count"))
         state.partial = None
-        next_refresh = time.perf_counter() + REFRESH_S
-        total = len(self.train_batches)
+        started = time.perf_counter()
+        next_refresh = started + REFRESH_S
+        total, seen = len(self.train_batches), 0
         for i, (x, y) in enumerate(self.train_batches.epoch(start), start):
             loss, out, skipped = self.step(x, y, state)
             kept = (~skipped).float()
             n = y.shape[0]
+            seen += n  # a host-side shape: no sync
             loss_sum.add_(torch.where(skipped, 0.0, loss.detach().float()), alpha=n)
             count.add_(kept, alpha=n)
             if self.task != "regression":
@@ -135,10 +144,11 @@ class Loop:
         self._check_bad_steps(state)
         distributed.sum_across(loss_sum, correct, count)
         sums = torch.stack([loss_sum, correct, count.clamp(min=1)]).tolist()  # host-device sync: once per epoch
+        samples_per_s = seen * distributed.shard()[1] / max(time.perf_counter() - started, 1e-9)
         row = {"train/loss": sums[0] / sums[2]}
         if self.task != "regression":
             row["train/accuracy"] = sums[1] / sums[2]
-        return row
+        return row, samples_per_s
 
     def _hits(self, out, y):
         if self.task == "binary":
