@@ -61,6 +61,7 @@ CASES = {
                            "dataset.channels=2 is not allowed; it must be one of 1, 3"),
     "image size zero": (["dataset=image_folder", "dataset.root=x", "dataset.image_size=0"],
                         "dataset.image_size=0 is out of range: 0 is not allowed"),
+    "time budget zero": (["trainer.max_time=0"], "trainer.max_time=0 is out of range; it must be > 0 (seconds) or null"),
     "value without a key": (["=0.1"], "'=0.1' has no key before '=': write key=value"),
     "option without a value": (["model="], "model= gives no value. Choose one of: cnn, logistic"),
     "option in capitals": (["model=CNN"], "model=CNN is not known. Did you mean 'cnn'?"),

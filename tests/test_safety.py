@@ -117,6 +117,19 @@ def test_sigterm_mid_epoch_saves_exact_position_and_resume_matches(cli):
     assert same_weights(weights(cli.cwd / "straight"), weights(cli.cwd / "stopped"))
 
 
+def test_a_time_budget_ends_with_results_and_resumes_exactly(cli):
+    cli(*LONG, "hydra.run.dir=straight")
+    cli(*LONG, "trainer.max_time=1", "hydra.run.dir=budget")  # 1 s of the several the run needs
+    summary = summary_of(cli.cwd / "budget")
+    assert summary["status"] == "completed" and summary["stop_reason"].startswith("max_time, at step")
+    assert summary["epochs_run"] < 6 and summary["test"]["accuracy"] > 0  # best.pt was evaluated
+    ckpt = torch.load(cli.cwd / "budget" / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["fit"]["timed_out"] and ckpt["fit"]["step"] == int(summary["stop_reason"].split()[3])
+    cli("ckpt_path=budget", "trainer.max_time=null", "trainer.progress=false")
+    assert summary_of(cli.cwd / "budget")["stop_reason"] == "max_epochs (6)"
+    assert same_weights(weights(cli.cwd / "straight"), weights(cli.cwd / "budget"))
+
+
 def test_sigint_exits_130_and_writes_last_checkpoint(cli):
     proc = start(cli, *LONG, "hydra.run.dir=run")
     wait_for(cli.cwd / "run" / "metrics.csv")

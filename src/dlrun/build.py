@@ -89,7 +89,8 @@ def fit_policy(trainer):
     es, ckpt = trainer.early_stopping, trainer.checkpoint
     return FitPolicy(max_epochs=trainer.max_epochs, monitor=trainer.monitor, mode=trainer.mode,
                      min_delta=es.min_delta, early_stopping=es.enabled, patience=es.patience,
-                     save_best=ckpt.save_best, save_last=ckpt.save_last, skip_nonfinite=trainer.skip_nonfinite)
+                     save_best=ckpt.save_best, save_last=ckpt.save_last, skip_nonfinite=trainer.skip_nonfinite,
+                     max_time=trainer.max_time)
 
 
 def loop(cfg, data, net, device, overrides=()):

@@ -17,6 +17,7 @@ class FitState:
     bad_epochs: int = 0             # epochs without improvement (early stopping)
     skipped: int = 0                # non-finite steps skipped
     stopped_early: bool = False
+    timed_out: bool = False         # stopped by the time budget (cleared when a resume starts)
     history: list = field(default_factory=list)
     partial: dict = None            # mid-epoch position and running sums
 
@@ -32,9 +33,10 @@ class FitPolicy:
     save_best: bool = True
     save_last: bool = True
     skip_nonfinite: int = 0         # non-finite steps tolerated before the run is declared diverged
+    max_time: float = None          # seconds of training in this process, or None
 
     def running(self, state):
-        return state.epoch < self.max_epochs and not state.stopped_early
+        return state.epoch < self.max_epochs and not state.stopped_early and not state.timed_out
 
     def end_epoch(self, state, row):
         """Record the epoch's row; returns True when it is the best so far."""

@@ -126,6 +126,12 @@ def _fit(cfg, loop, state, run, summary):
         with StopFlag() as flag, TrainingProgress(cfg.trainer.max_epochs, cfg.trainer.batch_size, cfg.trainer.monitor,
                                                   loop.task, state.epoch, _shows(cfg)) as progress:
             loop.fit(state, save, flag, on_epoch=on_epoch, on_step=progress.step)
+            if state.timed_out:
+                note = (f"trainer.max_time={cfg.trainer.max_time:g} s reached at step {state.step}: checkpoints/last.pt "
+                        f"holds the exact position (continue with: dlrun ckpt_path={run.root} trainer.max_time=...); "
+                        f"the results are those of best.pt.")
+                log.info("%s", note)
+                progress.say(note)
     except Diverged as exc:
         kept = (f"checkpoints/last.pt keeps epoch {state.epoch}, the last good one." if run.checkpoint("last").is_file()
                 else "No checkpoint had been written yet.")

@@ -128,6 +128,8 @@ def _stop_reason(status, state, task):
         return f"{status} at epoch {state.epoch + (state.partial is not None)}"
     if state.stopped_early:
         return f"early stopping at epoch {state.epoch} (best epoch {state.best_epoch})"
+    if state.timed_out:
+        return f"max_time, at step {state.step} in epoch {state.epoch + 1} (last.pt holds the exact position)"
     return f"max_epochs ({state.epoch})"
 
 

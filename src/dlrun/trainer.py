@@ -77,6 +77,7 @@ class Loop:
         forward = distributed.wrap(self.model, self.device)
         self.forward = torch.compile(forward, mode=self.compile_mode) if self.compile_mode else forward
         self.update = GuardedUpdate(self.optimizer, self.device, self.precision, self.clip_mode, self.clip_max)
+        self.deadline = None  # perf_counter time at which the time budget runs out (set by fit)
         self.autocast = devices.autocast(self.device, self.precision) or contextlib.nullcontext()
         self.l1_weights = penalized_weights(self.model) if self.l1 else None
         self.mixing = self.mixup_alpha > 0 or self.cutmix_alpha > 0
@@ -87,13 +88,20 @@ class Loop:
     # ----------------------------------------------------------------- fitting
     def fit(self, state, save, stop_flag, on_epoch=None, on_step=None):
         """Train until the policy stops; `save(name, state_dict)` keeps the `best`
-        and `last` checkpoints. Returns the final state."""
+        and `last` checkpoints. Returns the final state.
+
+        With a time budget (`policy.max_time`), the step that exhausts it is the last: last.pt
+        gets the exact position, and a resume continues from there."""
+        state.timed_out = False
+        self.deadline = None if self.policy.max_time is None else time.perf_counter() + self.policy.max_time
         while self.policy.running(state):
             started = time.perf_counter()
             lr = self.schedule.lr()
             if self.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(self.device)
             train, samples_per_s = self.train_epoch(state, save, stop_flag, on_step)
+            if state.timed_out:
+                break
             val = self.validate()
             row = {"epoch": state.epoch + 1, **train, **{f"val/{k}": v for k, v in val.items()},
                    "lr": lr, "seconds": time.perf_counter() - started, "samples_per_s": samples_per_s,
@@ -134,9 +142,13 @@ class Loop:
                 correct.add_(self._hits(out.detach(), y) * kept)
             if self.read_every_step:
                 self._check_bad_steps(state)
-            if stop_flag.raised:
+            if stop_flag.raised or (self.deadline is not None and time.perf_counter() >= self.deadline):
                 state.partial = {"batch": i + 1, "loss_sum": loss_sum, "correct": correct, "count": count}
-                self._interrupt(state, save, stop_flag)
+                if stop_flag.raised:
+                    self._interrupt(state, save, stop_flag)
+                state.timed_out = True
+                save("last", self.state_dict(state, mid_epoch=True))
+                return None, 0.0
             if on_step is not None and time.perf_counter() >= next_refresh:
                 self._check_bad_steps(state)  # host-device sync, a few times a second
                 on_step(i + 1, total)

@@ -34,6 +34,7 @@ RANGES = {
     "trainer.early_stopping.min_delta": (float, lambda v: v >= 0, ">= 0"),
     "trainer.skip_nonfinite": (int, lambda v: v >= 0, ">= 0"),
     "trainer.num_workers": (int, lambda v: v >= 0, ">= 0"),
+    "trainer.max_time": (float, lambda v: v > 0, "> 0 (seconds) or null"),
     "optimizer.lr": (float, lambda v: v > 0, "> 0"),
     "optimizer.momentum": (float, lambda v: 0 <= v < 1, "in [0, 1)"),
     "model.dropout": (float, lambda v: 0 <= v < 1, "in [0, 1)"),
