@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from dlrun.errors import DlrunError
+from dlrun.errors import DlrunError, os_reason
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -32,7 +32,7 @@ def atomic_write(path, write):
     try:
         _replace(path, buffer.getbuffer())
     except OSError as exc:
-        raise WriteError(f"cannot write {path}: {(exc.strerror or str(exc)).lower()}.") from None
+        raise WriteError(f"cannot write {path}: {os_reason(exc)}.") from None
 
 
 def _replace(path, data):

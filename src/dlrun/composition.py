@@ -147,15 +147,7 @@ def _base_keys(overrides, config_dir):
         cfg = _hydra(overrides, config_dir)
     except HydraException:
         return []
-    return list(_flat_keys(OmegaConf.to_container(cfg, resolve=False)))
-
-
-def _flat_keys(data, prefix=""):
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            yield from _flat_keys(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}"
+    return [key for key, _ in config.flat_items(OmegaConf.to_container(cfg, resolve=False))]
 
 
 def unknown_key(key, known):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from dlrun.errors import DlrunError
+from dlrun.errors import DlrunError, os_reason
 from dlrun.layout import RunDir, run_of_checkpoint
 
 PACKAGE = Path(__file__).resolve().parent
@@ -62,7 +62,7 @@ def check_writable(folder, key):
         for made in missing:  # innermost first: what this check created goes again
             with contextlib.suppress(OSError):
                 made.rmdir()
-        raise DlrunError(f"{key}={folder}: cannot write there ({(exc.strerror or str(exc)).lower()}). Choose a "
+        raise DlrunError(f"{key}={folder}: cannot write there ({os_reason(exc)}). Choose a "
                          f"writable directory with enough space (or set DLRUN_OUTPUTS).") from None
 
 
@@ -126,6 +126,15 @@ def _refuse_stored_code(ckpt, stored, given):
 def quote(value):
     """A value safe to put on the right of an override's '='."""
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def flat_items(data, prefix=""):
+    """(dotted key, value) for every leaf of a nested mapping; an empty mapping is a leaf."""
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            yield from flat_items(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def key_of(override):

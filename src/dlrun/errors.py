@@ -21,6 +21,11 @@ def first_line(exc):
     return (str(exc) or type(exc).__name__).splitlines()[0]
 
 
+def os_reason(exc):
+    """An OSError's reason as a phrase: 'no space left on device'."""
+    return (exc.strerror or str(exc)).lower()
+
+
 def closest(word, choices):
     """The choice closest to `word` (one that begins with it first), or None; case is ignored
     (`model=CNN` finds `cnn`)."""

@@ -12,6 +12,7 @@ import numpy as np
 from omegaconf import open_dict
 
 from dlrun import artifacts, build, checkpoint, config, console, distributed, inspection, job, report, validate
+from dlrun import data as datasets
 from dlrun import device as devices
 from dlrun.errors import DlrunError
 from dlrun.evaluation import evaluate, write_tables
@@ -113,8 +114,7 @@ def _fit(cfg, loop, state, run, summary):
             note = (f"early stopping at epoch {state.epoch}: {cfg.trainer.monitor} has not improved by more than "
                     f"{es.min_delta} for {es.patience} epochs; the best, {state.best_value:.4f}, was at epoch "
                     f"{state.best_epoch} (checkpoints/best.pt).")
-            log.info("%s", note)
-            progress.say(note)
+            _phase(cfg, note)
         if tensorboard is not None:
             for key, value in row.items():
                 if key != "epoch":
@@ -130,8 +130,7 @@ def _fit(cfg, loop, state, run, summary):
                 note = (f"trainer.max_time={cfg.trainer.max_time:g} s reached at step {state.step}: checkpoints/last.pt "
                         f"holds the exact position (continue with: dlrun ckpt_path={run.root} trainer.max_time=...); "
                         f"the results are those of best.pt.")
-                log.info("%s", note)
-                progress.say(note)
+                _phase(cfg, note)
     except Diverged as exc:
         kept = (f"checkpoints/last.pt keeps epoch {state.epoch}, the last good one." if run.checkpoint("last").is_file()
                 else "No checkpoint had been written yet.")
@@ -157,7 +156,7 @@ def _first_look(cfg, run, data, about):
     if cfg.plots:
         from dlrun import plots
 
-        plots.draw_data(run.plots, cfg.plots, data, cfg.regularization.augment, cfg.seed)
+        plots.draw_data(run.plots, cfg.plots, data, about["data_summary"], cfg.regularization.augment, cfg.seed)
 
 
 def _shows(cfg):
@@ -166,7 +165,8 @@ def _shows(cfg):
 
 
 def _phase(cfg, text):
-    """A phase after training starts: one line in run.log and, with progress on, in the terminal."""
+    """What happens next or why training stopped: one line in run.log and, with progress on, in
+    the terminal (above the live display while it runs)."""
     log.info("%s", text)
     if _shows(cfg):
         console.console.print(f"[dim]>[/] {text}", highlight=False, soft_wrap=True)
@@ -219,7 +219,7 @@ def cross_validate(cfg, run, device, overrides):
     every fold's best.pt. The data is loaded once, and a split that cannot be made
     (more folds than rows of a class) is refused before anything is written."""
     raw = build.raw_dataset(cfg)
-    build.dataset(_fold_config(cfg, 0, None), raw)
+    datasets.split_rows(raw, cfg.split, (cfg.cv.folds, 0, cfg.cv.stratified), cfg.seed)  # labels only
     summary = Summary(run.root, cfg, device)
     summary.start_cv()
     source = RunDir(config.run_dir_of(cfg.ckpt_path)) if cfg.ckpt_path else None

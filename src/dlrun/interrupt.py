@@ -14,10 +14,25 @@ import threading
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
+@contextlib.contextmanager
+def _handlers(handlers):
+    """Install `handlers` (signal -> handler) inside the block, and put the previous ones back;
+    signal handlers can only be set in the main thread, elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 class StopFlag:
     def __init__(self):
         self.signum = None
-        self._previous = {}
+        self._installed = None
 
     @property
     def raised(self):
@@ -33,15 +48,12 @@ class StopFlag:
         self.signum = signum
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in EXIT_CODES:
-                self._previous[sig] = signal.signal(sig, self._handle)
+        self._installed = _handlers({sig: self._handle for sig in EXIT_CODES})
+        self._installed.__enter__()
         return self
 
     def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
+        self._installed.__exit__(*exc)
 
 
 class Terminated(KeyboardInterrupt):
@@ -54,17 +66,7 @@ def _raise_terminated(signum, frame):
     raise Terminated("SIGTERM")
 
 
-@contextlib.contextmanager
 def stops_raise():
     """Inside this block Ctrl-C raises KeyboardInterrupt and SIGTERM raises Terminated (even
     where the shell started dlrun with SIGINT ignored, as it does for background jobs)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, handler) for sig, handler in
-                ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, _raise_terminated))}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return _handlers({signal.SIGINT: signal.default_int_handler, signal.SIGTERM: _raise_terminated})

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from dlrun.config import conf_dir
+from dlrun.config import conf_dir, flat_items
 from dlrun.errors import unknown_choice
 
 HIDDEN = {"hydra"}  # Hydra's own groups: see dlrun --hydra-help
@@ -27,14 +27,6 @@ def option(group, name):
         if isinstance(entry, str) and entry != "_self_":
             merged = OmegaConf.merge(merged, option(group, entry))
     return OmegaConf.merge(merged, node)
-
-
-def _flatten(data, prefix=""):
-    for key, value in data.items():
-        if isinstance(value, dict):
-            yield from _flatten(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
 
 
 HELP = """dlrun: train PyTorch models from composable Hydra configs.
@@ -108,7 +100,7 @@ def main(args):
                 args = _description(path)  # a preset changes many groups: show what it is for
             else:
                 data = OmegaConf.to_container(option(group, path.stem), resolve=False)
-                args = ", ".join(f"{k}={v}{_allowed(f'{group}.{k}')}" for k, v in _flatten(data) if k != "name")
+                args = ", ".join(f"{k}={v}{_allowed(f'{group}.{k}')}" for k, v in flat_items(data) if k != "name")
             table.add_row(path.stem, args or "-")
         console.print(table)
     return 0

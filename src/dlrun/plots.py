@@ -282,30 +282,26 @@ PLOTS = {
     "regression": lambda r: [("regression", regression(r.p.true, r.p.pred) if not r.classify else None)],
 }
 TRAINING_PLOTS = ("curves", "lr", "weights")  # the ones drawn without a test split
-DATA_PLOTS = {  # drawn before training (a look at the data), from the prepared data alone
-    "class_counts": lambda data, augment, seed: (class_counts(_split_counts(data))
-                                                 if data.task != "regression" else None),
-    "samples": lambda data, augment, seed: _samples(data, augment, seed) if data.image and data.in_memory else None,
+DATA_PLOTS = {  # drawn before training (a look at the data), from the prepared data and its summary
+    "class_counts": lambda data, summary, augment, seed: (class_counts(summary["class_counts"])
+                                                          if "class_counts" in summary else None),
+    "samples": lambda data, summary, augment, seed: (_samples(data, augment, seed)
+                                                     if data.image and data.in_memory else None),
 }
 
 NAMES = [*DATA_PLOTS, *PLOTS]  # what plots=[...] may name
 
 
-def draw_data(folder, wanted, data, augment=None, seed=0):
-    """Save the wanted plots of the data (before training); returns the file names."""
+def draw_data(folder, wanted, data, summary, augment=None, seed=0):
+    """Save the wanted plots of the data (before training; `summary` is inspection.data_summary's);
+    returns the file names."""
     written = []
     for name, draw in DATA_PLOTS.items():
-        fig = draw(data, augment, seed) if name in wanted else None
+        fig = draw(data, summary, augment, seed) if name in wanted else None
         if fig is not None:
             save(fig, folder / f"{name}.png")
             written.append(f"{name}.png")
     return written
-
-
-def _split_counts(data):
-    from dlrun.inspection import data_summary
-
-    return data_summary(data)["class_counts"]
 
 
 def _samples(data, augment, seed, count=16):

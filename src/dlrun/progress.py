@@ -38,8 +38,8 @@ class TrainingProgress:
             TextColumn("{task.fields[speed]}"), TimeElapsedColumn(), TextColumn("eta {task.fields[eta]}"),
             console=console, disable=not self.live)
         self.bar_task = self.bar.add_task("train", total=None, epoch=self._counter(), speed="", eta="-:--:--")
-        self.started = self.epoch_started = time.perf_counter()
-        self.first_step = None  # (global step, time) of the first refresh: the ETA's reference
+        self.epoch_started = time.perf_counter()
+        self.first_step = None  # (global step, time) where the ETA's measurement starts
 
     def __enter__(self):
         self.bar.__enter__()

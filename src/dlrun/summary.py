@@ -111,9 +111,10 @@ class Summary:
 
 def _throughput(history):
     """Training samples per second (mean over epochs) and the peak memory of the run, in MiB."""
-    if not history:
+    speeds = [r["samples_per_s"] for r in history if "samples_per_s" in r]  # not in rows of older checkpoints
+    if not speeds:
         return None
-    found = {"samples_per_s": sum(r["samples_per_s"] for r in history) / len(history)}
+    found = {"samples_per_s": sum(speeds) / len(speeds)}
     for key in ("peak_rss_mb", "cuda_peak_mb"):
         if key in history[-1]:
             found[key] = max(r.get(key, 0.0) for r in history)

@@ -18,7 +18,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 from dlrun import artifacts
-from dlrun.config import run_overrides
+from dlrun.config import flat_items, run_overrides
 from dlrun.layout import RunDir
 
 HEADLINE = ("accuracy", "f1_macro", "roc_auc", "rmse", "mae", "r2")
@@ -71,12 +71,16 @@ def _finite(value):
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
+def override_values(row):
+    """A row's overrides as {key: value text}."""
+    return dict(o.partition("=")[::2] for o in row["overrides"].split())
+
+
 def swept_parameters(rows):
     """Override keys whose values differ between jobs."""
     values = {}
     for r in rows:
-        for override in r["overrides"].split():
-            key, _, value = override.partition("=")
+        for key, value in override_values(r).items():
             values.setdefault(key, set()).add(value)
     return [k for k, v in values.items() if len(v) > 1]
 
@@ -131,18 +135,10 @@ def differing_config(rows):
     configs = []
     for r in rows:
         file = RunDir(r["path"]).hydra / "config.yaml"
-        configs.append(dict(_flat(OmegaConf.to_container(OmegaConf.load(file)))) if file.is_file() else {})
+        configs.append(dict(flat_items(OmegaConf.to_container(OmegaConf.load(file)))) if file.is_file() else {})
     keys = sorted({k for c in configs for k in c})
     differ = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
     return [{"job": r["job"], **{k: c.get(k) for k in differ}} for r, c in zip(rows, configs)]
-
-
-def _flat(data, prefix=""):
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            yield from _flat(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
 
 
 def _labels(rows):
@@ -150,7 +146,7 @@ def _labels(rows):
     swept = swept_parameters(rows)
     labels = {}
     for r in rows:
-        values = dict(o.partition("=")[::2] for o in r["overrides"].split())
+        values = override_values(r)
         labels[r["job"]] = " ".join(f"{k}={values[k]}" for k in swept if k in values) or r["job"]
     return labels
 
@@ -180,15 +176,14 @@ def _html(folder, rows, columns, groups, plot_files):
 
     def cell(row, key):
         text = html.escape(_fmt(row.get(key)))
-        report = RunDir(row["path"]).report if key == "job" else None
+        report = RunDir(row["path"]).report if key == "job" and "path" in row else None
         if report is not None and report.is_file():  # each job's own report, relative to this page
             return f'<td><a href="{html.escape(os.path.relpath(report, folder))}">{text}</a></td>'
         return f"<td>{text}</td>"
 
     def table(data, keys):
         head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
-        body = "".join("<tr>" + "".join(cell(r, k) if "path" in r else f"<td>{html.escape(_fmt(r.get(k)))}</td>"
-                                        for k in keys) + "</tr>" for r in data)
+        body = "".join("<tr>" + "".join(cell(r, k) for k in keys) + "</tr>" for r in data)
         return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
 
     images = "".join(f'<figure><img alt="{p.stem}" src="data:image/png;base64,'
@@ -259,7 +254,7 @@ def _plot_objective(folder, rows):
     for key in swept_parameters(rows):
         points = []
         for r in done:
-            value = dict(o.partition("=")[::2] for o in r["overrides"].split()).get(key)
+            value = override_values(r).get(key)
             if value is not None:
                 points.append((value, r["objective"], r is done[0]))
         if points:

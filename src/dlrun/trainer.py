@@ -144,11 +144,8 @@ class Loop:
                 self._check_bad_steps(state)
             if stop_flag.raised or (self.deadline is not None and time.perf_counter() >= self.deadline):
                 state.partial = {"batch": i + 1, "loss_sum": loss_sum, "correct": correct, "count": count}
-                if stop_flag.raised:
-                    self._interrupt(state, save, stop_flag)
-                state.timed_out = True
-                save("last", self.state_dict(state, mid_epoch=True))
-                return None, 0.0
+                self._stop_mid_epoch(state, save, stop_flag)
+                return None, 0.0  # the time budget ran out (a signal raises instead)
             if on_step is not None and time.perf_counter() >= next_refresh:
                 self._check_bad_steps(state)  # host-device sync, a few times a second
                 on_step(i + 1, total)
@@ -198,10 +195,14 @@ class Loop:
                 f"{bad.count} non-finite step(s) by step {state.step}, more than the {self.policy.skip_nonfinite} "
                 f"allowed. None of them changed the weights.")
 
-    def _interrupt(self, state, save, stop_flag):
+    def _stop_mid_epoch(self, state, save, stop_flag):
+        """Keep the exact position in the `last` checkpoint; a signal then raises Interrupted,
+        an exhausted time budget marks the state as timed out."""
+        state.timed_out = not stop_flag.raised
         save("last", self.state_dict(state, mid_epoch=True))
-        raise Interrupted(f"interrupted at step {state.step} (epoch {state.epoch + 1}); the last checkpoint holds "
-                          f"the exact position.", stop_flag.exit_code)
+        if stop_flag.raised:
+            raise Interrupted(f"interrupted at step {state.step} (epoch {state.epoch + 1}); the last checkpoint "
+                              f"holds the exact position.", stop_flag.exit_code)
 
     # -------------------------------------------------------------- evaluating
     @torch.inference_mode()

@@ -96,18 +96,8 @@ def prepare(data, split, cv_fold=None, seed=0):
     is used when it has one. `cv_fold=(k, i, stratified)` instead makes fold i
     of k the validation part of a k-fold split of the training data.
     """
-    if data.task not in TASKS:
-        raise ConfigError(f"dataset task '{data.task}' is not known. Choose one of: {', '.join(TASKS)}.")
-    y_all = _labels(data.task, data.y)
-    if data.task != "regression":
-        _check_classes(y_all, data.class_names)
-    stratify = split.strategy == "stratified" and data.task != "regression"
+    y_all, (train_rows, val_rows, test_rows) = split_rows(data, split, cv_fold, seed)
     has_test = data.x_test is not None
-    train_rows, val_rows, test_rows = split_indices(
-        y_all.numpy() if data.task != "regression" else np.zeros(len(y_all)),
-        val=split.val, test=0.0 if has_test else split.test,
-        stratified=stratify, seed=seed, cv_fold=cv_fold, names=data.class_names,
-    )
     x_all = data.x if isinstance(data.x, torch.utils.data.Dataset) else _as_tensor(data.x)
     train, val = _part(x_all, y_all, train_rows), _part(x_all, y_all, val_rows)
     if has_test:
@@ -142,6 +132,23 @@ def _check_classes(y, names):
         only = names[present[0]] if names and present and present[0] < len(names) else present[0]
         raise ConfigError(f"the dataset's {len(y)} rows all belong to one class ({only}); classification needs "
                           f"at least two. Check the data (or dataset.target), or use dataset.task=regression.")
+
+
+def split_rows(data, split, cv_fold=None, seed=0):
+    """The labels and the (train, val, test) row indices of `data`, from its labels alone: what
+    `prepare` splits by, and a cheap check that a split (or every fold) can be made at all."""
+    if data.task not in TASKS:
+        raise ConfigError(f"dataset task '{data.task}' is not known. Choose one of: {', '.join(TASKS)}.")
+    y_all = _labels(data.task, data.y)
+    if data.task != "regression":
+        _check_classes(y_all, data.class_names)
+    rows = split_indices(
+        y_all.numpy() if data.task != "regression" else np.zeros(len(y_all)),
+        val=split.val, test=0.0 if data.x_test is not None else split.test,
+        stratified=split.strategy == "stratified" and data.task != "regression",
+        seed=seed, cv_fold=cv_fold, names=data.class_names,
+    )
+    return y_all, rows
 
 
 def _part(x, y, rows):
