@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from dlrun import loss, metrics, optimizer, scheduler
+from dlrun.api import compose
 from dlrun.data import DATASETS, Data, prepare
 from dlrun.data.base import Part
 from dlrun.data.batches import DeviceTransform, TensorBatches, augment_images
@@ -14,6 +15,7 @@ from dlrun.data.split import split_indices
 from dlrun.errors import ConfigError
 from dlrun.models import MODELS
 from dlrun.models import build as build_model
+from dlrun.models.base import make_activation
 from dlrun.regularization import l1_penalty, penalized_weights
 
 SPLIT = OmegaConf.create({"strategy": "stratified", "val": 0.2, "test": 0.2})
@@ -119,10 +121,63 @@ def test_cnn_adapts_to_channels_and_image_size(shape):
     assert model.embed(torch.randn(2, *shape)).shape == (2, 128)
 
 
-@pytest.mark.parametrize("scheme", ["kaiming", "xavier", "orthogonal"])
+@pytest.mark.parametrize("scheme", ["kaiming", "xavier", "orthogonal", "uniform", "normal", "zeros"])
 def test_initialisation_schemes_zero_the_biases(scheme):
     model = build_model({"name": "mlp", "init": scheme}, (6,), 2)
     assert all((m.bias == 0).all() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def test_uniform_and_normal_follow_their_scale():
+    torch.manual_seed(0)
+    wide = build_model({"name": "mlp", "hidden_sizes": [400], "init": "uniform"}, (100,), 2).features[1].weight
+    assert wide.abs().max() <= 0.1 and wide.abs().max() > 0.099  # 1/sqrt(fan_in=100)
+    scaled = build_model({"name": "mlp", "hidden_sizes": [400], "init": "uniform", "init_scale": 0.5},
+                         (100,), 2).features[1].weight
+    assert 0.49 < scaled.abs().max() <= 0.5
+    normal = build_model({"name": "mlp", "hidden_sizes": [400], "init": "normal", "init_scale": 0.02},
+                         (100,), 2).features[1].weight
+    assert abs(normal.std().item() - 0.02) < 0.001 and abs(normal.mean().item()) < 0.001
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "prelu", "elu", "gelu", "silu", "tanh", "sigmoid", "identity"])
+def test_every_activation_is_used_by_mlp_and_cnn(name):
+    kind = type(make_activation(name))
+    mlp = build_model({"name": "mlp", "activation": name, "hidden_sizes": [4, 4]}, (3,), 2)
+    cnn = build_model({"name": "cnn", "activation": name, "channels": [2]}, (1, 8, 8), 2)
+    assert sum(isinstance(m, kind) for m in mlp.modules()) == 2
+    assert sum(isinstance(m, kind) for m in cnn.modules()) == 2  # the block and the hidden layer
+
+
+def test_identity_activation_makes_the_mlp_one_linear_map():
+    mlp = build_model({"name": "mlp", "activation": "identity", "hidden_sizes": [5, 4], "dropout": 0.0}, (3,), 2)
+    x = torch.randn(10, 3)
+    a, b = mlp(x), mlp(2 * x) - mlp(torch.zeros(1, 3))
+    assert torch.allclose(b, 2 * (a - mlp(torch.zeros(1, 3))), atol=1e-5)  # affine: f(2x) - f(0) = 2 (f(x) - f(0))
+
+
+def test_leaky_slope_reaches_the_layer():
+    mlp = build_model({"name": "mlp", "activation": "leaky_relu", "negative_slope": 0.3, "hidden_sizes": [4]}, (3,), 2)
+    assert [m.negative_slope for m in mlp.modules() if isinstance(m, torch.nn.LeakyReLU)] == [0.3]
+
+
+def test_cnn_padding_and_per_block_kernels():
+    cnn = build_model({"name": "cnn", "channels": [4, 8], "kernel_size": [5, 3], "padding": "valid", "hidden": 0},
+                      (1, 12, 12), 3)
+    convs = [m for m in cnn.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.kernel_size for c in convs] == [(5, 5), (3, 3)] and [c.padding for c in convs] == [(0, 0), (0, 0)]
+    # 12 -conv5-> 8 -pool-> 4 -conv3-> 2 -pool-> 1: 8 features
+    assert cnn.embed(torch.zeros(1, 1, 12, 12)).shape == (1, 8)
+    with pytest.raises(ConfigError, match="has 3 entries but model.channels has 2"):
+        build_model({"name": "cnn", "channels": [4, 8], "kernel_size": [5, 3, 3]}, (1, 12, 12), 3)
+    with pytest.raises(ConfigError, match="leaves no pixels"):
+        build_model({"name": "cnn", "channels": [4], "kernel_size": 9, "padding": "valid"}, (1, 6, 6), 3)
+
+
+def test_sgd_has_no_momentum_unless_asked_like_torch():
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    shipped = OmegaConf.to_container(compose(["optimizer=sgd"]).optimizer)
+    assert optimizer.OPTIMIZERS.build(shipped, params=params).param_groups[0]["momentum"] == 0.0
+    assert optimizer.OPTIMIZERS.build({"name": "sgd"}, params=params).param_groups[0]["momentum"] == 0.0
 
 
 def test_weight_decay_can_exempt_biases_and_norms():

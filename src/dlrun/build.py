@@ -10,6 +10,7 @@ from dlrun import data as datasets
 from dlrun import distributed, loss, models, optimizer, scheduler
 from dlrun.data.batches import DeviceTransform, make_batches
 from dlrun.errors import ConfigError
+from dlrun.finetune import Freezing
 from dlrun.fit_policy import FitPolicy
 from dlrun.regularization import set_dropout
 from dlrun.trainer import Loop
@@ -46,7 +47,7 @@ def raw_dataset(cfg):
     raw = datasets.DATASETS.build(plain(cfg.dataset))
     if not isinstance(raw, datasets.Data):
         raise ConfigError(f"dataset builder returned {type(raw).__name__}, not dlrun.data.Data.")
-    return raw
+    return datasets.keep_classes(raw, plain(cfg.dataset.get("classes")))
 
 
 def dataset(cfg, raw=None):
@@ -110,7 +111,9 @@ def loop(cfg, data, net, device, overrides=()):
     val_batches = make_batches(data.val, tr.eval_batch_size, device, eval_tf, False, 0, num_workers=tr.num_workers)
     loss_fn = loss.build(plain(cfg.loss), data.task, data.train.y, data.num_classes).to(device)
     opt = optimizer.build(plain(cfg.optimizer), net, reg)
-    schedule = scheduler.build(plain(cfg.scheduler), opt, tr.max_epochs, len(train_batches), tr.mode)
+    # Schedulers count optimizer steps: one per accumulation window.
+    steps_per_epoch = -(-len(train_batches) // tr.accumulate_grad_batches)
+    schedule = scheduler.build(plain(cfg.scheduler), opt, tr.max_epochs, steps_per_epoch, tr.mode)
     return Loop(
         model=net, loss_fn=loss_fn, optimizer=opt, schedule=schedule, train_batches=train_batches,
         val_batches=val_batches, device=device, task=data.task, num_classes=data.num_classes, policy=fit_policy(tr),
@@ -120,7 +123,16 @@ def loop(cfg, data, net, device, overrides=()):
         compile_mode=cfg.device.compile_mode if cfg.device.compile else None,
         threshold=float(cfg.dataset.get("threshold", 0.5)), target_scale=data.target_scale,
         augment_generator=augment_gen, record=record(cfg, data, overrides),
+        accumulate=tr.accumulate_grad_batches,
+        freezing=Freezing(_patterns(cfg.model.get("freeze")), cfg.model.get("unfreeze_epoch")),
     )
+
+
+def _patterns(value):
+    """model.freeze as a tuple of patterns (one pattern may be given without brackets)."""
+    if not value:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def test_batches(cfg, data, device):

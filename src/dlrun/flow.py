@@ -55,9 +55,10 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
     data = build.dataset(cfg, raw)
     validate.check_monitor(cfg.trainer.monitor, data.task)
     net = build.model(cfg, data)
-    about = {"model_summary": inspection.model_summary(net, data.input_shape),
-             "data_summary": inspection.data_summary(data)}
-    loop = build.loop(cfg, data, net, device, overrides)
+    about = {"init_from": _init_from(cfg, net) if ckpt is None else None}
+    loop = build.loop(cfg, data, net, device, overrides)  # applies model.freeze, so the summary counts it
+    about.update(model_summary=inspection.model_summary(net, data.input_shape),
+                 data_summary=inspection.data_summary(data))
     summary.start(data, about)
     _first_look(cfg, run, data, about)
     if cfg.task == "inspect":
@@ -85,6 +86,17 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
         raise _interrupted_in_results(exc, cfg, run, summary, state) from None
     distributed.shutdown()
     return summary.write()
+
+
+def _init_from(cfg, net):
+    """Start from another run's weights (init_from): what was loaded, or None."""
+    if not cfg.init_from:
+        return None
+    from dlrun import finetune
+
+    loaded = finetune.init_from(net, cfg.init_from)
+    _phase(cfg, finetune.describe(loaded))
+    return loaded
 
 
 def _interrupted_in_results(signal, cfg, run, summary, state):

@@ -2,9 +2,10 @@
 
 import torch
 
+from dlrun.errors import ConfigError
 from dlrun.registry import Registry
 
-OPTIMIZERS = Registry("optimizer", context=["params"])
+OPTIMIZERS = Registry("optimizer", context=["params"], handled=["head_lr"])
 
 
 def fused(cls, params, **kwargs):
@@ -17,7 +18,7 @@ def fused(cls, params, **kwargs):
 
 
 @OPTIMIZERS.register("sgd")
-def sgd(params, lr=0.01, momentum=0.9, nesterov=False):
+def sgd(params, lr=0.01, momentum=0.0, nesterov=False):
     return fused(torch.optim.SGD, params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
 
 
@@ -37,17 +38,28 @@ def rmsprop(params, lr=1e-3, alpha=0.99, momentum=0.0):
     return torch.optim.RMSprop(params, lr=lr, alpha=alpha, momentum=momentum)
 
 
-def param_groups(model, weight_decay, decay_norm_and_bias=True):
-    """Trainable parameters, split so that biases and normalisation weights
-    (1-D tensors) can be exempt from weight decay."""
+def param_groups(model, weight_decay, decay_norm_and_bias=True, head_lr=None):
+    """Trainable parameters, split so that biases and normalisation weights (1-D tensors) can be
+    exempt from weight decay, and the head (a Network's `head`) can have its own learning rate."""
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if decay_norm_and_bias or weight_decay == 0:
-        return [{"params": [p for _, p in trainable], "weight_decay": weight_decay}]
-    decay = [p for _, p in trainable if p.ndim > 1]
-    exempt = [p for _, p in trainable if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": exempt, "weight_decay": 0.0}]
+    if head_lr is not None and not isinstance(getattr(model, "head", None), torch.nn.Module):
+        raise ConfigError(f"optimizer.head_lr needs a model with a `head` module (every built-in model has one); "
+                          f"{type(model).__name__} has none.")
+    groups = {}
+    for name, param in trainable:
+        head = head_lr is not None and name.startswith("head.")
+        exempt = not decay_norm_and_bias and weight_decay > 0 and param.ndim <= 1
+        group = groups.setdefault((head, exempt), {"params": [], "weight_decay": 0.0 if exempt else weight_decay})
+        if head:
+            group["lr"] = head_lr
+        group["params"].append(param)
+    return [groups[key] for key in sorted(groups)]
 
 
 def build(spec, model, regularization):
-    groups = param_groups(model, regularization.weight_decay, regularization.decay_norm_and_bias)
+    """The optimizer of `spec` over the model's parameter groups; `head_lr` (null: the same as
+    `lr`) is read here, so every optimizer has it."""
+    spec = dict(spec)
+    head_lr = spec.pop("head_lr", None)
+    groups = param_groups(model, regularization.weight_decay, regularization.decay_norm_and_bias, head_lr)
     return OPTIMIZERS.build(spec, params=groups)

@@ -56,19 +56,29 @@ class GuardedUpdate:
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
         if self.fused and isinstance(optimizer, torch.optim.SGD):
             _zero_momentum_buffers(optimizer)
+        self.window_loss = None  # the summed losses of the accumulation window so far
         self.count = torch.zeros((), dtype=torch.long, device=device)
         self.first_step = torch.zeros((), dtype=torch.long, device=device)
         self.first_loss = torch.zeros((), device=device)
         self.first_norm = torch.zeros((), device=device)
 
-    def __call__(self, loss, step_number):
+    def __call__(self, loss, step_number, final=True):
         """Backward and (unless non-finite) update for the loss of step `step_number`;
-        returns the on-device flag of a skipped step."""
+        returns the on-device flag of a skipped step.
+
+        With gradient accumulation, the micro-batches before the last of a window pass
+        `final=False`: their gradients only add up (their flag says whether their own loss was
+        finite); the final one decides on the whole window's loss and updates once."""
         self.scaler.scale(loss).backward()
+        loss = loss.detach().float()
+        if not final:
+            self.window_loss = loss if self.window_loss is None else self.window_loss + loss
+            return ~torch.isfinite(loss)
+        if self.window_loss is not None:  # the whole window's loss: non-finite if any part was
+            loss, self.window_loss = loss + self.window_loss, None
         self.scaler.unscale_(self.optimizer)  # a no-op unless fp16
         grads = [p.grad for p in self.params if p.grad is not None]
         norm = get_total_norm(grads) if grads else torch.zeros((), device=loss.device)
-        loss = loss.detach().float()
         bad = ~torch.isfinite(loss) if self.fp16 else ~(torch.isfinite(loss) & torch.isfinite(norm))
         skip = bad | ~torch.isfinite(norm)
         self._record(bad, step_number, loss, norm)

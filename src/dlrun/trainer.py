@@ -20,6 +20,7 @@ import torch
 from dlrun import checkpoint, distributed, metrics
 from dlrun import device as devices
 from dlrun.errors import DlrunError
+from dlrun.finetune import Freezing
 from dlrun.fit_policy import FitPolicy, FitState
 from dlrun.regularization import l1_penalty, mix, penalized_weights
 from dlrun.step import GuardedUpdate
@@ -72,6 +73,8 @@ class Loop:
     target_scale: tuple = None
     augment_generator: torch.Generator = None
     record: dict = None             # stored as is in every checkpoint: config, overrides, preprocessing, model spec
+    freezing: Freezing = None       # parameters kept fixed (until an epoch), by name pattern
+    accumulate: int = 1             # micro-batches per optimizer step (gradient accumulation)
 
     def __post_init__(self):
         forward = distributed.wrap(self.model, self.device)
@@ -84,6 +87,9 @@ class Loop:
         # Reading the bad-step count costs nothing on the CPU; on accelerators it
         # would synchronise every step, so it is read with the progress refresh.
         self.read_every_step = self.device.type == "cpu"
+        self.freezing = self.freezing or Freezing()
+        self.freezing.check(self.model)
+        self.freezing.apply(self.model, 0)
 
     # ----------------------------------------------------------------- fitting
     def fit(self, state, save, stop_flag, on_epoch=None, on_step=None):
@@ -122,6 +128,7 @@ class Loop:
         Loss, hit and sample sums stay on the device; the host reads them once
         at the end (and reads the bad-step count at each progress refresh)."""
         self.model.train()
+        self.freezing.apply(self.model, state.epoch)
         partial = state.partial or {}
         start = partial.get("batch", 0)
         # Three separate running sums (a mid-epoch checkpoint carries them).
@@ -132,7 +139,9 @@ class Loop:
         next_refresh = started + REFRESH_S
         total, seen = len(self.train_batches), 0
         for i, (x, y) in enumerate(self.train_batches.epoch(start), start):
-            loss, out, skipped = self.step(x, y, state)
+            window_end = (i + 1) % self.accumulate == 0 or i + 1 == total
+            loss, out, skipped = self.step(x, y, state, self._share(i, total, y.shape[0]), i % self.accumulate == 0,
+                                           window_end)
             kept = (~skipped).float()
             n = y.shape[0]
             seen += n  # a host-side shape: no sync
@@ -142,7 +151,8 @@ class Loop:
                 correct.add_(self._hits(out.detach(), y) * kept)
             if self.read_every_step:
                 self._check_bad_steps(state)
-            if stop_flag.raised or (self.deadline is not None and time.perf_counter() >= self.deadline):
+            # A stop waits for the end of an accumulation window: half a window's gradients cannot be kept.
+            if window_end and (stop_flag.raised or (self.deadline is not None and time.perf_counter() >= self.deadline)):
                 state.partial = {"batch": i + 1, "loss_sum": loss_sum, "correct": correct, "count": count}
                 self._stop_mid_epoch(state, save, stop_flag)
                 return None, 0.0  # the time budget ran out (a signal raises instead)
@@ -164,24 +174,43 @@ class Loop:
             return ((out.view(-1) > 0) == (y.view(-1) > 0.5)).sum()
         return (out.argmax(1) == y).sum()
 
-    def step(self, x, y, state):
-        """One training step; returns (loss, outputs, skipped) with `skipped` an on-device flag."""
+    def _share(self, i, total, n):
+        """Batch i's share of its accumulation window's samples: its loss is weighted by it, so
+        that the window's update is that of one batch of all its samples (the last, shorter
+        window of an epoch included). None without accumulation."""
+        if self.accumulate == 1:
+            return None
+        first = i - i % self.accumulate
+        end = min(first + self.accumulate, total)
+        size = self.train_batches.batch_size
+        return n / (min(end * size, self.train_batches.samples) - first * size)
+
+    def step(self, x, y, state, share=None, window_start=True, window_end=True):
+        """One micro-batch (one training step without accumulation): forward, backward and, at the
+        end of the accumulation window, the update. Returns (loss, outputs, skipped) with `skipped`
+        an on-device flag; `share` weights the loss within its window (see _share)."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with self.autocast:
-            if self.mixing:
-                x, y_partner, lam = mix(x, y, self.mixup_alpha, self.cutmix_alpha, self.augment_generator)
-                out = self.forward(x)
-                loss = lam * self.loss_fn(out, y) + (1 - lam) * self.loss_fn(out, y_partner)
-            else:
-                out = self.forward(x)
-                loss = self.loss_fn(out, y)
-            if self.l1_weights:
-                loss = loss + self.l1 * l1_penalty(self.l1_weights)
-        self.optimizer.zero_grad(set_to_none=True)
-        state.step += 1
-        skipped = self.update(loss, state.step)
-        self.schedule.after_batch()
+        if window_start:
+            self.optimizer.zero_grad(set_to_none=True)
+        # Data-parallel gradients are averaged across processes once per window, not per micro-batch.
+        sync = contextlib.nullcontext() if window_end or not hasattr(self.forward, "no_sync") else self.forward.no_sync()
+        with sync:
+            with self.autocast:
+                if self.mixing:
+                    x, y_partner, lam = mix(x, y, self.mixup_alpha, self.cutmix_alpha, self.augment_generator)
+                    out = self.forward(x)
+                    loss = lam * self.loss_fn(out, y) + (1 - lam) * self.loss_fn(out, y_partner)
+                else:
+                    out = self.forward(x)
+                    loss = self.loss_fn(out, y)
+                if self.l1_weights:
+                    loss = loss + self.l1 * l1_penalty(self.l1_weights)
+            if window_end:
+                state.step += 1
+            skipped = self.update(loss if share is None else loss * share, state.step, final=window_end)
+        if window_end:
+            self.schedule.after_batch()
         return loss, out, skipped
 
     def _check_bad_steps(self, state):

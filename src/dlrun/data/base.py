@@ -1,6 +1,6 @@
 """The contract between dataset builders and the rest of dlrun."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -9,7 +9,8 @@ from dlrun.data.split import split_indices
 from dlrun.errors import ConfigError
 from dlrun.registry import Registry
 
-DATASETS = Registry("dataset", builtins=["dlrun.data.tabular", "dlrun.data.csv_file", "dlrun.data.vision"], handled=["threshold"])
+DATASETS = Registry("dataset", builtins=["dlrun.data.tabular", "dlrun.data.csv_file", "dlrun.data.vision"],
+                    handled=["threshold", "classes"])
 TASKS = ("multiclass", "binary", "regression")
 
 
@@ -132,6 +133,44 @@ def _check_classes(y, names):
         only = names[present[0]] if names and present and present[0] < len(names) else present[0]
         raise ConfigError(f"the dataset's {len(y)} rows all belong to one class ({only}); classification needs "
                           f"at least two. Check the data (or dataset.target), or use dataset.task=regression.")
+
+
+def keep_classes(data, classes):
+    """Only the rows of `classes` (names or indices; dataset.classes), relabelled 0..k-1 in the
+    order given: the classic "train on digits 0-4, transfer to 5-9"."""
+    if not classes:
+        return data
+    if data.task == "regression":
+        raise ConfigError("dataset.classes selects classes, and this dataset is a regression; remove it.")
+    names = [str(n) for n in data.class_names] if data.class_names else None
+    wanted = [_class_index(c, names) for c in ([classes] if isinstance(classes, (str, int)) else classes)]
+    if len(set(wanted)) < 2:
+        raise ConfigError(f"dataset.classes={classes} keeps fewer than two distinct classes; classification needs two.")
+    remap = {old: new for new, old in enumerate(wanted)}
+
+    def subset(x, y):
+        y = np.asarray(_as_tensor(y))
+        rows = np.flatnonzero(np.isin(y, wanted))
+        new_y = np.array([remap[int(v)] for v in y[rows]], dtype=np.int64)
+        if isinstance(x, torch.utils.data.Dataset):
+            return torch.utils.data.Subset(x, rows.tolist()), new_y
+        return x[torch.from_numpy(rows)] if torch.is_tensor(x) else np.asarray(x)[rows], new_y
+
+    x, y = subset(data.x, data.y)
+    x_test, y_test = subset(data.x_test, data.y_test) if data.x_test is not None else (None, None)
+    task = "binary" if len(wanted) == 2 and data.task == "binary" else data.task
+    class_names = [names[i] if names else str(i) for i in wanted]
+    return replace(data, x=x, y=y, x_test=x_test, y_test=y_test, task=task, class_names=class_names)
+
+
+def _class_index(value, names):
+    """A class given by name or by index, as its index."""
+    if names and str(value) in names:
+        return names.index(str(value))
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names or [value + 1]):
+        return value
+    allowed = ", ".join(names) if names else "class indices"
+    raise ConfigError(f"dataset.classes: {value!r} is not a class of this dataset; its classes: {allowed}.")
 
 
 def split_rows(data, split, cv_fold=None, seed=0):

@@ -117,8 +117,13 @@ class TensorBatches:
         self.weights = _balanced_weights(self.y) if balanced else None
         self._epoch_start = self.shuffle.get_state()
 
+    @property
+    def samples(self):
+        """Rows per epoch in this process (its equal share in data-parallel training)."""
+        return len(self.y) // self.world
+
     def __len__(self):
-        return math.ceil(len(self.y) // self.world / self.batch_size)
+        return math.ceil(self.samples / self.batch_size)
 
     def epoch(self, start=0):
         """(x, y) batches of one epoch, from batch `start` on.
@@ -172,6 +177,8 @@ class LoaderBatches:
             generator=self.shuffle, num_workers=num_workers, pin_memory=device.type == "cuda",
             persistent_workers=num_workers > 0, worker_init_fn=_seed_worker,
         )
+        self.batch_size = batch_size
+        self.samples = len(sampler) if self.distributed_sampler is not None else len(part.y)  # rows per epoch here
         self._epoch_start = self.shuffle.get_state()
 
     def __len__(self):

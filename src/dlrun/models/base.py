@@ -1,5 +1,7 @@
 """The model registry, weight initialisation and the embedding contract."""
 
+import math
+
 import torch
 from torch import nn
 
@@ -7,7 +9,7 @@ from dlrun.errors import ConfigError, first_line, unknown_choice
 from dlrun.registry import Registry
 
 MODELS = Registry("model", builtins=["dlrun.models.mlp", "dlrun.models.cnn", "dlrun.models.resnet"],
-                  context=["input_shape", "num_outputs"], handled=["init"])
+                  context=["input_shape", "num_outputs"], handled=["init", "init_scale", "freeze", "unfreeze_epoch"])
 
 
 class Network(nn.Module):
@@ -25,22 +27,34 @@ class Network(nn.Module):
         return self.head(self.features(x))
 
 
+def _fan_in_bound(weight, scale):
+    """`scale`, or 1/sqrt(fan_in) (the classic rule of the tutorials) when it is None."""
+    fan_in = weight[0].numel()
+    return scale if scale is not None else 1 / math.sqrt(fan_in)
+
+
+# scheme -> initialiser(weight, scale); `scale` is model.init_scale (None: the scheme's default)
 INITS = {
-    "kaiming": lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"),
-    "xavier": nn.init.xavier_uniform_,
-    "orthogonal": nn.init.orthogonal_,
+    "kaiming": lambda w, scale: nn.init.kaiming_normal_(w, nonlinearity="relu"),
+    "xavier": lambda w, scale: nn.init.xavier_uniform_(w, gain=1.0 if scale is None else scale),
+    "orthogonal": lambda w, scale: nn.init.orthogonal_(w, gain=1.0 if scale is None else scale),
+    "uniform": lambda w, scale: nn.init.uniform_(w, -_fan_in_bound(w, scale), _fan_in_bound(w, scale)),
+    "normal": lambda w, scale: nn.init.normal_(w, 0.0, _fan_in_bound(w, scale)),
+    "zeros": lambda w, scale: nn.init.zeros_(w),
 }
 
 
-def initialize(model, scheme):
-    """Re-initialise linear and conv weights (biases to zero); `default` keeps PyTorch's."""
+def initialize(model, scheme, scale=None):
+    """Re-initialise linear and conv weights (biases to zero); `default` keeps PyTorch's.
+    `scale` is the bound of uniform (U(-scale, scale)), the std of normal, the gain of xavier
+    and orthogonal; None gives 1/sqrt(fan_in) for uniform and normal, gain 1 otherwise."""
     if scheme == "default":
         return model
     if scheme not in INITS:
         raise ConfigError(unknown_choice("model.init", scheme, ["default", *INITS]))
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Conv2d)):
-            INITS[scheme](module.weight)
+            INITS[scheme](module.weight, scale)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
     return model
@@ -56,7 +70,7 @@ def build(spec, input_shape, num_outputs):
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model builder returned {type(model).__name__}, not a torch.nn.Module.")
     check_fits(model, name, input_shape, num_outputs)
-    return initialize(model, spec.get("init", "default"))
+    return initialize(model, spec.get("init", "default"), spec.get("init_scale"))
 
 
 def check_fits(model, name, input_shape, num_outputs):
@@ -101,13 +115,18 @@ def embeddings(model, x):
 ACTIVATIONS = {
     "relu": lambda slope: nn.ReLU(),
     "leaky_relu": lambda slope: nn.LeakyReLU(slope),
-    "tanh": lambda slope: nn.Tanh(),
+    "prelu": lambda slope: nn.PReLU(init=slope),
+    "elu": lambda slope: nn.ELU(),
     "gelu": lambda slope: nn.GELU(),
+    "silu": lambda slope: nn.SiLU(),
+    "tanh": lambda slope: nn.Tanh(),
     "sigmoid": lambda slope: nn.Sigmoid(),
+    "identity": lambda slope: nn.Identity(),  # a linear stack: the lesson on why depth needs non-linearity
 }
 
 
 def make_activation(name, negative_slope=0.01):
+    """The activation module `name`; `negative_slope` is leaky_relu's slope and prelu's initial one."""
     if name not in ACTIVATIONS:
         raise ConfigError(unknown_choice("model.activation", name, ACTIVATIONS))
     return ACTIVATIONS[name](negative_slope)

@@ -4,30 +4,38 @@ import torch
 from torch import nn
 
 from dlrun.errors import ConfigError, unknown_choice
-from dlrun.models.base import MODELS, Network, flat_size
+from dlrun.models.base import MODELS, Network, flat_size, make_activation
 
 POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 
 
 @MODELS.register("cnn")
-def cnn(input_shape, num_outputs, channels=(32, 64), kernel_size=3, pool="max", hidden=128,
-        dropout=0.25, batchnorm=False):
-    """(conv-relu-pool) per entry of `channels`, then dropout and a linear head.
+def cnn(input_shape, num_outputs, channels=(32, 64), kernel_size=3, padding="same", pool="max", hidden=128,
+        dropout=0.25, batchnorm=False, activation="relu", negative_slope=0.01):
+    """(conv-activation-pool) per entry of `channels`, then dropout and a linear head.
 
-    Works for any number of input channels and any image size: pooling stops
-    halving once the feature map is down to 1 pixel, and the flatten size is
-    computed from the input shape.
+    `kernel_size` is one size for every block or a list with one per block; `padding` is
+    "same" (kernel_size // 2: the map keeps its size), "valid" (0) or a number of pixels.
+    Works for any number of input channels and any image size: pooling stops halving once
+    the feature map is down to 1 pixel, and the flatten size is computed from the input shape.
     """
     if len(input_shape) != 3:
         raise ConfigError(f"model=cnn needs image inputs (channels, height, width); this dataset gives {tuple(input_shape)}.")
     if pool not in POOLS:
         raise ConfigError(unknown_choice("model.pool", pool, POOLS))
+    kernels = _per_block(kernel_size, len(channels))
     layers, in_ch, size = [], input_shape[0], min(input_shape[1:])
-    for out_ch in channels:
-        layers.append(nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2))
+    for block, (out_ch, kernel) in enumerate(zip(channels, kernels), 1):
+        pad = _padding(padding, kernel)
+        layers.append(nn.Conv2d(in_ch, out_ch, kernel, padding=pad))
+        size = size + 2 * pad - kernel + 1
+        if size < 1:
+            raise ConfigError(f"model.kernel_size={kernel} with model.padding={padding} leaves no pixels of the "
+                              f"{tuple(input_shape[1:])} input after block {block}; use padding=same or "
+                              f"smaller kernels.")
         if batchnorm:
             layers.append(nn.BatchNorm2d(out_ch))
-        layers.append(nn.ReLU())
+        layers.append(make_activation(activation, negative_slope))
         if size >= 2:
             layers.append(POOLS[pool](2))
             size //= 2
@@ -37,9 +45,30 @@ def cnn(input_shape, num_outputs, channels=(32, 64), kernel_size=3, pool="max", 
     width = flat_size(conv, input_shape)
     tail = [nn.Dropout(dropout)]
     if hidden:
-        tail += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+        tail += [nn.Linear(width, hidden), make_activation(activation, negative_slope), nn.Dropout(dropout)]
         width = hidden
     return Network(nn.Sequential(conv, *tail), nn.Linear(width, num_outputs))
+
+
+def _per_block(kernel_size, blocks):
+    """One kernel size per block, from a single size or a list of them."""
+    if isinstance(kernel_size, int):
+        return [kernel_size] * blocks
+    kernels = list(kernel_size)
+    if len(kernels) != blocks:
+        raise ConfigError(f"model.kernel_size={kernels} has {len(kernels)} entries but model.channels has {blocks} "
+                          f"blocks; give one size per block or a single size.")
+    return kernels
+
+
+def _padding(padding, kernel):
+    if padding == "same":
+        return kernel // 2
+    if padding == "valid":
+        return 0
+    if isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
+        return padding
+    raise ConfigError(f"model.padding={padding!r} is not allowed; it must be same, valid or a number of pixels >= 0.")
 
 
 def _conv_bn(in_ch, out_ch):
