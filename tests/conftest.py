@@ -80,3 +80,24 @@ def render_in_chromium(page, tmp_path, height=2400):
     subprocess.run([chromium(), *flags, f"--screenshot={shot}", f"file://{page}"], capture_output=True, timeout=120)
     title = dom.split("<title>", 1)[1].split("</title>", 1)[0] if "<title>" in dom else ""
     return title, imread(shot)
+
+
+def built_loop(*overrides):
+    """The Loop a run of these overrides would train, on the CPU, seeded as a run seeds it."""
+    import torch
+
+    from dlrun import build
+    from dlrun import device as devices
+    from dlrun.api import compose
+
+    cfg = compose(list(overrides))
+    build.load_components(cfg)
+    devices.seed_everything(cfg.seed)
+    data = build.dataset(cfg)
+    return build.loop(cfg, data, build.model(cfg, data), torch.device("cpu"))
+
+
+class NoStop:
+    """A stop flag that is never raised."""
+
+    raised = False

@@ -5,9 +5,7 @@ resume continues exactly."""
 import pytest
 import torch
 
-from dlrun import build
-from dlrun import device as devices
-from dlrun.api import compose
+from conftest import NoStop, built_loop
 from dlrun.fit_policy import FitState
 from dlrun.trainer import Interrupted
 
@@ -17,20 +15,12 @@ BASE = ["trainer.max_epochs=1", "model.dropout=0.0", "trainer.early_stopping.ena
 
 
 def _loop(*overrides):
-    cfg = compose([*BASE, *overrides])
-    build.load_components(cfg)
-    devices.seed_everything(cfg.seed)
-    data = build.dataset(cfg)
-    return build.loop(cfg, data, build.model(cfg, data), torch.device("cpu"))
-
-
-class _NoStop:
-    raised = False
+    return built_loop(*BASE, *overrides)
 
 
 def _trained(*overrides):
     loop = _loop(*overrides)
-    state = loop.fit(FitState(), lambda name, ckpt: None, _NoStop())
+    state = loop.fit(FitState(), lambda name, ckpt: None, NoStop())
     return loop, state
 
 
@@ -74,6 +64,6 @@ def test_a_stop_waits_for_the_window_and_the_resume_is_exact():
     assert position["step"] == 5 and position["partial"]["batch"] == 15  # after whole windows only
     resumed = _loop(*options)
     state = resumed.load_state_dict(saved["last"], "last")
-    resumed.fit(state, lambda name, ckpt: None, _NoStop())
+    resumed.fit(state, lambda name, ckpt: None, NoStop())
     for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
         assert torch.equal(a, b)

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from dlrun import data as datasets
 from dlrun import distributed, loss, models, optimizer, scheduler
-from dlrun.data.batches import DeviceTransform, make_batches
+from dlrun.data.batches import DeviceTransform, limit, make_batches
 from dlrun.errors import ConfigError
 from dlrun.finetune import Freezing
 from dlrun.fit_policy import FitPolicy
@@ -54,7 +54,18 @@ def dataset(cfg, raw=None):
     """The split, prepared dataset (of `raw` when the builder's data is at hand already)."""
     raw = raw_dataset(cfg) if raw is None else raw
     cv_fold = (cfg.cv.folds, cfg.cv.fold, cfg.cv.stratified) if cfg.cv.fold is not None else None
-    return datasets.prepare(raw, cfg.split, cv_fold=cv_fold, seed=cfg.seed)
+    return _debug_rows(datasets.prepare(raw, cfg.split, cv_fold=cv_fold, seed=cfg.seed), cfg.trainer)
+
+
+def _debug_rows(data, trainer):
+    """The debug settings that shrink the data: trainer.overfit_batches trains and validates on
+    the same first batches; trainer.fast_dev_run keeps one batch of each split."""
+    if trainer.overfit_batches:
+        data.train = data.val = datasets.first_rows(data.train, trainer.overfit_batches * trainer.batch_size)
+    if trainer.fast_dev_run:
+        data.train, data.val, data.test = (datasets.first_rows(part, trainer.batch_size)
+                                           for part in (data.train, data.val, data.test))
+    return data
 
 
 def model(cfg, data):
@@ -91,7 +102,8 @@ def fit_policy(trainer):
     return FitPolicy(max_epochs=trainer.max_epochs, monitor=trainer.monitor, mode=trainer.mode,
                      min_delta=es.min_delta, early_stopping=es.enabled, patience=es.patience,
                      save_best=ckpt.save_best, save_last=ckpt.save_last, skip_nonfinite=trainer.skip_nonfinite,
-                     max_time=trainer.max_time)
+                     max_time=trainer.max_time, checkpoint_every=ckpt.every_n_steps,
+                     val_every=trainer.val_every_n_steps)
 
 
 def loop(cfg, data, net, device, overrides=()):
@@ -108,7 +120,9 @@ def loop(cfg, data, net, device, overrides=()):
     balanced = reg.class_balanced_sampler
     train_batches = make_batches(data.train, tr.batch_size, device, train_tf, True, cfg.seed + 1, balanced,
                                  tr.num_workers, shard=distributed.shard())
-    val_batches = make_batches(data.val, tr.eval_batch_size, device, eval_tf, False, 0, num_workers=tr.num_workers)
+    train_batches = limit(train_batches, tr.limit_train_batches)
+    val_batches = limit(make_batches(data.val, tr.eval_batch_size, device, eval_tf, False, 0,
+                                     num_workers=tr.num_workers), tr.limit_val_batches)
     loss_fn = loss.build(plain(cfg.loss), data.task, data.train.y, data.num_classes).to(device)
     opt = optimizer.build(plain(cfg.optimizer), net, reg)
     # Schedulers count optimizer steps: one per accumulation window.

@@ -65,6 +65,13 @@ def _summary_rows(summary):
                  ("split sizes", ", ".join(f"{k} {v:,}" for k, v in summary.get("sizes", {}).items())),
                  ("wall time", f"{summary.get('wall_time_s', 0):.1f} s")]
         return rows
+    if summary.get("lr_find"):
+        found = summary["lr_find"]
+        rows += [(f"suggested lr ({name})", f"{lr:.3g}") for name, lr in found["suggestions"].items()]
+        rows += [("range test", f"{found['steps']} steps, ended by {found['stop_reason']}"),
+                 ("use", f"optimizer.lr={found['suggestions'][found['recommended']]:.2g}"),
+                 ("wall time", f"{summary.get('wall_time_s', 0):.1f} s")]
+        return rows
     if summary.get("evaluated"):
         rows.append(("evaluated", summary["evaluated"]))
     if summary.get("cv"):
@@ -80,6 +87,10 @@ def _summary_rows(summary):
             rows.append(("epochs run", summary.get("epochs_run")))
             if summary.get("stop_reason"):
                 rows.append(("stopped by", summary["stop_reason"]))
+            if summary.get("overfit_check"):
+                check = summary["overfit_check"]
+                rows.append(("overfit check", f"{'passed' if check['passed'] else 'FAILED'}: loss "
+                             f"{check['first_loss']:.4f} -> {check['best_loss']:.4f}"))
             if monitor.get("best_epoch") is not None:
                 rows.append((f"best {shown(monitor.get('name', ''), summary.get('problem'))}",
                              f"{_fmt(monitor.get('best_value'))} (epoch {monitor.get('best_epoch')})"))

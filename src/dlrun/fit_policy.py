@@ -34,6 +34,12 @@ class FitPolicy:
     save_last: bool = True
     skip_nonfinite: int = 0         # non-finite steps tolerated before the run is declared diverged
     max_time: float = None          # seconds of training in this process, or None
+    checkpoint_every: int = None    # optimizer steps between mid-epoch `last` checkpoints, or None
+    val_every: int = None           # optimizer steps between mid-epoch validations, or None
+
+    def due(self, every, state):
+        """Whether the step just taken is one of every `every` (None: never)."""
+        return every is not None and state.step % every == 0
 
     def running(self, state):
         return state.epoch < self.max_epochs and not state.stopped_early and not state.timed_out

@@ -11,7 +11,7 @@ import logging
 import numpy as np
 from omegaconf import open_dict
 
-from dlrun import artifacts, build, checkpoint, config, console, distributed, inspection, job, report, validate
+from dlrun import artifacts, build, checkpoint, config, console, debugging, distributed, inspection, job, report, validate
 from dlrun import data as datasets
 from dlrun import device as devices
 from dlrun.errors import DlrunError
@@ -63,6 +63,8 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
     _first_look(cfg, run, data, about)
     if cfg.task == "inspect":
         return summary.finish("completed", FitState())
+    if cfg.task == "lr_find":
+        return _lr_find(cfg, run, loop, summary)
     if cfg.task == "eval":
         if not len(data.test):
             raise DlrunError("task=eval evaluates on the test split, and this config has none (split.test=0).")
@@ -86,6 +88,24 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
         raise _interrupted_in_results(exc, cfg, run, summary, state) from None
     distributed.shutdown()
     return summary.write()
+
+
+def _lr_find(cfg, run, loop, summary):
+    """The learning-rate range test: lr_find.csv, plots/lr_find.png and the suggestions."""
+    from dlrun import lr_finder, plots
+
+    spec = cfg.lr_find
+    _phase(cfg, f"learning-rate range test: {spec.steps} steps from lr {spec.min_lr:g} to {spec.max_lr:g}; "
+                f"every state is restored afterwards")
+    test = lr_finder.run(loop, spec.min_lr, spec.max_lr, spec.steps)
+    suggestions = test.suggestions()
+    smoothed = test.smoothed
+    artifacts.write_csv(run.lr_find, [{"lr": lr, "loss": loss, "smoothed": smooth}
+                                      for lr, loss, smooth in zip(test.lrs, test.losses, smoothed)])
+    plots.save(plots.lr_range(test.lrs, test.losses, smoothed, suggestions), run.plots / "lr_find.png")
+    summary.data["lr_find"] = {"suggestions": suggestions, "recommended": "valley", "steps": len(test.lrs),
+                               "stop_reason": test.stop_reason}
+    return summary.finish("completed", FitState())
 
 
 def _init_from(cfg, net):
@@ -133,16 +153,29 @@ def _fit(cfg, loop, state, run, summary):
                     tensorboard.add_scalar(key, value, state.epoch)
             tensorboard.flush()
 
+    val_steps = []
+
+    def on_validation(state, row):
+        val_steps.append(row)
+        artifacts.write_csv(run.val_steps, val_steps)
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("val/"))
+        _phase(cfg, f"step {row['step']} (epoch {row['epoch']:.2f}): {shown}")
+
     log.info("training on %s from epoch %d", loop.device, state.epoch)
     try:
         with StopFlag() as flag, TrainingProgress(cfg.trainer.max_epochs, cfg.trainer.batch_size, cfg.trainer.monitor,
-                                                  loop.task, state.epoch, _shows(cfg)) as progress:
-            loop.fit(state, save, flag, on_epoch=on_epoch, on_step=progress.step)
+                                                  loop.task, state.epoch, _shows(cfg)) as progress, \
+                debugging.profiled(loop, run.profile, cfg.trainer.profile_steps, note=lambda t: _phase(cfg, t)), \
+                debugging.anomaly_detection(cfg.trainer.detect_anomaly):
+            loop.fit(state, save, flag, on_epoch=on_epoch, on_step=progress.step, on_validation=on_validation)
             if state.timed_out:
                 note = (f"trainer.max_time={cfg.trainer.max_time:g} s reached at step {state.step}: checkpoints/last.pt "
                         f"holds the exact position (continue with: dlrun ckpt_path={run.root} trainer.max_time=...); "
                         f"the results are those of best.pt.")
                 _phase(cfg, note)
+        if cfg.trainer.overfit_batches:
+            summary.data["overfit_check"] = verdict = debugging.overfit_verdict(state.history, cfg.trainer.overfit_batches)
+            _phase(cfg, verdict["text"])
     except Diverged as exc:
         kept = (f"checkpoints/last.pt keeps epoch {state.epoch}, the last good one." if run.checkpoint("last").is_file()
                 else "No checkpoint had been written yet.")

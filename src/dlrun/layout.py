@@ -9,6 +9,8 @@ class RunDir:
 
         .hydra/overrides.yaml  run.log  summary.json  metrics.csv
         predictions.csv  per_class.csv  report.html  plots/*.png
+        val_steps.csv (validations within epochs)  profile/ (trainer.profile_steps)
+        lr_find.csv  plots/lr_find.png (task=lr_find)
         checkpoints/best.pt  checkpoints/last.pt  (and exports beside them)
         folds.csv  fold_<i>/  (a cross-validation: each fold a RunDir of its own)
     """
@@ -30,6 +32,9 @@ class RunDir:
     plots = property(lambda self: self.root / "plots")
     checkpoints = property(lambda self: self.root / "checkpoints")
     folds = property(lambda self: self.root / "folds.csv")
+    val_steps = property(lambda self: self.root / "val_steps.csv")
+    profile = property(lambda self: self.root / "profile")
+    lr_find = property(lambda self: self.root / "lr_find.csv")
 
     def checkpoint(self, name):
         """checkpoints/<name>.pt: `best` (the best epoch) or `last` (the latest position)."""

@@ -56,6 +56,24 @@ def learning_rate(history):
     return fig
 
 
+def lr_range(lrs, losses, smoothed, suggestions):
+    """The learning-rate range test: loss against learning rate (log axis), raw and smoothed,
+    with each suggestion marked."""
+    fig, ax = _figure(size=(9, 5.5))
+    ax.plot(lrs, losses, color="lightgrey", linewidth=1, label="loss per step")
+    ax.plot(lrs, smoothed, color="tab:blue", linewidth=2, label="smoothed loss")
+    for (name, lr), color in zip(suggestions.items(), ("tab:red", "tab:green", "tab:orange")):
+        ax.axvline(lr, color=color, linestyle="--", label=f"{name}: {lr:.2g}")
+    ax.set_xscale("log")
+    start = max(smoothed[: max(1, len(smoothed) // 10)])
+    low, high = min(min(smoothed), float(np.percentile(losses, 2))), max(start, min(smoothed))
+    pad = 0.05 * (high - low) + 1e-12
+    ax.set_ylim(low - pad, high + 4 * pad)  # the blow-up at the end goes off the axis
+    ax.set(title="Learning-rate range test", xlabel="learning rate (log scale)", ylabel="training loss")
+    ax.legend()
+    return fig
+
+
 # ----------------------------------------------------------- classification
 def confusion(matrix, class_names):
     """Counts and row-normalised (recall per true class), side by side."""

@@ -13,7 +13,7 @@ Progress is refreshed at most every `REFRESH_S` seconds.
 
 import contextlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -75,6 +75,7 @@ class Loop:
     record: dict = None             # stored as is in every checkpoint: config, overrides, preprocessing, model spec
     freezing: Freezing = None       # parameters kept fixed (until an epoch), by name pattern
     accumulate: int = 1             # micro-batches per optimizer step (gradient accumulation)
+    step_hooks: list = field(default_factory=list)  # called after every micro-batch (e.g. a profiler's step)
 
     def __post_init__(self):
         forward = distributed.wrap(self.model, self.device)
@@ -92,9 +93,11 @@ class Loop:
         self.freezing.apply(self.model, 0)
 
     # ----------------------------------------------------------------- fitting
-    def fit(self, state, save, stop_flag, on_epoch=None, on_step=None):
+    def fit(self, state, save, stop_flag, on_epoch=None, on_step=None, on_validation=None):
         """Train until the policy stops; `save(name, state_dict)` keeps the `best`
-        and `last` checkpoints. Returns the final state.
+        and `last` checkpoints. Returns the final state. `on_step(done, total)` refreshes
+        progress; `on_validation(state, row)` receives the mid-epoch validations
+        (policy.val_every).
 
         With a time budget (`policy.max_time`), the step that exhausts it is the last: last.pt
         gets the exact position, and a resume continues from there."""
@@ -105,7 +108,7 @@ class Loop:
             lr = self.schedule.lr()
             if self.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(self.device)
-            train, samples_per_s = self.train_epoch(state, save, stop_flag, on_step)
+            train, samples_per_s = self.train_epoch(state, save, stop_flag, on_step, on_validation)
             if state.timed_out:
                 break
             val = self.validate()
@@ -121,7 +124,7 @@ class Loop:
                 on_epoch(state, row)
         return state
 
-    def train_epoch(self, state, save, stop_flag, on_step=None):
+    def train_epoch(self, state, save, stop_flag, on_step=None, on_validation=None):
         """One pass over the training batches; returns the epoch's train metrics and the
         training samples per second (all processes together).
 
@@ -140,7 +143,7 @@ class Loop:
         total, seen = len(self.train_batches), 0
         for i, (x, y) in enumerate(self.train_batches.epoch(start), start):
             window_end = (i + 1) % self.accumulate == 0 or i + 1 == total
-            loss, out, skipped = self.step(x, y, state, self._share(i, total, y.shape[0]), i % self.accumulate == 0,
+            loss, out, skipped = self.step(x, y, state, self.share_of(i, total, y.shape[0]), i % self.accumulate == 0,
                                            window_end)
             kept = (~skipped).float()
             n = y.shape[0]
@@ -151,11 +154,24 @@ class Loop:
                 correct.add_(self._hits(out.detach(), y) * kept)
             if self.read_every_step:
                 self._check_bad_steps(state)
-            # A stop waits for the end of an accumulation window: half a window's gradients cannot be kept.
-            if window_end and (stop_flag.raised or (self.deadline is not None and time.perf_counter() >= self.deadline)):
-                state.partial = {"batch": i + 1, "loss_sum": loss_sum, "correct": correct, "count": count}
-                self._stop_mid_epoch(state, save, stop_flag)
-                return None, 0.0  # the time budget ran out (a signal raises instead)
+            for hook in self.step_hooks:
+                hook()
+            # A stop, a step checkpoint or a validation waits for the end of an accumulation window.
+            if window_end:
+                position = {"batch": i + 1, "loss_sum": loss_sum, "correct": correct, "count": count}
+                if stop_flag.raised or (self.deadline is not None and time.perf_counter() >= self.deadline):
+                    state.partial = position
+                    self._stop_mid_epoch(state, save, stop_flag)
+                    return None, 0.0  # the time budget ran out (a signal raises instead)
+                if i + 1 < total and self.policy.due(self.policy.checkpoint_every, state):
+                    state.partial = position
+                    save("last", self.state_dict(state, mid_epoch=True))
+                    state.partial = None
+                if i + 1 < total and on_validation is not None and self.policy.due(self.policy.val_every, state):
+                    on_validation(state, {"step": state.step, "epoch": state.epoch + (i + 1) / total,
+                                          **{f"val/{k}": v for k, v in self.validate().items()}})
+                    self.model.train()
+                    self.freezing.apply(self.model, state.epoch)
             if on_step is not None and time.perf_counter() >= next_refresh:
                 self._check_bad_steps(state)  # host-device sync, a few times a second
                 on_step(i + 1, total)
@@ -174,7 +190,7 @@ class Loop:
             return ((out.view(-1) > 0) == (y.view(-1) > 0.5)).sum()
         return (out.argmax(1) == y).sum()
 
-    def _share(self, i, total, n):
+    def share_of(self, i, total, n):
         """Batch i's share of its accumulation window's samples: its loss is weighted by it, so
         that the window's update is that of one batch of all its samples (the last, shorter
         window of an epoch included). None without accumulation."""
@@ -188,7 +204,7 @@ class Loop:
     def step(self, x, y, state, share=None, window_start=True, window_end=True):
         """One micro-batch (one training step without accumulation): forward, backward and, at the
         end of the accumulation window, the update. Returns (loss, outputs, skipped) with `skipped`
-        an on-device flag; `share` weights the loss within its window (see _share)."""
+        an on-device flag; `share` weights the loss within its window (see share_of)."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if window_start:

@@ -23,6 +23,10 @@ def _is_number(value, kind):
     return kind is float or isinstance(value, int)
 
 
+def _is_batch_limit(value):
+    return value >= 1 if isinstance(value, int) else 0 < value <= 1
+
+
 # key: (kind, test, allowed) - kind is int, float or "sizes" (an integer or a list of them, each tested);
 # a key that the composed config does not have (another model's, another dataset's) is skipped.
 RANGES = {
@@ -33,6 +37,12 @@ RANGES = {
     "trainer.early_stopping.patience": (int, lambda v: v >= 0, ">= 0"),
     "trainer.early_stopping.min_delta": (float, lambda v: v >= 0, ">= 0"),
     "trainer.accumulate_grad_batches": (int, lambda v: v >= 1, ">= 1"),
+    "trainer.val_every_n_steps": (int, lambda v: v >= 1, ">= 1 or null"),
+    "trainer.checkpoint.every_n_steps": (int, lambda v: v >= 1, ">= 1 or null"),
+    "trainer.overfit_batches": (int, lambda v: v >= 0, ">= 0"),
+    "trainer.profile_steps": (int, lambda v: v >= 0, ">= 0"),
+    "trainer.limit_train_batches": (float, _is_batch_limit, "a count of batches >= 1, a fraction in (0, 1], or null"),
+    "trainer.limit_val_batches": (float, _is_batch_limit, "a count of batches >= 1, a fraction in (0, 1], or null"),
     "trainer.skip_nonfinite": (int, lambda v: v >= 0, ">= 0"),
     "trainer.num_workers": (int, lambda v: v >= 0, ">= 0"),
     "trainer.max_time": (float, lambda v: v > 0, "> 0 (seconds) or null"),
@@ -49,6 +59,9 @@ RANGES = {
     "regularization.grad_clip.max": (float, lambda v: v > 0, "> 0"),
     "split.val": (float, lambda v: 0 < v < 1, "in (0, 1)"),
     "split.test": (float, lambda v: 0 <= v < 1, "in [0, 1)"),
+    "lr_find.min_lr": (float, lambda v: v > 0, "> 0"),
+    "lr_find.max_lr": (float, lambda v: v > 0, "> 0"),
+    "lr_find.steps": (int, lambda v: v >= 10, ">= 10"),
     "cv.folds": (int, lambda v: v >= 1, ">= 1"),
     "cv.fold": (int, lambda v: v >= 0, ">= 0 or null"),
     "scheduler.warmup_epochs": (int, lambda v: v >= 0, ">= 0"),
@@ -69,8 +82,10 @@ RANGES = {
 }
 
 CHOICES = {
-    "task": ("train", "eval", "inspect"),
+    "task": ("train", "eval", "inspect", "lr_find"),
     "trainer.mode": ("min", "max"),
+    "trainer.fast_dev_run": (True, False),
+    "trainer.detect_anomaly": (True, False),
     "split.strategy": ("stratified", "random"),
     "device.precision": ("fp32", "bf16", "fp16"),
     "regularization.grad_clip.mode": (None, "norm", "value"),
@@ -122,6 +137,8 @@ def check_config(cfg):
     if cfg.cv.fold is not None and cfg.cv.fold >= cfg.cv.folds:
         raise ConfigError(f"cv.fold={cfg.cv.fold} is out of range; with cv.folds={cfg.cv.folds} it must be in "
                           f"0..{cfg.cv.folds - 1}.")
+    if cfg.lr_find.min_lr >= cfg.lr_find.max_lr:
+        raise ConfigError(f"lr_find.min_lr={cfg.lr_find.min_lr} must be below lr_find.max_lr={cfg.lr_find.max_lr}.")
     if cfg.task == "eval" and not cfg.ckpt_path:
         raise ConfigError("task=eval needs ckpt_path=<checkpoint file or run directory>.")
     _check_monitor_syntax(cfg.trainer.monitor)

@@ -163,6 +163,13 @@ def keep_classes(data, classes):
     return replace(data, x=x, y=y, x_test=x_test, y_test=y_test, task=task, class_names=class_names)
 
 
+def first_rows(part, n):
+    """The first `n` rows of a split (its order is already random)."""
+    rows = np.arange(min(n, len(part)))
+    x = torch.utils.data.Subset(part.x, rows.tolist()) if isinstance(part.x, torch.utils.data.Dataset) else part.x[:len(rows)]
+    return Part(x, part.y[:len(rows)], None if part.rows is None else part.rows[:len(rows)])
+
+
 def _class_index(value, names):
     """A class given by name or by index, as its index."""
     if names and str(value) in names:

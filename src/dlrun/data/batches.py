@@ -221,3 +221,40 @@ def make_batches(part, batch_size, device, transform, train, seed, balanced=Fals
     if torch.is_tensor(part.x):
         return TensorBatches(part, batch_size, device, transform, train, seed, balanced, shard)
     return LoaderBatches(part, batch_size, device, transform, train, seed, balanced, num_workers, shard)
+
+
+class LimitedBatches:
+    """The first `limit` batches of each epoch of `batches` (trainer.limit_*_batches): a
+    different shuffled subset each epoch for training, the same first rows for evaluation."""
+
+    def __init__(self, batches, limit):
+        self.batches, self.limit = batches, limit
+        self.batch_size = getattr(batches, "batch_size", None)
+
+    @property
+    def samples(self):
+        return min(self.limit * self.batch_size, self.batches.samples)
+
+    def __len__(self):
+        return min(self.limit, len(self.batches))
+
+    def epoch(self, start=0):
+        for i, batch in enumerate(self.batches.epoch(start), start):
+            if i >= len(self):
+                return  # the wrapped epoch is abandoned here: its generator state was saved at its start
+            yield batch
+
+    def state_dict(self, mid_epoch):
+        return self.batches.state_dict(mid_epoch)
+
+    def load_state_dict(self, state):
+        self.batches.load_state_dict(state)
+
+
+def limit(batches, value):
+    """`batches` limited to `value` batches per epoch: a count (int >= 1), a fraction in (0, 1]
+    of them (at least one), or all (None)."""
+    if value is None:
+        return batches
+    count = value if isinstance(value, int) else max(1, round(value * len(batches)))
+    return batches if count >= len(batches) else LimitedBatches(batches, count)
