@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 
 from dlrun import data as datasets
 from dlrun import distributed, loss, models, optimizer, scheduler
+from dlrun.averaging import Averaging
 from dlrun.data.batches import DeviceTransform, limit, make_batches
 from dlrun.errors import ConfigError
 from dlrun.finetune import Freezing
@@ -128,8 +129,12 @@ def loop(cfg, data, net, device, overrides=()):
     # Schedulers count optimizer steps: one per accumulation window.
     steps_per_epoch = -(-len(train_batches) // tr.accumulate_grad_batches)
     schedule = scheduler.build(plain(cfg.scheduler), opt, tr.max_epochs, steps_per_epoch, tr.mode)
+    averaging = None
+    if tr.averaging.kind is not None:
+        avg = tr.averaging
+        averaging = Averaging(net, avg.kind, tr.max_epochs, opt, avg.ema_decay, avg.ema_warmup, avg.swa_start, avg.swa_lr)
     return Loop(
-        model=net, loss_fn=loss_fn, optimizer=opt, schedule=schedule, train_batches=train_batches,
+        averaging=averaging, model=net, loss_fn=loss_fn, optimizer=opt, schedule=schedule, train_batches=train_batches,
         val_batches=val_batches, device=device, task=data.task, num_classes=data.num_classes, policy=fit_policy(tr),
         clip_mode=reg.grad_clip.mode, clip_max=reg.grad_clip.max, l1=reg.l1, mixup_alpha=reg.mixup_alpha,
         cutmix_alpha=reg.cutmix_alpha, precision=cfg.device.precision,

@@ -68,7 +68,7 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
     if cfg.task == "eval":
         if not len(data.test):
             raise DlrunError("task=eval evaluates on the test split, and this config has none (split.test=0).")
-        checkpoint.load_model_state(loop.model, ckpt, cfg.ckpt_path)
+        loop.use_weights(ckpt, cfg.ckpt_path)
         state = FitState()
         summary.data["evaluated"] = str(checkpoint.resolve(cfg.ckpt_path))
     else:
@@ -162,6 +162,13 @@ def _fit(cfg, loop, state, run, summary):
         _phase(cfg, f"step {row['step']} (epoch {row['epoch']:.2f}): {shown}")
 
     log.info("training on %s from epoch %d", loop.device, state.epoch)
+    averaging = cfg.trainer.averaging
+    if averaging.kind == "ema":
+        _phase(cfg, f"EMA of the weights (decay {averaging.ema_decay}): the averaged weights are validated, kept in "
+                    f"best.pt, evaluated and exported")
+    elif averaging.kind == "swa":
+        _phase(cfg, f"SWA from epoch {loop.averaging.start_epoch + 1}: from then on the average of the epochs' weights "
+                    f"is validated, kept in best.pt, evaluated and exported")
     try:
         with StopFlag() as flag, TrainingProgress(cfg.trainer.max_epochs, cfg.trainer.batch_size, cfg.trainer.monitor,
                                                   loop.task, state.epoch, _shows(cfg)) as progress, \
@@ -229,7 +236,7 @@ def _tensorboard(cfg, run):
 def _load_best(loop, run):
     best = run.checkpoint("best")
     if best.is_file():
-        checkpoint.load_model_state(loop.model, checkpoint.load(best), best)
+        loop.use_weights(checkpoint.load(best), best)
 
 
 def _test(cfg, run, loop, data, state):

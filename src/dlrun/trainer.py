@@ -19,6 +19,7 @@ import torch
 
 from dlrun import checkpoint, distributed, metrics
 from dlrun import device as devices
+from dlrun.averaging import Averaging
 from dlrun.errors import DlrunError
 from dlrun.finetune import Freezing
 from dlrun.fit_policy import FitPolicy, FitState
@@ -76,6 +77,7 @@ class Loop:
     freezing: Freezing = None       # parameters kept fixed (until an epoch), by name pattern
     accumulate: int = 1             # micro-batches per optimizer step (gradient accumulation)
     step_hooks: list = field(default_factory=list)  # called after every micro-batch (e.g. a profiler's step)
+    averaging: Averaging = None     # EMA or SWA of the weights: then the averaged weights are validated and kept
 
     def __post_init__(self):
         forward = distributed.wrap(self.model, self.device)
@@ -88,6 +90,7 @@ class Loop:
         # Reading the bad-step count costs nothing on the CPU; on accelerators it
         # would synchronise every step, so it is read with the progress refresh.
         self.read_every_step = self.device.type == "cpu"
+        self.eval_model = self.model    # what validation and evaluation run: the averaged weights, when on
         self.freezing = self.freezing or Freezing()
         self.freezing.check(self.model)
         self.freezing.apply(self.model, 0)
@@ -105,19 +108,25 @@ class Loop:
         self.deadline = None if self.policy.max_time is None else time.perf_counter() + self.policy.max_time
         while self.policy.running(state):
             started = time.perf_counter()
+            if self._swa_owns_schedule(state.epoch):
+                self.averaging.swa_schedule.step()  # SWA's constant learning rate from its first epoch on
             lr = self.schedule.lr()
             if self.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(self.device)
             train, samples_per_s = self.train_epoch(state, save, stop_flag, on_step, on_validation)
             if state.timed_out:
                 break
+            if self.averaging is not None:
+                self.averaging.after_epoch(self.model, state.epoch, self.train_batches)
+                self.eval_model = self.averaging.model.module if self.averaging.active(state.epoch) else self.model
             val = self.validate()
             row = {"epoch": state.epoch + 1, **train, **{f"val/{k}": v for k, v in val.items()},
                    "lr": lr, "seconds": time.perf_counter() - started, "samples_per_s": samples_per_s,
                    **devices.peak_memory_mb(self.device)}
             if self.policy.end_epoch(state, row) and self.policy.save_best:
                 save("best", self.state_dict(state))
-            self.schedule.after_epoch(row[self.policy.monitor])
+            if not self._swa_owns_schedule(state.epoch - 1):
+                self.schedule.after_epoch(row[self.policy.monitor])
             if self.policy.save_last:
                 save("last", self.state_dict(state))
             if on_epoch:
@@ -226,8 +235,14 @@ class Loop:
                 state.step += 1
             skipped = self.update(loss if share is None else loss * share, state.step, final=window_end)
         if window_end:
-            self.schedule.after_batch()
+            if self.averaging is not None:
+                self.averaging.after_step(self.model)
+            if not self._swa_owns_schedule(state.epoch):
+                self.schedule.after_batch()
         return loss, out, skipped
+
+    def _swa_owns_schedule(self, epoch):
+        return self.averaging is not None and self.averaging.owns_schedule(epoch)
 
     def _check_bad_steps(self, state):
         """Host-device sync: stop once the policy's tolerance of non-finite steps is exceeded."""
@@ -253,23 +268,30 @@ class Loop:
     @torch.inference_mode()
     def predict(self, batches, with_embeddings=False):
         """Outputs, targets (and embeddings) of every batch, on the CPU."""
-        self.model.eval()
+        model = self.eval_model
+        model.eval()
+        forward = self.forward if model is self.model else model
         outs, targets, embeds = [], [], []
         with self.autocast:
             for x, y in batches.epoch():
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                if with_embeddings and hasattr(self.model, "embed"):
-                    feats = self.model.embed(x)
-                    outs.append(self.model.head(feats))
+                if with_embeddings and hasattr(model, "embed"):
+                    feats = model.embed(x)
+                    outs.append(model.head(feats))
                     embeds.append(feats.flatten(1))
                 else:
-                    outs.append(self.forward(x))
+                    outs.append(forward(x))
                 targets.append(y)
         out, y = torch.cat(outs).float(), torch.cat(targets)
         loss = self.loss_fn(out, y).item()
         emb = torch.cat(embeds).float().cpu() if embeds else None
         return out.cpu(), y.cpu(), loss, emb
+
+    def use_weights(self, ckpt, path):
+        """Evaluate these weights (a checkpoint's `model`: averaged ones when averaging was on)."""
+        checkpoint.load_model_state(self.model, ckpt, path)
+        self.eval_model = self.model
 
     def predictions(self, out, y):
         return metrics.Predictions(self.task, out, y, self.threshold, self.target_scale)
@@ -280,8 +302,11 @@ class Loop:
 
     # ------------------------------------------------------------ checkpoints
     def state_dict(self, state, mid_epoch=False):
+        averaged = {} if self.averaging is None else {"trained_model": self.model.state_dict(),
+                                                       "averaging": self.averaging.state_dict()}
         return {
-            "model": self.model.state_dict(),
+            "model": self.eval_model.state_dict(),  # the weights that are evaluated, exported and reused
+            **averaged,
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "update": self.update.state_dict(),
@@ -293,7 +318,11 @@ class Loop:
         }
 
     def load_state_dict(self, ckpt, path):
-        checkpoint.load_model_state(self.model, ckpt, path)
+        checkpoint.load_model_state(self.model, {"model": ckpt.get("trained_model", ckpt["model"])}, path)
+        if self.averaging is not None and "averaging" in ckpt:
+            self.averaging.load_state_dict(ckpt["averaging"], ckpt["model"])
+            if ckpt["fit"]["epoch"] and self.averaging.active(ckpt["fit"]["epoch"] - 1):
+                self.eval_model = self.averaging.model.module
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["schedule"])
         self.update.load_state_dict(ckpt["update"])
