@@ -101,3 +101,18 @@ class NoStop:
     """A stop flag that is never raised."""
 
     raised = False
+
+
+class StopAt:
+    """A stop flag (as for SIGTERM) that is raised at its n-th reading; the loop reads it at the
+    end of each optimizer step."""
+
+    exit_code = 143
+
+    def __init__(self, n):
+        self.reads, self.n = 0, n
+
+    @property
+    def raised(self):
+        self.reads += 1
+        return self.reads >= self.n

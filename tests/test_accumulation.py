@@ -5,7 +5,7 @@ resume continues exactly."""
 import pytest
 import torch
 
-from conftest import NoStop, built_loop
+from conftest import NoStop, StopAt, built_loop
 from dlrun.fit_policy import FitState
 from dlrun.trainer import Interrupted
 
@@ -40,26 +40,12 @@ def test_sixteen_times_four_equals_sixty_four_times_one(options):
                               atol=1e-3)  # without accumulation, batches of 16 train differently
 
 
-class _StopAt:
-    """A stop flag that is raised at its n-th reading (the loop reads it at window ends)."""
-
-    exit_code = 143
-
-    def __init__(self, n):
-        self.reads, self.n = 0, n
-
-    @property
-    def raised(self):
-        self.reads += 1
-        return self.reads >= self.n
-
-
 def test_a_stop_waits_for_the_window_and_the_resume_is_exact():
     options = ["optimizer=adam", "trainer.batch_size=16", "trainer.accumulate_grad_batches=3", "trainer.max_epochs=2"]
     straight, _ = _trained(*options)
     stopped, saved = _loop(*options), {}
     with pytest.raises(Interrupted):
-        stopped.fit(FitState(), saved.__setitem__, _StopAt(5))
+        stopped.fit(FitState(), saved.__setitem__, StopAt(5))
     position = saved["last"]["fit"]
     assert position["step"] == 5 and position["partial"]["batch"] == 15  # after whole windows only
     resumed = _loop(*options)

@@ -5,7 +5,7 @@ evaluated and exported, and a resume continues bit for bit."""
 import pytest
 import torch
 
-from conftest import NoStop, built_loop, summary_of
+from conftest import NoStop, StopAt, built_loop, summary_of
 from dlrun import checkpoint
 from dlrun.averaging import _ema
 from dlrun.fit_policy import FitState
@@ -22,18 +22,6 @@ def test_ema_update_with_warmup_matches_the_formula():
     assert torch.allclose(averaged[0], torch.full((3,), 0.9 * (1 - 5 / 14) + 0.1))
 
 
-class _StopAt:
-    exit_code = 143
-
-    def __init__(self, n):
-        self.reads, self.n = 0, n
-
-    @property
-    def raised(self):
-        self.reads += 1
-        return self.reads >= self.n
-
-
 @pytest.mark.parametrize("options", [["trainer.averaging.kind=ema", "trainer.averaging.ema_decay=0.99"],
                                      ["trainer.averaging.kind=swa", "trainer.averaging.swa_start=2",
                                       "trainer.averaging.swa_lr=0.01", "model=cnn", "model.batchnorm=true"]])
@@ -43,7 +31,7 @@ def test_a_resume_continues_both_weights_bit_for_bit(options):
     straight.fit(FitState(), lambda name, ckpt: None, NoStop())
     stopped, saved = built_loop(*args), {}
     with pytest.raises(Interrupted):
-        stopped.fit(FitState(), saved.__setitem__, _StopAt(47))  # in epoch 3
+        stopped.fit(FitState(), saved.__setitem__, StopAt(47))  # in epoch 3
     resumed = built_loop(*args)
     resumed.fit(resumed.load_state_dict(saved["last"], "last"), lambda name, ckpt: None, NoStop())
     for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
