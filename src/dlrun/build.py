@@ -55,7 +55,20 @@ def dataset(cfg, raw=None):
     """The split, prepared dataset (of `raw` when the builder's data is at hand already)."""
     raw = raw_dataset(cfg) if raw is None else raw
     cv_fold = (cfg.cv.folds, cfg.cv.fold, cfg.cv.stratified) if cfg.cv.fold is not None else None
-    return _debug_rows(datasets.prepare(raw, cfg.split, cv_fold=cv_fold, seed=cfg.seed), cfg.trainer)
+    data = datasets.prepare(raw, cfg.split, cv_fold=cv_fold, seed=cfg.seed)
+    _resize(data, cfg.dataset.get("resize"))
+    return _debug_rows(data, cfg.trainer)
+
+
+def _resize(data, size):
+    """dataset.resize: images are resized to size x size on the device, batch by batch (the stored
+    images keep their size); the model is built for the resized shape."""
+    if not size:
+        return
+    if not data.image:
+        raise ConfigError(f"dataset.resize={size} resizes images, and this dataset is tabular; remove it.")
+    data.input_shape = (data.input_shape[0], size, size)
+    data.extra["resize"] = size
 
 
 def _debug_rows(data, trainer):
@@ -87,7 +100,7 @@ def preprocessing(data):
             "num_outputs": data.num_outputs, "image": data.image, "image_mean": _cpu(data.mean),
             "image_std": _cpu(data.std), "feature_mean": _cpu(data.extra.get("feature_mean")),
             "feature_std": _cpu(data.extra.get("feature_std")), "target_mean": _cpu(scale[0]),
-            "target_std": _cpu(scale[1])}
+            "target_std": _cpu(scale[1]), "resize": data.extra.get("resize")}
 
 
 def record(cfg, data, overrides):
@@ -116,8 +129,8 @@ def loop(cfg, data, net, device, overrides=()):
     augment_gen = torch.Generator(device=device).manual_seed(cfg.seed + 2)
     if reg.augment and not data.image:
         raise ConfigError(f"regularization.augment={reg.augment} needs an image dataset.")
-    train_tf = DeviceTransform(device, data.mean, data.std, reg.augment, augment_gen)
-    eval_tf = DeviceTransform(device, data.mean, data.std)
+    train_tf = DeviceTransform.of(data, device, reg.augment, augment_gen)
+    eval_tf = DeviceTransform.of(data, device)
     balanced = reg.class_balanced_sampler
     train_batches = make_batches(data.train, tr.batch_size, device, train_tf, True, cfg.seed + 1, balanced,
                                  tr.num_workers, shard=distributed.shard())
@@ -156,4 +169,4 @@ def _patterns(value):
 
 def test_batches(cfg, data, device):
     return make_batches(data.test, cfg.trainer.eval_batch_size, device,
-                        DeviceTransform(device, data.mean, data.std), False, 0, num_workers=cfg.trainer.num_workers)
+                        DeviceTransform.of(data, device), False, 0, num_workers=cfg.trainer.num_workers)

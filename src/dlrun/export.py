@@ -13,7 +13,7 @@ from dlrun.data.batches import DeviceTransform
 def example_input(data, count=2):
     """A few test inputs, transformed as the model sees them."""
     x = data.test.x[:count] if torch.is_tensor(data.test.x) else torch.stack([data.test.x[i][0] for i in range(count)])
-    return DeviceTransform(torch.device("cpu"), data.mean, data.std)(x, train=False).float()
+    return DeviceTransform.of(data, torch.device("cpu"))(x, train=False).float()
 
 
 def write(kind, model, data, folder):

@@ -330,7 +330,7 @@ def _samples(data, augment, seed, count=16):
     from dlrun.data.batches import DeviceTransform
 
     generator = torch.Generator().manual_seed(seed + 3)
-    transform = DeviceTransform(torch.device("cpu"), data.mean, data.std, augment, generator)
+    transform = DeviceTransform.of(data, torch.device("cpu"), augment, generator)
     images = transform.denormalize(transform(data.train.x[:count], train=True)).numpy()
     labels = data.train.y[:count].tolist()
     names = data.class_names or [str(i) for i in range(max(labels) + 1)]
@@ -367,7 +367,7 @@ def _misclassified(data, p, limit=25):
     if not len(wrong):
         return None
     shown = wrong[np.argsort(-p.confidence[wrong], kind="stable")[:limit]]  # the most confident mistakes
-    transform = DeviceTransform(torch.device("cpu"), data.mean, data.std)
+    transform = DeviceTransform.of(data, torch.device("cpu"))
     images = transform.denormalize(transform(data.test.x[torch.from_numpy(shown)], train=False)).numpy()
     return misclassified(images, p.true[shown], p.pred[shown], p.confidence[shown], data.class_names, len(wrong))
 

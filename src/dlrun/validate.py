@@ -81,6 +81,7 @@ RANGES = {
     "model.negative_slope": (float, lambda v: v >= 0, ">= 0"),
     "model.init_scale": (float, lambda v: v > 0, "> 0 or null"),
     "dataset.image_size": ("sizes", lambda v: v >= 1, "integers >= 1"),
+    "dataset.resize": (int, lambda v: v >= 1, ">= 1 (pixels) or null"),
     "dataset.size": (int, lambda v: v >= 1, ">= 1"),
     "dataset.n_samples": (int, lambda v: v >= 1, ">= 1"),
 }

@@ -17,18 +17,27 @@ import torch.nn.functional as F
 
 
 class DeviceTransform:
-    """uint8 -> [0, 1] float, per-channel normalisation, optional augmentation."""
+    """uint8 -> [0, 1] float, optional resizing (antialiased bilinear, for models that need larger
+    inputs), per-channel normalisation, optional augmentation."""
 
-    def __init__(self, device, mean=None, std=None, augment=None, generator=None):
+    def __init__(self, device, mean=None, std=None, augment=None, generator=None, resize=None):
         shape = (1, -1, 1, 1)
         self.mean = torch.tensor(mean, device=device).view(shape) if mean else None
         self.std = torch.tensor(std, device=device).view(shape) if std else None
         self.augment = augment
         self.generator = generator
+        self.resize = resize
+
+    @classmethod
+    def of(cls, data, device, augment=None, generator=None):
+        """The transform of a prepared dataset (its normalisation and dataset.resize)."""
+        return cls(device, data.mean, data.std, augment, generator, data.extra.get("resize"))
 
     def __call__(self, x, train):
         if x.dtype == torch.uint8:
             x = x.float().div_(255.0)
+        if self.resize and x.shape[-2:] != (self.resize, self.resize):
+            x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear", antialias=True, align_corners=False)
         if train and self.augment:
             x = augment_images(x, self.augment, self.generator)
         if self.mean is not None:

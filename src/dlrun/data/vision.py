@@ -1,7 +1,8 @@
 """Image datasets through torchvision's own dataset classes and download code.
 
-MNIST, Fashion-MNIST, CIFAR-10 and FakeData are held in memory as uint8
-tensors; ImageFolder streams through a DataLoader.
+MNIST, Fashion-MNIST, KMNIST, EMNIST, CIFAR-10, CIFAR-100, SVHN, STL-10 and FakeData
+are held in memory as uint8 tensors (on the training device when they fit); ImageFolder
+streams through a DataLoader.
 """
 
 from pathlib import Path
@@ -10,17 +11,18 @@ import numpy as np
 import torch
 
 from dlrun.data.base import DATASETS, Data
-from dlrun.errors import DlrunError
+from dlrun.errors import ConfigError, DlrunError, unknown_choice
 
 MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 CIFAR10_FILES = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta"]
 
 
-def _open(cls, name, root, download, folder, files, **kwargs):
-    """Both splits of a torchvision dataset, or one clear paragraph saying how to get it."""
+def _open(cls, name, root, download, folder, files, splits=({"train": True}, {"train": False}), **kwargs):
+    """Both splits of a torchvision dataset (`splits`: the arguments that pick each), or one
+    clear paragraph saying how to get it."""
     root = Path(root).expanduser()
     try:
-        return cls(str(root), train=True, download=download, **kwargs), cls(str(root), train=False, **kwargs)
+        return cls(str(root), download=download, **splits[0], **kwargs), cls(str(root), **splits[1], **kwargs)
     except (RuntimeError, OSError) as exc:
         where = root / folder
         how = ("downloading them failed" if download else "dataset.download=false")
@@ -32,8 +34,29 @@ def _open(cls, name, root, download, folder, files, **kwargs):
         ) from None
 
 
-def _mnist_like(cls, name, folder, mean, std, root, download):
-    train, test = _open(cls, name, root, download, folder, MNIST_FILES)
+def _checked(cls, verify_checksums):
+    """`cls`, or (verify_checksums=false) a subclass with every MD5 sum cleared: torchvision then
+    only checks that the files exist, which accepts re-packed copies."""
+    if verify_checksums:
+        return cls
+    cleared = {}
+    for attr in ("train_list", "test_list"):
+        if hasattr(cls, attr):
+            cleared[attr] = [[name, None] for name, _ in getattr(cls, attr)]
+    if hasattr(cls, "meta"):
+        cleared["meta"] = {**cls.meta, "md5": None}
+    if hasattr(cls, "split_list"):
+        cleared["split_list"] = {split: [url, name, None] for split, (url, name, _) in cls.split_list.items()}
+    return type(f"Unchecked{cls.__name__}", (cls,), cleared)
+
+
+def _hwc(array):
+    """(N, H, W, C) uint8 images as an (N, C, H, W) tensor."""
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).contiguous()
+
+
+def _mnist_like(cls, name, folder, mean, std, root, download, files=MNIST_FILES, **kwargs):
+    train, test = _open(cls, name, root, download, folder, files, **kwargs)
     return Data(
         x=train.data.unsqueeze(1), y=train.targets, x_test=test.data.unsqueeze(1), y_test=test.targets,
         class_names=list(train.classes), mean=mean, std=std, image=True,
@@ -54,32 +77,82 @@ def fashion_mnist(root="~/.cache/dlrun/data", download=True):
     return _mnist_like(FashionMNIST, "fashion_mnist", "FashionMNIST/raw", (0.2860,), (0.3530,), root, download)
 
 
+@DATASETS.register("kmnist")
+def kmnist(root="~/.cache/dlrun/data", download=True):
+    """Kuzushiji-MNIST: ten cursive Japanese characters, in MNIST's format."""
+    from torchvision.datasets import KMNIST
+
+    return _mnist_like(KMNIST, "kmnist", "KMNIST/raw", (0.1918,), (0.3483,), root, download)
+
+
+@DATASETS.register("emnist")
+def emnist(root="~/.cache/dlrun/data", download=True, split="balanced"):
+    """EMNIST handwritten characters (split: balanced, byclass, bymerge, letters, digits, mnist).
+    The files store each image transposed; they are turned upright here. The letters split
+    numbers its classes from 1: they become 0..25 (a..z)."""
+    from torchvision.datasets import EMNIST
+
+    if split not in EMNIST.splits:
+        raise ConfigError(unknown_choice("dataset.split", split, EMNIST.splits))
+    files = [f"emnist-{split}-{part}-{kind}-idx{3 if kind == 'images' else 1}-ubyte"
+             for part in ("train", "test") for kind in ("images", "labels")]
+    data = _mnist_like(EMNIST, "emnist", "EMNIST/raw", (0.1751,), (0.3332,), root, download, files, split=split)
+    data.x, data.x_test = data.x.transpose(-1, -2).contiguous(), data.x_test.transpose(-1, -2).contiguous()
+    if split == "letters":
+        data.y, data.y_test, data.class_names = data.y - 1, data.y_test - 1, data.class_names[1:]
+    return data
+
+
+def _cifar(cls, name, folder, files, mean, std, root, download, verify_checksums):
+    train, test = _open(_checked(cls, verify_checksums), name, root, download, folder, files)
+    return Data(x=_hwc(train.data), y=train.targets, x_test=_hwc(test.data), y_test=test.targets,
+                class_names=list(train.classes), mean=mean, std=std, image=True)
+
+
 @DATASETS.register("cifar10")
 def cifar10(root="~/.cache/dlrun/data", download=True, verify_checksums=True):
     """CIFAR-10; verify_checksums=false accepts re-packed copies of the batch files."""
     from torchvision.datasets import CIFAR10
 
-    cls = CIFAR10 if verify_checksums else _without_checksums(CIFAR10)
-    train, test = _open(cls, "cifar10", root, download, "cifar-10-batches-py", CIFAR10_FILES)
+    return _cifar(CIFAR10, "cifar10", "cifar-10-batches-py", CIFAR10_FILES, (0.4914, 0.4822, 0.4465),
+                  (0.2470, 0.2435, 0.2616), root, download, verify_checksums)
 
-    def images(split):
-        return torch.from_numpy(np.ascontiguousarray(split.data)).permute(0, 3, 1, 2).contiguous()
 
+@DATASETS.register("cifar100")
+def cifar100(root="~/.cache/dlrun/data", download=True, verify_checksums=True):
+    """CIFAR-100 (its 100 fine classes); verify_checksums=false accepts re-packed copies."""
+    from torchvision.datasets import CIFAR100
+
+    return _cifar(CIFAR100, "cifar100", "cifar-100-python", ["train", "test", "meta"], (0.5071, 0.4865, 0.4409),
+                  (0.2673, 0.2564, 0.2762), root, download, verify_checksums)
+
+
+@DATASETS.register("svhn")
+def svhn(root="~/.cache/dlrun/data", download=True, verify_checksums=True):
+    """Street View House Numbers (32x32 colour digits; the train and test .mat files)."""
+    from torchvision.datasets import SVHN
+
+    train, test = _open(_checked(SVHN, verify_checksums), "svhn", root, download, ".",
+                        ["train_32x32.mat", "test_32x32.mat"], splits=({"split": "train"}, {"split": "test"}))
     return Data(
-        x=images(train), y=train.targets, x_test=images(test), y_test=test.targets, class_names=list(train.classes),
-        mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), image=True,
+        x=torch.from_numpy(train.data), y=train.labels, x_test=torch.from_numpy(test.data), y_test=test.labels,
+        class_names=[str(d) for d in range(10)], mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970),
+        image=True,
     )
 
 
-def _without_checksums(cifar_class):
-    """The CIFAR-10 class with every MD5 sum cleared: torchvision then only checks that the files exist."""
+@DATASETS.register("stl10")
+def stl10(root="~/.cache/dlrun/data", download=True, verify_checksums=True):
+    """STL-10's labelled 96x96 images (5,000 train, 8,000 test), held in memory."""
+    from torchvision.datasets import STL10
 
-    class UncheckedCIFAR10(cifar_class):
-        train_list = [[name, None] for name, _ in cifar_class.train_list]
-        test_list = [[name, None] for name, _ in cifar_class.test_list]
-        meta = {**cifar_class.meta, "md5": None}
-
-    return UncheckedCIFAR10
+    train, test = _open(_checked(STL10, verify_checksums), "stl10", root, download, "stl10_binary",
+                        ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "unlabeled_X.bin"],
+                        splits=({"split": "train"}, {"split": "test"}))
+    return Data(
+        x=torch.from_numpy(train.data), y=train.labels, x_test=torch.from_numpy(test.data), y_test=test.labels,
+        class_names=list(train.classes), mean=(0.4467, 0.4398, 0.4066), std=(0.2603, 0.2566, 0.2713), image=True,
+    )
 
 
 @DATASETS.register("fake")

@@ -8,7 +8,8 @@ from torch import nn
 from dlrun.errors import ConfigError, first_line, unknown_choice
 from dlrun.registry import Registry
 
-MODELS = Registry("model", builtins=["dlrun.models.mlp", "dlrun.models.cnn", "dlrun.models.resnet"],
+MODELS = Registry("model", builtins=["dlrun.models.mlp", "dlrun.models.cnn", "dlrun.models.resnet",
+                            "dlrun.models.torchvision_models"],
                   context=["input_shape", "num_outputs"], handled=["init", "init_scale", "freeze", "unfreeze_epoch"])
 
 
@@ -65,7 +66,7 @@ def build(spec, input_shape, num_outputs):
     input_shape, name = tuple(input_shape), spec.get("name") or spec.get("_target_")
     try:
         model = MODELS.build(spec, input_shape=input_shape, num_outputs=num_outputs)
-    except (RuntimeError, ValueError, IndexError) as exc:  # e.g. a layer size that the input shape makes <= 0
+    except (RuntimeError, ValueError, IndexError, AssertionError) as exc:  # e.g. a layer size the input makes <= 0
         raise ConfigError(_misfit(name, input_shape, exc)) from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model builder returned {type(model).__name__}, not a torch.nn.Module.")
@@ -80,7 +81,7 @@ def check_fits(model, name, input_shape, num_outputs):
     layers are materialised, as the first batch would)."""
     try:
         out = trial_forward(model, input_shape)
-    except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+    except (RuntimeError, ValueError, IndexError, TypeError, AssertionError) as exc:
         raise ConfigError(_misfit(name, input_shape, exc)) from None
     shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
     if shape != (2, num_outputs):
@@ -101,8 +102,12 @@ def trial_forward(model, input_shape):
 
 
 def _misfit(name, input_shape, exc):
-    hint = (" An image model needs image data (channels, height, width); for tabular data use model=mlp or "
-            "model=logistic." if len(input_shape) == 1 else "")
+    if len(input_shape) == 1:
+        hint = (" An image model needs image data (channels, height, width); for tabular data use model=mlp or "
+                "model=logistic.")
+    else:
+        hint = (" If the model needs larger images, resize them: dataset.resize=224 (or the size it was made for)."
+                if min(input_shape[1:]) < 224 else "")
     return f"model={name} does not fit this dataset's inputs of shape {input_shape}: {first_line(exc)}.{hint}"
 
 

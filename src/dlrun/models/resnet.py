@@ -4,6 +4,7 @@ from torch import nn
 
 from dlrun.errors import DlrunError
 from dlrun.models.base import MODELS, Network
+from dlrun.models.torchvision_models import download_failed
 
 
 @MODELS.register("resnet18")
@@ -21,12 +22,7 @@ def resnet18(input_shape, num_outputs, pretrained=False, freeze_backbone=False, 
     try:
         net = tv_resnet18(weights=weights)
     except (OSError, RuntimeError) as exc:
-        raise DlrunError(
-            f"model.pretrained=true, but torchvision could not download the ResNet-18 ImageNet weights "
-            f"({str(exc).splitlines()[0]}). Run once with internet access (they are cached under "
-            f"$TORCH_HOME, default ~/.cache/torch), copy {weights.url.rsplit('/', 1)[-1]} into "
-            f"~/.cache/torch/hub/checkpoints/, or set model.pretrained=false."
-        ) from None
+        raise DlrunError(download_failed("ResNet-18", weights, exc)) from None
     channels = input_shape[0]
     if small_input:
         net.conv1 = nn.Conv2d(channels, 64, 3, 1, 1, bias=False)
