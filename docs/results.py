@@ -8,6 +8,7 @@ Each table in docs/*.md sits between a spec and an end mark:
       - {label: "frozen", command: "dlrun model.freeze_backbone=true"}
       - {command: "dlrun -m seed=1,2,3", aggregate: true}   # one row over its jobs (or a CV run's folds)
       - {command: "dlrun cv.folds=5", per_fold: true}        # a row per fold of a CV run
+      - dlrun init_from={run0}                 # {runN}: the directory of the spec's run N (0-based)
     columns:                               # header: source [format]
       model: override model                #   the job's value of an override
       run: label                           #   the run's label
@@ -75,7 +76,8 @@ def run_spec(spec, workdir, smoke=False):
 def _rows(item, folder, smoke):
     """The rows one command gives: one per job (one for a single run), one over all its jobs or
     folds (aggregate), or one per fold (per_fold)."""
-    args = shlex.split(item["command"])[1:]
+    command = re.sub(r"\{run(\d+)\}", lambda m: str(folder.parent / f"run{m[1]}"), item["command"])
+    args = shlex.split(command)[1:]
     sweep = "-m" in args
     target = f"hydra.sweep.dir={folder}" if sweep else f"hydra.run.dir={folder}"
     env = {**os.environ, "DLRUN_OUTPUTS": str(folder.parent / "outputs")}

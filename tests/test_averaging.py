@@ -56,6 +56,7 @@ def test_swa_averages_the_epoch_ends_from_its_start_and_re_estimates_batchnorm()
     assert not torch.allclose(raw_bn.running_mean, avg_bn.running_mean)  # recomputed for the averaged weights
 
 
+@pytest.mark.slow
 def test_ema_weights_are_validated_kept_and_exported(cli):
     cli(*QUIET, "trainer.max_epochs=3", "trainer.averaging.kind=ema", "trainer.averaging.ema_decay=0.9",
         "export=torchscript", "hydra.run.dir=run")

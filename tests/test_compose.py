@@ -58,6 +58,19 @@ def test_help_lists_every_group_and_its_options():
     assert "cnn" in out and "synthetic_imbalanced" in out and "dlrun list" in out
 
 
+def _writers():
+    from test_torchvision_zoo import write_cifar100, write_emnist, write_stl10, write_svhn
+    from test_vision import write_mnist
+
+    return {"cifar100": write_cifar100, "svhn": lambda root: write_svhn(root, train=60),
+            "stl10": lambda root: write_stl10(root, train=40),
+            "kmnist": lambda root: write_mnist(root, "KMNIST"),
+            "emnist": lambda root: write_emnist(root, "balanced", train=120, test=47)}
+
+
+WRITERS = _writers()
+
+
 def _needs(group, option, root):
     """Extra overrides (and data on disk) an option needs to run one tiny epoch here."""
     from test_vision import write_cifar10, write_mnist
@@ -73,6 +86,10 @@ def _needs(group, option, root):
     if (group, option) == ("dataset", "cifar10"):
         write_cifar10(root)
         return [f"dataset.root={root}", "dataset.download=false", "dataset.verify_checksums=false", "split.val=0.2"]
+    if group == "dataset" and option in WRITERS:
+        WRITERS[option](root)
+        unchecked = [] if option in ("kmnist", "emnist") else ["dataset.verify_checksums=false"]
+        return [f"dataset.root={root}", "dataset.download=false", *unchecked, "split.val=0.25"]
     if (group, option) == ("dataset", "image_folder"):
         from PIL import Image
 
@@ -83,8 +100,9 @@ def _needs(group, option, root):
         return [f"dataset.root={root / 'img'}", "dataset.image_size=8", "split.val=0.25", "split.test=0.25"]
     if (group, option) == ("dataset", "fake"):
         return images[1:]
-    if option in ("resnet18", "vgg_fast", "cifar10_fast"):
-        return images + (["model.widths=[8,16,16,16]", "device.compile=false"] if option != "resnet18" else [])
+    if option in ("resnet18", "torchvision", "vgg_fast", "cifar10_fast"):
+        small = ["model.widths=[8,16,16,16]", "device.compile=false"]
+        return images + (small if option not in ("resnet18", "torchvision") else [])
     if group == "loss" and option in ("mse", "l1", "huber"):
         return ["dataset=diabetes"]
     if group == "loss" and option == "bce_with_logits":

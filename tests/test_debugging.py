@@ -29,7 +29,7 @@ def _sqrt_at_zero():
 
 
 def test_overfit_batch_memorises_one_batch_and_says_so(tmp_path):
-    summary = dlrun.run([*QUIET, "debug=overfit_batch", "trainer.max_epochs=150"], run_dir=tmp_path / "ok")
+    summary = dlrun.run([*QUIET, "debug=overfit_batch", "trainer.max_epochs=100"], run_dir=tmp_path / "ok")
     assert summary["sizes"]["train"] == summary["sizes"]["val"] == 64
     assert summary["overfit_check"]["passed"] and summary["overfit_check"]["best_loss"] < 0.05
     summary = dlrun.run([*QUIET, "debug=overfit_batch", "trainer.max_epochs=5", "optimizer.lr=1e-6"],
@@ -96,6 +96,7 @@ def _written(ckpt):
     return torch.load(buffer, weights_only=True)
 
 
+@pytest.mark.slow
 def test_fast_dev_run_through_the_command(cli):
     cli("debug=fast_dev_run", "trainer.progress=false", "hydra.run.dir=run")
     summary = summary_of(cli.cwd / "run")

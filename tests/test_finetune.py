@@ -36,6 +36,16 @@ def test_init_from_loads_exactly_the_matching_tensors(source_run):
     assert torch.equal(after["head.weight"], before["head.weight"])
 
 
+def test_init_from_can_leave_the_head_fresh(source_run):
+    net = build_model({"name": "mlp"}, (1, 8, 8), 5)  # the same shapes as the source
+    head = net.head.weight.clone()
+    report = finetune.init_from(net, source_run, exclude=("head.*",))
+    assert report["loaded"] == 4 and report["excluded"] == ["head.weight", "head.bias"]
+    assert torch.equal(net.head.weight, head)
+    with pytest.raises(ConfigError, match=r"'heads\.\*' matches no tensor .*features\.\* \(4\), head\.\* \(2\)"):
+        finetune.init_from(net, source_run, exclude=("heads.*",))
+
+
 def test_init_from_a_plain_state_dict_and_refusing_a_source_that_fits_nothing(tmp_path):
     donor = build_model({"name": "mlp", "hidden_sizes": [16]}, (5,), 2)
     torch.save(donor.state_dict(), tmp_path / "weights.pt")
@@ -91,6 +101,7 @@ def test_dataset_classes_keeps_and_relabels_in_the_given_order():
         keep_classes(digits, [1, "eleven"])
 
 
+@pytest.mark.slow
 def test_transfer_through_the_command(cli, source_run):
     cli(*QUIET, "dataset.classes=[5,6,7,8,9]", f"init_from={source_run}", "model.freeze=[features.*]",
         "optimizer.head_lr=0.01", "hydra.run.dir=target")

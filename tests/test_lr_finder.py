@@ -54,6 +54,7 @@ def test_the_range_test_restores_every_state_exactly():
     assert torch.equal(loop.train_batches.state_dict(False)["shuffle"], shuffle)
 
 
+@pytest.mark.slow
 def test_lr_find_through_the_command(cli):
     proc = cli("task=lr_find", "lr_find.steps=60", "lr_find.min_lr=1e-5", "show_config=none",
                "trainer.progress=false", "hydra.run.dir=run")

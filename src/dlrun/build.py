@@ -156,12 +156,12 @@ def loop(cfg, data, net, device, overrides=()):
         threshold=float(cfg.dataset.get("threshold", 0.5)), target_scale=data.target_scale,
         augment_generator=augment_gen, record=record(cfg, data, overrides),
         accumulate=tr.accumulate_grad_batches,
-        freezing=Freezing(_patterns(cfg.model.get("freeze")), cfg.model.get("unfreeze_epoch")),
+        freezing=Freezing(patterns(cfg.model.get("freeze")), cfg.model.get("unfreeze_epoch")),
     )
 
 
-def _patterns(value):
-    """model.freeze as a tuple of patterns (one pattern may be given without brackets)."""
+def patterns(value):
+    """A list of name patterns as a tuple (one pattern may be given without brackets)."""
     if not value:
         return ()
     return (value,) if isinstance(value, str) else tuple(value)

@@ -38,12 +38,19 @@ def _source_weights(path):
         raise
 
 
-def init_from(model, path):
-    """Copy every tensor of the source whose name and shape match into `model` (the rest keep
-    their fresh initialisation: a new head when the number of classes differs). Returns what
-    happened, for the summary and the terminal; refuses a source that fits nothing."""
+def init_from(model, path, exclude=()):
+    """Copy every tensor of the source whose name and shape match into `model`, except those
+    whose names match an `exclude` pattern (the rest keep their fresh initialisation: a new head
+    when the number of classes differs, or when `head.*` is excluded). Returns what happened,
+    for the summary and the terminal; refuses a source that fits nothing."""
     path = source_file(path)
     source = _source_weights(path)
+    excluded = [k for k in source if any(fnmatch.fnmatchcase(k, p) for p in exclude)]
+    for pattern in exclude:
+        if not any(fnmatch.fnmatchcase(k, pattern) for k in source):
+            raise ConfigError(f"init_from_exclude: the pattern '{pattern}' matches no tensor of {path}. Its tensors: "
+                              f"{_name_summary(list(source))}.")
+    source = {k: v for k, v in source.items() if k not in excluded}
     target = model.state_dict()
     loaded = [k for k, v in source.items() if k in target and tuple(target[k].shape) == tuple(v.shape)]
     reshaped = [k for k, v in source.items() if k in target and k not in loaded]
@@ -53,7 +60,7 @@ def init_from(model, path):
                           f"of the same model architecture.")
     model.load_state_dict({k: source[k] for k in loaded}, strict=False)
     return {"path": str(path), "loaded": len(loaded), "of": len(target),
-            "fresh": [k for k in target if k not in loaded], "shape_differs": reshaped}
+            "fresh": [k for k in target if k not in loaded], "shape_differs": reshaped, "excluded": excluded}
 
 
 def describe(report):

@@ -114,7 +114,7 @@ def _init_from(cfg, net):
         return None
     from dlrun import finetune
 
-    loaded = finetune.init_from(net, cfg.init_from)
+    loaded = finetune.init_from(net, cfg.init_from, build.patterns(cfg.init_from_exclude))
     _phase(cfg, finetune.describe(loaded))
     return loaded
 
