@@ -38,3 +38,20 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 3
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("summary.json"))
     assert proc.stdout.count("dlrun completed") == 1
+
+
+def test_accumulation_under_torchrun_equals_the_larger_batch(tmp_path):
+    """Two processes: batches of 16 accumulated 4 times (gradients all-reduced once per window)
+    give the weights of batches of 64."""
+    env = {**os.environ, "DLRUN_OUTPUTS": str(tmp_path / "outputs"), "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    weights = {}
+    for name, args in (("big", ["trainer.batch_size=64"]),
+                       ("small", ["trainer.batch_size=16", "trainer.accumulate_grad_batches=4"])):
+        proc = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "dlrun", *SMOKE, "device=cpu",
+                               "model.dropout=0.0", "plots=[]", "report=false", *args, f"hydra.run.dir={name}"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        weights[name] = torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)["model"]
+    for key, value in weights["big"].items():
+        assert torch.allclose(value, weights["small"][key], atol=1e-5), key

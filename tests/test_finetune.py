@@ -118,3 +118,14 @@ def _regularization():
     from types import SimpleNamespace
 
     return SimpleNamespace(weight_decay=0.0, decay_norm_and_bias=True)
+
+
+def test_the_report_says_where_the_weights_came_from():
+    from omegaconf import OmegaConf
+
+    from dlrun import report
+
+    summary = {"status": "completed", "task": "train", "overrides": ["init_from=source"],
+               "init_from": {"path": "source/checkpoints/best.pt", "loaded": 4, "of": 6}}
+    page = report.render(summary, OmegaConf.create({"init_from": "source"}))
+    assert "started from" in page and "source/checkpoints/best.pt (4 of 6 tensors loaded)" in page

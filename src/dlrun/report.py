@@ -98,11 +98,20 @@ def _header(summary, title):
         "problem": summary.get("problem"), "device": summary.get("device"), "epochs run": summary.get("epochs_run"),
         f"best {best}": monitor.get("best_value"), "best epoch": monitor.get("best_epoch"),
         "wall time (s)": summary.get("wall_time_s"), "run directory": summary.get("run_dir"),
+        "started from": _started_from(summary.get("init_from")),
+        "overfit check": (summary.get("overfit_check") or {}).get("text"),
     }
     overview = {k: v for k, v in overview.items() if v is not None}  # e.g. no best epoch in a CV parent
     command = " ".join(["dlrun", *summary.get("overrides", [])])
     return (f'<h1>{html.escape(title)} <span class="status {status}">{status}</span></h1>'
             f"<pre>{html.escape(command)}</pre>{_pairs(overview)}")
+
+
+def _started_from(loaded):
+    """init_from: where the weights came from and how many were loaded."""
+    if not loaded:
+        return None
+    return f"{loaded['path']} ({loaded['loaded']} of {loaded['of']} tensors loaded)"
 
 
 def _results(summary, per_class):

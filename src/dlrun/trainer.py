@@ -167,13 +167,12 @@ class Loop:
                 hook()
             # A stop, a step checkpoint or a validation waits for the end of an accumulation window.
             if window_end:
-                position = {"batch": i + 1, "loss_sum": loss_sum, "correct": correct, "count": count}
-                if stop_flag.raised or (self.deadline is not None and time.perf_counter() >= self.deadline):
-                    state.partial = position
-                    self._stop_mid_epoch(state, save, stop_flag)
-                    return None, 0.0  # the time budget ran out (a signal raises instead)
-                if i + 1 < total and self.policy.due(self.policy.checkpoint_every, state):
-                    state.partial = position
+                stopping = stop_flag.raised or (self.deadline is not None and time.perf_counter() >= self.deadline)
+                if stopping or (i + 1 < total and self.policy.due(self.policy.checkpoint_every, state)):
+                    state.partial = {"batch": i + 1, "loss_sum": loss_sum, "correct": correct, "count": count}
+                    if stopping:
+                        self._stop_mid_epoch(state, save, stop_flag)
+                        return None, 0.0  # the time budget ran out (a signal raises instead)
                     save("last", self.state_dict(state, mid_epoch=True))
                     state.partial = None
                 if i + 1 < total and on_validation is not None and self.policy.due(self.policy.val_every, state):
