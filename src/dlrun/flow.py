@@ -153,7 +153,8 @@ def _fit(cfg, loop, state, run, summary):
                     tensorboard.add_scalar(key, value, state.epoch)
             tensorboard.flush()
 
-    val_steps = []
+    # validations within epochs; a resume keeps those up to its checkpoint's step
+    val_steps = [row for row in _read_rows(run.val_steps) if float(row["step"]) <= state.step]
 
     def on_validation(state, row):
         val_steps.append(row)
@@ -162,13 +163,7 @@ def _fit(cfg, loop, state, run, summary):
         _phase(cfg, f"step {row['step']} (epoch {row['epoch']:.2f}): {shown}")
 
     log.info("training on %s from epoch %d", loop.device, state.epoch)
-    averaging = cfg.trainer.averaging
-    if averaging.kind == "ema":
-        _phase(cfg, f"EMA of the weights (decay {averaging.ema_decay}): the averaged weights are validated, kept in "
-                    f"best.pt, evaluated and exported")
-    elif averaging.kind == "swa":
-        _phase(cfg, f"SWA from epoch {loop.averaging.start_epoch + 1}: from then on the average of the epochs' weights "
-                    f"is validated, kept in best.pt, evaluated and exported")
+    _averaging_note(cfg, loop)
     try:
         with StopFlag() as flag, TrainingProgress(cfg.trainer.max_epochs, cfg.trainer.batch_size, cfg.trainer.monitor,
                                                   loop.task, state.epoch, _shows(cfg)) as progress, \
@@ -197,6 +192,21 @@ def _fit(cfg, loop, state, run, summary):
     finally:
         if tensorboard is not None:
             tensorboard.close()
+
+
+def _read_rows(path):
+    return artifacts.read_csv(path) if path.is_file() else []
+
+
+def _averaging_note(cfg, loop):
+    """Which weights stand for the model when averaging is on."""
+    averaging = cfg.trainer.averaging
+    if averaging.kind == "ema":
+        _phase(cfg, f"EMA of the weights (decay {averaging.ema_decay}): the averaged weights are validated, kept in "
+                    f"best.pt, evaluated and exported")
+    elif averaging.kind == "swa":
+        _phase(cfg, f"SWA from epoch {loop.averaging.start_epoch + 1}: from then on the average of the epochs' weights "
+                    f"is validated, kept in best.pt, evaluated and exported")
 
 
 def _first_look(cfg, run, data, about):

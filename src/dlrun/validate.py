@@ -145,6 +145,9 @@ def check_config(cfg):
                           f"0..{cfg.cv.folds - 1}.")
     if cfg.lr_find.min_lr >= cfg.lr_find.max_lr:
         raise ConfigError(f"lr_find.min_lr={cfg.lr_find.min_lr} must be below lr_find.max_lr={cfg.lr_find.max_lr}.")
+    if cfg.task == "lr_find" and (cfg.ckpt_path or cfg.cv.folds > 1):
+        raise ConfigError("task=lr_find tests learning rates on fresh weights (or those of init_from=...) and one "
+                          "split; remove " + ("ckpt_path" if cfg.ckpt_path else f"cv.folds={cfg.cv.folds}") + ".")
     if cfg.task == "eval" and not cfg.ckpt_path:
         raise ConfigError("task=eval needs ckpt_path=<checkpoint file or run directory>.")
     _check_monitor_syntax(cfg.trainer.monitor)
