@@ -38,6 +38,9 @@ Examples:
   dlrun ckpt_path=outputs/DATE/TIME trainer.max_epochs=40    resume a run
   dlrun task=eval ckpt_path=outputs/DATE/TIME    evaluate a checkpoint again
   dlrun task=inspect model=cnn                   model and data summaries and data plots, no training
+  dlrun task=lr_find                             the learning-rate range test: which optimizer.lr to use
+  dlrun debug=overfit_batch                      can the model memorise one batch? (debug=... presets)
+  dlrun init_from=outputs/DATE/TIME              start from another run's weights (fine-tuning)
 
 == Config groups (group=option) ==
 {groups}

@@ -108,7 +108,7 @@ def _misfit(name, input_shape, exc):
     else:
         hint = (" If the model needs larger images, resize them: dataset.resize=224 (or the size it was made for)."
                 if min(input_shape[1:]) < 224 else "")
-    return f"model={name} does not fit this dataset's inputs of shape {input_shape}: {first_line(exc)}.{hint}"
+    return f"model={name} does not fit this dataset's inputs of shape {input_shape}: {first_line(exc).rstrip('.!')}.{hint}"
 
 
 def embeddings(model, x):
