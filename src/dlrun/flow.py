@@ -268,7 +268,7 @@ def _test(cfg, run, loop, data, state):
         from dlrun import export
 
         _phase(cfg, f"exporting the model ({cfg.export})")
-        export.write(cfg.export, loop.model, data, run.checkpoints)
+        export.write(cfg.export, loop.eval_model, data, run.checkpoints)
     return ev
 
 

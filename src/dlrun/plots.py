@@ -340,7 +340,7 @@ def _samples(data, augment, seed, count=16):
 def draw_all(folder, wanted, loop, data, ev, history, seed=0):
     """Save every wanted plot that applies to this run; returns the file names.
     Without a test split (`ev` None) only the plots of training apply."""
-    run = _Run(history, loop.policy, loop.model, data, ev, seed)
+    run = _Run(history, loop.policy, loop.eval_model, data, ev, seed)
     written = []
     for name, draw in PLOTS.items():
         if name not in wanted or (ev is None and name not in TRAINING_PLOTS):
