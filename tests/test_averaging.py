@@ -63,7 +63,7 @@ def test_ema_weights_are_validated_kept_and_exported(cli):
     best = checkpoint.load(cli.cwd / "run" / "checkpoints" / "best.pt")
     assert not torch.equal(best["model"]["head.weight"], best["trained_model"]["head.weight"])
     exported = torch.jit.load(cli.cwd / "run" / "checkpoints" / "best.torchscript.pt")
-    assert torch.equal(dict(exported.named_parameters())["head.weight"], best["model"]["head.weight"])
+    assert torch.equal(dict(exported.named_parameters())["model.head.weight"], best["model"]["head.weight"])
     summary = summary_of(cli.cwd / "run")
     cli("task=eval", "ckpt_path=run/checkpoints/best.pt", "trainer.progress=false", "hydra.run.dir=eval")
     assert summary_of(cli.cwd / "eval")["test"]["accuracy"] == summary["test"]["accuracy"]

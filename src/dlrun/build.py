@@ -67,6 +67,7 @@ def _resize(data, size):
         return
     if not data.image:
         raise ConfigError(f"dataset.resize={size} resizes images, and this dataset is tabular; remove it.")
+    data.extra["raw_shape"] = data.input_shape
     data.input_shape = (data.input_shape[0], size, size)
     data.extra["resize"] = size
 
@@ -100,7 +101,8 @@ def preprocessing(data):
             "num_outputs": data.num_outputs, "image": data.image, "image_mean": _cpu(data.mean),
             "image_std": _cpu(data.std), "feature_mean": _cpu(data.extra.get("feature_mean")),
             "feature_std": _cpu(data.extra.get("feature_std")), "target_mean": _cpu(scale[0]),
-            "target_std": _cpu(scale[1]), "resize": data.extra.get("resize")}
+            "target_std": _cpu(scale[1]), "resize": data.extra.get("resize"),
+            "raw_shape": list(data.extra.get("raw_shape", data.input_shape)), **data.extra.get("input_spec", {})}
 
 
 def record(cfg, data, overrides):

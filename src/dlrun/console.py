@@ -65,6 +65,10 @@ def _summary_rows(summary):
                  ("split sizes", ", ".join(f"{k} {v:,}" for k, v in summary.get("sizes", {}).items())),
                  ("wall time", f"{summary.get('wall_time_s', 0):.1f} s")]
         return rows
+    if summary.get("predicted"):
+        done = summary["predicted"]
+        return rows + [("checkpoint", done["checkpoint"]), ("inputs", f"{done['rows']:,} from {done['input']}"),
+                       ("predictions", done["file"]), ("wall time", f"{summary.get('wall_time_s', 0):.1f} s")]
     if summary.get("lr_find"):
         found = summary["lr_find"]
         rows += [(f"suggested lr ({name})", f"{lr:.3g}") for name, lr in found["suggestions"].items()]

@@ -44,6 +44,8 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
         console.show_config(cfg, overrides, device)
     if cfg.cv.folds > 1 and cfg.cv.fold is None:
         return cross_validate(cfg, run, device, overrides)
+    if cfg.task == "predict":
+        return _predict(cfg, run, device)
     ckpt = checkpoint.load(cfg.ckpt_path) if cfg.ckpt_path else None
     if distributed.is_main():  # killed writes of an earlier attempt in this directory
         for folder in (run.root, run.checkpoints, run.plots):
@@ -88,6 +90,29 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
         raise _interrupted_in_results(exc, cfg, run, summary, state) from None
     distributed.shutdown()
     return summary.write()
+
+
+def _predict(cfg, run, device):
+    """task=predict: the checkpoint's model and preprocessing on new inputs, into predictions.csv
+    (a run directory's best.pt, else its last.pt)."""
+    from dlrun import deployment, finetune, models, predict
+
+    summary = Summary(run.root, cfg, device)
+    path = finetune.source_file(cfg.ckpt_path)
+    ckpt = checkpoint.load(path)
+    pre, spec = ckpt["preprocessing"], dict(ckpt["model_spec"])
+    net = models.build({k: v for k, v in spec.items() if k not in ("input_shape", "num_outputs")},
+                       spec["input_shape"], spec["num_outputs"])
+    checkpoint.load_model_state(net, ckpt, path)
+    x, ids = predict.read(cfg.predict.input, pre)
+    _phase(cfg, f"predicting {len(ids)} input(s) from {cfg.predict.input}")
+    out = predict.outputs(deployment.Deployed(net, pre), x, device, cfg.trainer.eval_batch_size)
+    threshold = float(cfg.dataset.get("threshold", 0.5))
+    artifacts.write_csv(run.predictions, predict.rows(ids, out, pre, threshold, cfg.probabilities))
+    summary.data.update(problem=pre["task"], classes=pre["class_names"], predicted={
+        "input": str(cfg.predict.input), "rows": len(ids), "checkpoint": str(path),
+        "file": str(run.predictions)})
+    return summary.finish("completed", FitState())
 
 
 def _lr_find(cfg, run, loop, summary):
@@ -268,7 +293,8 @@ def _test(cfg, run, loop, data, state):
         from dlrun import export
 
         _phase(cfg, f"exporting the model ({cfg.export})")
-        export.write(cfg.export, loop.eval_model, data, run.checkpoints)
+        export.write(cfg.export, loop.eval_model, build.preprocessing(data), run.checkpoints,
+                     float(cfg.dataset.get("threshold", 0.5)))
     return ev
 
 

@@ -87,7 +87,7 @@ RANGES = {
 }
 
 CHOICES = {
-    "task": ("train", "eval", "inspect", "lr_find"),
+    "task": ("train", "eval", "inspect", "lr_find", "predict"),
     "trainer.mode": ("min", "max"),
     "trainer.fast_dev_run": (True, False),
     "trainer.averaging.kind": (None, "ema", "swa"),
@@ -148,6 +148,9 @@ def check_config(cfg):
     if cfg.task == "lr_find" and (cfg.ckpt_path or cfg.cv.folds > 1):
         raise ConfigError("task=lr_find tests learning rates on fresh weights (or those of init_from=...) and one "
                           "split; remove " + ("ckpt_path" if cfg.ckpt_path else f"cv.folds={cfg.cv.folds}") + ".")
+    if cfg.task == "predict" and not (cfg.ckpt_path and cfg.predict.input):
+        raise ConfigError("task=predict needs ckpt_path=<run directory or .pt> and predict.input=<CSV file, folder of "
+                          "images or .npy array>.")
     if cfg.task == "eval" and not cfg.ckpt_path:
         raise ConfigError("task=eval needs ckpt_path=<checkpoint file or run directory>.")
     _check_monitor_syntax(cfg.trainer.monitor)

@@ -26,6 +26,9 @@ class Data:
     `y`: class indices (multiclass, binary) or float targets (regression).
     `x_test`/`y_test`: the dataset's own test split, if it has one.
     `standardize`: z-score features with statistics of the training rows only.
+    `input_spec`: what task=predict needs to read new inputs: for tables, `columns`, one
+    {"name", "levels"} per source column (levels: its one-hot categories, or None for a
+    number); for images loaded from files, `load_size` and `channels`.
     """
 
     x: object
@@ -38,6 +41,7 @@ class Data:
     std: tuple = None
     standardize: bool = False
     image: bool = False
+    input_spec: dict = None  # how raw inputs become rows of x: {"columns": [...]} or {"load_size", "channels"}
 
 
 @dataclass
@@ -113,6 +117,8 @@ def prepare(data, split, cv_fold=None, seed=0):
         input_shape=_input_shape(x_all), num_outputs=0,
         image=data.image, mean=data.mean, std=data.std,
     )
+    if data.input_spec:
+        prepared.extra["input_spec"] = data.input_spec
     if data.standardize:
         _standardize(prepared)
     if data.task == "regression":

@@ -32,8 +32,10 @@ def csv(path, target, features=None, categorical=(), task="auto", encoding="utf-
     for name in categorical:
         if name not in features:
             raise ConfigError(unknown_choice("dataset.categorical", name, features))
-    x = np.concatenate([table.feature(name, name in categorical) for name in features], axis=1)
-    return _with_target(table, target_column, target, task, x)
+    blocks = [table.feature(name, name in categorical) for name in features]
+    data = _with_target(table, target_column, target, task, np.concatenate([x for x, _ in blocks], axis=1))
+    data.input_spec = {"columns": [{"name": name, "levels": levels} for name, (_, levels) in zip(features, blocks)]}
+    return data
 
 
 def _with_target(table, values, target, task, x):
@@ -109,14 +111,15 @@ class _Table:
         return self.cells[name]
 
     def feature(self, name, categorical):
-        """Column `name` as features: (N, 1) numbers, or (N, levels) one-hot."""
+        """Column `name` as features and its levels: (N, 1) numbers and None, or (N, levels) one-hot
+        and the levels."""
         values = self.column("dataset.features", name)
         if categorical:
             return _one_hot(values)
         numbers = _numbers(values)
         bad = [i for i, v in enumerate(numbers) if v is None or not np.isfinite(v)]
         if not bad:
-            return np.array(numbers, dtype=np.float32)[:, None]
+            return np.array(numbers, dtype=np.float32)[:, None], None
         blank = [i for i in bad if values[i].strip().lower() in ("", "nan", "na", "n/a", "null", "none")]
         if len(bad) == len(values) and not blank:
             return _one_hot(values)  # a text column
@@ -146,8 +149,9 @@ def _numbers(values):
 
 
 def _one_hot(values):
+    """One-hot columns of text values, and their levels (sorted)."""
     levels, codes = np.unique(values, return_inverse=True)
-    return np.eye(len(levels), dtype=np.float32)[codes]
+    return np.eye(len(levels), dtype=np.float32)[codes], [str(level) for level in levels]
 
 
 def _label(value):

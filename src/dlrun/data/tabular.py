@@ -18,7 +18,13 @@ def digits():
 def _bundled(loader, task):
     bunch = loader()
     names = None if task == "regression" else [str(n) for n in bunch.target_names]
-    return Data(x=bunch.data.astype(np.float32), y=bunch.target, task=task, class_names=names, standardize=True)
+    return Data(x=bunch.data.astype(np.float32), y=bunch.target, task=task, class_names=names, standardize=True,
+                input_spec=numeric_columns(bunch.feature_names))
+
+
+def numeric_columns(names):
+    """The input spec of a table whose columns are all numbers."""
+    return {"columns": [{"name": str(name), "levels": None} for name in names]}
 
 
 @DATASETS.register("iris")
@@ -55,4 +61,5 @@ def synthetic(n_samples=2000, n_features=20, n_informative=10, n_redundant=2, n_
     except ValueError as exc:
         raise ConfigError(f"dataset=synthetic: {exc}") from None
     task = "binary" if n_classes == 2 else "multiclass"
-    return Data(x=x.astype(np.float32), y=y, task=task, class_names=class_names, standardize=True)
+    return Data(x=x.astype(np.float32), y=y, task=task, class_names=class_names, standardize=True,
+                input_spec=numeric_columns(f"x{i}" for i in range(n_features)))
