@@ -48,7 +48,8 @@ def raw_dataset(cfg):
     raw = datasets.DATASETS.build(plain(cfg.dataset))
     if not isinstance(raw, datasets.Data):
         raise ConfigError(f"dataset builder returned {type(raw).__name__}, not dlrun.data.Data.")
-    return datasets.keep_classes(raw, plain(cfg.dataset.get("classes")))
+    kept = datasets.keep_classes(raw, plain(cfg.dataset.get("classes")))
+    return datasets.one_vs_rest(kept, cfg.dataset.get("positive_class"))
 
 
 def dataset(cfg, raw=None):
@@ -155,7 +156,8 @@ def loop(cfg, data, net, device, overrides=()):
         cutmix_alpha=reg.cutmix_alpha, precision=cfg.device.precision,
         channels_last=bool(cfg.device.channels_last and data.image),
         compile_mode=cfg.device.compile_mode if cfg.device.compile else None,
-        threshold=float(cfg.dataset.get("threshold", 0.5)), target_scale=data.target_scale,
+        threshold=0.5 if cfg.dataset.get("threshold") == "auto" else float(cfg.dataset.get("threshold", 0.5)),
+        target_scale=data.target_scale,
         augment_generator=augment_gen, record=record(cfg, data, overrides),
         accumulate=tr.accumulate_grad_batches,
         freezing=Freezing(patterns(cfg.model.get("freeze")), cfg.model.get("unfreeze_epoch")),

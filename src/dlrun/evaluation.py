@@ -15,14 +15,17 @@ class Evaluation:
     per_class: list
     embeddings: torch.Tensor
     rows: object  # indices of the evaluated samples in the dataset (its test split or its rows)
+    confused: list = None  # the most frequent (true, predicted) mistakes (classification)
 
 
 def evaluate(loop, batches, data):
     out, y, loss, emb = loop.predict(batches, with_embeddings=True)
     preds = loop.predictions(out, y)
     result = metrics.evaluate(preds, data.class_names, loss)
-    per_class = metrics.per_class_table(preds, data.class_names) if data.task != "regression" else None
-    return Evaluation(preds, result, per_class, emb, data.test.rows)
+    classify = data.task != "regression"
+    per_class = metrics.per_class_table(preds, data.class_names) if classify else None
+    confused = metrics.most_confused(result["confusion_matrix"], data.class_names) if classify else None
+    return Evaluation(preds, result, per_class, emb, data.test.rows, confused)
 
 
 def write_tables(run_dir, ev, class_names, probabilities=False):
@@ -47,4 +50,5 @@ def write_tables(run_dir, ev, class_names, probabilities=False):
                 row.update({f"prob_{name}": float(p.probs[i, c]) for c, name in enumerate(class_names)})
             rows.append(row)
         artifacts.write_csv(RunDir(run_dir).per_class, ev.per_class)
+        artifacts.write_csv(RunDir(run_dir).confused_pairs, ev.confused, ["true", "predicted", "count", "share_of_true"])
     artifacts.write_csv(RunDir(run_dir).predictions, rows)

@@ -81,7 +81,9 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
             return summary.finish("completed", state)
         _load_best(loop, run)
     try:
+        _decision_threshold(cfg, run, loop, data, summary)
         ev = _test(cfg, run, loop, data, state)
+        _interpretation(run, loop, ev, data, summary)
         result = summary.conclude("completed", state, ev.metrics if ev else None)
         if cfg.report:
             _phase(cfg, "writing report.html")
@@ -107,12 +109,17 @@ def _predict(cfg, run, device):
     x, ids = predict.read(cfg.predict.input, pre)
     _phase(cfg, f"predicting {len(ids)} input(s) from {cfg.predict.input}")
     out = predict.outputs(deployment.Deployed(net, pre), x, device, cfg.trainer.eval_batch_size)
-    threshold = float(cfg.dataset.get("threshold", 0.5))
+    threshold = pre.get("threshold") or _configured_threshold(cfg)
     artifacts.write_csv(run.predictions, predict.rows(ids, out, pre, threshold, cfg.probabilities))
     summary.data.update(problem=pre["task"], classes=pre["class_names"], predicted={
         "input": str(cfg.predict.input), "rows": len(ids), "checkpoint": str(path),
         "file": str(run.predictions)})
     return summary.finish("completed", FitState())
+
+
+def _configured_threshold(cfg):
+    threshold = cfg.dataset.get("threshold", 0.5)
+    return 0.5 if threshold == "auto" else float(threshold)
 
 
 def _lr_find(cfg, run, loop, summary):
@@ -274,6 +281,40 @@ def _load_best(loop, run):
         loop.use_weights(checkpoint.load(best), best)
 
 
+def _decision_threshold(cfg, run, loop, data, summary):
+    """A binary task's decision threshold: the configured one, or (dataset.threshold=auto) the one
+    that maximises F1 on the validation split, then used on test and recorded in best.pt (so that
+    task=predict and the exports use it too)."""
+    if data.task != "binary":
+        return
+    if cfg.dataset.get("threshold") == "auto":
+        from dlrun.metrics import best_threshold
+
+        out, y, _, _ = loop.predict(loop.val_batches)
+        p = loop.predictions(out, y)
+        loop.threshold, f1 = best_threshold(p.true, p.probs[:, 1])
+        summary.data["threshold"] = {"value": loop.threshold, "chosen_by": "validation F1", "val_f1": f1}
+        _phase(cfg, f"decision threshold {loop.threshold:.4f}: the best F1 of '{data.class_names[1]}' on the "
+                    f"validation split ({f1:.4f})")
+        best = run.checkpoint("best")
+        if best.is_file() and cfg.task == "train":
+            ckpt = checkpoint.load(best)
+            ckpt["preprocessing"]["threshold"] = loop.threshold
+            checkpoint.save(best, ckpt)
+    else:
+        summary.data["threshold"] = {"value": loop.threshold, "chosen_by": "dataset.threshold"}
+
+
+def _interpretation(run, loop, ev, data, summary):
+    """What the model gets wrong and what its weights look like: the most confused pairs and the
+    per-layer weight statistics, in the summary (and CSV files)."""
+    stats = inspection.weight_stats(loop.eval_model)
+    artifacts.write_csv(run.weight_stats, stats)
+    summary.data["weight_stats"] = stats
+    if ev is not None and data.task != "regression":
+        summary.data["most_confused"] = ev.confused[:5]
+
+
 def _test(cfg, run, loop, data, state):
     """Evaluate the loop's model on the test split and write predictions, plots and the
     export; None when there is no test split (split.test=0): then only the curves are drawn."""
@@ -293,8 +334,8 @@ def _test(cfg, run, loop, data, state):
         from dlrun import export
 
         _phase(cfg, f"exporting the model ({cfg.export})")
-        export.write(cfg.export, loop.eval_model, build.preprocessing(data), run.checkpoints,
-                     float(cfg.dataset.get("threshold", 0.5)))
+        export.write(cfg.export, loop.eval_model, {**build.preprocessing(data), "threshold": loop.threshold},
+                     run.checkpoints, loop.threshold)
     return ev
 
 

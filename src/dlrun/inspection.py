@@ -16,6 +16,23 @@ log = logging.getLogger("dlrun")
 SHOWN_LAYERS = 25  # the terminal's table; summary.json and the report have every layer
 
 
+NEAR_ZERO = 1e-3  # |w| below this counts as near zero (what L1 drives weights to)
+
+
+def weight_stats(model):
+    """Per weight tensor (biases and normalisation scales left out): mean, std, mean |w| and the
+    fraction near zero, so that L1, L2 and dropout runs can be compared layer by layer."""
+    rows = []
+    for name, param in model.named_parameters():
+        if param.ndim < 2:
+            continue
+        w = param.detach().float()
+        rows.append({"parameter": name, "shape": "x".join(map(str, w.shape)), "count": w.numel(),
+                     "mean": float(w.mean()), "std": float(w.std()) if w.numel() > 1 else 0.0,
+                     "mean_abs": float(w.abs().mean()), "near_zero": float((w.abs() < NEAR_ZERO).float().mean())})
+    return rows
+
+
 def model_summary(model, input_shape):
     """Every leaf layer in call order with its output shape (without the batch) and own
     parameters, and the totals: parameters (trainable and frozen) and size in MB."""

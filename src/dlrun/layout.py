@@ -11,6 +11,7 @@ class RunDir:
         predictions.csv  per_class.csv  report.html  plots/*.png
         val_steps.csv (validations within epochs)  profile/ (trainer.profile_steps)
         lr_find.csv  plots/lr_find.png (task=lr_find)
+        confused_pairs.csv (classification)  weight_stats.csv
         checkpoints/best.pt  checkpoints/last.pt  (and exports beside them)
         folds.csv  fold_<i>/  (a cross-validation: each fold a RunDir of its own)
     """
@@ -35,6 +36,8 @@ class RunDir:
     val_steps = property(lambda self: self.root / "val_steps.csv")
     profile = property(lambda self: self.root / "profile")
     lr_find = property(lambda self: self.root / "lr_find.csv")
+    confused_pairs = property(lambda self: self.root / "confused_pairs.csv")
+    weight_stats = property(lambda self: self.root / "weight_stats.csv")
 
     def checkpoint(self, name):
         """checkpoints/<name>.pt: `best` (the best epoch) or `last` (the latest position)."""

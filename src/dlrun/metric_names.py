@@ -3,10 +3,15 @@
 CLASSIFICATION_SCALARS = ("loss", "accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro",
                           "precision_weighted", "recall_weighted", "f1_weighted", "roc_auc", "log_loss", "ece")
 REGRESSION_SCALARS = ("loss", "mse", "rmse", "mae", "r2")
+# a binary task's positive class: its precision, recall and F1 at the decision threshold, and the
+# area under its precision-recall curve
+BINARY_SCALARS = ("precision", "recall", "f1", "average_precision")
 
 
 def scalar_names(task):
-    return REGRESSION_SCALARS if task == "regression" else CLASSIFICATION_SCALARS
+    if task == "regression":
+        return REGRESSION_SCALARS
+    return CLASSIFICATION_SCALARS + (BINARY_SCALARS if task == "binary" else ())
 
 
 def monitor_names(task):

@@ -81,6 +81,12 @@ def scalar_metrics(p, num_classes, loss=None):
             pr, rc, f1, _ = skm.precision_recall_fscore_support(
                 p.true, p.pred, labels=labels, average=avg, zero_division=0)
             out.update({f"precision_{avg}": float(pr), f"recall_{avg}": float(rc), f"f1_{avg}": float(f1)})
+        if p.task == "binary":  # the positive class's own numbers (macro averages mix in the negative class)
+            pr, rc, f1, _ = skm.precision_recall_fscore_support(p.true, p.pred, labels=[1], average=None,
+                                                                 zero_division=0)
+            out.update(precision=float(pr[0]), recall=float(rc[0]), f1=float(f1[0]),
+                       average_precision=float(skm.average_precision_score(p.true, p.probs[:, 1]))
+                       if p.true.any() else float("nan"))
         out["roc_auc"] = _roc_auc(p.true, p.probs, num_classes)
         out["log_loss"] = float(skm.log_loss(p.true, np.clip(p.probs, 1e-7, 1), labels=labels))
     out["ece"] = expected_calibration_error(p.confidence, p.correct)
@@ -115,6 +121,32 @@ def evaluate(p, class_names, loss=None):
     if p.task != "regression":
         result["confusion_matrix"] = confusion(p, len(class_names)).tolist()
     return result
+
+
+def best_threshold(true, positive_probs):
+    """The decision threshold that maximises F1 of the positive class, and that F1."""
+    precision, recall, thresholds = skm.precision_recall_curve(true, positive_probs)
+    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+    best = int(np.argmax(f1))
+    return float(thresholds[best]), float(f1[best])
+
+
+def top_losses(p, limit=25):
+    """Indices of the wrong predictions, highest cross-entropy first (the most confidently wrong),
+    and those losses."""
+    wrong = np.flatnonzero(~p.correct)
+    losses = -np.log(np.clip(p.probs[wrong, p.true[wrong]], 1e-12, 1))
+    order = np.argsort(-losses, kind="stable")[:limit]
+    return wrong[order], losses[order]
+
+
+def most_confused(matrix, class_names, limit=10):
+    """The most frequent (true, predicted) pairs of mistakes, with their share of the true class."""
+    matrix = np.asarray(matrix)
+    pairs = [(matrix[t, q], t, q) for t in range(len(matrix)) for q in range(len(matrix)) if t != q and matrix[t, q]]
+    pairs.sort(key=lambda pair: (-pair[0], pair[1], pair[2]))
+    return [{"true": class_names[t], "predicted": class_names[q], "count": int(n),
+             "share_of_true": float(n / matrix[t].sum())} for n, t, q in pairs[:limit]]
 
 
 def is_better(value, best, mode, min_delta=0.0):

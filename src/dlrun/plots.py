@@ -155,6 +155,34 @@ def roc(true, probs, class_names):
     return fig
 
 
+def pr_curve(true, positive_probs, positive_name, threshold):
+    """Precision against recall of the positive class, with the average precision and the point
+    of the decision threshold."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    precision, recall, thresholds = precision_recall_curve(true, positive_probs)
+    fig, ax = _figure(size=(7, 6))
+    ax.plot(recall, precision, label=f"{positive_name} (AP {average_precision_score(true, positive_probs):.3f})")
+    at = min(int(np.searchsorted(thresholds, threshold)), len(thresholds) - 1)
+    ax.plot(recall[at], precision[at], "o", color="tab:red", label=f"threshold {threshold:.2f}")
+    ax.axhline(np.mean(true), color="grey", linestyle="--", label="chance (positive rate)")
+    ax.set(title=f"Precision-recall curve of '{positive_name}'", xlabel="recall", ylabel="precision",
+           xlim=(0, 1.01), ylim=(0, 1.02))
+    ax.legend(loc="lower left")
+    return fig
+
+
+def filters(weight, limit=32):
+    """The first convolution's filters as small images (each scaled to its own range; colour
+    filters as RGB, others channel by channel averaged)."""
+    w = np.asarray(weight, dtype=float)[:limit]
+    w = w.mean(1, keepdims=True) if w.shape[1] not in (1, 3) else w
+    low = w.min(axis=(1, 2, 3), keepdims=True)
+    span = np.maximum(w.max(axis=(1, 2, 3), keepdims=True) - low, 1e-12)
+    return image_grid((w - low) / span, [str(i) for i in range(len(w))],
+                      f"First convolution: {len(w)} filters of {w.shape[2]}x{w.shape[3]}")
+
+
 def image_grid(images, titles, title):
     """Images (values in [0, 1], N x C x H x W) in a grid sized to how many there are."""
     n = len(images)
@@ -173,10 +201,13 @@ def image_grid(images, titles, title):
     return fig
 
 
-def misclassified(images, true, pred, conf, class_names, total=None):
-    """The given wrongly classified images with their true and predicted class and confidence."""
-    titles = [f"true {class_names[t]}\npred {class_names[p]} ({c:.2f})" for t, p, c in zip(true, pred, conf)]
-    return image_grid(images, titles, f"Most confidently wrong ({len(images)} shown of {total or len(images)})")
+def misclassified(images, true, pred, conf, class_names, total=None, losses=None):
+    """The given wrongly classified images with their true and predicted class, confidence (and loss)."""
+    losses = [None] * len(images) if losses is None else losses
+    titles = [f"true {class_names[t]}\npred {class_names[p]} ({c:.2f})" + ("" if q is None else f"\nloss {q:.2f}")
+              for t, p, c, q in zip(true, pred, conf, losses)]
+    return image_grid(images, titles, f"Top losses: the most confidently wrong ({len(images)} shown of "
+                                      f"{total or len(images)})")
 
 
 # -------------------------------------------------------------------- data
@@ -270,6 +301,7 @@ class _Run:
     data: object
     ev: object
     seed: int
+    threshold: float = 0.5  # a binary task's decision threshold
 
     @property
     def p(self):
@@ -296,10 +328,13 @@ PLOTS = {
                                  if r.classify and r.data.image and r.data.in_memory else None)],
     "embeddings": lambda r: [(f"embeddings_{method}", _embedding(r.ev, r.p, r.data, method, r.seed))
                              for method in ("pca", "tsne")],
+    "pr_curve": lambda r: [("pr_curve", pr_curve(r.p.true, r.p.probs[:, 1], r.data.class_names[1], r.threshold)
+                            if r.data.task == "binary" and r.p.true.any() else None)],
     "weights": lambda r: [("weights", weights(r.model))],
+    "filters": lambda r: [("filters", _filters(r.model))],
     "regression": lambda r: [("regression", regression(r.p.true, r.p.pred) if not r.classify else None)],
 }
-TRAINING_PLOTS = ("curves", "lr", "weights")  # the ones drawn without a test split
+TRAINING_PLOTS = ("curves", "lr", "weights", "filters")  # the ones drawn without a test split
 DATA_PLOTS = {  # drawn before training (a look at the data), from the prepared data and its summary
     "class_counts": lambda data, summary, augment, seed: (class_counts(summary["class_counts"])
                                                           if "class_counts" in summary else None),
@@ -340,7 +375,7 @@ def _samples(data, augment, seed, count=16):
 def draw_all(folder, wanted, loop, data, ev, history, seed=0):
     """Save every wanted plot that applies to this run; returns the file names.
     Without a test split (`ev` None) only the plots of training apply."""
-    run = _Run(history, loop.policy, loop.eval_model, data, ev, seed)
+    run = _Run(history, loop.policy, loop.eval_model, data, ev, seed, loop.threshold)
     written = []
     for name, draw in PLOTS.items():
         if name not in wanted or (ev is None and name not in TRAINING_PLOTS):
@@ -362,14 +397,23 @@ def _misclassified(data, p, limit=25):
     import torch
 
     from dlrun.data.batches import DeviceTransform
+    from dlrun.metrics import top_losses
 
-    wrong = np.flatnonzero(~p.correct)
-    if not len(wrong):
+    shown, losses = top_losses(p, limit)
+    if not len(shown):
         return None
-    shown = wrong[np.argsort(-p.confidence[wrong], kind="stable")[:limit]]  # the most confident mistakes
     transform = DeviceTransform.of(data, torch.device("cpu"))
     images = transform.denormalize(transform(data.test.x[torch.from_numpy(shown)], train=False)).numpy()
-    return misclassified(images, p.true[shown], p.pred[shown], p.confidence[shown], data.class_names, len(wrong))
+    return misclassified(images, p.true[shown], p.pred[shown], p.confidence[shown], data.class_names,
+                         int((~p.correct).sum()), losses)
+
+
+def _filters(model):
+    """The first convolution's filters, for models that begin with one."""
+    import torch
+
+    first = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    return None if first is None else filters(first.weight.detach().cpu().numpy())
 
 
 def _embedding(ev, p, data, method, seed):

@@ -59,8 +59,8 @@ def _image(path):
 CHAPTERS = (
     ("Training", ("curves", "lr")),
     ("Results on the test split", ("regression", "confusion", "per_class", "confidence", "reliability", "roc",
-                                   "misclassified")),
-    ("What the model learned", ("embeddings_pca", "embeddings_tsne", "weights")),
+                                   "pr_curve", "misclassified")),
+    ("What the model learned", ("embeddings_pca", "embeddings_tsne", "weights", "filters")),
     ("Data", ("class_counts", "samples")),
 )
 
@@ -73,6 +73,9 @@ def render(summary, config, per_class=None, history=None, plot_files=()):
         body = [_image(plots.pop(stem)) for stem in stems if stem in plots]
         if chapter == "Results on the test split":
             body = _results(summary, per_class) + body
+        if chapter == "What the model learned" and summary.get("weight_stats"):
+            body.append(_collapsed(f"Weights per layer ({len(summary['weight_stats'])} tensors: mean, std, "
+                                   f"fraction near zero)", _table(summary["weight_stats"])))
         if chapter == "Data":
             body += _data(summary.get("data_summary"))
         if body:
@@ -125,8 +128,13 @@ def _results(summary, per_class):
         body += [f"<h3>Cross-validation: {len(summary['folds'])} folds</h3>", _pairs(stats),
                  "<p>Each fold is a whole run with its own report in <code>fold_&lt;i&gt;/report.html</code>.</p>",
                  _table(summary["folds"])]
+    if summary.get("threshold"):
+        chosen = summary["threshold"]
+        body.append(f"<p>Decision threshold {chosen['value']:.4f} ({html.escape(chosen['chosen_by'])}).</p>")
     if per_class:
         body += ["<h3>Per class</h3>", _table(per_class)]
+    if summary.get("most_confused"):
+        body += ["<h3>Most confused pairs</h3>", _table(summary["most_confused"])]
     return body
 
 

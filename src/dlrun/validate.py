@@ -11,7 +11,7 @@ import math
 from omegaconf import OmegaConf
 
 from dlrun.errors import ConfigError, unknown_choice
-from dlrun.metric_names import CLASSIFICATION_SCALARS, REGRESSION_SCALARS, monitor_names
+from dlrun.metric_names import BINARY_SCALARS, CLASSIFICATION_SCALARS, REGRESSION_SCALARS, monitor_names
 
 ONNX_PACKAGES = ("onnx", "onnxscript")
 
@@ -91,6 +91,7 @@ CHOICES = {
     "trainer.mode": ("min", "max"),
     "trainer.fast_dev_run": (True, False),
     "trainer.averaging.kind": (None, "ema", "swa"),
+    "regularization.class_balanced_sampler": (False, True, "oversample", "undersample"),
     "trainer.detect_anomaly": (True, False),
     "split.strategy": ("stratified", "random"),
     "device.precision": ("fp32", "bf16", "fp16"),
@@ -143,6 +144,10 @@ def check_config(cfg):
     if cfg.cv.fold is not None and cfg.cv.fold >= cfg.cv.folds:
         raise ConfigError(f"cv.fold={cfg.cv.fold} is out of range; with cv.folds={cfg.cv.folds} it must be in "
                           f"0..{cfg.cv.folds - 1}.")
+    threshold = _select(cfg, "dataset.threshold")
+    if threshold not in ("__absent__", "auto") and not (_is_number(threshold, float) and 0 < threshold < 1):
+        raise ConfigError(f"dataset.threshold={threshold} is not allowed; it must be a probability in (0, 1) or auto "
+                          f"(the one that maximises the validation F1).")
     if cfg.lr_find.min_lr >= cfg.lr_find.max_lr:
         raise ConfigError(f"lr_find.min_lr={cfg.lr_find.min_lr} must be below lr_find.max_lr={cfg.lr_find.max_lr}.")
     if cfg.task == "lr_find" and (cfg.ckpt_path or cfg.cv.folds > 1):
@@ -170,7 +175,8 @@ def _shown(value):
 
 
 def _check_monitor_syntax(monitor):
-    known = sorted({f"val/{m}" for m in CLASSIFICATION_SCALARS + REGRESSION_SCALARS} | {"train/loss", "train/accuracy"})
+    known = sorted({f"val/{m}" for m in CLASSIFICATION_SCALARS + REGRESSION_SCALARS + BINARY_SCALARS}
+                   | {"train/loss", "train/accuracy"})
     if monitor not in known:
         raise ConfigError(unknown_choice("trainer.monitor", monitor, known))
 

@@ -10,7 +10,7 @@ from dlrun.errors import ConfigError
 from dlrun.registry import Registry
 
 DATASETS = Registry("dataset", builtins=["dlrun.data.tabular", "dlrun.data.csv_file", "dlrun.data.vision"],
-                    handled=["threshold", "classes", "resize"])
+                    handled=["threshold", "classes", "resize", "positive_class"])
 TASKS = ("multiclass", "binary", "regression")
 
 
@@ -169,6 +169,25 @@ def keep_classes(data, classes):
     return replace(data, x=x, y=y, x_test=x_test, y_test=y_test, task=task, class_names=class_names)
 
 
+def one_vs_rest(data, positive):
+    """A binary task of `positive` (a class name or index; dataset.positive_class) against every
+    other class: the classic "is it a 4?"."""
+    if positive is None:
+        return data
+    if data.task == "regression":
+        raise ConfigError("dataset.positive_class makes a classification one-vs-rest, and this dataset is a "
+                          "regression; remove it.")
+    names = [str(n) for n in data.class_names] if data.class_names else None
+    index = _class_index(positive, names, "dataset.positive_class")
+    name = names[index] if names else str(index)
+
+    def binary(y):
+        return (np.asarray(_as_tensor(y)) == index).astype(np.int64)
+
+    y_test = binary(data.y_test) if data.y_test is not None else None
+    return replace(data, y=binary(data.y), y_test=y_test, task="binary", class_names=[f"not {name}", name])
+
+
 def first_rows(part, n):
     """The first `n` rows of a split (its order is already random)."""
     rows = np.arange(min(n, len(part)))
@@ -176,14 +195,14 @@ def first_rows(part, n):
     return Part(x, part.y[:len(rows)], None if part.rows is None else part.rows[:len(rows)])
 
 
-def _class_index(value, names):
+def _class_index(value, names, key="dataset.classes"):
     """A class given by name or by index, as its index."""
     if names and str(value) in names:
         return names.index(str(value))
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names or [value + 1]):
         return value
     allowed = ", ".join(names) if names else "class indices"
-    raise ConfigError(f"dataset.classes: {value!r} is not a class of this dataset; its classes: {allowed}.")
+    raise ConfigError(f"{key}: {value!r} is not a class of this dataset; its classes: {allowed}.")
 
 
 def split_rows(data, split, cv_fold=None, seed=0):

@@ -123,13 +123,22 @@ class TensorBatches:
         self.transform = transform
         self.train = train
         self.shuffle = torch.Generator(device=device).manual_seed(seed)
-        self.weights = _balanced_weights(self.y) if balanced else None
+        self.balance = _balance_mode(balanced) if train else None
+        self.weights = _balanced_weights(self.y) if self.balance == "oversample" else None
+        self.per_class = _rarest(self.y) if self.balance == "undersample" else None
         self._epoch_start = self.shuffle.get_state()
+
+    @property
+    def rows(self):
+        """Rows drawn per epoch (all processes): each class as often as the rarest with undersampling."""
+        if self.per_class is not None:
+            return self.per_class * len(torch.unique(self.y))
+        return len(self.y)
 
     @property
     def samples(self):
         """Rows per epoch in this process (its equal share in data-parallel training)."""
-        return len(self.y) // self.world
+        return self.rows // self.world
 
     def __len__(self):
         return math.ceil(self.samples / self.batch_size)
@@ -141,11 +150,13 @@ class TensorBatches:
         and takes its own equal share of it (rank, rank + world, ...).
         """
         self._epoch_start = self.shuffle.get_state()
-        n = len(self.y)
+        n = self.rows
         if not self.train:
             order = None
         elif self.weights is not None:
             order = torch.multinomial(self.weights, n, replacement=True, generator=self.shuffle)
+        elif self.per_class is not None:
+            order = self._undersampled()
         else:
             order = torch.randperm(n, device=self.y.device, generator=self.shuffle)
         if self.world > 1:
@@ -155,6 +166,16 @@ class TensorBatches:
             # Evaluation reads contiguous slices (views); training gathers its shuffled rows.
             idx = rows if order is None else order[rows]
             yield self.transform(self.x[idx], self.train), self.y[idx]
+
+    def _undersampled(self):
+        """As many rows of each class as the rarest has (a fresh draw each epoch), shuffled."""
+        y = self.y.view(-1).long()
+        picks = []
+        for c in torch.unique(y).tolist():
+            rows = torch.nonzero(y == c).view(-1)
+            picks.append(rows[torch.randperm(len(rows), device=y.device, generator=self.shuffle)[:self.per_class]])
+        chosen = torch.cat(picks)
+        return chosen[torch.randperm(len(chosen), device=y.device, generator=self.shuffle)]
 
     def state_dict(self, mid_epoch):
         return {"shuffle": self._epoch_start if mid_epoch else self.shuffle.get_state()}
@@ -178,16 +199,20 @@ class LoaderBatches:
             # Each process reads its share; the shared seeded generator keeps the shards disjoint.
             sampler = self.distributed_sampler = torch.utils.data.distributed.DistributedSampler(
                 part.x, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
-        elif train and balanced:
+        elif train and _balance_mode(balanced):
+            # oversampling draws len(y) rows with replacement; undersampling draws, without
+            # replacement, as many rows as k times the rarest class (classes equal in expectation)
+            under = _balance_mode(balanced) == "undersample"
+            count = _rarest(part.y) * len(torch.unique(part.y)) if under else len(part.y)
             sampler = torch.utils.data.WeightedRandomSampler(
-                _balanced_weights(part.y), len(part.y), replacement=True, generator=self.shuffle)
+                _balanced_weights(part.y), count, replacement=not under, generator=self.shuffle)
         self.loader = torch.utils.data.DataLoader(
             part.x, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
             generator=self.shuffle, num_workers=num_workers, pin_memory=device.type == "cuda",
             persistent_workers=num_workers > 0, worker_init_fn=_seed_worker,
         )
         self.batch_size = batch_size
-        self.samples = len(sampler) if self.distributed_sampler is not None else len(part.y)  # rows per epoch here
+        self.samples = len(sampler) if sampler is not None else len(part.y)  # rows per epoch here
         self._epoch_start = self.shuffle.get_state()
 
     def __len__(self):
@@ -207,6 +232,18 @@ class LoaderBatches:
 
     def load_state_dict(self, state):
         self.shuffle.set_state(state["shuffle"])
+
+
+def _balance_mode(balanced):
+    """regularization.class_balanced_sampler as a mode: None, oversample (true) or undersample."""
+    if balanced is True:
+        return "oversample"
+    return balanced or None
+
+
+def _rarest(y):
+    """Rows of the rarest class present."""
+    return int(torch.unique(y.view(-1), return_counts=True)[1].min())
 
 
 def _balanced_weights(y):
