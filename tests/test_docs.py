@@ -19,19 +19,21 @@ PAGES = sorted((REPO / "docs").glob("*.md"))
 NEEDS_DOWNLOAD = ("mnist", "cifar10", "pretrained=true", "image_folder", "dataset=csv", "torchrun", "slurm")
 
 
-def commands():
-    """Every `dlrun ...` line inside a fenced block of the guide."""
+def blocks():
+    """The `dlrun ...` lines of each fenced block of the guide, in order (a later line may use
+    what an earlier one wrote, such as the run that init_from= starts from)."""
     found = []
     for page in PAGES:
         for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", page.read_text(), re.S):
-            for line in block.replace("\\\n", " ").splitlines():
-                line = line.split("  #")[0].strip()
-                if line.startswith("dlrun "):
-                    found.append((page.name, line))
+            lines = [line.split("  #")[0].strip() for line in block.replace("\\\n", " ").splitlines()]
+            lines = [line for line in lines if line.startswith("dlrun ")]
+            if lines:
+                found.append((page.name, lines))
     return found
 
 
-COMMANDS = commands()
+BLOCKS = blocks()
+COMMANDS = [(page, line) for page, lines in BLOCKS for line in lines]
 
 
 def single_job(args):
@@ -66,17 +68,23 @@ def _informational(args):
     return args[:1] == ["list"] or bool({"--help", "--cfg"} & set(args))
 
 
-OFFLINE = [(p, c) for p, c in COMMANDS
-           if not any(k in c for k in NEEDS_DOWNLOAD) and not _informational(shlex.split(c)[1:])]
+OFFLINE = [(p, [c for c in lines if not _informational(shlex.split(c)[1:])]) for p, lines in BLOCKS
+           if not any(k in c for c in lines for k in NEEDS_DOWNLOAD)]
+OFFLINE = [(p, lines) for p, lines in OFFLINE if lines]
 
 
-@pytest.mark.parametrize("page,command", OFFLINE, ids=[f"{p}:{c[6:50]}" for p, c in OFFLINE])
-def test_offline_commands_run_on_the_smoke_budget(page, command, tmp_path):
+@pytest.mark.parametrize("page,lines", OFFLINE, ids=[f"{p}:{lines[0][6:50]}" for p, lines in OFFLINE])
+def test_offline_commands_run_on_the_smoke_budget(page, lines, tmp_path):
+    for i, command in enumerate(lines):  # one directory for the block: a command may use an earlier one's run
+        _run_on_the_smoke_budget(command, tmp_path, f"sweep{i}")
+
+
+def _run_on_the_smoke_budget(command, tmp_path, sweep_dir):
     args = shlex.split(command)[1:]
     if "-m" in args:  # at most the first two values of each swept key, and few trials
         args = [a if "," not in a.partition("=")[2] or a.partition("=")[2].startswith("[")
                 else a.partition("=")[0] + "=" + ",".join(a.partition("=")[2].split(",")[:2]) for a in args]
-        args.append("hydra.sweeper.n_trials=2" if "hparams_search" in command else "hydra.sweep.dir=sweep")
+        args.append("hydra.sweeper.n_trials=2" if "hparams_search" in command else f"hydra.sweep.dir={sweep_dir}")
     budget = ["trainer.max_epochs=1", "plots=[]", "report=false", "trainer.progress=false"]
     proc = subprocess.run([str(DLRUN), *args, *budget], capture_output=True, text=True, cwd=tmp_path, timeout=300,
                           env={**os.environ, "DLRUN_OUTPUTS": str(tmp_path / "outputs"), "OMP_NUM_THREADS": "1"})

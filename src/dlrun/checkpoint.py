@@ -47,15 +47,16 @@ def _tensors(node, place=""):
             yield from _tensors(item, f"{place}/{i}")
 
 
-def resolve(path):
+def resolve(path, key="ckpt_path"):
     """A checkpoint file from a path to the file or to a run directory: its last.pt, or
-    its best.pt when a kill cut the first write of last.pt (best is written first)."""
+    its best.pt when a kill cut the first write of last.pt (best is written first).
+    `key` names the setting in the message when there is none."""
     path = Path(path).expanduser()
     if path.is_dir():
         run = RunDir(path)
         path = run.checkpoint("last") if run.checkpoint("last").is_file() else run.checkpoint("best")
     if not path.is_file():
-        raise DlrunError(f"ckpt_path={path}: no such checkpoint file. Give a .pt file or a run directory "
+        raise DlrunError(f"{key}={path}: no such checkpoint file. Give a .pt file or a run directory "
                          f"that has checkpoints/last.pt.")
     return path
 

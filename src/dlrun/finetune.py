@@ -14,14 +14,14 @@ from dlrun.errors import ConfigError, DlrunError
 from dlrun.layout import RunDir
 
 
-def source_file(path):
-    """The weights to start from: a .pt file, or a run directory's best.pt (its chosen
-    weights), else its last.pt."""
+def source_file(path, key="init_from"):
+    """The weights to use: a .pt file, or a run directory's best.pt (its chosen weights), else
+    its last.pt; `key` names the setting in the message when there is none."""
     run = RunDir(path)
     for name in ("best", "last"):
         if run.checkpoint(name).is_file():
             return run.checkpoint(name)
-    return checkpoint.resolve(path)
+    return checkpoint.resolve(path, key)
 
 
 def _source_weights(path):

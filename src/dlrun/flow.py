@@ -100,7 +100,7 @@ def _predict(cfg, run, device):
     from dlrun import deployment, finetune, models, predict
 
     summary = Summary(run.root, cfg, device)
-    path = finetune.source_file(cfg.ckpt_path)
+    path = finetune.source_file(cfg.ckpt_path, "ckpt_path")
     ckpt = checkpoint.load(path)
     pre, spec = ckpt["preprocessing"], dict(ckpt["model_spec"])
     net = models.build({k: v for k, v in spec.items() if k not in ("input_shape", "num_outputs")},
