@@ -50,7 +50,7 @@ DOCS = Path(__file__).resolve().parent
 DLRUN = Path(sys.executable).parent / "dlrun"
 BLOCK = re.compile(r"<!-- results\n(?P<spec>.*?)\n-->\n(?P<table>.*?)<!-- end results -->", re.S)
 QUIET = ["trainer.progress=false", "plots=[]", "report=false"]
-SMOKE = ["trainer.max_epochs=1"]
+SMOKE = ["trainer.max_epochs=1", "lr_find.steps=20"]
 
 
 def blocks(page):

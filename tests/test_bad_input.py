@@ -34,7 +34,7 @@ CASES = {
     "negative patience": (["trainer.early_stopping.patience=-1"], "patience=-1 is out of range; it must be >= 0"),
     "dropout out of range": (["model.dropout=1.5"], "model.dropout=1.5 is out of range; it must be in [0, 1)"),
     "no training data": (["split.val=0.6", "split.test=0.5"], "leaves no training data"),
-    "monitor typo": (["trainer.monitor=val/f1"], "Did you mean 'val/f1_macro'?"),
+    "monitor typo": (["trainer.monitor=val/f1_macr"], "Did you mean 'val/f1_macro'?"),
     "monitor not produced by task": (["trainer.monitor=val/r2"], "is not produced by this dataset's task 'multiclass'"),
     "mps absent": (["device=mps"], "no MPS device is available"),
     "loss does not fit task": (["dataset=diabetes", "loss=cross_entropy"], "does not fit this dataset's task 'regression'"),

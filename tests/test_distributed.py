@@ -49,7 +49,8 @@ def test_accumulation_under_torchrun_equals_the_larger_batch(tmp_path):
     for name, args in (("big", ["trainer.batch_size=64"]),
                        ("small", ["trainer.batch_size=16", "trainer.accumulate_grad_batches=4"])):
         proc = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "dlrun", *SMOKE, "device=cpu",
-                               "model.dropout=0.0", "plots=[]", "report=false", *args, f"hydra.run.dir={name}"],
+                               "model.dropout=0.0", "trainer.max_epochs=1", "plots=[]", "report=false", *args,
+                               f"hydra.run.dir={name}"],
                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         weights[name] = torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)["model"]

@@ -144,8 +144,8 @@ def test_predict_on_a_folder_of_images_equals_the_export(tmp_path):
 
 
 @pytest.mark.parametrize("cells,message", [
-    ({"colour": "purple"}, "column 'colour' has 'purple' on row 2, a category the model never saw"),
-    ({"a": "abc"}, "column 'a' was numeric in training, but row 2 has 'abc'"),
+    ({"colour": "purple"}, "column 'colour' has 'purple' on line 2, a category the model never saw"),
+    ({"a": "abc"}, "column 'a' was numeric in training, but line 2 has 'abc'"),
     ({"a": "nan"}, "column 'a' has a missing value"),
 ])
 def test_mismatched_rows_are_named(tabular, tmp_path, cells, message):

@@ -43,37 +43,38 @@ def _table(path, pre):
         raise ConfigError("this checkpoint does not record its input columns (it was written by an older dlrun); "
                           "give the inputs as a .npy array of feature rows instead.")
     with open(path, newline="", encoding="utf-8-sig") as handle:
-        rows = [row for row in csv.reader(handle) if row]
+        reader = csv.reader(handle)
+        rows = [(row, reader.line_num) for row in reader if row]  # blank lines skipped, line numbers kept
     if len(rows) < 2:
         raise ConfigError(f"predict.input={path} has no data rows below its header.")
-    header, body = rows[0], rows[1:]
+    header, body, lines = rows[0][0], [row for row, _ in rows[1:]], [line for _, line in rows[1:]]
     missing = [c["name"] for c in columns if c["name"] not in header]
     if missing:
         raise ConfigError(f"predict.input={path} lacks the column(s) {', '.join(missing)} that the model was trained "
                           f"on (its columns: {', '.join(c['name'] for c in columns)}).")
-    blocks = [_column(path, name, [row[header.index(name)] for row in body], levels)
+    blocks = [_column(path, name, [row[header.index(name)] for row in body], levels, lines)
               for name, levels in ((c["name"], c["levels"]) for c in columns)]
     return torch.from_numpy(np.concatenate(blocks, axis=1)), list(range(len(body)))
 
 
-def _column(path, name, cells, levels):
-    line = 2  # the first data row (a blank line in between would shift it; good enough for a message)
+def _column(path, name, cells, levels, lines):
+    """One column of the new rows as the model's input columns; `lines` are the rows' line numbers."""
     if levels is None:
         try:
             values = np.array([float(cell) for cell in cells], dtype=np.float32)
         except ValueError:
             bad = next(i for i, cell in enumerate(cells) if not _is_number(cell))
-            raise ConfigError(f"predict.input={path}: column '{name}' was numeric in training, but row {bad + line} has "
-                              f"'{cells[bad]}'.") from None
+            raise ConfigError(f"predict.input={path}: column '{name}' was numeric in training, but line {lines[bad]} "
+                              f"has '{cells[bad]}'.") from None
         if not np.isfinite(values).all():
             bad = int(np.flatnonzero(~np.isfinite(values))[0])
-            raise ConfigError(f"predict.input={path}: column '{name}' has a missing value ('{cells[bad]}') on row "
-                              f"{bad + line}; the model needs every value.")
+            raise ConfigError(f"predict.input={path}: column '{name}' has a missing value ('{cells[bad]}') on line "
+                              f"{lines[bad]}; the model needs every value.")
         return values[:, None]
     unknown = [i for i, cell in enumerate(cells) if cell not in levels]
     if unknown:
-        raise ConfigError(f"predict.input={path}: column '{name}' has '{cells[unknown[0]]}' on row {unknown[0] + line}, a "
-                          f"category the model never saw (it knows: {', '.join(levels)}).")
+        raise ConfigError(f"predict.input={path}: column '{name}' has '{cells[unknown[0]]}' on line "
+                          f"{lines[unknown[0]]}, a category the model never saw (it knows: {', '.join(levels)}).")
     return np.eye(len(levels), dtype=np.float32)[[levels.index(cell) for cell in cells]]
 
 
