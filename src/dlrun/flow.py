@@ -62,7 +62,7 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
     about.update(model_summary=inspection.model_summary(net, data.input_shape),
                  data_summary=inspection.data_summary(data))
     summary.start(data, about)
-    _first_look(cfg, run, data, about)
+    _first_look(cfg, run, data, about, summary.data)
     if cfg.task == "inspect":
         return summary.finish("completed", FitState())
     if cfg.task == "lr_find":
@@ -82,7 +82,7 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
         _load_best(loop, run)
     try:
         _decision_threshold(cfg, run, loop, data, summary)
-        ev = _test(cfg, run, loop, data, state)
+        ev = _test(cfg, run, loop, data, state, summary.data)
         _interpretation(run, loop, ev, data, summary)
         result = summary.conclude("completed", state, ev.metrics if ev else None)
         if cfg.report:
@@ -241,7 +241,7 @@ def _averaging_note(cfg, loop):
                     f"is validated, kept in best.pt, evaluated and exported")
 
 
-def _first_look(cfg, run, data, about):
+def _first_look(cfg, run, data, about, record):
     """The model and data summaries, and the plots of the data, before training."""
     if not distributed.is_main():
         return
@@ -250,7 +250,16 @@ def _first_look(cfg, run, data, about):
     if cfg.plots:
         from dlrun import plots
 
-        plots.draw_data(run.plots, cfg.plots, data, about["data_summary"], cfg.regularization.augment, cfg.seed)
+        _skipped(plots.draw_data(run.plots, cfg.plots, data, about["data_summary"], cfg.regularization.augment,
+                                 cfg.seed), record)
+
+
+def _skipped(reasons, record):
+    """Plots that were asked for and do not apply: each named with why, in run.log and the summary."""
+    for name, why in reasons.items():
+        log.info("plot %s skipped: %s", name, why)
+    if reasons:
+        record["plots_skipped"] = {**record.get("plots_skipped", {}), **reasons}
 
 
 def _shows(cfg):
@@ -315,7 +324,7 @@ def _interpretation(run, loop, ev, data, summary):
         summary.data["most_confused"] = ev.confused[:5]
 
 
-def _test(cfg, run, loop, data, state):
+def _test(cfg, run, loop, data, state, record):
     """Evaluate the loop's model on the test split and write predictions, plots and the
     export; None when there is no test split (split.test=0): then only the curves are drawn."""
     ev = None
@@ -329,7 +338,7 @@ def _test(cfg, run, loop, data, state):
         from dlrun import plots
 
         _phase(cfg, f"drawing plots into {run.plots}")
-        plots.draw_all(run.plots, cfg.plots, loop, data, ev, state.history)
+        _skipped(plots.draw_all(run.plots, cfg.plots, loop, data, ev, state.history), record)
     if cfg.export:
         from dlrun import export
 

@@ -63,6 +63,8 @@ def model_summary(model, input_shape):
 def data_summary(data):
     """Sizes and class counts of each split; per-feature statistics of the training rows of a table."""
     summary = {"input_shape": list(data.input_shape), "task": data.task}
+    if data.extra.get("source_dtype"):  # what the dataset builder gave (float64 and integers become float32)
+        summary["source_dtype"] = data.extra["source_dtype"]
     if data.task != "regression":
         summary["class_counts"] = {split: _counts(getattr(data, split).y, data.class_names)
                                    for split in ("train", "val", "test")}

@@ -343,18 +343,29 @@ DATA_PLOTS = {  # drawn before training (a look at the data), from the prepared 
 }
 
 NAMES = [*DATA_PLOTS, *PLOTS]  # what plots=[...] may name
+# When a plot applies: said, with the plot's name, in run.log and the report when it is skipped.
+APPLIES_TO = {
+    "class_counts": "classification", "samples": "image datasets held in memory",
+    "curves": "runs that trained", "lr": "runs that trained",
+    "confusion": "classification", "per_class": "classification", "confidence": "classification",
+    "reliability": "classification", "roc": "classification", "pr_curve": "binary tasks",
+    "misclassified": "image classification held in memory, with at least one mistake",
+    "embeddings": "classification with a model that has embed() (dlrun.models.Network) and 10 or more test rows",
+    "weights": "every model", "filters": "models with a convolution", "regression": "regression",
+}
 
 
 def draw_data(folder, wanted, data, summary, augment=None, seed=0):
     """Save the wanted plots of the data (before training; `summary` is inspection.data_summary's);
-    returns the file names."""
-    written = []
+    returns the skipped ones, {name: why}."""
+    skipped = {}
     for name, draw in DATA_PLOTS.items():
         fig = draw(data, summary, augment, seed) if name in wanted else None
         if fig is not None:
             save(fig, folder / f"{name}.png")
-            written.append(f"{name}.png")
-    return written
+        elif name in wanted:
+            skipped[name] = f"drawn for {APPLIES_TO[name]} only"
+    return skipped
 
 
 def _samples(data, augment, seed, count=16):
@@ -373,18 +384,24 @@ def _samples(data, augment, seed, count=16):
 
 
 def draw_all(folder, wanted, loop, data, ev, history, seed=0):
-    """Save every wanted plot that applies to this run; returns the file names.
+    """Save every wanted plot that applies to this run; returns the skipped ones, {name: why}.
     Without a test split (`ev` None) only the plots of training apply."""
     run = _Run(history, loop.policy, loop.eval_model, data, ev, seed, loop.threshold)
-    written = []
+    skipped = {}
     for name, draw in PLOTS.items():
-        if name not in wanted or (ev is None and name not in TRAINING_PLOTS):
+        if name not in wanted:
             continue
+        if ev is None and name not in TRAINING_PLOTS:
+            skipped[name] = "needs a test split (split.test=0 leaves none)"
+            continue
+        drawn = False
         for stem, fig in draw(run):
             if fig is not None:
                 save(fig, folder / f"{stem}.png")
-                written.append(f"{stem}.png")
-    return written
+                drawn = True
+        if not drawn:
+            skipped[name] = f"drawn for {APPLIES_TO[name]} only"
+    return skipped
 
 
 def _best_epoch(history, policy):

@@ -80,6 +80,9 @@ def render(summary, config, per_class=None, history=None, plot_files=()):
             body += _data(summary.get("data_summary"))
         if body:
             sections += [f"<h2>{chapter}</h2>", *body]
+    if summary.get("plots_skipped"):
+        sections.append(_collapsed(f"Plots not drawn ({len(summary['plots_skipped'])})",
+                                   _table([{"plot": name, "why": why} for name, why in summary["plots_skipped"].items()])))
     if plots:  # a plot a plugin added
         sections += ["<h2>More plots</h2>", *(_image(p) for p in plots.values())]
     sections += _model(summary.get("model_summary"))

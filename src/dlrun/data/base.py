@@ -86,6 +86,14 @@ def _as_tensor(a):
     return a if torch.is_tensor(a) else torch.as_tensor(np.asarray(a))
 
 
+def _inputs(x):
+    """A builder's inputs as a tensor the model takes: uint8 images stay uint8 until the device
+    (where they are scaled); every other dtype (float64 from NumPy, integers, float16) becomes
+    float32 once, here, instead of failing in the first forward pass."""
+    x = _as_tensor(x)
+    return x if x.dtype in (torch.uint8, torch.float32) else x.float()
+
+
 def _labels(task, y):
     y = _as_tensor(y)
     if task == "regression":
@@ -103,10 +111,10 @@ def prepare(data, split, cv_fold=None, seed=0):
     """
     y_all, (train_rows, val_rows, test_rows) = split_rows(data, split, cv_fold, seed)
     has_test = data.x_test is not None
-    x_all = data.x if isinstance(data.x, torch.utils.data.Dataset) else _as_tensor(data.x)
+    x_all = data.x if isinstance(data.x, torch.utils.data.Dataset) else _inputs(data.x)
     train, val = _part(x_all, y_all, train_rows), _part(x_all, y_all, val_rows)
     if has_test:
-        x_test = data.x_test if isinstance(data.x_test, torch.utils.data.Dataset) else _as_tensor(data.x_test)
+        x_test = data.x_test if isinstance(data.x_test, torch.utils.data.Dataset) else _inputs(data.x_test)
         y_test = _labels(data.task, data.y_test)
         test = _part(x_test, y_test, np.arange(len(y_test)))
     else:
@@ -119,6 +127,8 @@ def prepare(data, split, cv_fold=None, seed=0):
     )
     if data.input_spec:
         prepared.extra["input_spec"] = data.input_spec
+    if not isinstance(data.x, torch.utils.data.Dataset):
+        prepared.extra["source_dtype"] = str(getattr(data.x, "dtype", "")).replace("torch.", "")
     if data.standardize:
         _standardize(prepared)
     if data.task == "regression":
