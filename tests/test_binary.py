@@ -46,6 +46,12 @@ def test_best_threshold_maximises_f1():
     threshold, f1 = metrics.best_threshold(true, probs)
     assert threshold == 0.35 and f1 == pytest.approx(skm.f1_score(true, probs >= 0.35))
     assert all(skm.f1_score(true, probs >= t) <= f1 + 1e-12 for t in probs)
+    for name, score in (("balanced_accuracy", skm.balanced_accuracy_score), ("accuracy", skm.accuracy_score)):
+        threshold, value = metrics.best_threshold(true, probs, name)
+        assert value == pytest.approx(score(true, probs >= threshold))
+        assert all(score(true, probs >= t) <= value + 1e-12 for t in probs)
+    tied = np.array([0.5, 0.5, 0.5, 0.9])  # ties: a threshold predicts all of them or none
+    assert metrics.best_threshold(np.array([0, 1, 0, 1]), tied)[0] in (0.5, 0.9)
 
 
 def test_undersampling_draws_every_class_as_often_as_the_rarest():
@@ -84,7 +90,7 @@ def test_threshold_auto_is_chosen_on_validation_used_on_test_and_kept(tmp_path):
     summary = dlrun.run([*QUIET, "dataset.threshold=auto", "probabilities=true", "plots=[pr_curve,misclassified]",
                          "model=cnn", "model.channels=[4]"], run_dir=tmp_path / "run")
     chosen = summary["threshold"]
-    assert chosen["chosen_by"] == "validation F1" and 0 < chosen["value"] < 1
+    assert chosen["chosen_by"] == "validation f1" and 0 < chosen["value"] < 1
     assert checkpoint.load(tmp_path / "run" / "checkpoints" / "best.pt")["preprocessing"]["threshold"] == chosen["value"]
     import csv
 

@@ -48,7 +48,7 @@ class Averaging:
         else:
             self.model = AveragedModel(model)
             # an epoch number (from 1), or a fraction of the epochs
-            self.start_epoch = (swa_start - 1 if swa_start >= 1 else int(swa_start * max_epochs))
+            self.start_epoch = int(swa_start - 1 if swa_start >= 1 else swa_start * max_epochs)
             if self.start_epoch >= max_epochs:
                 raise ConfigError(f"trainer.averaging.swa_start={swa_start} starts after the last of the "
                                   f"{max_epochs} epochs; choose an earlier epoch (or a fraction below 1).")

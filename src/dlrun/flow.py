@@ -292,19 +292,20 @@ def _load_best(loop, run):
 
 def _decision_threshold(cfg, run, loop, data, summary):
     """A binary task's decision threshold: the configured one, or (dataset.threshold=auto) the one
-    that maximises F1 on the validation split, then used on test and recorded in best.pt (so that
-    task=predict and the exports use it too)."""
+    that maximises dataset.threshold_metric (F1) on the validation split, then used on test and
+    recorded in best.pt (so that task=predict and the exports use it too)."""
     if data.task != "binary":
         return
     if cfg.dataset.get("threshold") == "auto":
         from dlrun.metrics import best_threshold
 
+        metric = cfg.dataset.get("threshold_metric", "f1")
         out, y, _, _ = loop.predict(loop.val_batches)
         p = loop.predictions(out, y)
-        loop.threshold, f1 = best_threshold(p.true, p.probs[:, 1])
-        summary.data["threshold"] = {"value": loop.threshold, "chosen_by": "validation F1", "val_f1": f1}
-        _phase(cfg, f"decision threshold {loop.threshold:.4f}: the best F1 of '{data.class_names[1]}' on the "
-                    f"validation split ({f1:.4f})")
+        loop.threshold, value = best_threshold(p.true, p.probs[:, 1], metric)
+        summary.data["threshold"] = {"value": loop.threshold, "chosen_by": f"validation {metric}", f"val_{metric}": value}
+        _phase(cfg, f"decision threshold {loop.threshold:.4f}: the best {metric} of '{data.class_names[1]}' on the "
+                    f"validation split ({value:.4f})")
         best = run.checkpoint("best")
         if best.is_file() and cfg.task == "train":
             ckpt = checkpoint.load(best)

@@ -123,12 +123,24 @@ def evaluate(p, class_names, loss=None):
     return result
 
 
-def best_threshold(true, positive_probs):
-    """The decision threshold that maximises F1 of the positive class, and that F1."""
-    precision, recall, thresholds = skm.precision_recall_curve(true, positive_probs)
-    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
-    best = int(np.argmax(f1))
-    return float(thresholds[best]), float(f1[best])
+THRESHOLD_METRICS = ("f1", "balanced_accuracy", "accuracy")
+
+
+def best_threshold(true, positive_probs, metric="f1"):
+    """The decision threshold (one of the probabilities) that maximises `metric` of the positive
+    class's predictions (f1, balanced_accuracy or accuracy), and that value. Every candidate is
+    scored at once from cumulative counts, so large validation splits cost one sort."""
+    order = np.argsort(-positive_probs, kind="stable")
+    probs, hits = positive_probs[order], np.asarray(true)[order].astype(float)
+    last = np.r_[probs[1:] != probs[:-1], True]  # predicting p >= probs[i] takes every tie of probs[i]
+    tp, fp = np.cumsum(hits)[last], np.cumsum(1 - hits)[last]
+    positives, negatives = hits.sum(), len(hits) - hits.sum()
+    fn, tn = positives - tp, negatives - fp
+    score = {"f1": 2 * tp / np.maximum(2 * tp + fp + fn, 1e-12),
+             "balanced_accuracy": (tp / max(positives, 1) + tn / max(negatives, 1)) / 2,
+             "accuracy": (tp + tn) / len(hits)}[metric]
+    best = int(np.argmax(score))
+    return float(probs[last][best]), float(score[best])
 
 
 def top_losses(p, limit=25):

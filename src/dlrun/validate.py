@@ -92,6 +92,7 @@ CHOICES = {
     "trainer.fast_dev_run": (True, False),
     "trainer.averaging.kind": (None, "ema", "swa"),
     "regularization.class_balanced_sampler": (False, True, "oversample", "undersample"),
+    "dataset.threshold_metric": ("f1", "balanced_accuracy", "accuracy"),
     "trainer.detect_anomaly": (True, False),
     "split.strategy": ("stratified", "random"),
     "device.precision": ("fp32", "bf16", "fp16"),

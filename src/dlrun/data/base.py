@@ -10,7 +10,7 @@ from dlrun.errors import ConfigError
 from dlrun.registry import Registry
 
 DATASETS = Registry("dataset", builtins=["dlrun.data.tabular", "dlrun.data.csv_file", "dlrun.data.vision"],
-                    handled=["threshold", "classes", "resize", "positive_class"])
+                    handled=["threshold", "threshold_metric", "classes", "resize", "positive_class"])
 TASKS = ("multiclass", "binary", "regression")
 
 
