@@ -39,9 +39,7 @@ class Averaging:
 
     def __init__(self, model, kind, max_epochs, optimizer=None, ema_decay=0.999, ema_warmup=True, swa_start=0.75,
                  swa_lr=None):
-        if kind not in ("ema", "swa"):
-            raise ConfigError(f"trainer.averaging.kind={kind!r} is not allowed; it must be null, ema or swa.")
-        self.kind = kind
+        self.kind = kind  # ema or swa (the config check has refused anything else)
         if kind == "ema":
             self.model = AveragedModel(model, multi_avg_fn=_ema(ema_decay, ema_warmup), use_buffers=True)
             self.start_epoch = 0

@@ -156,12 +156,17 @@ def loop(cfg, data, net, device, overrides=()):
         cutmix_alpha=reg.cutmix_alpha, precision=cfg.device.precision,
         channels_last=bool(cfg.device.channels_last and data.image),
         compile_mode=cfg.device.compile_mode if cfg.device.compile else None,
-        threshold=0.5 if cfg.dataset.get("threshold") == "auto" else float(cfg.dataset.get("threshold", 0.5)),
-        target_scale=data.target_scale,
+        threshold=threshold(cfg), target_scale=data.target_scale,
         augment_generator=augment_gen, record=record(cfg, data, overrides),
         accumulate=tr.accumulate_grad_batches,
         freezing=Freezing(patterns(cfg.model.get("freeze")), cfg.model.get("unfreeze_epoch")),
     )
+
+
+def threshold(cfg):
+    """A binary task's configured decision threshold (0.5 until dataset.threshold=auto has chosen one)."""
+    value = cfg.dataset.get("threshold", 0.5)
+    return 0.5 if value == "auto" else float(value)
 
 
 def patterns(value):

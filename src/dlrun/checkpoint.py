@@ -47,14 +47,16 @@ def _tensors(node, place=""):
             yield from _tensors(item, f"{place}/{i}")
 
 
-def resolve(path, key="ckpt_path"):
-    """A checkpoint file from a path to the file or to a run directory: its last.pt, or
-    its best.pt when a kill cut the first write of last.pt (best is written first).
-    `key` names the setting in the message when there is none."""
+def resolve(path, key="ckpt_path", prefer=("last", "best")):
+    """A checkpoint file from a path to the file or to a run directory: the first of its
+    checkpoints named in `prefer` that exists. A resume prefers last.pt (and falls back to best.pt
+    when a kill cut the first write of last.pt: best is written first); using a run's weights
+    prefers best.pt. `key` names the setting in the message when there is none."""
     path = Path(path).expanduser()
     if path.is_dir():
         run = RunDir(path)
-        path = run.checkpoint("last") if run.checkpoint("last").is_file() else run.checkpoint("best")
+        path = next((run.checkpoint(name) for name in prefer if run.checkpoint(name).is_file()),
+                    run.checkpoint(prefer[0]))
     if not path.is_file():
         raise DlrunError(f"{key}={path}: no such checkpoint file. Give a .pt file or a run directory "
                          f"that has checkpoints/last.pt.")

@@ -11,17 +11,9 @@ from torch import nn
 
 from dlrun import checkpoint
 from dlrun.errors import ConfigError, DlrunError
-from dlrun.layout import RunDir
 
-
-def source_file(path, key="init_from"):
-    """The weights to use: a .pt file, or a run directory's best.pt (its chosen weights), else
-    its last.pt; `key` names the setting in the message when there is none."""
-    run = RunDir(path)
-    for name in ("best", "last"):
-        if run.checkpoint(name).is_file():
-            return run.checkpoint(name)
-    return checkpoint.resolve(path, key)
+# A run's weights to use: its best.pt (its chosen weights), else its last.pt.
+WEIGHTS_FIRST = ("best", "last")
 
 
 def _source_weights(path):
@@ -43,7 +35,7 @@ def init_from(model, path, exclude=()):
     whose names match an `exclude` pattern (the rest keep their fresh initialisation: a new head
     when the number of classes differs, or when `head.*` is excluded). Returns what happened,
     for the summary and the terminal; refuses a source that fits nothing."""
-    path = source_file(path)
+    path = checkpoint.resolve(path, "init_from", WEIGHTS_FIRST)
     source = _source_weights(path)
     excluded = [k for k in source if any(fnmatch.fnmatchcase(k, p) for p in exclude)]
     for pattern in exclude:

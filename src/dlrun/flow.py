@@ -100,7 +100,7 @@ def _predict(cfg, run, device):
     from dlrun import deployment, finetune, models, predict
 
     summary = Summary(run.root, cfg, device)
-    path = finetune.source_file(cfg.ckpt_path, "ckpt_path")
+    path = checkpoint.resolve(cfg.ckpt_path, "ckpt_path", finetune.WEIGHTS_FIRST)
     ckpt = checkpoint.load(path)
     pre, spec = ckpt["preprocessing"], dict(ckpt["model_spec"])
     net = models.build({k: v for k, v in spec.items() if k not in ("input_shape", "num_outputs")},
@@ -109,17 +109,12 @@ def _predict(cfg, run, device):
     x, ids = predict.read(cfg.predict.input, pre)
     _phase(cfg, f"predicting {len(ids)} input(s) from {cfg.predict.input}")
     out = predict.outputs(deployment.Deployed(net, pre), x, device, cfg.trainer.eval_batch_size)
-    threshold = pre.get("threshold") or _configured_threshold(cfg)
+    threshold = pre.get("threshold") or build.threshold(cfg)
     artifacts.write_csv(run.predictions, predict.rows(ids, out, pre, threshold, cfg.probabilities))
     summary.data.update(problem=pre["task"], classes=pre["class_names"], predicted={
         "input": str(cfg.predict.input), "rows": len(ids), "checkpoint": str(path),
         "file": str(run.predictions)})
     return summary.finish("completed", FitState())
-
-
-def _configured_threshold(cfg):
-    threshold = cfg.dataset.get("threshold", 0.5)
-    return 0.5 if threshold == "auto" else float(threshold)
 
 
 def _lr_find(cfg, run, loop, summary):

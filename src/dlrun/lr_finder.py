@@ -110,10 +110,10 @@ def _ramp(loop, min_lr, max_lr, steps, ratios):
 def _windows(loop):
     """Accumulation windows of training batches, epoch after epoch: each [(x, y, share), ...]."""
     while True:
-        total, window = len(loop.train_batches), []
-        for i, (x, y) in enumerate(loop.train_batches.epoch()):
-            window.append((x, y, loop.share_of(i, total, y.shape[0])))
-            if (i + 1) % loop.accumulate == 0 or i + 1 == total:
+        window = []
+        for _, x, y, share, _, window_end in loop.micro_batches():
+            window.append((x, y, share))
+            if window_end:
                 yield window
                 window = []
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dlrun.data.csv_file import parse_numbers
 from dlrun.errors import ConfigError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -60,12 +61,12 @@ def _table(path, pre):
 def _column(path, name, cells, levels, lines):
     """One column of the new rows as the model's input columns; `lines` are the rows' line numbers."""
     if levels is None:
-        try:
-            values = np.array([float(cell) for cell in cells], dtype=np.float32)
-        except ValueError:
-            bad = next(i for i, cell in enumerate(cells) if not _is_number(cell))
+        parsed = parse_numbers(cells)
+        if None in parsed:
+            bad = parsed.index(None)
             raise ConfigError(f"predict.input={path}: column '{name}' was numeric in training, but line {lines[bad]} "
-                              f"has '{cells[bad]}'.") from None
+                              f"has '{cells[bad]}'.")
+        values = np.array(parsed, dtype=np.float32)
         if not np.isfinite(values).all():
             bad = int(np.flatnonzero(~np.isfinite(values))[0])
             raise ConfigError(f"predict.input={path}: column '{name}' has a missing value ('{cells[bad]}') on line "
@@ -76,14 +77,6 @@ def _column(path, name, cells, levels, lines):
         raise ConfigError(f"predict.input={path}: column '{name}' has '{cells[unknown[0]]}' on line "
                           f"{lines[unknown[0]]}, a category the model never saw (it knows: {', '.join(levels)}).")
     return np.eye(len(levels), dtype=np.float32)[[levels.index(cell) for cell in cells]]
-
-
-def _is_number(cell):
-    try:
-        float(cell)
-        return True
-    except ValueError:
-        return False
 
 
 def _images(folder, pre):
@@ -105,8 +98,9 @@ def _loader(pre):
 
     channels, size = pre["raw_shape"][0], tuple(pre["raw_shape"][1:])
     if pre.get("load_size"):
-        steps = [transforms.Resize((pre["load_size"],) * 2)] + ([transforms.Grayscale(1)] if channels == 1 else [])
-        pipeline = transforms.Compose([*steps, transforms.PILToTensor()])
+        from dlrun.data.vision import load_steps
+
+        pipeline = transforms.Compose([*load_steps(pre["load_size"], channels), transforms.PILToTensor()])
 
         def load(path):
             with Image.open(path) as image:

@@ -150,10 +150,8 @@ class Loop:
         started = time.perf_counter()
         next_refresh = started + REFRESH_S
         total, seen = len(self.train_batches), 0
-        for i, (x, y) in enumerate(self.train_batches.epoch(start), start):
-            window_end = (i + 1) % self.accumulate == 0 or i + 1 == total
-            loss, out, skipped = self.step(x, y, state, self.share_of(i, total, y.shape[0]), i % self.accumulate == 0,
-                                           window_end)
+        for i, x, y, share, window_start, window_end in self.micro_batches(start):
+            loss, out, skipped = self.step(x, y, state, share, window_start, window_end)
             kept = (~skipped).float()
             n = y.shape[0]
             seen += n  # a host-side shape: no sync
@@ -198,7 +196,15 @@ class Loop:
             return ((out.view(-1) > 0) == (y.view(-1) > 0.5)).sum()
         return (out.argmax(1) == y).sum()
 
-    def share_of(self, i, total, n):
+    def micro_batches(self, start=0):
+        """The training batches of one epoch from batch `start`, each with its place in its
+        accumulation window: (index, x, y, share, window_start, window_end)."""
+        total = len(self.train_batches)
+        for i, (x, y) in enumerate(self.train_batches.epoch(start), start):
+            yield (i, x, y, self._share(i, total, y.shape[0]), i % self.accumulate == 0,
+                   (i + 1) % self.accumulate == 0 or i + 1 == total)
+
+    def _share(self, i, total, n):
         """Batch i's share of its accumulation window's samples: its loss is weighted by it, so
         that the window's update is that of one batch of all its samples (the last, shorter
         window of an epoch included). None without accumulation."""
@@ -212,7 +218,7 @@ class Loop:
     def step(self, x, y, state, share=None, window_start=True, window_end=True):
         """One micro-batch (one training step without accumulation): forward, backward and, at the
         end of the accumulation window, the update. Returns (loss, outputs, skipped) with `skipped`
-        an on-device flag; `share` weights the loss within its window (see share_of)."""
+        an on-device flag; `share` weights the loss within its window (see _share)."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if window_start:

@@ -44,7 +44,7 @@ def _with_target(table, values, target, task, x):
         raise ConfigError(f"dataset.path={table.path}: the target column '{target}' is empty on line "
                           f"{table.lines[missing[0]]} ({_count(len(missing), 'row')} without a target); drop or fill them.")
     task = _infer_task(values) if task == "auto" else task
-    numbers = _numbers(values)
+    numbers = parse_numbers(values)
     if task == "regression":
         text = [i for i, v in enumerate(numbers) if v is None or not np.isfinite(v)]
         if text:
@@ -116,7 +116,7 @@ class _Table:
         values = self.column("dataset.features", name)
         if categorical:
             return _one_hot(values)
-        numbers = _numbers(values)
+        numbers = parse_numbers(values)
         bad = [i for i, v in enumerate(numbers) if v is None or not np.isfinite(v)]
         if not bad:
             return np.array(numbers, dtype=np.float32)[:, None], None
@@ -137,8 +137,8 @@ def _count(n, noun):
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _numbers(values):
-    """Each value as a float, or None where it is not a number."""
+def parse_numbers(values):
+    """Each value as a float, or None where it is not a number (task=predict reads new rows with it too)."""
     found = []
     for value in values:
         try:
@@ -159,7 +159,7 @@ def _label(value):
 
 
 def _infer_task(values):
-    numbers = _numbers(values)
+    numbers = parse_numbers(values)
     distinct = len(set(values))
     if None in numbers:
         return "binary" if distinct == 2 else "multiclass"

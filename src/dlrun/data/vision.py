@@ -198,6 +198,14 @@ def _load_image(path):
         raise DlrunError(f"image {path} cannot be decoded ({exc}); remove or replace it.") from None
 
 
+def load_steps(image_size, channels):
+    """What an image folder does to each RGB image before it becomes a tensor: resize, and grey
+    for one channel (task=predict loads new images through the same steps)."""
+    from torchvision import transforms
+
+    return [transforms.Resize((image_size, image_size))] + ([transforms.Grayscale(1)] if channels == 1 else [])
+
+
 @DATASETS.register("image_folder")
 def image_folder(root, image_size=64, channels=3):
     """A class-per-sub-folder image directory, streamed through a DataLoader."""
@@ -207,10 +215,7 @@ def image_folder(root, image_size=64, channels=3):
     folder = Path(root).expanduser()
     if not folder.is_dir():
         raise DlrunError(f"dataset.root={root}: no such directory. It must hold one sub-folder of images per class.")
-    steps = [transforms.Resize((image_size, image_size))]
-    if channels == 1:
-        steps.append(transforms.Grayscale(1))
-    steps.append(transforms.ToTensor())
+    steps = [*load_steps(image_size, channels), transforms.ToTensor()]
     try:
         dataset = ImageFolder(str(folder), transform=transforms.Compose(steps), loader=_load_image)
     except (FileNotFoundError, RuntimeError) as exc:
