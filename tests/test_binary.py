@@ -58,7 +58,7 @@ def test_undersampling_draws_every_class_as_often_as_the_rarest():
     y = torch.tensor([0] * 30 + [1] * 6 + [2] * 10)
     cpu = torch.device("cpu")
     batches = TensorBatches(Part(torch.arange(46).float().view(46, 1), y), 4, cpu, DeviceTransform(cpu), True, 1,
-                            balanced="undersample")
+                            sampling="undersample")
     assert batches.samples == 18 and len(batches) == 5
     first = torch.cat([b for _, b in batches.epoch()])
     second = torch.cat([x for x, _ in batches.epoch()]).view(-1)

@@ -24,6 +24,8 @@ FIXED_GROUPS = ("trainer", "device", "split", "cv", "regularization")
 # Registry groups: any key is accepted by composition; the builder's own signature decides
 # (dlrun.registry checks it), and users' `_target_` components may take any argument.
 REGISTRY_GROUPS = ("dataset", "model", "optimizer", "scheduler", "loss")
+# Keys that moved: where they are now.
+MOVED = {"regularization.class_balanced_sampler": "trainer.sampling (oversample or undersample)"}
 
 
 def command_line(argv):
@@ -152,6 +154,8 @@ def _base_keys(overrides, config_dir):
 
 def unknown_key(key, known):
     """`key` is not in the config: say where it is not, and what is there."""
+    if key in MOVED:
+        return f"{key} is now {MOVED[key]}."
     parent, _, leaf = key.rpartition(".")
     siblings = sorted(k for k in known if k.rpartition(".")[0] == parent)
     if parent and siblings:

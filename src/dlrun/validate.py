@@ -91,7 +91,7 @@ CHOICES = {
     "trainer.mode": ("min", "max"),
     "trainer.fast_dev_run": (True, False),
     "trainer.averaging.kind": (None, "ema", "swa"),
-    "regularization.class_balanced_sampler": (False, True, "oversample", "undersample"),
+    "trainer.sampling": ("shuffle", "replacement", "oversample", "undersample"),
     "dataset.threshold_metric": ("f1", "balanced_accuracy", "accuracy"),
     "trainer.detect_anomaly": (True, False),
     "split.strategy": ("stratified", "random"),

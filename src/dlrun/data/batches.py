@@ -5,6 +5,12 @@ and is batched by indexing with a seeded on-device permutation; scaling,
 normalisation and augmentation run there as batched tensor operations.
 Datasets that do not fit go through a DataLoader instead.
 
+How training rows are drawn each epoch (trainer.sampling): `shuffle`, every row once in a
+fresh order; `replacement`, as many uniform draws with replacement as there are rows (torch's
+RandomSampler(replacement=True)); `oversample`, as many draws with rare classes as likely as
+common ones; `undersample`, each class as many rows as the rarest has. All draw from the
+seeded `shuffle` generator, so they resume exactly.
+
 Two generators make resumption exact: `shuffle` draws each epoch's order (its
 state at the epoch's start is what a mid-epoch checkpoint keeps) and `augment`
 draws per-batch randomness (its current state is kept).
@@ -14,6 +20,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from dlrun.errors import ConfigError
 
 
 class DeviceTransform:
@@ -115,7 +123,7 @@ def random_cutout(x, size, generator):
 class TensorBatches:
     """Batches of a device-resident (x, y) by index."""
 
-    def __init__(self, part, batch_size, device, transform, train=False, seed=0, balanced=False, shard=(0, 1)):
+    def __init__(self, part, batch_size, device, transform, train=False, seed=0, sampling="shuffle", shard=(0, 1)):
         self.rank, self.world = shard if train else (0, 1)
         self.x = part.x.to(device)
         self.y = part.y.to(device)
@@ -123,9 +131,9 @@ class TensorBatches:
         self.transform = transform
         self.train = train
         self.shuffle = torch.Generator(device=device).manual_seed(seed)
-        self.balance = _balance_mode(balanced) if train else None
-        self.weights = _balanced_weights(self.y) if self.balance == "oversample" else None
-        self.per_class = _rarest(self.y) if self.balance == "undersample" else None
+        self.sampling = sampling if train else None
+        self.weights = _balanced_weights(self.y) if self.sampling == "oversample" else None
+        self.per_class = _rarest(self.y) if self.sampling == "undersample" else None
         self._epoch_start = self.shuffle.get_state()
 
     @property
@@ -153,10 +161,12 @@ class TensorBatches:
         n = self.rows
         if not self.train:
             order = None
-        elif self.weights is not None:
+        elif self.sampling == "oversample":
             order = torch.multinomial(self.weights, n, replacement=True, generator=self.shuffle)
-        elif self.per_class is not None:
+        elif self.sampling == "undersample":
             order = self._undersampled()
+        elif self.sampling == "replacement":
+            order = torch.randint(0, n, (n,), device=self.y.device, generator=self.shuffle)
         else:
             order = torch.randperm(n, device=self.y.device, generator=self.shuffle)
         if self.world > 1:
@@ -187,22 +197,28 @@ class TensorBatches:
 class LoaderBatches:
     """Batches through a DataLoader, for datasets that are not held in memory."""
 
-    def __init__(self, part, batch_size, device, transform, train=False, seed=0, balanced=False, num_workers=0,
+    def __init__(self, part, batch_size, device, transform, train=False, seed=0, sampling="shuffle", num_workers=0,
                  shard=(0, 1)):
         self.device = device
         self.transform = transform
         self.train = train
         self.shuffle = torch.Generator().manual_seed(seed)
         sampler = self.distributed_sampler = None
+        sampling = sampling if train else "shuffle"
         rank, world = shard
         if train and world > 1:
+            if sampling != "shuffle":
+                raise ConfigError(f"trainer.sampling={sampling} under torchrun needs a dataset held in memory; "
+                                  f"this one goes through a DataLoader, which shards shuffled data only.")
             # Each process reads its share; the shared seeded generator keeps the shards disjoint.
             sampler = self.distributed_sampler = torch.utils.data.distributed.DistributedSampler(
                 part.x, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
-        elif train and _balance_mode(balanced):
+        elif sampling == "replacement":
+            sampler = torch.utils.data.RandomSampler(part.x, replacement=True, generator=self.shuffle)
+        elif sampling in ("oversample", "undersample"):
             # oversampling draws len(y) rows with replacement; undersampling draws, without
             # replacement, as many rows as k times the rarest class (classes equal in expectation)
-            under = _balance_mode(balanced) == "undersample"
+            under = sampling == "undersample"
             count = _rarest(part.y) * len(torch.unique(part.y)) if under else len(part.y)
             sampler = torch.utils.data.WeightedRandomSampler(
                 _balanced_weights(part.y), count, replacement=not under, generator=self.shuffle)
@@ -234,13 +250,6 @@ class LoaderBatches:
         self.shuffle.set_state(state["shuffle"])
 
 
-def _balance_mode(balanced):
-    """regularization.class_balanced_sampler as a mode: None, oversample (true) or undersample."""
-    if balanced is True:
-        return "oversample"
-    return balanced or None
-
-
 def _rarest(y):
     """Rows of the rarest class present."""
     return int(torch.unique(y.view(-1), return_counts=True)[1].min())
@@ -263,10 +272,10 @@ def _seed_worker(worker_id):
     random.seed(seed)
 
 
-def make_batches(part, batch_size, device, transform, train, seed, balanced=False, num_workers=0, shard=(0, 1)):
+def make_batches(part, batch_size, device, transform, train, seed, sampling="shuffle", num_workers=0, shard=(0, 1)):
     if torch.is_tensor(part.x):
-        return TensorBatches(part, batch_size, device, transform, train, seed, balanced, shard)
-    return LoaderBatches(part, batch_size, device, transform, train, seed, balanced, num_workers, shard)
+        return TensorBatches(part, batch_size, device, transform, train, seed, sampling, shard)
+    return LoaderBatches(part, batch_size, device, transform, train, seed, sampling, num_workers, shard)
 
 
 class LimitedBatches:
