@@ -98,8 +98,12 @@ def _summary_rows(summary):
             if monitor.get("best_epoch") is not None:
                 rows.append((f"best {shown(monitor.get('name', ''), summary.get('problem'))}",
                              f"{_fmt(monitor.get('best_value'))} (epoch {monitor.get('best_epoch')})"))
+        if summary.get("tested_weights"):
+            rows.append(("tested weights", summary["tested_weights"]))
         test = {k: v for k, v in (summary.get("test") or {}).items() if isinstance(v, float)}
         rows += [(shown(f"test/{k}", summary.get("problem")), _fmt(v)) for k, v in test.items()]
+        last = {k: v for k, v in (summary.get("test_last") or {}).items() if isinstance(v, float)}
+        rows += [(shown(f"test/{k}", summary.get("problem")) + " (last)", _fmt(v)) for k, v in last.items()]
         if not test:
             rows.append(("test", "no test split (split.test=0)"))
     rows.append(("wall time", f"{summary.get('wall_time_s', 0):.1f} s"))

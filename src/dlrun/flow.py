@@ -14,7 +14,7 @@ from omegaconf import open_dict
 from dlrun import artifacts, build, checkpoint, config, console, debugging, distributed, inspection, job, report, validate
 from dlrun import data as datasets
 from dlrun import device as devices
-from dlrun.errors import DlrunError
+from dlrun.errors import ConfigError, DlrunError
 from dlrun.evaluation import evaluate, write_tables
 from dlrun.fit_policy import FitState
 from dlrun.interrupt import StopFlag
@@ -55,6 +55,7 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
     devices.seed_everything(cfg.seed + (cfg.cv.fold or 0))  # each fold its own initial weights
     summary = Summary(run.root, cfg, device)
     data = build.dataset(cfg, raw)
+    _without_validation(cfg, data, summary)
     validate.check_monitor(cfg.trainer.monitor, data.task)
     net = build.model(cfg, data)
     about = {"init_from": _init_from(cfg, net) if ckpt is None else None}
@@ -79,8 +80,9 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
         if not distributed.is_main():  # rank 0 evaluates and writes the results
             distributed.shutdown()
             return summary.finish("completed", state)
-        _load_best(loop, run)
     try:
+        if cfg.task == "train":
+            _weights_to_test(cfg, run, loop, data, state, summary)
         _decision_threshold(cfg, run, loop, data, summary)
         ev = _test(cfg, run, loop, data, state, summary.data)
         _interpretation(run, loop, ev, data, summary)
@@ -279,10 +281,53 @@ def _tensorboard(cfg, run):
     return SummaryWriter(log_dir=str(run.root / "tensorboard"))
 
 
-def _load_best(loop, run):
+def _without_validation(cfg, data, summary):
+    """Where the validation rows come from; without any (split.val=0) the loop monitors the training
+    loss and nothing that needs validation rows is accepted."""
+    summary.data["validation"] = data.extra["validation"]
+    if len(data.val) or cfg.task != "train":
+        return
+    monitor = cfg.trainer.monitor
+    if monitor.startswith("val/") and monitor != "val/loss":
+        raise ConfigError(f"trainer.monitor={monitor} needs validation rows, and split.val=0 keeps none; monitor "
+                          f"train/loss or train/accuracy, or keep a validation split.")
+    needs = {"dataset.threshold=auto": cfg.dataset.get("threshold") == "auto",
+             f"trainer.val_every_n_steps={cfg.trainer.val_every_n_steps}": cfg.trainer.val_every_n_steps}
+    for setting, given in needs.items():
+        if given:
+            raise ConfigError(f"{setting} needs validation rows, and split.val=0 keeps none; remove it or keep a "
+                              f"validation split.")
+    with open_dict(cfg):
+        cfg.trainer.monitor, cfg.trainer.mode = "train/loss", "min"
+    summary.data["monitor"] = {"name": "train/loss", "mode": "min"}
+    summary.data["validation"] = (f"none (split.val=0): all {len(data.train)} training rows train; the training loss "
+                                  f"is monitored, nothing is chosen by validation")
+    _phase(cfg, summary.data["validation"])
+
+
+def tested_weights(setting, has_validation):
+    """trainer.test_weights: auto is the best epoch's weights with a validation split, the last without."""
+    if setting == "auto":
+        return "best" if has_validation else "last"
+    return setting
+
+
+def _weights_to_test(cfg, run, loop, data, state, summary):
+    """Put the weights to test in the loop (trainer.test_weights): best.pt's, or the last epoch's,
+    which the loop holds after training; with `both`, the last ones are tested first, into test_last."""
+    which = tested_weights(cfg.trainer.test_weights, len(data.val) > 0)
     best = run.checkpoint("best")
-    if best.is_file():
+    if which == "both" and len(data.test):
+        _phase(cfg, f"evaluating the last epoch's weights on the test split ({len(data.test)} samples)")
+        summary.data["test_last"] = evaluate(loop, build.test_batches(cfg, data, loop.device), data).metrics
+    if which == "last" or not best.is_file():  # no best.pt with trainer.checkpoint.save_best=false
+        tested = f"the last epoch's (epoch {state.epoch})"
+    else:
         loop.use_weights(checkpoint.load(best), best)
+        tested = f"best.pt (epoch {state.best_epoch}, the best {cfg.trainer.monitor})"
+    if "test_last" in summary.data:
+        tested += f"; test_last: the last epoch's (epoch {state.epoch})"
+    summary.data["tested_weights"] = tested
 
 
 def _decision_threshold(cfg, run, loop, data, summary):

@@ -104,6 +104,7 @@ def _header(summary, title):
         "problem": summary.get("problem"), "device": summary.get("device"), "epochs run": summary.get("epochs_run"),
         f"best {best}": monitor.get("best_value"), "best epoch": monitor.get("best_epoch"),
         "wall time (s)": summary.get("wall_time_s"), "run directory": summary.get("run_dir"),
+        "validation": summary.get("validation"), "tested weights": summary.get("tested_weights"),
         "started from": _started_from(summary.get("init_from")),
         "overfit check": (summary.get("overfit_check") or {}).get("text"),
     }
@@ -123,8 +124,13 @@ def _started_from(loaded):
 def _results(summary, per_class):
     problem = summary.get("problem")
     test = {shown(k, problem): v for k, v in (summary.get("test") or {}).items() if isinstance(v, (int, float))}
-    body = [("<h3>Test metrics (mean over folds)</h3>" if summary.get("cv") else "<h3>Test metrics</h3>"),
-            _pairs(test) if test else "<p>No test metrics (no test split).</p>"]
+    heading = "Test metrics (mean over folds)" if summary.get("cv") else "Test metrics"
+    if summary.get("test_last"):
+        heading = f"Test metrics of {summary['tested_weights'].split(';')[0]}"
+    body = [f"<h3>{html.escape(heading)}</h3>", _pairs(test) if test else "<p>No test metrics (no test split).</p>"]
+    if summary.get("test_last"):
+        last = {shown(k, problem): v for k, v in summary["test_last"].items() if isinstance(v, (int, float))}
+        body += ["<h3>Test metrics of the last epoch's weights</h3>", _pairs(last)]
     if summary.get("cv"):
         label = {"best_value": f"best {summary.get('monitor', {}).get('name')}"}
         stats = {label.get(k, k): f"{v['mean']:.4f} ± {v['std']:.4f}" for k, v in summary["cv"].items()}

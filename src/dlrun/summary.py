@@ -77,7 +77,7 @@ class Summary:
             skipped_batches=state.skipped,
             monitor={**self.data["monitor"], "best_value": state.best_value, "best_epoch": state.best_epoch},
             objective=state.best_value,
-            best_val={k: v for k, v in best.items() if k.startswith("val/")},
+            best_val={k: v for k, v in best.items() if k.startswith("val/")} or None,
             test=test,
             throughput=_throughput(state.history),
         )

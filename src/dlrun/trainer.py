@@ -302,6 +302,9 @@ class Loop:
         return metrics.Predictions(self.task, out, y, self.threshold, self.target_scale)
 
     def validate(self):
+        """The validation metrics of the weights evaluated; none without validation rows (split.val=0)."""
+        if not len(self.val_batches):
+            return {}
         out, y, loss, _ = self.predict(self.val_batches)
         return metrics.scalar_metrics(self.predictions(out, y), self.num_classes, loss)
 

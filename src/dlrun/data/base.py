@@ -25,6 +25,8 @@ class Data:
     its labels (for stratified splits).
     `y`: class indices (multiclass, binary) or float targets (regression).
     `x_test`/`y_test`: the dataset's own test split, if it has one.
+    `x_val`/`y_val`: the dataset's own validation split, if it has one (then split.val is not
+    used: every row of `x` trains).
     `standardize`: z-score features with statistics of the training rows only.
     `input_spec`: what task=predict needs to read new inputs: for tables, `columns`, one
     {"name", "levels"} per source column (levels: its one-hot categories, or None for a
@@ -37,6 +39,8 @@ class Data:
     class_names: list = None
     x_test: object = None
     y_test: object = None
+    x_val: object = None
+    y_val: object = None
     mean: tuple = None
     std: tuple = None
     standardize: bool = False
@@ -105,20 +109,20 @@ def _labels(task, y):
 def prepare(data, split, cv_fold=None, seed=0):
     """Split `data` into train/val/test parts and standardise where asked.
 
-    `split` holds strategy, val and test fractions; the dataset's own test split
-    is used when it has one. `cv_fold=(k, i, stratified)` instead makes fold i
-    of k the validation part of a k-fold split of the training data.
+    `split` holds strategy, val and test fractions; the dataset's own test and
+    validation splits are used when it has them, and split.val=0 keeps no
+    validation part (every training row trains). `cv_fold=(k, i, stratified)`
+    instead makes fold i of k the validation part of a k-fold split of the
+    training data.
     """
+    if cv_fold is not None and data.x_val is not None:
+        raise ConfigError("cross-validation makes its validation folds from the training rows, and this dataset "
+                          "has its own validation split; remove cv.folds, or return no x_val from the builder.")
     y_all, (train_rows, val_rows, test_rows) = split_rows(data, split, cv_fold, seed)
-    has_test = data.x_test is not None
-    x_all = data.x if isinstance(data.x, torch.utils.data.Dataset) else _inputs(data.x)
-    train, val = _part(x_all, y_all, train_rows), _part(x_all, y_all, val_rows)
-    if has_test:
-        x_test = data.x_test if isinstance(data.x_test, torch.utils.data.Dataset) else _inputs(data.x_test)
-        y_test = _labels(data.task, data.y_test)
-        test = _part(x_test, y_test, np.arange(len(y_test)))
-    else:
-        test = _part(x_all, y_all, test_rows)
+    x_all = _features(data.x)
+    train = _part(x_all, y_all, train_rows)
+    val = _own(data, data.x_val, data.y_val) if data.x_val is not None else _part(x_all, y_all, val_rows)
+    test = _own(data, data.x_test, data.y_test) if data.x_test is not None else _part(x_all, y_all, test_rows)
     prepared = Prepared(
         train=train, val=val, test=test, task=data.task,
         class_names=_class_names(data, y_all),
@@ -134,12 +138,34 @@ def prepare(data, split, cv_fold=None, seed=0):
     if data.task == "regression":
         _scale_targets(prepared)
     prepared.num_outputs = _num_outputs(prepared)
-    if len(prepared.train) == 0 or len(prepared.val) == 0:
+    prepared.extra["validation"] = _validation_source(data, split, cv_fold, len(prepared.val))
+    if len(prepared.train) == 0 or (len(prepared.val) == 0 and prepared.extra["validation"] != "none"):
         raise ConfigError(
             f"split.val={split.val} and split.test={split.test} leave {len(prepared.train)} training and "
-            f"{len(prepared.val)} validation rows; both must be non-empty."
+            f"{len(prepared.val)} validation rows; both must be non-empty (split.val=0 trains without validation)."
         )
     return prepared
+
+
+def _features(x):
+    return x if isinstance(x, torch.utils.data.Dataset) else _inputs(x)
+
+
+def _own(data, x, y):
+    """A split the dataset builder gave (its test or validation rows), whole."""
+    y = _labels(data.task, y)
+    return _part(_features(x), y, np.arange(len(y)))
+
+
+def _validation_source(data, split, cv_fold, rows):
+    """Where the validation rows come from, in words for the summary; "none" without any."""
+    if cv_fold is not None:
+        return f"fold {cv_fold[1]} of {cv_fold[0]} ({rows} rows)"
+    if data.x_val is not None:
+        return f"the dataset's own validation split ({rows} rows)"
+    if split.val == 0:
+        return "none"
+    return f"split.val={split.val:g} ({rows} rows)"
 
 
 def _check_classes(y, names):
@@ -174,9 +200,11 @@ def keep_classes(data, classes):
 
     x, y = subset(data.x, data.y)
     x_test, y_test = subset(data.x_test, data.y_test) if data.x_test is not None else (None, None)
+    x_val, y_val = subset(data.x_val, data.y_val) if data.x_val is not None else (None, None)
     task = "binary" if len(wanted) == 2 and data.task == "binary" else data.task
     class_names = [names[i] if names else str(i) for i in wanted]
-    return replace(data, x=x, y=y, x_test=x_test, y_test=y_test, task=task, class_names=class_names)
+    return replace(data, x=x, y=y, x_test=x_test, y_test=y_test, x_val=x_val, y_val=y_val, task=task,
+                   class_names=class_names)
 
 
 def one_vs_rest(data, positive):
@@ -195,7 +223,9 @@ def one_vs_rest(data, positive):
         return (np.asarray(_as_tensor(y)) == index).astype(np.int64)
 
     y_test = binary(data.y_test) if data.y_test is not None else None
-    return replace(data, y=binary(data.y), y_test=y_test, task="binary", class_names=[f"not {name}", name])
+    y_val = binary(data.y_val) if data.y_val is not None else None
+    return replace(data, y=binary(data.y), y_test=y_test, y_val=y_val, task="binary",
+                   class_names=[f"not {name}", name])
 
 
 def first_rows(part, n):
@@ -225,7 +255,7 @@ def split_rows(data, split, cv_fold=None, seed=0):
         _check_classes(y_all, data.class_names)
     rows = split_indices(
         y_all.numpy() if data.task != "regression" else np.zeros(len(y_all)),
-        val=split.val, test=0.0 if data.x_test is not None else split.test,
+        val=0.0 if data.x_val is not None else split.val, test=0.0 if data.x_test is not None else split.test,
         stratified=split.strategy == "stratified" and data.task != "regression",
         seed=seed, cv_fold=cv_fold, names=data.class_names,
     )
@@ -244,8 +274,9 @@ def _class_names(data, y):
     if data.task == "regression":
         return []
     n = 2 if data.task == "binary" else int(y.max()) + 1
-    if data.y_test is not None and data.task == "multiclass":
-        n = max(n, int(_as_tensor(data.y_test).max()) + 1)
+    for own in (data.y_test, data.y_val):
+        if own is not None and data.task == "multiclass":
+            n = max(n, int(_as_tensor(own).max()) + 1)
     names = list(data.class_names) if data.class_names else [str(i) for i in range(n)]
     if len(names) < n:
         raise ConfigError(f"the dataset has {n} classes but {len(names)} class names: {names}.")
