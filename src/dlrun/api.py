@@ -63,15 +63,15 @@ def run(overrides=(), run_dir=None, config_dir=None):
     Errors are raised as :class:`dlrun.errors.DlrunError` with the same
     messages the command prints.
     """
-    overrides, planned = config.plan_run(list(overrides))
+    overrides, planned, config_dir = config.plan_run(list(overrides), config_dir=config_dir)
     cfg = compose(overrides, config_dir)
     run_dir = Path(run_dir) if run_dir else planned or config.new_run_dir()
     config.check_writable(run_dir, "run_dir")
     with job.record_kept_unless_started(run_dir):
-        return _run_in(cfg, overrides, run_dir)
+        return _run_in(cfg, overrides, run_dir, config_dir)
 
 
-def _run_in(cfg, overrides, run_dir):
+def _run_in(cfg, overrides, run_dir, config_dir=None):
     run_dir.mkdir(parents=True, exist_ok=True)
     run = RunDir(run_dir)
     run.hydra.mkdir(exist_ok=True)
@@ -83,7 +83,7 @@ def _run_in(cfg, overrides, run_dir):
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        return job.run(cfg, run_dir)
+        return job.run(cfg, run_dir, config_dir=config_dir)
     finally:
         logger.removeHandler(handler)
         handler.close()

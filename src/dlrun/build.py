@@ -106,10 +106,11 @@ def preprocessing(data):
             "raw_shape": list(data.extra.get("raw_shape", data.input_shape)), **data.extra.get("input_spec", {})}
 
 
-def record(cfg, data, overrides):
+def record(cfg, data, overrides, sources=None):
     """The checkpoint's record of the run: its resolved config, the overrides that composed it,
-    the preprocessing and the model's build spec."""
-    return {"config": plain(cfg), "overrides": list(overrides), "preprocessing": preprocessing(data),
+    where its own code came from (config.code_sources), the preprocessing and the model's build spec."""
+    return {"config": plain(cfg), "overrides": list(overrides), "sources": sources or {},
+            "preprocessing": preprocessing(data),
             "model_spec": {**plain(cfg.model), "input_shape": list(data.input_shape), "num_outputs": data.num_outputs}}
 
 
@@ -123,7 +124,7 @@ def fit_policy(trainer):
                      val_every=trainer.val_every_n_steps)
 
 
-def loop(cfg, data, net, device, overrides=()):
+def loop(cfg, data, net, device, overrides=(), sources=None):
     """The Loop for `net` on `data`: batches, loss, optimizer and schedule."""
     reg, tr = namespace(cfg.regularization), namespace(cfg.trainer)
     if data.image and cfg.device.channels_last:
@@ -156,7 +157,7 @@ def loop(cfg, data, net, device, overrides=()):
         channels_last=bool(cfg.device.channels_last and data.image),
         compile_mode=cfg.device.compile_mode if cfg.device.compile else None,
         threshold=threshold(cfg), target_scale=data.target_scale,
-        augment_generator=augment_gen, record=record(cfg, data, overrides),
+        augment_generator=augment_gen, record=record(cfg, data, overrides, sources),
         accumulate=tr.accumulate_grad_batches,
         freezing=Freezing(patterns(cfg.model.get("freeze")), cfg.model.get("unfreeze_epoch")),
     )

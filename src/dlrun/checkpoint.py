@@ -85,15 +85,16 @@ def load(path, map_location="cpu"):
     return state
 
 
-def overrides_of(path):
-    """The command-line overrides stored in a checkpoint (None for a file without them).
-    Memory-mapped: reading them does not load the tensors."""
+def record_of(path):
+    """What a checkpoint records of its run's composition: its command-line `overrides` and the
+    `sources` of its own code ({} for a file without them). Memory-mapped: reading them does not
+    load the tensors."""
     path = resolve(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # unreadable files are reported with the full check in load()
-        return None
-    return list(state["overrides"]) if isinstance(state, dict) and "overrides" in state else None
+        return {}
+    return {key: state[key] for key in ("overrides", "sources") if key in state} if isinstance(state, dict) else {}
 
 
 # What a resume restores from the checkpoint, so a different configured value would be

@@ -71,7 +71,7 @@ def prepare_argv(argv):
     if str(config.value_of(overrides, "resume")).lower() == "true" and (not multirun or user_dir is None):
         raise ConfigError("resume=true continues a sweep: run it with -m and hydra.sweep.dir=<the sweep directory>. "
                           "A single run resumes with ckpt_path=<its run directory>.")
-    overrides, run_dir = config.plan_run(overrides, multirun)
+    overrides, run_dir, args.config_dir = config.plan_run(overrides, multirun, args.config_dir)
     if args.config_path is None and args.config_name is None:
         compose(overrides, args.config_dir, multirun)
     flags = _flags(args)
@@ -102,12 +102,22 @@ def _hydra_main(cfg):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.raiseExceptions = False  # run.log on a full disk: the run's own error says so, once, not per line
-    if argv[:1] and argv[0] in SUBCOMMANDS:  # each parses its own arguments, --help included
-        sys.exit(importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:]))
-    if {"--help", "-h"} & set(argv):
+    config_dirs, rest = _config_dirs(argv)
+    if rest[:1] and rest[0] in SUBCOMMANDS or {"--help", "-h"} & set(rest):
+        missing = [d for d in config_dirs if not Path(d).is_dir()]
+        if missing:
+            from dlrun.console import error
+
+            error(f"--config-dir {missing[0]}: no such directory.")
+            sys.exit(2)
+    if rest[:1] and rest[0] in SUBCOMMANDS:  # each parses its own arguments, --help included
+        module = importlib.import_module(SUBCOMMANDS[rest[0]])
+        # `list` shows the user's configs too; the runs that leaderboard and compare read carry their own.
+        sys.exit(module.main(rest[1:], config_dirs) if rest[0] == "list" else module.main(rest[1:]))
+    if {"--help", "-h"} & set(rest):
         from dlrun.listing import help_text
 
-        print(help_text(), end="")
+        print(help_text(config_dirs), end="")
         sys.exit(0)
     if "--version" in argv:
         print(versions_line())
@@ -128,6 +138,24 @@ def main(argv=None):
             _hydra_main()
     finally:
         _remove_if_empty(reserved)
+
+
+def _config_dirs(argv):
+    """The user's config directories in a command line (--config-dir DIR, --config-dir=DIR, -cd DIR,
+    hydra.searchpath=[file://DIR,...]) and the rest of it: what --help and the sub-commands read,
+    wherever the flag stands."""
+    dirs, rest, args = [], [], iter(argv)
+    for arg in args:
+        if arg in ("--config-dir", "-cd"):
+            dirs.append(next(args, ""))
+        elif arg.startswith("--config-dir="):
+            dirs.append(arg.split("=", 1)[1])
+        elif arg.startswith("hydra.searchpath="):
+            entries = (e.strip().strip("'\"") for e in arg.split("=", 1)[1].strip("[]").split(","))
+            dirs += [e.removeprefix("file://") for e in entries if e.startswith("file://")]
+        else:
+            rest.append(arg)
+    return dirs, rest
 
 
 def _remove_if_empty(folder):

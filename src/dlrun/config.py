@@ -5,6 +5,8 @@ Nothing here imports torch: `dlrun --help` and `dlrun --cfg job` stay fast.
 
 import contextlib
 import os
+import shlex
+import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -88,19 +90,37 @@ def run_overrides(run_dir):
     return [str(o) for o in OmegaConf.load(file)] if file.is_file() else []
 
 
-def original_overrides(ckpt_path):
-    """The overrides that composed the run of `ckpt_path`, without the run-specific ones,
-    to compose it again: from the checkpoint itself, so that a checkpoint moved elsewhere
-    keeps its config, else from its run directory's .hydra/overrides.yaml."""
+def stored_run(ckpt_path):
+    """(overrides, sources) of the run of `ckpt_path`, to compose it again: the overrides that
+    composed it without the run-specific ones, and where its own code came from (see
+    code_sources). Both from the checkpoint itself, so that a checkpoint moved elsewhere keeps
+    its config, else the overrides from its run directory's .hydra/overrides.yaml."""
     from dlrun import checkpoint
 
     path = Path(ckpt_path).expanduser()
     try:
-        stored = checkpoint.overrides_of(path)
+        record = checkpoint.record_of(path)
     except DlrunError:  # no checkpoint file there (a cross-validation run's parent directory)
-        stored = None
+        record = {}
+    stored = record.get("overrides")
     skip = ("ckpt_path=", "task=", "hydra.", "+hydra.")
-    return [o for o in (stored if stored is not None else run_overrides(run_dir_of(path))) if not o.startswith(skip)]
+    overrides = [o for o in (stored if stored is not None else run_overrides(run_dir_of(path))) if not o.startswith(skip)]
+    return overrides, record.get("sources") or {}
+
+
+def code_sources(config_dir, plugins):
+    """Where a run's own code lives, recorded in its checkpoints: the user's config directory
+    (--config-dir) and the directories its plugin modules were imported from."""
+    import importlib.util
+
+    paths = []
+    for name in plugins or []:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            origin = Path(spec.origin).resolve()
+            paths.append(str(origin.parents[name.count(".") + (origin.name == "__init__.py")]))
+    return {"config_dir": str(Path(config_dir).resolve()) if config_dir else None,
+            "python_paths": list(dict.fromkeys(paths))}
 
 
 def _names_code(override):
@@ -109,18 +129,30 @@ def _names_code(override):
     return "_target_" in override or key_of(override) in ("plugins", "hydra.searchpath")
 
 
-def _refuse_stored_code(ckpt, stored, given):
-    """A stored run is data: overrides that would run code are taken from the command
-    line only, or from the run itself with trust_run_code=true."""
-    if str(value_of(given, "trust_run_code")).lower() == "true":
-        return
+def _own_code(ckpt, stored, sources, given, config_dir):
+    """A stored run is data: the code it names (a `_target_` or plugins in its overrides, its
+    config directory) is reused only with trust_run_code=true, which also puts the directories
+    its plugins came from on sys.path; otherwise one line says exactly what to pass.
+    Returns the config directory to compose with."""
     mine = {key_of(o) for o in given}
-    for override in stored:
-        if _names_code(override) and key_of(override) not in mine:
-            raise DlrunError(
-                f"ckpt_path={ckpt} was composed with '{override}', which makes dlrun import or run code. A stored "
-                f"run is read as data: give that override on the command line yourself, or add trust_run_code=true "
-                f"if you trust where this run came from.")
+    code = [o for o in stored if _names_code(o) and key_of(o) not in mine]
+    missing_dir = sources.get("config_dir") if config_dir is None else None
+    if not code and not missing_dir:
+        return config_dir
+    paths = [p for p in sources.get("python_paths") or [] if p not in sys.path]
+    if str(value_of(given, "trust_run_code")).lower() == "true":
+        if missing_dir and not Path(missing_dir).is_dir():
+            raise DlrunError(f"ckpt_path={ckpt} was composed with --config-dir {missing_dir}, which is gone; give "
+                             f"--config-dir with a copy of those configs.")
+        sys.path[:0] = paths
+        return config_dir or missing_dir
+    named = [f"'{o}'" for o in code] + ([f"--config-dir {missing_dir}"] if missing_dir else [])
+    command = [*([f"PYTHONPATH={shlex.quote(os.pathsep.join(paths))}"] if paths else []), "dlrun",
+               *(["--config-dir", shlex.quote(missing_dir)] if missing_dir else []), *map(shlex.quote, [*code, *given])]
+    raise DlrunError(
+        f"ckpt_path={ckpt} was composed with {' and '.join(named)}, which makes dlrun import or run code. A stored run "
+        f"is read as data: give {'it' if len(named) == 1 else 'them'} yourself ({' '.join(command)}), or add "
+        f"trust_run_code=true if you trust where this run came from.")
 
 
 def quote(value):
@@ -150,19 +182,21 @@ def value_of(overrides, key):
     return None
 
 
-def plan_run(overrides, multirun=False):
-    """(overrides, run directory or None) for a new run.
+def plan_run(overrides, multirun=False, config_dir=None):
+    """(overrides, run directory or None, config directory) for a new run.
 
     With ckpt_path=, the overrides of the run that wrote the checkpoint come
     first (the user's still win) and training resumes in that run's directory;
     task=eval and sweeps get a fresh directory. None: the caller reserves one.
+    The config directory is the user's (--config-dir), or with trust_run_code=true
+    the stored run's own.
     """
     ckpt = value_of(overrides, "ckpt_path")
     if not ckpt or ckpt == "null":
-        return list(overrides), None
+        return list(overrides), None, config_dir
     source = run_dir_of(ckpt)
-    original = original_overrides(ckpt)
-    _refuse_stored_code(ckpt, original, overrides)
+    original, sources = stored_run(ckpt)
+    config_dir = _own_code(ckpt, original, sources, overrides, config_dir)
     if value_of(overrides, "task") in (None, "train"):
         for group in ("model", "dataset", "optimizer"):
             before, after = value_of(original, group), value_of(overrides, group)
@@ -173,4 +207,4 @@ def plan_run(overrides, multirun=False):
     overrides = original + list(overrides)
     is_run = RunDir(source).summary.is_file()  # a checkpoint from elsewhere starts a fresh run directory
     in_place = is_run and value_of(overrides, "task") in (None, "train") and not multirun
-    return overrides, source if in_place else None
+    return overrides, source if in_place else None, config_dir

@@ -26,16 +26,18 @@ from dlrun.trainer import Diverged, Interrupted
 log = logging.getLogger("dlrun")
 
 
-def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=None):
+def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=None, config_dir=None):
     """Run the config in `run_dir`; returns the summary (also in summary.json).
 
     The caller has run `validate.check_config` (before torch was imported);
     `job_num` is the job's number in a sweep (it picks a GPU when there are several).
     With `cv.folds > 1`, each fold is one call of this function (see cross_validate).
-    `overrides` (default: the run directory's) are recorded in checkpoints; `raw` is the
-    dataset builder's data when the caller has it (the folds of a cross-validation)."""
+    `overrides` (default: the run directory's) are recorded in checkpoints, with the user's
+    `config_dir` and where the plugins came from; `raw` is the dataset builder's data when the
+    caller has it (the folds of a cross-validation)."""
     run = RunDir(run_dir)
     build.load_components(cfg)
+    sources = config.code_sources(config_dir, cfg.plugins)
     validate.check_components(cfg)
     device = distributed.setup(devices.for_job(devices.select(cfg.device.name), job_num))
     devices.configure(cfg.device.deterministic)
@@ -43,7 +45,7 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
     if show_config and distributed.is_main():
         console.show_config(cfg, overrides, device)
     if cfg.cv.folds > 1 and cfg.cv.fold is None:
-        return cross_validate(cfg, run, device, overrides)
+        return cross_validate(cfg, run, device, overrides, config_dir)
     if cfg.task == "predict":
         return _predict(cfg, run, device)
     ckpt = checkpoint.load(cfg.ckpt_path) if cfg.ckpt_path else None
@@ -59,7 +61,7 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
     validate.check_monitor(cfg.trainer.monitor, data.task)
     net = build.model(cfg, data)
     about = {"init_from": _init_from(cfg, net) if ckpt is None else None}
-    loop = build.loop(cfg, data, net, device, overrides)  # applies model.freeze, so the summary counts it
+    loop = build.loop(cfg, data, net, device, overrides, sources)  # applies model.freeze, so the summary counts it
     about.update(model_summary=inspection.model_summary(net, data.input_shape),
                  data_summary=inspection.data_summary(data))
     summary.start(data, about)
@@ -389,7 +391,7 @@ def _test(cfg, run, loop, data, state, record):
     return ev
 
 
-def cross_validate(cfg, run, device, overrides):
+def cross_validate(cfg, run, device, overrides, config_dir=None):
     """k-fold cross-validation: fold i is a whole run in fold_<i>/ (cv.fold=i);
     the parent gets folds.csv, mean and std of every metric, and its own report.
 
@@ -406,7 +408,7 @@ def cross_validate(cfg, run, device, overrides):
     for i in range(cfg.cv.folds):
         _phase(cfg, f"fold {i + 1} of {cfg.cv.folds} (cv.fold={i}) in {run.fold(i).root}")
         result = job.run(_fold_config(cfg, i, source), run.fold(i).root, keep_failed=True, overrides=overrides,
-                         raw=raw)
+                         raw=raw, config_dir=config_dir)
         results.append(result)
         rows.append(_fold_row(i, result))
     artifacts.write_csv(run.folds, rows)

@@ -64,7 +64,7 @@ def run_from_hydra(cfg):
             return done
     try:
         summary = run(cfg, run_dir, keep_failed=multirun, job_num=hydra_cfg.job.num if multirun else None,
-                      show_config=not multirun)
+                      show_config=not multirun, config_dir=_user_config_dir(hydra_cfg))
     except KeyboardInterrupt as exc:
         _say_stopped(run_dir)
         sys.exit(getattr(exc, "exit_code", 130))
@@ -83,6 +83,12 @@ def run_from_hydra(cfg):
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports
         console.summary_table(summary)
     return summary["objective"]
+
+
+def _user_config_dir(hydra_cfg):
+    """The user's --config-dir, as Hydra records it among the config sources."""
+    return next((source.path for source in hydra_cfg.runtime.config_sources if source.provider == "command-line"),
+                None)
 
 
 def _say_stopped(run_dir):

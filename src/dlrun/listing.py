@@ -3,6 +3,7 @@ arguments and defaults, read from the YAML files (fast: no torch import)."""
 
 import argparse
 import sys
+from pathlib import Path
 
 from omegaconf import OmegaConf
 from rich.console import Console
@@ -14,18 +15,37 @@ from dlrun.errors import unknown_choice
 HIDDEN = {"hydra"}  # Hydra's own groups: see dlrun --hydra-help
 
 
-def groups():
-    root = conf_dir()
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in HIDDEN)
+def _roots(config_dirs=()):
+    """Where configs are found, in Hydra's order: the shipped ones, then the user's (--config-dir)."""
+    return [conf_dir(), *(Path(d) for d in config_dirs)]
 
 
-def option(group, name):
+def groups(config_dirs=()):
+    return sorted({p.name for root in _roots(config_dirs) for p in root.iterdir()
+                   if p.is_dir() and p.name not in HIDDEN})
+
+
+def options(group, config_dirs=()):
+    """{option: its YAML file} of a group; an option found twice is the one Hydra finds first."""
+    found = {}
+    for root in _roots(config_dirs):
+        for path in sorted((root / group).glob("*.yaml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def _own(group, config_dirs):
+    """The options of a group that come from the user's config directories."""
+    return [name for name, path in options(group, config_dirs).items() if path.parent.parent != conf_dir()]
+
+
+def option(group, name, config_dirs=()):
     """The option's own keys, merged over the sibling options its defaults list names."""
-    node = OmegaConf.load(conf_dir() / group / f"{name}.yaml")
+    node = OmegaConf.load(options(group, config_dirs)[name])
     merged = OmegaConf.create()
     for entry in node.pop("defaults", []) if "defaults" in node else []:
         if isinstance(entry, str) and entry != "_self_":
-            merged = OmegaConf.merge(merged, option(group, entry))
+            merged = OmegaConf.merge(merged, option(group, entry, config_dirs))
     return OmegaConf.merge(merged, node)
 
 
@@ -61,10 +81,15 @@ by SIGTERM. A stopped run records how far it got and resumes with ckpt_path=<its
 """
 
 
-def help_text():
-    """`dlrun --help`: read from the config directory alone (Hydra's help composes once per group)."""
-    lines = [f"{group}: {', '.join(sorted(p.stem for p in (conf_dir() / group).glob('*.yaml')))}"
-             for group in groups()]
+def help_text(config_dirs=()):
+    """`dlrun --help`: read from the config directories alone (Hydra's help composes once per group);
+    the options of the user's own config directories are named as theirs."""
+    lines = []
+    for group in groups(config_dirs):
+        own = _own(group, config_dirs)
+        shipped = [name for name in options(group, config_dirs) if name not in own]
+        lines.append(f"{group}: {', '.join(shipped)}" + (f"{'; ' if shipped else ''}yours: {', '.join(own)}" if own
+                                                        else ""))
     return HELP.format(groups="\n".join(lines))
 
 
@@ -84,26 +109,29 @@ def _description(path):
     return next((c for c in comments if not c.startswith("@package")), "")
 
 
-def main(args):
-    """`dlrun list [GROUP...]`."""
+def main(args, config_dirs=()):
+    """`dlrun list [GROUP...]`, with the options of the user's config directories (--config-dir,
+    given before or after `list`) marked as theirs."""
     parser = argparse.ArgumentParser(prog="dlrun list", description="Every option of each config group (all "
-                                     "groups by default), with its arguments, defaults and allowed values.")
-    parser.add_argument("group", nargs="*", help=f"one of: {', '.join(groups())}")
-    wanted = parser.parse_args(args).group or groups()
+                                     "groups by default), with its arguments, defaults and allowed values. "
+                                     "--config-dir DIR, before or after `list`, adds your own configs.")
+    parser.add_argument("group", nargs="*", help=f"one of: {', '.join(groups(config_dirs))}")
+    wanted = parser.parse_args(args).group or groups(config_dirs)
     console = Console()
     for group in wanted:
-        if group not in groups():
-            print(f"dlrun list: {unknown_choice('group', group, groups())}", file=sys.stderr)
+        if group not in groups(config_dirs):
+            print(f"dlrun list: {unknown_choice('group', group, groups(config_dirs))}", file=sys.stderr)
             return 2
         table = Table(title=f"{group}=", title_justify="left", show_lines=False)
         table.add_column("option", style="bold cyan")
         table.add_column("arguments (defaults)")
-        for path in sorted((conf_dir() / group).glob("*.yaml")):
+        own = _own(group, config_dirs)
+        for name, path in options(group, config_dirs).items():
             if "# @package _global_" in path.read_text():
                 args = _description(path)  # a preset changes many groups: show what it is for
             else:
-                data = OmegaConf.to_container(option(group, path.stem), resolve=False)
+                data = OmegaConf.to_container(option(group, name, config_dirs), resolve=False)
                 args = ", ".join(f"{k}={v}{_allowed(f'{group}.{k}')}" for k, v in flat_items(data) if k != "name")
-            table.add_row(path.stem, args or "-")
+            table.add_row(f"{name} (yours)" if name in own else name, args or "-")
         console.print(table)
     return 0
