@@ -46,7 +46,8 @@ INITS = {
 
 
 def initialize(model, scheme, scale=None):
-    """Re-initialise linear and conv weights (biases to zero); `default` keeps PyTorch's.
+    """Re-initialise linear and convolution weights (biases to zero), of any model; other layers
+    (recurrent, normalisation) keep theirs; `default` keeps PyTorch's.
     `scale` is the bound of uniform (U(-scale, scale)), the std of normal, the gain of xavier
     and orthogonal; None gives 1/sqrt(fan_in) for uniform and normal, gain 1 otherwise."""
     if scheme == "default":
@@ -54,7 +55,7 @@ def initialize(model, scheme, scale=None):
     if scheme not in INITS:
         raise ConfigError(unknown_choice("model.init", scheme, ["default", *INITS]))
     for module in model.modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             INITS[scheme](module.weight, scale)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
