@@ -108,7 +108,7 @@ def test_a_stop_while_plotting_is_recorded_and_the_resume_finishes_it(cli, signu
     assert f"Finish with: dlrun ckpt_path={run}" in summary["error"] and not (run / "report.html").exists()
     cli(f"ckpt_path={run}", "trainer.progress=false")
     assert summary_of(run)["status"] == "completed" and (run / "report.html").is_file()
-    assert (run / "plots" / "embeddings_tsne.png").is_file()
+    assert (run / "plots" / "embeddings_pca.png").is_file()
 
 
 def test_a_stop_before_the_start_keeps_nothing(tmp_path, monkeypatch):

@@ -19,7 +19,8 @@ EXPECTED = {
     "misclassified.png": (1000, 1060), "embeddings_pca.png": (800, 600), "embeddings_tsne.png": (800, 600),
     "weights.png": (1200, 600),
 }
-ALL_PLOTS = "plots=[curves,lr,confusion,per_class,confidence,reliability,roc,misclassified,embeddings,weights,regression]"
+ALL_PLOTS = ("plots=[curves,lr,confusion,per_class,confidence,reliability,roc,misclassified,embeddings,embeddings_tsne,"
+             "weights,regression]")
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,8 @@ def full_run(tmp_path_factory):
     env = {**os.environ, "DLRUN_OUTPUTS": str(cwd / "outputs"), "OMP_NUM_THREADS": "1"}
     from conftest import DLRUN
 
-    subprocess.run([str(DLRUN), *SMOKE, "model=cnn", "trainer.max_epochs=3", ALL_PLOTS, "hydra.run.dir=run"],
+    subprocess.run([str(DLRUN), *SMOKE, "model=cnn", "trainer.max_epochs=3", "scheduler=cosine", ALL_PLOTS,
+                    "hydra.run.dir=run"],
                    cwd=cwd, env=env, check=True, capture_output=True)
     return cwd / "run"
 
@@ -57,7 +59,7 @@ def test_report_tells_the_story_in_order(full_run):
     page = (full_run / "report.html").read_text()
     summary = summary_of(full_run)
     assert f"<title>digits / cnn · completed · {summary['started_at']}</title>" in page
-    assert "<pre>dlrun experiment=smoke trainer.progress=false model=cnn trainer.max_epochs=3 plots=[" in page
+    assert "<pre>dlrun experiment=smoke trainer.progress=false model=cnn trainer.max_epochs=3 scheduler=cosine plots=[" in page
     assert "max_epochs (3)" in page  # why training stopped
     order = [page.index(marker) for marker in ('alt="curves"', "<h3>Test metrics</h3>", 'alt="confusion"',
                                                'alt="misclassified"', 'alt="embeddings pca"', "<h2>Model</h2>",

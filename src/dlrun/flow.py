@@ -11,7 +11,20 @@ import logging
 import numpy as np
 from omegaconf import open_dict
 
-from dlrun import artifacts, build, checkpoint, config, console, debugging, distributed, inspection, job, report, validate
+from dlrun import (
+    artifacts,
+    build,
+    checkpoint,
+    config,
+    console,
+    debugging,
+    distributed,
+    inspection,
+    job,
+    plot_workers,
+    report,
+    validate,
+)
 from dlrun import data as datasets
 from dlrun import device as devices
 from dlrun.errors import ConfigError, DlrunError
@@ -54,6 +67,15 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
             artifacts.remove_stale_temporaries(folder)
     if ckpt is not None and cfg.task == "train":
         checkpoint.check_same_model_and_data(ckpt, build.plain(cfg), cfg.ckpt_path)
+    # Plot workers start now, so that their imports overlap with loading the data and training.
+    workers = plot_workers.worker_count(cfg.plots) if distributed.is_main() and cfg.task in ("train", "eval") else 0
+    with plot_workers.PlotWorkers(workers) as painter:
+        return _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter)
+
+
+def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter):
+    """Train (or evaluate, inspect, test learning rates), then test and write the results; the
+    plots go to `painter` (plot_workers.PlotWorkers)."""
     devices.seed_everything(cfg.seed + (cfg.cv.fold or 0))  # each fold its own initial weights
     summary = Summary(run.root, cfg, device)
     data = build.dataset(cfg, raw)
@@ -65,8 +87,10 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
     about.update(model_summary=inspection.model_summary(net, data.input_shape),
                  data_summary=inspection.data_summary(data))
     summary.start(data, about)
-    _first_look(cfg, run, data, about, summary.data)
+    with summary.timed("first_look"):
+        _first_look(cfg, run, data, about, summary.data, painter)
     if cfg.task == "inspect":
+        painter.wait()
         return summary.finish("completed", FitState())
     if cfg.task == "lr_find":
         return _lr_find(cfg, run, loop, summary)
@@ -78,20 +102,27 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
         summary.data["evaluated"] = str(checkpoint.resolve(cfg.ckpt_path))
     else:
         state = loop.load_state_dict(ckpt, cfg.ckpt_path) if ckpt else FitState()
-        _fit(cfg, loop, state, run, summary)
+        with summary.timed("training"):
+            _fit(cfg, loop, state, run, summary)
         if not distributed.is_main():  # rank 0 evaluates and writes the results
             distributed.shutdown()
             return summary.finish("completed", state)
     try:
-        if cfg.task == "train":
-            _weights_to_test(cfg, run, loop, data, state, summary)
-        _decision_threshold(cfg, run, loop, data, summary)
-        ev = _test(cfg, run, loop, data, state, summary.data)
-        _interpretation(run, loop, ev, data, summary)
+        with summary.timed("evaluation"):
+            if cfg.task == "train":
+                _weights_to_test(cfg, run, loop, data, state, summary)
+            _decision_threshold(cfg, run, loop, data, summary)
+            ev = _test(cfg, run, loop, data)
+            _interpretation(run, loop, ev, data, summary)
+        with summary.timed("plots"):  # the time the run waits for them: drawn in parallel, begun during training
+            _plots(cfg, run, loop, data, ev, state, summary.data, painter)
+        with summary.timed("export"):
+            _export(cfg, run, loop, data)
         result = summary.conclude("completed", state, ev.metrics if ev else None)
         if cfg.report:
             _phase(cfg, "writing report.html")
-            report.write(run.root, result, cfg, ev.per_class if ev else None, state.history)
+            with summary.timed("report"):
+                report.write(run.root, result, cfg, ev.per_class if ev else None, state.history)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM while the results are written
         raise _interrupted_in_results(exc, cfg, run, summary, state) from None
     distributed.shutdown()
@@ -240,7 +271,7 @@ def _averaging_note(cfg, loop):
                     f"is validated, kept in best.pt, evaluated and exported")
 
 
-def _first_look(cfg, run, data, about, record):
+def _first_look(cfg, run, data, about, record, painter):
     """The model and data summaries, and the plots of the data, before training."""
     if not distributed.is_main():
         return
@@ -249,8 +280,10 @@ def _first_look(cfg, run, data, about, record):
     if cfg.plots:
         from dlrun import plots
 
-        _skipped(plots.draw_data(run.plots, cfg.plots, data, about["data_summary"], cfg.regularization.augment,
-                                 cfg.seed), record)
+        jobs, skipped = plots.data_jobs(run.plots, cfg.plots, data, about["data_summary"], cfg.regularization.augment,
+                                        cfg.seed)
+        painter.submit(jobs)
+        _skipped(skipped, record)
 
 
 def _skipped(reasons, record):
@@ -367,28 +400,38 @@ def _interpretation(run, loop, ev, data, summary):
         summary.data["most_confused"] = ev.confused[:5]
 
 
-def _test(cfg, run, loop, data, state, record):
-    """Evaluate the loop's model on the test split and write predictions, plots and the
-    export; None when there is no test split (split.test=0): then only the curves are drawn."""
-    ev = None
-    if len(data.test):
-        _phase(cfg, f"evaluating on the test split ({len(data.test)} samples)")
-        ev = evaluate(loop, build.test_batches(cfg, data, loop.device), data)
-        write_tables(run.root, ev, data.class_names, probabilities=cfg.probabilities)
-    else:
+def _test(cfg, run, loop, data):
+    """Evaluate the loop's model on the test split and write predictions.csv and per_class.csv;
+    None when there is no test split (split.test=0)."""
+    if not len(data.test):
         _phase(cfg, "no test split (split.test=0): the best epoch's validation metrics are the result")
+        return None
+    _phase(cfg, f"evaluating on the test split ({len(data.test)} samples)")
+    ev = evaluate(loop, build.test_batches(cfg, data, loop.device), data)
+    write_tables(run.root, ev, data.class_names, probabilities=cfg.probabilities)
+    return ev
+
+
+def _plots(cfg, run, loop, data, ev, state, record, painter):
+    """The plots of the results (without a test split, only those of training), and those of the
+    data begun before training, all on disk when this returns."""
     if cfg.plots:
         from dlrun import plots
 
         _phase(cfg, f"drawing plots into {run.plots}")
-        _skipped(plots.draw_all(run.plots, cfg.plots, loop, data, ev, state.history), record)
+        jobs, skipped = plots.result_jobs(run.plots, cfg.plots, loop, data, ev, state.history)
+        painter.submit(jobs)
+        _skipped(skipped, record)
+    painter.wait()
+
+
+def _export(cfg, run, loop, data):
     if cfg.export:
         from dlrun import export
 
         _phase(cfg, f"exporting the model ({cfg.export})")
         export.write(cfg.export, loop.eval_model, {**build.preprocessing(data), "threshold": loop.threshold},
                      run.checkpoints, loop.threshold)
-    return ev
 
 
 def cross_validate(cfg, run, device, overrides, config_dir=None):

@@ -1,12 +1,14 @@
 """Plots of a run: each function takes plain arguments and returns a matplotlib
-Figure (shown inline in a notebook); `draw_all` saves the configured ones as
-PNG files. Figures are built without pyplot, so no display is needed."""
+Figure (shown inline in a notebook). `result_jobs` and `data_jobs` turn a run
+into the configured plots as jobs of plain data (a function of this module and
+its arguments), which plot_workers.py draws into PNG files, in worker processes
+where there are cores to spare. Figures are built without pyplot, so no display
+is needed, and matplotlib is imported only where a figure is made."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from dlrun import artifacts
 
@@ -14,10 +16,17 @@ SIZE = (8, 6)   # inches; saved at DPI, so every PNG is 800x600 pixels
 DPI = 100
 
 
-def _figure(ncols=1, size=SIZE):
-    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
-    axes = fig.subplots(1, ncols)
-    return fig, axes
+def _figure(ncols=1, size=SIZE, nrows=1, layout="constrained"):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=DPI, layout=layout)
+    return fig, (fig.subplots(nrows, ncols) if nrows * ncols else None)
+
+
+def _integer_ticks(axis):
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
 
 
 def save(fig, path):
@@ -40,7 +49,7 @@ def curves(history, monitor, best_epoch=None):
             ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch ({best_epoch}, {monitor})")
         label = f"{name} (standardised targets)" if name == "loss" and metric == "r2" else name
         ax.set(title=f"{label} per epoch", xlabel="epoch", ylabel=label)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _integer_ticks(ax.xaxis)
         ax.legend()
     fig.suptitle("Training curves")
     return fig
@@ -50,7 +59,7 @@ def learning_rate(history):
     fig, ax = _figure(size=(8, 4))
     ax.plot([row["epoch"] for row in history], [row["lr"] for row in history], marker="o", markersize=3)
     ax.set(title="Learning rate per epoch", xlabel="epoch", ylabel="learning rate")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _integer_ticks(ax.xaxis)
     if min(row["lr"] for row in history) > 0:
         ax.set_yscale("log")
     return fig
@@ -92,8 +101,9 @@ def confusion(matrix, class_names):
             threshold = data.max() / 2 if data.max() else 1
             for i in range(n):
                 for j in range(n):
+                    # inside the cells: kept out of the layout, whose cost grows with every text it measures
                     ax.text(j, i, format(data[i, j], fmt), ha="center", va="center", fontsize=8,
-                            color="white" if data[i, j] > threshold else "black")
+                            color="white" if data[i, j] > threshold else "black").set_in_layout(False)
     return fig
 
 
@@ -115,8 +125,8 @@ def confidence(conf, correct):
     """Histogram of the predicted class's probability, correct vs wrong."""
     fig, ax = _figure()
     bins = np.linspace(0, 1, 21)
-    ax.hist(conf[correct], bins=bins, alpha=0.7, label=f"correct ({correct.sum()})", color="tab:green")
-    ax.hist(conf[~correct], bins=bins, alpha=0.7, label=f"wrong ({(~correct).sum()})", color="tab:red")
+    ax.hist(conf[correct], bins=bins, alpha=0.7, histtype="stepfilled", label=f"correct ({correct.sum()})", color="tab:green")
+    ax.hist(conf[~correct], bins=bins, alpha=0.7, histtype="stepfilled", label=f"wrong ({(~correct).sum()})", color="tab:red")
     ax.set(title="Confidence of predictions", xlabel="confidence (probability of predicted class)", ylabel="count")
     ax.legend()
     return fig
@@ -138,21 +148,29 @@ def reliability(conf, correct, bins=10):
 
 def roc(true, probs, class_names):
     """ROC curve (binary) or one-vs-rest curves (multiclass), AUC in the legend."""
-    from sklearn.metrics import auc, roc_curve
-
     fig, ax = _figure()
     classes = [1] if probs.shape[1] == 2 else range(probs.shape[1])
     for c in classes:
         positives = true == c
         if positives.all() or not positives.any():
             continue
-        fpr, tpr, _ = roc_curve(positives, probs[:, c])
-        ax.plot(fpr, tpr, label=f"{class_names[c]} (AUC {auc(fpr, tpr):.3f})")
+        fpr, tpr = roc_points(positives, probs[:, c])
+        ax.plot(fpr, tpr, label=f"{class_names[c]} (AUC {np.trapezoid(tpr, fpr):.3f})")
     ax.plot([0, 1], [0, 1], "k--", label="chance")
     ax.set(title="ROC curve" + (" (one-vs-rest)" if len(classes) > 1 else ""),
            xlabel="false positive rate", ylabel="true positive rate")
     ax.legend(fontsize=8, loc="lower right")
     return fig
+
+
+def roc_points(positives, scores):
+    """False and true positive rates at every distinct score, from (0, 0) to (1, 1)."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    scores, positives = np.asarray(scores)[order], np.asarray(positives, dtype=bool)[order]
+    last_of_each = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]  # ties move together
+    tp = np.cumsum(positives)[last_of_each]
+    fp = (last_of_each + 1) - tp
+    return np.r_[0.0, fp / max(fp[-1], 1)], np.r_[0.0, tp / max(tp[-1], 1)]
 
 
 def pr_curve(true, positive_probs, positive_name, threshold):
@@ -184,20 +202,29 @@ def filters(weight, limit=32):
 
 
 def image_grid(images, titles, title):
-    """Images (values in [0, 1], N x C x H x W) in a grid sized to how many there are."""
-    n = len(images)
+    """Images (values in [0, 1], N x C x H x W) in a grid sized to how many there are, each with
+    its title above it: one mosaic in one axes (a subplot per image costs seconds to lay out)."""
+    images = np.asarray(images, dtype=float)
+    n, channels, h, w = images.shape
     cols = min(5, max(1, int(np.ceil(np.sqrt(n)))))
     rows = int(np.ceil(n / cols))
-    fig = Figure(figsize=(2 * cols, 2 * rows + 0.6), dpi=DPI, layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols))
-    for ax in axes.flat:
-        ax.axis("off")
-    for image, label, ax in zip(images, titles, axes.flat):
-        image = np.asarray(image).transpose(1, 2, 0)
-        grey = image.shape[2] == 1
-        ax.imshow(image[:, :, 0] if grey else image, cmap="gray" if grey else None, vmin=0, vmax=1)
-        ax.set_title(label, fontsize=8)
-    fig.suptitle(title)
+    lines = max(str(t).count("\n") + 1 for t in titles)
+    gap, margin = max(1, round(h * 0.2 * lines)), max(1, round(w * 0.1))  # room for the titles, between images
+    cell_h, cell_w = h + gap, w + 2 * margin
+    canvas = np.ones((rows * cell_h, cols * cell_w, 3))
+    for k, image in enumerate(images):
+        r, c = divmod(k, cols)
+        pixels = image.transpose(1, 2, 0)
+        canvas[r * cell_h + gap:(r + 1) * cell_h, c * cell_w + margin:c * cell_w + margin + w] = (
+            np.repeat(pixels, 3, axis=2) if channels == 1 else pixels[..., :3])
+    fig, _ = _figure(0, size=(2 * cols, 2 * rows + 0.6), layout=None)
+    ax = fig.add_axes((0.01, 0.0, 0.98, 1 - 0.6 / (2 * rows + 0.6)))
+    ax.imshow(canvas.clip(0, 1), interpolation="nearest")
+    ax.axis("off")
+    for k, label in enumerate(titles):
+        r, c = divmod(k, cols)
+        ax.text(c * cell_w + cell_w / 2 - 0.5, r * cell_h + gap - 0.5, label, ha="center", va="bottom", fontsize=8)
+    fig.suptitle(title, y=0.995, va="top")
     return fig
 
 
@@ -234,15 +261,15 @@ def samples(images, labels, augment):
 
 def embedding(points, labels, class_names, method, seed=0, limit=1000):
     """Penultimate-layer embeddings in 2-D by PCA or t-SNE, coloured by class."""
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-
     rng = np.random.default_rng(seed)
     keep = rng.permutation(len(points))[:limit]
-    points, labels = np.asarray(points)[keep], np.asarray(labels)[keep]
+    points, labels = np.asarray(points, dtype=float)[keep], np.asarray(labels)[keep]
     if method == "pca":
-        xy = PCA(n_components=2, random_state=seed).fit_transform(points)
+        centred = points - points.mean(0)
+        xy = centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T  # the two main directions
     else:
+        from sklearn.manifold import TSNE
+
         perplexity = float(min(30, max(5, len(points) // 4)))
         xy = TSNE(n_components=2, init="pca", perplexity=perplexity, max_iter=500,
                   random_state=seed).fit_transform(points)
@@ -257,24 +284,27 @@ def embedding(points, labels, class_names, method, seed=0, limit=1000):
 
 
 # --------------------------------------------------------------- the model
-def weights(model, limit=12):
-    """Histogram of the weights of each linear and conv layer."""
-    named = [(n, p.detach().float().cpu().numpy().ravel()) for n, p in model.named_parameters() if p.ndim > 1]
-    named = named[:limit]
+def weights(named):
+    """Histogram of each weight tensor's values (`named`: (name, values) pairs, see weight_arrays)."""
     cols = min(3, len(named))
     rows = -(-len(named) // cols)
-    fig = Figure(figsize=(4 * cols, 3 * rows), dpi=DPI, layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    fig, axes = _figure(cols, size=(4 * cols, 3 * rows), nrows=rows)
+    axes = np.atleast_1d(axes).ravel()
     for ax in axes[len(named):]:
         ax.axis("off")
     for ax, (name, values) in zip(axes, named):
-        ax.hist(values, bins=50, color="tab:purple")
+        ax.hist(values, bins=50, color="tab:purple", histtype="stepfilled")  # one polygon, not 50 bars
         ax.set(title=name, xlabel="weight", ylabel="count")
     fig.suptitle("Weight histograms per layer")
     return fig
 
 
 # --------------------------------------------------------------- regression
+def weight_arrays(model, limit=12):
+    """(name, flat values) of the model's first `limit` linear and convolution weights."""
+    return [(n, p.detach().float().cpu().numpy().ravel()) for n, p in model.named_parameters() if p.ndim > 1][:limit]
+
+
 def regression(true, pred):
     """Predicted vs true, and residuals vs predicted."""
     true, pred = np.asarray(true).ravel(), np.asarray(pred).ravel()
@@ -312,31 +342,49 @@ class _Run:
         return self.data.task != "regression"
 
 
-# The plot table: `plots=[...]` names its keys; each draws (file stem, Figure or None) pairs,
-# None where the plot does not apply to the run.
+@dataclass
+class Job:
+    """One plot to draw: a figure function of this module, its plain arguments (arrays, lists,
+    numbers: they travel to a worker process) and the file it is saved to."""
+
+    function: object
+    args: tuple
+    path: Path = None
+
+    def draw(self):
+        save(self.function(*self.args), self.path)
+
+
+def _job(function, *args):
+    return Job(function, args)
+
+
+# The plot table: `plots=[...]` names its keys; each gives (file stem, Job or None) pairs,
+# None where the plot does not apply to the run. The heaviest come first, so that parallel
+# workers finish together.
 PLOTS = {
-    "curves": lambda r: [("curves", curves(r.history, r.policy.monitor, _best_epoch(r.history, r.policy))
-                          if r.history else None)],
-    "lr": lambda r: [("lr", learning_rate(r.history) if r.history else None)],
-    "confusion": lambda r: [("confusion", confusion(r.ev.metrics["confusion_matrix"], r.data.class_names)
+    "confusion": lambda r: [("confusion", _job(confusion, r.ev.metrics["confusion_matrix"], r.data.class_names)
                              if r.classify else None)],
-    "per_class": lambda r: [("per_class", per_class(r.ev.per_class) if r.classify else None)],
-    "confidence": lambda r: [("confidence", confidence(r.p.confidence, r.p.correct) if r.classify else None)],
-    "reliability": lambda r: [("reliability", reliability(r.p.confidence, r.p.correct) if r.classify else None)],
-    "roc": lambda r: [("roc", roc(r.p.true, r.p.probs, r.data.class_names) if r.classify else None)],
+    "weights": lambda r: [("weights", _job(weights, weight_arrays(r.model)))],
+    "curves": lambda r: [("curves", _job(curves, r.history, r.policy.monitor, _best_epoch(r.history, r.policy))
+                          if r.history else None)],
+    "embeddings": lambda r: [("embeddings_pca", _embedding(r.ev, r.p, r.data, "pca", r.seed))],
+    "embeddings_tsne": lambda r: [("embeddings_tsne", _embedding(r.ev, r.p, r.data, "tsne", r.seed))],
     "misclassified": lambda r: [("misclassified", _misclassified(r.data, r.p)
                                  if r.classify and r.data.image and r.data.in_memory else None)],
-    "embeddings": lambda r: [(f"embeddings_{method}", _embedding(r.ev, r.p, r.data, method, r.seed))
-                             for method in ("pca", "tsne")],
-    "pr_curve": lambda r: [("pr_curve", pr_curve(r.p.true, r.p.probs[:, 1], r.data.class_names[1], r.threshold)
+    "roc": lambda r: [("roc", _job(roc, r.p.true, r.p.probs, r.data.class_names) if r.classify else None)],
+    "confidence": lambda r: [("confidence", _job(confidence, r.p.confidence, r.p.correct) if r.classify else None)],
+    "reliability": lambda r: [("reliability", _job(reliability, r.p.confidence, r.p.correct) if r.classify else None)],
+    "per_class": lambda r: [("per_class", _job(per_class, r.ev.per_class) if r.classify else None)],
+    "pr_curve": lambda r: [("pr_curve", _job(pr_curve, r.p.true, r.p.probs[:, 1], r.data.class_names[1], r.threshold)
                             if r.data.task == "binary" and r.p.true.any() else None)],
-    "weights": lambda r: [("weights", weights(r.model))],
     "filters": lambda r: [("filters", _filters(r.model))],
-    "regression": lambda r: [("regression", regression(r.p.true, r.p.pred) if not r.classify else None)],
+    "regression": lambda r: [("regression", _job(regression, r.p.true, r.p.pred) if not r.classify else None)],
+    "lr": lambda r: [("lr", _job(learning_rate, r.history) if len({row["lr"] for row in r.history}) > 1 else None)],
 }
 TRAINING_PLOTS = ("curves", "lr", "weights", "filters")  # the ones drawn without a test split
 DATA_PLOTS = {  # drawn before training (a look at the data), from the prepared data and its summary
-    "class_counts": lambda data, summary, augment, seed: (class_counts(summary["class_counts"])
+    "class_counts": lambda data, summary, augment, seed: (_job(class_counts, summary["class_counts"])
                                                           if "class_counts" in summary else None),
     "samples": lambda data, summary, augment, seed: (_samples(data, augment, seed)
                                                      if data.image and data.in_memory else None),
@@ -346,26 +394,32 @@ NAMES = [*DATA_PLOTS, *PLOTS]  # what plots=[...] may name
 # When a plot applies: said, with the plot's name, in run.log and the report when it is skipped.
 APPLIES_TO = {
     "class_counts": "classification", "samples": "image datasets held in memory",
-    "curves": "runs that trained", "lr": "runs that trained",
+    "curves": "runs that trained", "lr": "runs whose learning rate changed during training",
     "confusion": "classification", "per_class": "classification", "confidence": "classification",
     "reliability": "classification", "roc": "classification", "pr_curve": "binary tasks",
     "misclassified": "image classification held in memory, with at least one mistake",
     "embeddings": "classification with a model that has embed() (dlrun.models.Network) and 10 or more test rows",
+    "embeddings_tsne": "classification with a model that has embed() (dlrun.models.Network) and 10 or more test rows",
     "weights": "every model", "filters": "models with a convolution", "regression": "regression",
 }
 
 
-def draw_data(folder, wanted, data, summary, augment=None, seed=0):
-    """Save the wanted plots of the data (before training; `summary` is inspection.data_summary's);
-    returns the skipped ones, {name: why}."""
-    skipped = {}
-    for name, draw in DATA_PLOTS.items():
-        fig = draw(data, summary, augment, seed) if name in wanted else None
-        if fig is not None:
-            save(fig, folder / f"{name}.png")
+def data_jobs(folder, wanted, data, summary, augment=None, seed=0):
+    """The wanted plots of the data (before training; `summary` is inspection.data_summary's) as
+    jobs, and the skipped ones, {name: why}."""
+    jobs, skipped = [], {}
+    for name, plan in DATA_PLOTS.items():
+        job = plan(data, summary, augment, seed) if name in wanted else None
+        if job is not None:
+            jobs.append(_to(job, folder, name))
         elif name in wanted:
             skipped[name] = f"drawn for {APPLIES_TO[name]} only"
-    return skipped
+    return jobs, skipped
+
+
+def _to(job, folder, stem):
+    job.path = Path(folder) / f"{stem}.png"
+    return job
 
 
 def _samples(data, augment, seed, count=16):
@@ -380,28 +434,25 @@ def _samples(data, augment, seed, count=16):
     images = transform.denormalize(transform(data.train.x[:count], train=True)).numpy()
     labels = data.train.y[:count].tolist()
     names = data.class_names or [str(i) for i in range(max(labels) + 1)]
-    return samples(images, [names[i] for i in labels], augment)
+    return _job(samples, images, [names[i] for i in labels], augment)
 
 
-def draw_all(folder, wanted, loop, data, ev, history, seed=0):
-    """Save every wanted plot that applies to this run; returns the skipped ones, {name: why}.
-    Without a test split (`ev` None) only the plots of training apply."""
+def result_jobs(folder, wanted, loop, data, ev, history, seed=0):
+    """The wanted plots of this run as jobs, and the skipped ones, {name: why}. Without a test
+    split (`ev` None) only the plots of training apply."""
     run = _Run(history, loop.policy, loop.eval_model, data, ev, seed, loop.threshold)
-    skipped = {}
-    for name, draw in PLOTS.items():
+    jobs, skipped = [], {}
+    for name, plan in PLOTS.items():
         if name not in wanted:
             continue
         if ev is None and name not in TRAINING_PLOTS:
             skipped[name] = "needs a test split (split.test=0 leaves none)"
             continue
-        drawn = False
-        for stem, fig in draw(run):
-            if fig is not None:
-                save(fig, folder / f"{stem}.png")
-                drawn = True
-        if not drawn:
+        planned = [_to(job, folder, stem) for stem, job in plan(run) if job is not None]
+        jobs += planned
+        if not planned:
             skipped[name] = f"drawn for {APPLIES_TO[name]} only"
-    return skipped
+    return jobs, skipped
 
 
 def _best_epoch(history, policy):
@@ -421,8 +472,8 @@ def _misclassified(data, p, limit=25):
         return None
     transform = DeviceTransform.of(data, torch.device("cpu"))
     images = transform.denormalize(transform(data.test.x[torch.from_numpy(shown)], train=False)).numpy()
-    return misclassified(images, p.true[shown], p.pred[shown], p.confidence[shown], data.class_names,
-                         int((~p.correct).sum()), losses)
+    return _job(misclassified, images, p.true[shown], p.pred[shown], p.confidence[shown], data.class_names,
+                int((~p.correct).sum()), losses)
 
 
 def _filters(model):
@@ -430,10 +481,10 @@ def _filters(model):
     import torch
 
     first = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
-    return None if first is None else filters(first.weight.detach().cpu().numpy())
+    return None if first is None else _job(filters, first.weight.detach().cpu().numpy())
 
 
 def _embedding(ev, p, data, method, seed):
     if ev.embeddings is None or data.task == "regression" or len(ev.embeddings) < 10:
         return None
-    return embedding(ev.embeddings.numpy(), p.true, data.class_names, method, seed)
+    return _job(embedding, ev.embeddings.numpy(), p.true, data.class_names, method, seed)

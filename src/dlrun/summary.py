@@ -5,6 +5,7 @@ ends: completed, failed, diverged or interrupted. "completed" is written last,
 after every other artifact, so that it never claims more than is on disk.
 """
 
+import contextlib
 import platform
 import time
 from datetime import datetime
@@ -98,6 +99,17 @@ class Summary:
                          epochs_run=sum(f["epochs_run"] or 0 for f in folds))
         self._stamp()
         return self.data
+
+    @contextlib.contextmanager
+    def timed(self, phase):
+        """Add the seconds spent in the block to `timings[phase]` (start-up, training, evaluation,
+        plots, report...: where a run's time went)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            timings = self.data.setdefault("timings", {})
+            timings[phase] = round(timings.get(phase, 0.0) + time.perf_counter() - started, 3)
 
     def write(self):
         self._stamp()
