@@ -18,13 +18,21 @@ SCRIPTS = {
 
 
 def test_gpu_benchmark_refuses_to_pass_without_a_gpu():
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu.py"), "--steps", "2", "--batch", "8"],
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu.py"), "--images", "2048", "--rounds", "1"],
                           capture_output=True, text=True, timeout=600)
     if torch.cuda.is_available():
         assert proc.returncode == 0, proc.stderr[-2000:]
-        assert proc.stdout.count("images/s") == 12
+        assert proc.stdout.count("images/s") == 2 * 16  # 4 models x 4 variants, both contenders
     else:
         assert proc.returncode == 2 and "needs a CUDA device" in proc.stderr
+
+
+def test_gpu_benchmark_code_runs_on_the_cpu_with_a_tiny_model():
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu.py"), "--device", "cpu", "--tiny", "--rounds", "1"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = proc.stdout.splitlines()[-1]
+    assert line.split()[:2] == ["cnn", "fp32"] and "hand-written" in line and "dlrun" in line and line.endswith("x")
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -13,6 +13,7 @@ from dlrun.data.batches import DeviceTransform, limit, make_batches
 from dlrun.errors import ConfigError
 from dlrun.finetune import Freezing
 from dlrun.fit_policy import FitPolicy
+from dlrun.metric_names import PROBABILITY_METRICS
 from dlrun.regularization import set_dropout
 from dlrun.trainer import Loop
 
@@ -120,7 +121,7 @@ def fit_policy(trainer):
     return FitPolicy(max_epochs=trainer.max_epochs, monitor=trainer.monitor, mode=trainer.mode,
                      min_delta=es.min_delta, early_stopping=es.enabled, patience=es.patience,
                      save_best=ckpt.save_best, save_last=ckpt.save_last, skip_nonfinite=trainer.skip_nonfinite,
-                     max_time=trainer.max_time, checkpoint_every=ckpt.every_n_steps,
+                     max_time=trainer.max_time, checkpoint_every=ckpt.every_n_steps, last_every=ckpt.every_n_epochs,
                      val_every=trainer.val_every_n_steps)
 
 
@@ -158,9 +159,17 @@ def loop(cfg, data, net, device, overrides=(), sources=None):
         compile_mode=cfg.device.compile_mode if cfg.device.compile else None,
         threshold=threshold(cfg), target_scale=data.target_scale,
         augment_generator=augment_gen, record=record(cfg, data, overrides, sources),
-        accumulate=tr.accumulate_grad_batches,
+        accumulate=tr.accumulate_grad_batches, val_metrics=val_metrics(tr.val_metrics, tr.monitor),
         freezing=Freezing(patterns(cfg.model.get("freeze")), cfg.model.get("unfreeze_epoch")),
     )
+
+
+def val_metrics(listed, monitor):
+    """The probability metrics validated every epoch: those listed in trainer.val_metrics (all:
+    every one) and the monitored one; the others come from counts on the device."""
+    names = PROBABILITY_METRICS if listed == "all" else (listed,) if isinstance(listed, str) else tuple(listed or ())
+    watched = monitor.split("/", 1)[1]
+    return tuple(dict.fromkeys([*names, *([watched] if watched in PROBABILITY_METRICS else [])]))
 
 
 def threshold(cfg):

@@ -35,11 +35,16 @@ class FitPolicy:
     skip_nonfinite: int = 0         # non-finite steps tolerated before the run is declared diverged
     max_time: float = None          # seconds of training in this process, or None
     checkpoint_every: int = None    # optimizer steps between mid-epoch `last` checkpoints, or None
+    last_every: int = 1             # epochs between `last` checkpoints (the final epoch always writes one)
     val_every: int = None           # optimizer steps between mid-epoch validations, or None
 
     def due(self, every, state):
         """Whether the step just taken is one of every `every` (None: never)."""
         return every is not None and state.step % every == 0
+
+    def last_due(self, state):
+        """Whether the epoch just ended writes the `last` checkpoint."""
+        return self.save_last and (state.epoch % self.last_every == 0 or not self.running(state))
 
     def running(self, state):
         return state.epoch < self.max_epochs and not state.stopped_early and not state.timed_out

@@ -360,6 +360,8 @@ def _weights_to_test(cfg, run, loop, data, state, summary):
     else:
         loop.use_weights(checkpoint.load(best), best)
         tested = f"best.pt (epoch {state.best_epoch}, the best {cfg.trainer.monitor})"
+        # each epoch validated only the metrics it needed; the best one gets them all
+        summary.data["best_val"] = {f"val/{k}": v for k, v in loop.validate(full=True).items()} or None
     if "test_last" in summary.data:
         tested += f"; test_last: the last epoch's (epoch {state.epoch})"
     summary.data["tested_weights"] = tested

@@ -6,6 +6,9 @@ REGRESSION_SCALARS = ("loss", "mse", "rmse", "mae", "r2")
 # a binary task's positive class: its precision, recall and F1 at the decision threshold, and the
 # area under its precision-recall curve
 BINARY_SCALARS = ("precision", "recall", "f1", "average_precision")
+# Metrics that need every sample's probabilities, not only the confusion matrix: validation
+# computes them each epoch only when they are monitored or listed in trainer.val_metrics.
+PROBABILITY_METRICS = ("roc_auc", "log_loss", "ece", "average_precision")
 
 
 def scalar_names(task):

@@ -1,8 +1,9 @@
 """Metrics of a set of predictions (scikit-learn where it has them).
 
-`scalar_metrics` gives the numbers logged each epoch and usable as
-`trainer.monitor` (prefixed `val/`); `evaluate` adds the confusion matrix and
-per-class tables for the test split.
+`scalar_metrics` gives every number usable as `trainer.monitor` (prefixed
+`val/`), for the test split and the best epoch; `epoch_metrics` gives an
+epoch's validation numbers from counts on the training device; `evaluate` adds
+the confusion matrix and per-class tables for the test split.
 """
 
 import warnings
@@ -91,6 +92,59 @@ def scalar_metrics(p, num_classes, loss=None):
         out["log_loss"] = float(skm.log_loss(p.true, np.clip(p.probs, 1e-7, 1), labels=labels))
     out["ece"] = expected_calibration_error(p.confidence, p.correct)
     return out
+
+
+def epoch_metrics(task, outputs, targets, loss, num_classes, threshold=0.5, target_scale=None, extra=()):
+    """An epoch's validation numbers from outputs that stay on the training device: the loss, and
+    every metric of the confusion matrix (classification) or of error sums (regression), counted
+    there and read as one small array; `extra` names probability metrics to add (through
+    scikit-learn, on the host)."""
+    if task == "regression":
+        return {"loss": loss, **_regression_metrics(outputs.float(), targets.float(), target_scale)}
+    if task == "binary":
+        predicted = (torch.sigmoid(outputs.float().view(-1)) >= threshold).long()
+    else:
+        predicted = outputs.argmax(1)
+    true = targets.view(-1).long()
+    matrix = torch.bincount(true * num_classes + predicted, minlength=num_classes ** 2)
+    result = {"loss": loss, **confusion_metrics(matrix.view(num_classes, num_classes).cpu().numpy(), task)}
+    if extra:
+        full = scalar_metrics(Predictions(task, outputs.cpu(), targets.cpu(), threshold, target_scale), num_classes, loss)
+        result.update({name: full[name] for name in extra if name in full})
+    return result
+
+
+def confusion_metrics(matrix, task):
+    """accuracy, balanced accuracy, macro and weighted precision, recall and F1 (and a binary task's
+    positive-class precision, recall and F1) of a confusion matrix (rows: true), as scikit-learn
+    computes them with zero_division=0."""
+    matrix = np.asarray(matrix, dtype=float)
+    tp, support, predicted = np.diag(matrix), matrix.sum(1), matrix.sum(0)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    f1 = np.divide(2 * tp, support + predicted, out=np.zeros_like(tp), where=support + predicted > 0)
+    weights = support / max(support.sum(), 1)
+    out = {"accuracy": float(tp.sum() / max(matrix.sum(), 1)), "balanced_accuracy": float(recall[support > 0].mean())}
+    for avg, mean in (("macro", np.mean), ("weighted", lambda v: float((v * weights).sum()))):
+        out.update({f"precision_{avg}": float(mean(precision)), f"recall_{avg}": float(mean(recall)),
+                    f"f1_{avg}": float(mean(f1))})
+    if task == "binary":
+        out.update(precision=float(precision[1]), recall=float(recall[1]), f1=float(f1[1]))
+    return out
+
+
+def _regression_metrics(pred, true, target_scale):
+    """mse, rmse, mae and r2 (averaged over targets) in the targets' own units, from sums on the device."""
+    if target_scale is not None:
+        mean, std = (t.to(pred.device) for t in target_scale)
+        pred, true = pred * std + mean, true * std + mean
+    error = pred - true
+    spread, squared = ((true - true.mean(0)) ** 2).sum(0), (error ** 2).sum(0)
+    # a constant target scores 1 when predicted exactly, else 0 (as scikit-learn's r2_score)
+    r2 = torch.where(spread > 0, 1 - squared / spread.clamp(min=1e-30), (squared == 0).float())
+    sums = torch.stack([(error ** 2).mean(), error.abs().mean(), r2.mean()]).tolist()  # one read
+    mse = sums[0]
+    return {"mse": mse, "rmse": mse ** 0.5, "mae": sums[1], "r2": sums[2] if len(true) > 1 else float("nan")}
 
 
 def per_class_table(p, class_names):

@@ -78,6 +78,7 @@ class Loop:
     accumulate: int = 1             # micro-batches per optimizer step (gradient accumulation)
     step_hooks: list = field(default_factory=list)  # called after every micro-batch (e.g. a profiler's step)
     averaging: Averaging = None     # EMA or SWA of the weights: then the averaged weights are validated and kept
+    val_metrics: tuple = ()         # probability metrics (roc_auc, ...) validated every epoch besides the cheap ones
 
     def __post_init__(self):
         forward = distributed.wrap(self.model, self.device)
@@ -127,7 +128,7 @@ class Loop:
                 save("best", self.state_dict(state))
             if not self._swa_owns_schedule(state.epoch - 1):
                 self.schedule.after_epoch(row[self.policy.monitor])
-            if self.policy.save_last:
+            if self.policy.last_due(state):
                 save("last", self.state_dict(state))
             if on_epoch:
                 on_epoch(state, row)
@@ -271,8 +272,9 @@ class Loop:
 
     # -------------------------------------------------------------- evaluating
     @torch.inference_mode()
-    def predict(self, batches, with_embeddings=False):
-        """Outputs, targets (and embeddings) of every batch, on the CPU."""
+    def predict(self, batches, with_embeddings=False, on_device=False):
+        """Outputs, targets (and embeddings) of every batch, on the CPU (or left on the device), and
+        the loss over them all."""
         model = self.eval_model
         model.eval()
         forward = self.forward if model is self.model else model
@@ -290,6 +292,8 @@ class Loop:
                 targets.append(y)
         out, y = torch.cat(outs).float(), torch.cat(targets)
         loss = self.loss_fn(out, y).item()
+        if on_device:
+            return out, y, loss, None
         emb = torch.cat(embeds).float().cpu() if embeds else None
         return out.cpu(), y.cpu(), loss, emb
 
@@ -301,12 +305,18 @@ class Loop:
     def predictions(self, out, y):
         return metrics.Predictions(self.task, out, y, self.threshold, self.target_scale)
 
-    def validate(self):
-        """The validation metrics of the weights evaluated; none without validation rows (split.val=0)."""
+    def validate(self, full=False):
+        """The validation metrics of the weights evaluated (none without validation rows: split.val=0).
+        Each epoch: the loss and what the confusion matrix (or the error sums) gives, counted on the
+        device, plus `val_metrics`; `full`: every metric, as the test split gets them."""
         if not len(self.val_batches):
             return {}
-        out, y, loss, _ = self.predict(self.val_batches)
-        return metrics.scalar_metrics(self.predictions(out, y), self.num_classes, loss)
+        if full:
+            out, y, loss, _ = self.predict(self.val_batches)
+            return metrics.scalar_metrics(self.predictions(out, y), self.num_classes, loss)
+        out, y, loss, _ = self.predict(self.val_batches, on_device=True)
+        return metrics.epoch_metrics(self.task, out, y, loss, self.num_classes, self.threshold, self.target_scale,
+                                     self.val_metrics)
 
     # ------------------------------------------------------------ checkpoints
     def state_dict(self, state, mid_epoch=False):

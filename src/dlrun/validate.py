@@ -11,7 +11,7 @@ import math
 from omegaconf import OmegaConf
 
 from dlrun.errors import ConfigError, unknown_choice
-from dlrun.metric_names import BINARY_SCALARS, CLASSIFICATION_SCALARS, REGRESSION_SCALARS, monitor_names
+from dlrun.metric_names import BINARY_SCALARS, CLASSIFICATION_SCALARS, PROBABILITY_METRICS, REGRESSION_SCALARS, monitor_names
 
 ONNX_PACKAGES = ("onnx", "onnxscript")
 
@@ -38,6 +38,7 @@ RANGES = {
     "trainer.early_stopping.min_delta": (float, lambda v: v >= 0, ">= 0"),
     "trainer.accumulate_grad_batches": (int, lambda v: v >= 1, ">= 1"),
     "trainer.val_every_n_steps": (int, lambda v: v >= 1, ">= 1 or null"),
+    "trainer.checkpoint.every_n_epochs": (int, lambda v: v >= 1, ">= 1"),
     "trainer.checkpoint.every_n_steps": (int, lambda v: v >= 1, ">= 1 or null"),
     "trainer.overfit_batches": (int, lambda v: v >= 0, ">= 0"),
     "trainer.profile_steps": (int, lambda v: v >= 0, ">= 0"),
@@ -161,6 +162,11 @@ def check_config(cfg):
     if cfg.task == "eval" and not cfg.ckpt_path:
         raise ConfigError("task=eval needs ckpt_path=<checkpoint file or run directory>.")
     _check_monitor_syntax(cfg.trainer.monitor)
+    listed = cfg.trainer.val_metrics
+    for name in ([] if listed == "all" else listed if OmegaConf.is_list(listed) else [listed]):
+        if name not in PROBABILITY_METRICS:
+            raise ConfigError(unknown_choice("trainer.val_metrics", name, [*PROBABILITY_METRICS, "all"]) +
+                              " (the loss and the confusion matrix's metrics are always validated)")
 
 
 def _check_sizes(key, value, test, allowed):

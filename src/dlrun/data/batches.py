@@ -1,8 +1,10 @@
 """Batches for the training loop.
 
-In-memory data lives on the training device (uint8 where the source is uint8)
-and is batched by indexing with a seeded on-device permutation; scaling,
-normalisation and augmentation run there as batched tensor operations.
+In-memory data lives on the training device and is batched by indexing with a
+seeded on-device permutation. uint8 images are scaled and normalised there once,
+for the whole tensor, when nothing random happens per batch; with augmentation
+(or resizing) they stay uint8 and each batch is scaled, resized, augmented and
+normalised as one tensor operation.
 Datasets that do not fit go through a DataLoader instead.
 
 How training rows are drawn each epoch (trainer.sampling): `shuffle`, every row once in a
@@ -40,6 +42,11 @@ class DeviceTransform:
     def of(cls, data, device, augment=None, generator=None):
         """The transform of a prepared dataset (its normalisation and dataset.resize)."""
         return cls(device, data.mean, data.std, augment, generator, data.extra.get("resize"))
+
+    def fixed(self, train):
+        """Whether this transform gives every image the same result each time (no augmentation,
+        no resizing), so that it can be applied once to the whole tensor."""
+        return not self.resize and not (train and self.augment)
 
     def __call__(self, x, train):
         if x.dtype == torch.uint8:
@@ -129,6 +136,10 @@ class TensorBatches:
         self.y = part.y.to(device)
         self.batch_size = batch_size
         self.transform = transform
+        if self.x.dtype == torch.uint8 and transform.fixed(train) and self.x.numel() * 4 <= WHOLE_TENSOR_BYTES:
+            # Converted and normalised once, not at every batch of every epoch: evaluation batches
+            # are then views, training batches one gather.
+            self.x, self.transform = _transformed(self.x, transform, train), None
         self.train = train
         self.shuffle = torch.Generator(device=device).manual_seed(seed)
         self.sampling = sampling if train else None
@@ -175,7 +186,8 @@ class TensorBatches:
             rows = slice(i * self.batch_size, (i + 1) * self.batch_size)
             # Evaluation reads contiguous slices (views); training gathers its shuffled rows.
             idx = rows if order is None else order[rows]
-            yield self.transform(self.x[idx], self.train), self.y[idx]
+            x = self.x[idx]
+            yield (x if self.transform is None else self.transform(x, self.train)), self.y[idx]
 
     def _undersampled(self):
         """As many rows of each class as the rarest has (a fresh draw each epoch), shuffled."""
@@ -192,6 +204,21 @@ class TensorBatches:
 
     def load_state_dict(self, state):
         self.shuffle.set_state(state["shuffle"])
+
+
+# The largest float32 copy of a uint8 image tensor made to convert it once (a larger one, such as
+# resized ImageNet-sized images, is converted batch by batch).
+WHOLE_TENSOR_BYTES = 4 * 2**30
+
+
+def _transformed(x, transform, train, chunk=4096):
+    """`transform` applied to the whole uint8 tensor `x`, in chunks (the peak is the float32 result
+    and one chunk's intermediates)."""
+    first = transform(x[:1], train)
+    out = torch.empty((len(x), *first.shape[1:]), dtype=first.dtype, device=x.device)
+    for i in range(0, len(x), chunk):
+        out[i:i + chunk] = transform(x[i:i + chunk], train)
+    return out
 
 
 class LoaderBatches:

@@ -1,0 +1,70 @@
+"""What each epoch costs: its validation numbers, counted on the device, equal scikit-learn's;
+the probability metrics are validated only where they are monitored or listed; last.pt is written
+at its interval."""
+
+import pytest
+import torch
+
+import dlrun
+from dlrun import metrics
+from dlrun.api import compose
+from dlrun.errors import ConfigError
+
+QUIET = ["trainer.progress=false", "show_config=none", "plots=[]", "report=false", "trainer.max_epochs=2"]
+
+
+@pytest.mark.parametrize("task,classes", [("multiclass", 5), ("binary", 2)])
+def test_the_confusion_matrix_gives_scikit_learns_numbers(task, classes):
+    rng = torch.Generator().manual_seed(0)
+    for n in (7, 200):  # few rows: some classes never true or never predicted
+        outputs = torch.randn(n, 1 if task == "binary" else classes, generator=rng)
+        targets = torch.randint(0, classes, (n,), generator=rng)
+        if task == "multiclass":
+            targets[targets == 4] = 3  # class 4 is never true
+        ours = metrics.epoch_metrics(task, outputs, targets, 0.5, classes, threshold=0.3)
+        theirs = metrics.scalar_metrics(metrics.Predictions(task, outputs, targets, 0.3), classes, 0.5)
+        assert set(ours) < set(theirs) and "roc_auc" not in ours
+        for name, value in ours.items():
+            assert value == pytest.approx(theirs[name], abs=1e-12), (name, n)
+
+
+def test_regression_errors_are_scikit_learns_in_the_targets_units():
+    rng = torch.Generator().manual_seed(1)
+    outputs, targets = torch.randn(50, 2, generator=rng), torch.randn(50, 2, generator=rng)
+    scale = (torch.tensor([10.0, -3.0]), torch.tensor([2.0, 0.5]))
+    ours = metrics.epoch_metrics("regression", outputs, targets, 0.7, 0, target_scale=scale)
+    theirs = metrics.scalar_metrics(metrics.Predictions("regression", outputs, targets, target_scale=scale), 0, 0.7)
+    assert ours == pytest.approx(theirs)
+    constant = metrics.epoch_metrics("regression", torch.ones(4, 1), torch.ones(4, 1), 0.0, 0)
+    assert constant["r2"] == 1.0  # a constant target predicted exactly, as scikit-learn scores it
+
+
+def test_probability_metrics_each_epoch_only_when_asked(tmp_path):
+    from dlrun import artifacts
+
+    plain = dlrun.run(QUIET, run_dir=tmp_path / "plain")
+    columns = artifacts.read_csv(tmp_path / "plain" / "metrics.csv")[0]
+    assert "val/f1_macro" in columns and "val/roc_auc" not in columns
+    assert plain["best_val"]["val/roc_auc"] > 0.9  # the best epoch gets every metric, measured again
+    assert plain["best_val"]["val/loss"] == plain["monitor"]["best_value"]
+    dlrun.run([*QUIET, "trainer.val_metrics=[ece]", "trainer.monitor=val/roc_auc", "trainer.mode=max"],
+              run_dir=tmp_path / "asked")
+    columns = artifacts.read_csv(tmp_path / "asked" / "metrics.csv")[0]
+    assert "val/ece" in columns and "val/roc_auc" in columns and "val/log_loss" not in columns
+    from dlrun import validate
+
+    with pytest.raises(ConfigError, match="trainer.val_metrics=f1_macro is not known"):
+        validate.check_config(compose(["trainer.val_metrics=[f1_macro]"]))
+
+
+def test_last_checkpoint_at_its_interval_and_after_the_final_epoch():
+    from conftest import NoStop, built_loop
+    from dlrun.fit_policy import FitState
+
+    loop = built_loop("trainer.max_epochs=5", "trainer.checkpoint.every_n_epochs=2", "trainer.early_stopping.enabled=false",
+                      "plots=[]")
+    written = []
+    loop.fit(FitState(), lambda name, ckpt: written.append((name, ckpt["fit"]["epoch"])), NoStop())
+    assert [epoch for name, epoch in written if name == "last"] == [2, 4, 5]
+    best = [epoch for name, epoch in written if name == "best"]
+    assert best == sorted(set(best)) and len(best) <= 5  # only epochs that improved the monitor
