@@ -14,6 +14,7 @@ SCRIPTS = {
     "loop_overhead.py": ["--epochs", "1"],
     "startup.py": ["--quick", "--repeats", "1"],
     "memory.py": ["--epochs", "3"],
+    "time_to_result.py": ["--rounds", "1"],
 }
 
 
@@ -43,3 +44,5 @@ def test_benchmark_script_runs(script):
     assert proc.stdout.strip()
     if script == "loop_overhead.py":
         assert "dlrun loop" in proc.stdout and "x plain" in proc.stdout
+    if script == "time_to_result.py":
+        assert "dlrun / plain = " in proc.stdout and "artifacts" in proc.stdout

@@ -1,6 +1,6 @@
 """Plots drawn beside the run: worker processes started with the run import matplotlib while
 the model trains, draw the data plots during training and the result plots in parallel, so that
-the run's own process never pays for matplotlib.
+the run's own process never pays for matplotlib. A run with a few plots draws them itself.
 
 Workers are spawned (not forked: a fork of a process that has run torch's thread pools can
 hang), ignore Ctrl-C (the run handles it, then stops them), and write each PNG atomically, as
@@ -16,6 +16,7 @@ import types
 from concurrent.futures import ProcessPoolExecutor
 
 MAX_WORKERS = 4
+FEW_PLOTS = 3
 
 
 def _ready():
@@ -55,8 +56,10 @@ def cores():
 
 
 def worker_count(plots):
-    """How many workers a run with these plots gets: none for a single core or no plots."""
-    return 0 if cores() < 2 or not plots else min(MAX_WORKERS, cores(), len(plots))
+    """How many workers a run with these plots gets: none on a single core, and none for a few
+    plots (a worker's start-up, about a second and a half of CPU, competes with training and
+    costs more than drawing three plots here)."""
+    return 0 if cores() < 2 or len(plots) <= FEW_PLOTS else min(MAX_WORKERS, cores(), len(plots))
 
 
 @contextlib.contextmanager
