@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/time_to_result.py
+	$(BIN)/python bench/scaling.py
 	-$(BIN)/python bench/gpu.py  # exits 2, saying so, where there is no GPU
 
 # Resolve every dependency afresh (all extras) in a scratch environment and pin the result.

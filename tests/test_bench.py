@@ -15,6 +15,7 @@ SCRIPTS = {
     "startup.py": ["--quick", "--repeats", "1"],
     "memory.py": ["--epochs", "3"],
     "time_to_result.py": ["--rounds", "1"],
+    "scaling.py": ["--quick"],
 }
 
 
@@ -44,5 +45,7 @@ def test_benchmark_script_runs(script):
     assert proc.stdout.strip()
     if script == "loop_overhead.py":
         assert "dlrun loop" in proc.stdout and "x plain" in proc.stdout
+    if script == "scaling.py":
+        assert proc.stdout.count("us/row") == 4 and "held on" in proc.stdout
     if script == "time_to_result.py":
         assert "dlrun / plain = " in proc.stdout and "artifacts" in proc.stdout

@@ -34,3 +34,26 @@ def test_training_batches_match_the_per_batch_path_and_augmentation_stays_per_ba
         assert torch.equal(a, b) and torch.equal(ya, yb)
     augmented = TensorBatches(part, 16, CPU, DeviceTransform(CPU, MEAN, STD, "flip", torch.Generator()), train=True)
     assert augmented.x.dtype == torch.uint8 and augmented.transform is not None  # random per batch, per epoch
+
+
+def test_data_larger_than_the_devices_budget_streams_through_a_dataloader(tmp_path, monkeypatch):
+    import dlrun
+    from dlrun import build
+    from dlrun.data.batches import LoaderBatches, resident_bytes
+
+    data_bytes = []
+    monkeypatch.setattr(build, "device_budget", lambda device: 100_000)  # as a GPU with little free memory
+    monkeypatch.setattr(build, "resident_bytes", lambda parts: data_bytes.append(resident_bytes(parts)) or
+                        data_bytes[-1])
+    summary = dlrun.run(["trainer.progress=false", "show_config=none", "model=cnn", "trainer.max_epochs=2", "plots=[]",
+                         "report=false"], run_dir=tmp_path / "run")
+    assert data_bytes[0] == 1797 * 64 * 4 + 1797 * 8  # digits: float32 pixels and int64 labels
+    assert summary["data_summary"]["streamed"] == (
+        "the data needs 0.5 MiB on cpu and half of its free memory is 0.1 MiB: batches stream from host memory "
+        "through a DataLoader")
+    assert summary["status"] == "completed" and summary["test"]["accuracy"] > 0.5
+    assert "batches stream from host memory" in (tmp_path / "run" / "run.log").read_text()
+    from conftest import built_loop
+
+    monkeypatch.setattr(build, "device_budget", lambda device: 100_000)
+    assert isinstance(built_loop("plots=[]").train_batches, LoaderBatches)

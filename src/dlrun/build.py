@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from dlrun import data as datasets
 from dlrun import distributed, loss, models, optimizer, scheduler
 from dlrun.averaging import Averaging
-from dlrun.data.batches import DeviceTransform, limit, make_batches
+from dlrun.data.batches import DeviceTransform, device_budget, limit, make_batches, resident_bytes
 from dlrun.errors import ConfigError
 from dlrun.finetune import Freezing
 from dlrun.fit_policy import FitPolicy
@@ -136,11 +136,12 @@ def loop(cfg, data, net, device, overrides=(), sources=None):
         raise ConfigError(f"regularization.augment={reg.augment} needs an image dataset.")
     train_tf = DeviceTransform.of(data, device, reg.augment, augment_gen)
     eval_tf = DeviceTransform.of(data, device)
+    resident = _resident(data, device)
     train_batches = make_batches(data.train, tr.batch_size, device, train_tf, True, cfg.seed + 1, tr.sampling,
-                                 tr.num_workers, shard=distributed.shard())
+                                 tr.num_workers, shard=distributed.shard(), resident=resident)
     train_batches = limit(train_batches, tr.limit_train_batches)
     val_batches = limit(make_batches(data.val, tr.eval_batch_size, device, eval_tf, False, 0,
-                                     num_workers=tr.num_workers), tr.limit_val_batches)
+                                     num_workers=tr.num_workers, resident=resident), tr.limit_val_batches)
     loss_fn = loss.build(plain(cfg.loss), data.task, data.train.y, data.num_classes).to(device)
     opt = optimizer.build(plain(cfg.optimizer), net, reg)
     # Schedulers count optimizer steps: one per accumulation window.
@@ -186,5 +187,23 @@ def patterns(value):
 
 
 def test_batches(cfg, data, device):
-    return make_batches(data.test, cfg.trainer.eval_batch_size, device,
-                        DeviceTransform.of(data, device), False, 0, num_workers=cfg.trainer.num_workers)
+    return make_batches(data.test, cfg.trainer.eval_batch_size, device, DeviceTransform.of(data, device), False, 0,
+                        num_workers=cfg.trainer.num_workers, resident=_resident(data, device))
+
+
+def _resident(data, device):
+    """Whether the in-memory splits are held on the training device: yes unless together they
+    exceed its budget (batches.device_budget); then they stay in host memory and stream through a
+    DataLoader, which data.extra["streamed"] says, with why."""
+    if "streamed" in data.extra:
+        return not data.extra["streamed"]
+    needed, budget = resident_bytes([data.train, data.val, data.test]), device_budget(device)
+    data.extra["streamed"] = budget is not None and needed > budget
+    if data.extra["streamed"]:
+        data.extra["streamed_why"] = (f"the data needs {_size(needed)} on {device} and half of its free memory is "
+                                      f"{_size(budget)}: batches stream from host memory through a DataLoader")
+    return not data.extra["streamed"]
+
+
+def _size(n):
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"

@@ -84,6 +84,8 @@ def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter)
     net = build.model(cfg, data)
     about = {"init_from": _init_from(cfg, net) if ckpt is None else None}
     loop = build.loop(cfg, data, net, device, overrides, sources)  # applies model.freeze, so the summary counts it
+    if data.extra.get("streamed"):
+        _phase(cfg, data.extra["streamed_why"])
     about.update(model_summary=inspection.model_summary(net, data.input_shape),
                  data_summary=inspection.data_summary(data))
     summary.start(data, about)

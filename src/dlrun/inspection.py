@@ -65,6 +65,8 @@ def data_summary(data):
     summary = {"input_shape": list(data.input_shape), "task": data.task}
     if data.extra.get("source_dtype"):  # what the dataset builder gave (float64 and integers become float32)
         summary["source_dtype"] = data.extra["source_dtype"]
+    if data.extra.get("streamed"):  # too large for the device: streamed from host memory
+        summary["streamed"] = data.extra["streamed_why"]
     if data.task != "regression":
         summary["class_counts"] = {split: _counts(getattr(data, split).y, data.class_names)
                                    for split in ("train", "val", "test")}

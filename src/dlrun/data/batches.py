@@ -299,10 +299,35 @@ def _seed_worker(worker_id):
     random.seed(seed)
 
 
-def make_batches(part, batch_size, device, transform, train, seed, sampling="shuffle", num_workers=0, shard=(0, 1)):
-    if torch.is_tensor(part.x):
+def make_batches(part, batch_size, device, transform, train, seed, sampling="shuffle", num_workers=0, shard=(0, 1),
+                 resident=True):
+    """Device-resident batches of an in-memory split, or (a Dataset, or `resident` False: the data
+    does not fit on the device) batches streamed from host memory through a DataLoader."""
+    if torch.is_tensor(part.x) and resident:
         return TensorBatches(part, batch_size, device, transform, train, seed, sampling, shard)
+    if torch.is_tensor(part.x):
+        part = type(part)(torch.utils.data.TensorDataset(part.x, part.y), part.y, part.rows)
     return LoaderBatches(part, batch_size, device, transform, train, seed, sampling, num_workers, shard)
+
+
+# The share of an accelerator's free memory that the data held on it may take (the model, its
+# gradients, the optimizer state and the activations need the rest).
+RESIDENT_SHARE = 0.5
+
+
+def resident_bytes(parts):
+    """Bytes the splits take on the device: float32 for every value (uint8 images are converted
+    there once), plus the labels."""
+    return sum(4 * part.x.numel() + part.y.numel() * part.y.element_size() for part in parts if torch.is_tensor(part.x))
+
+
+def device_budget(device):
+    """Bytes of data the device may hold, or None where the data already is in host memory (CPU)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0] * RESIDENT_SHARE)
+    if device.type == "mps":
+        return int((torch.mps.recommended_max_memory() - torch.mps.current_allocated_memory()) * RESIDENT_SHARE)
+    return None
 
 
 class LimitedBatches:
