@@ -342,7 +342,7 @@ def _without_validation(cfg, data, summary):
     _phase(cfg, summary.data["validation"])
 
 
-def tested_weights(setting, has_validation):
+def _tested_weights(setting, has_validation):
     """trainer.test_weights: auto is the best epoch's weights with a validation split, the last without."""
     if setting == "auto":
         return "best" if has_validation else "last"
@@ -352,7 +352,7 @@ def tested_weights(setting, has_validation):
 def _weights_to_test(cfg, run, loop, data, state, summary):
     """Put the weights to test in the loop (trainer.test_weights): best.pt's, or the last epoch's,
     which the loop holds after training; with `both`, the last ones are tested first, into test_last."""
-    which = tested_weights(cfg.trainer.test_weights, len(data.val) > 0)
+    which = _tested_weights(cfg.trainer.test_weights, len(data.val) > 0)
     best = run.checkpoint("best")
     if which == "both" and len(data.test):
         _phase(cfg, f"evaluating the last epoch's weights on the test split ({len(data.test)} samples)")
