@@ -57,3 +57,23 @@ def test_worker_count_follows_the_cores_and_the_plots():
     assert plot_workers.worker_count([]) == plot_workers.worker_count(["curves", "confusion"]) == 0
     cores = plot_workers.cores()
     assert plot_workers.worker_count(["curves"] * 5) == (0 if cores < 2 else min(4, cores))
+
+
+def test_runs_in_one_process_share_the_workers_and_a_killed_one_is_replaced(tmp_path):
+    import os
+    import signal
+    from concurrent.futures.process import BrokenProcessPool
+
+    first, second = plot_workers.PlotWorkers(2), plot_workers.PlotWorkers(2)
+    assert first.pool is second.pool
+    first.submit(_jobs(tmp_path))
+    first.wait()
+    for process in list(first.pool._processes.values()):  # as the OOM killer would
+        os.kill(process.pid, signal.SIGKILL)
+    with pytest.raises(BrokenProcessPool):  # the run that was drawing fails
+        second.submit(_jobs(tmp_path))
+        second.wait()
+    with plot_workers.PlotWorkers(2) as later:  # the next run in this process gets new workers
+        later.submit(_jobs(tmp_path))
+        later.wait()
+    assert later.pool is not first.pool

@@ -3,8 +3,9 @@ the model trains, draw the data plots during training and the result plots in pa
 the run's own process never pays for matplotlib. A run with a few plots draws them itself.
 
 Workers are spawned (not forked: a fork of a process that has run torch's thread pools can
-hang), ignore Ctrl-C (the run handles it, then stops them), and write each PNG atomically, as
-the run itself would. With one core, or no plot to draw, the plots are drawn in the run's process.
+hang), once per process (the folds of a cross-validation and the jobs of an in-process sweep
+share them), ignore Ctrl-C (the run handles it; they end with the process), and write each PNG
+atomically, as the run itself would. With one core, or no plot to draw, the plots are drawn in the run's process.
 """
 
 import contextlib
@@ -14,6 +15,7 @@ import signal
 import sys
 import types
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 MAX_WORKERS = 4
 FEW_PLOTS = 3
@@ -75,25 +77,41 @@ def _main_module_hidden():
         sys.modules["__main__"] = main
 
 
+_POOL = {}  # the process's one pool, by worker count: the folds of a cross-validation and the jobs of an
+           # in-process sweep reuse its warm workers
+
+
+def _pool(workers):
+    """The process's pool of `workers` plot workers, started (and warmed) on first use."""
+    pool = _POOL.get(workers)
+    if pool is None:
+        with _main_module_hidden():
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ready)
+            for _ in range(workers):  # each submit starts a worker, until there are `workers`
+                pool.submit(_warm)
+        _POOL[workers] = pool
+    return pool
+
+
 class PlotWorkers:
     """Draw plot jobs (plots.Job) in `workers` processes, or here with 0. `wait` returns when
     every job submitted so far is on disk, and raises the first job's error."""
 
     def __init__(self, workers):
-        self.pool = None
+        self.workers = workers
+        self.pool = _pool(workers) if workers else None
         self.pending = []
-        if workers:
-            with _main_module_hidden():
-                self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=_ready)
-                for _ in range(workers):  # each submit starts a worker, until there are `workers`
-                    self.pool.submit(_warm)
 
     def submit(self, jobs):
         for job in jobs:
             if self.pool is None:
                 job.draw()
-            else:
+                continue
+            try:
+                self.pending.append(self.pool.submit(_draw, job))
+            except BrokenProcessPool:  # a worker was killed: its pool is gone, a new one takes over
+                _POOL.pop(self.workers, None)
+                self.pool = _pool(self.workers)
                 self.pending.append(self.pool.submit(_draw, job))
 
     def wait(self):
@@ -105,7 +123,8 @@ class PlotWorkers:
         return self
 
     def __exit__(self, *exc):
-        if self.pool is not None:
-            # On an error or a stop, queued plots are dropped; those being drawn finish.
-            self.pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+        # On an error or a stop, this run's queued plots are dropped; those being drawn finish.
+        for future in self.pending:
+            future.cancel()
+        self.pending = []
         return False
