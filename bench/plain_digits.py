@@ -27,6 +27,11 @@ def model():
 
 
 def main():
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    epochs = parser.parse_args().epochs
     torch.manual_seed(SEED)
     np.random.seed(SEED)
     digits = load_digits()
@@ -38,12 +43,12 @@ def main():
     net = model()
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
     steps = -(-len(train) // BATCH)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-2, epochs=EPOCHS, steps_per_epoch=steps,
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-2, epochs=epochs, steps_per_epoch=steps,
                                                    pct_start=0.25)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
     x_train, y_train = x[train], y[train]
     best_loss, best_state = float("inf"), None
-    for _ in range(EPOCHS):
+    for _ in range(epochs):
         net.train()
         order = torch.randperm(len(train))
         for i in range(steps):

@@ -41,17 +41,20 @@ def dlrun(args, cwd, run_dir):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, help="fewer epochs for both (a check of this script, not a result)")
     args = parser.parse_args()
+    epochs = [] if args.epochs is None else [f"--epochs={args.epochs}"]
+    budget = [] if args.epochs is None else [f"trainer.max_epochs={args.epochs}"]
     plain, ours, accuracies, plain_accuracies, artifacts = [], [], [], [], []
     with tempfile.TemporaryDirectory() as cwd:
         for i in range(args.rounds):
-            seconds, out = wall([sys.executable, str(PLAIN)], cwd)
+            seconds, out = wall([sys.executable, str(PLAIN), *epochs], cwd)
             plain.append(seconds)
             plain_accuracies.append(float(re.search(r"test accuracy ([\d.]+)", out).group(1)))
-            seconds, summary = dlrun(["experiment=digits_fast"], cwd, Path(cwd) / f"fast{i}")
+            seconds, summary = dlrun(["experiment=digits_fast", *budget], cwd, Path(cwd) / f"fast{i}")
             ours.append(seconds)
             accuracies.append(summary["test"]["accuracy"])
-            _, summary = dlrun([], cwd, Path(cwd) / f"default{i}")
+            _, summary = dlrun(budget, cwd, Path(cwd) / f"default{i}")
             artifacts.append(summary["timings"])
     ratio = statistics.median(ours) / statistics.median(plain)
     print(f"plain PyTorch script (bench/plain_digits.py)  median {statistics.median(plain):6.2f} s  "

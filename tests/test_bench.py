@@ -14,7 +14,7 @@ SCRIPTS = {
     "loop_overhead.py": ["--epochs", "1"],
     "startup.py": ["--quick", "--repeats", "1"],
     "memory.py": ["--epochs", "3"],
-    "time_to_result.py": ["--rounds", "1"],
+    "time_to_result.py": ["--rounds", "1", "--epochs", "2"],
     "scaling.py": ["--quick"],
 }
 
