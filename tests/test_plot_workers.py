@@ -40,6 +40,7 @@ def test_a_failing_plot_fails_where_the_run_waits(tmp_path):
     assert not (tmp_path / "bad.png").exists()
 
 
+@pytest.mark.slow
 def test_a_script_without_a_main_guard_starts_workers_once(tmp_path):
     script = tmp_path / "train.py"
     script.write_text("from pathlib import Path\n"
@@ -59,6 +60,7 @@ def test_worker_count_follows_the_cores_and_the_plots():
     assert plot_workers.worker_count(["curves"] * 5) == (0 if cores < 2 else min(4, cores))
 
 
+@pytest.mark.slow
 def test_runs_in_one_process_share_the_workers_and_a_killed_one_is_replaced(tmp_path):
     import os
     import signal
