@@ -165,8 +165,8 @@ def check_config(cfg):
     listed = cfg.trainer.val_metrics
     for name in ([] if listed == "all" else listed if OmegaConf.is_list(listed) else [listed]):
         if name not in PROBABILITY_METRICS:
-            raise ConfigError(unknown_choice("trainer.val_metrics", name, [*PROBABILITY_METRICS, "all"]) +
-                              " (the loss and the confusion matrix's metrics are always validated)")
+            raise ConfigError(unknown_choice("trainer.val_metrics", name, [*PROBABILITY_METRICS, "all"]).rstrip(".") +
+                              "; the loss and the confusion matrix's metrics are always validated.")
 
 
 def _check_sizes(key, value, test, allowed):
