@@ -63,8 +63,7 @@ def prepare_argv(argv):
         if args.multirun and (args.cfg or args.info):
             raise ConfigError("--cfg and --info show one job's config: drop -m (and give single values) to see it.")
         return _flags(args) + args.overrides, None
-    if args.config_dir is not None and not Path(args.config_dir).is_dir():
-        raise ConfigError(f"--config-dir {args.config_dir}: no such directory.")
+    _check_config_dirs([] if args.config_dir is None else [args.config_dir])
     multirun, overrides = args.multirun, list(args.overrides)
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     user_dir = config.value_of(overrides, key)
@@ -103,18 +102,21 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.raiseExceptions = False  # run.log on a full disk: the run's own error says so, once, not per line
     config_dirs, rest = _config_dirs(argv)
-    if rest[:1] and rest[0] in SUBCOMMANDS or {"--help", "-h"} & set(rest):
-        missing = [d for d in config_dirs if not Path(d).is_dir()]
-        if missing:
+    sub = rest[0] if rest[:1] and rest[0] in SUBCOMMANDS else None
+    wants_help = bool({"--help", "-h"} & set(rest))
+    if sub or wants_help:
+        try:
+            _check_config_dirs(config_dirs)
+        except ConfigError as exc:
             from dlrun.console import error
 
-            error(f"--config-dir {missing[0]}: no such directory.")
-            sys.exit(2)
-    if rest[:1] and rest[0] in SUBCOMMANDS:  # each parses its own arguments, --help included
-        module = importlib.import_module(SUBCOMMANDS[rest[0]])
+            error(str(exc))
+            sys.exit(exc.exit_code)
+    if sub:  # each parses its own arguments, --help included
+        module = importlib.import_module(SUBCOMMANDS[sub])
         # `list` shows the user's configs too; the runs that leaderboard and compare read carry their own.
-        sys.exit(module.main(rest[1:], config_dirs) if rest[0] == "list" else module.main(rest[1:]))
-    if {"--help", "-h"} & set(rest):
+        sys.exit(module.main(rest[1:], config_dirs) if sub == "list" else module.main(rest[1:]))
+    if wants_help:
         from dlrun.listing import help_text
 
         print(help_text(config_dirs), end="")
@@ -138,6 +140,12 @@ def main(argv=None):
             _hydra_main()
     finally:
         _remove_if_empty(reserved)
+
+
+def _check_config_dirs(dirs):
+    missing = next((d for d in dirs if not Path(d).is_dir()), None)
+    if missing is not None:
+        raise ConfigError(f"--config-dir {missing}: no such directory.")
 
 
 def _config_dirs(argv):

@@ -34,9 +34,9 @@ def options(group, config_dirs=()):
     return found
 
 
-def _own(group, config_dirs):
-    """The options of a group that come from the user's config directories."""
-    return [name for name, path in options(group, config_dirs).items() if path.parent.parent != conf_dir()]
+def _own(found):
+    """Of a group's options ({name: file}, see options), those from the user's config directories."""
+    return [name for name, path in found.items() if path.parent.parent != conf_dir()]
 
 
 def option(group, name, config_dirs=()):
@@ -86,8 +86,9 @@ def help_text(config_dirs=()):
     the options of the user's own config directories are named as theirs."""
     lines = []
     for group in groups(config_dirs):
-        own = _own(group, config_dirs)
-        shipped = [name for name in options(group, config_dirs) if name not in own]
+        found = options(group, config_dirs)
+        own = _own(found)
+        shipped = [name for name in found if name not in own]
         lines.append(f"{group}: {', '.join(shipped)}" + (f"{'; ' if shipped else ''}yours: {', '.join(own)}" if own
                                                         else ""))
     return HELP.format(groups="\n".join(lines))
@@ -115,18 +116,20 @@ def main(args, config_dirs=()):
     parser = argparse.ArgumentParser(prog="dlrun list", description="Every option of each config group (all "
                                      "groups by default), with its arguments, defaults and allowed values. "
                                      "--config-dir DIR, before or after `list`, adds your own configs.")
-    parser.add_argument("group", nargs="*", help=f"one of: {', '.join(groups(config_dirs))}")
-    wanted = parser.parse_args(args).group or groups(config_dirs)
+    known = groups(config_dirs)
+    parser.add_argument("group", nargs="*", help=f"one of: {', '.join(known)}")
+    wanted = parser.parse_args(args).group or known
     console = Console()
     for group in wanted:
-        if group not in groups(config_dirs):
-            print(f"dlrun list: {unknown_choice('group', group, groups(config_dirs))}", file=sys.stderr)
+        if group not in known:
+            print(f"dlrun list: {unknown_choice('group', group, known)}", file=sys.stderr)
             return 2
         table = Table(title=f"{group}=", title_justify="left", show_lines=False)
         table.add_column("option", style="bold cyan")
         table.add_column("arguments (defaults)")
-        own = _own(group, config_dirs)
-        for name, path in options(group, config_dirs).items():
+        found = options(group, config_dirs)
+        own = _own(found)
+        for name, path in found.items():
             if "# @package _global_" in path.read_text():
                 args = _description(path)  # a preset changes many groups: show what it is for
             else:
