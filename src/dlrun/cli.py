@@ -7,6 +7,7 @@ entry point imports torch only inside the task function, so `--help`,
 `--cfg job` and `dlrun list` stay fast.
 """
 
+import atexit
 import contextlib
 import importlib
 import logging
@@ -15,6 +16,7 @@ import platform
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import hydra
@@ -96,6 +98,25 @@ def _hydra_main(cfg):
     from dlrun.job import run_from_hydra
 
     return run_from_hydra(cfg)
+
+
+def command():
+    """The `dlrun` console script: `main`, then an exit that runs every exit handler (logs closed,
+    plot workers and other threads joined, buffers flushed) but skips the interpreter's teardown of
+    the loaded modules, which takes about a second once torch is imported and saves nothing."""
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    threading._shutdown()  # what the interpreter's own exit does first: joins non-daemon threads
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
 
 
 def main(argv=None):
