@@ -85,25 +85,23 @@ def lr_range(lrs, losses, smoothed, suggestions):
 
 # ----------------------------------------------------------- classification
 def confusion(matrix, class_names):
-    """Counts and row-normalised (recall per true class), side by side."""
+    """One matrix: each cell's count and its fraction of the true class (the recall of the diagonal),
+    coloured by that fraction so that classes of any size compare; an empty cell is none."""
     matrix = np.asarray(matrix)
     rows = matrix.sum(1, keepdims=True)
     normalised = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
     n = len(class_names)
-    fig, axes = _figure(2, size=(max(10, 1.2 * n), max(5, 0.6 * n)))
-    for ax, data, title, fmt in ((axes[0], matrix, "counts", "d"), (axes[1], normalised, "row-normalised", ".2f")):
-        image = ax.imshow(data, cmap="Blues")
-        fig.colorbar(image, ax=ax, shrink=0.8)
-        ax.set(title=f"Confusion matrix ({title})", xlabel="predicted", ylabel="true",
-               xticks=range(n), yticks=range(n), xticklabels=class_names, yticklabels=class_names)
-        ax.tick_params(axis="x", rotation=45)
-        if n <= 20:
-            threshold = data.max() / 2 if data.max() else 1
-            for i in range(n):
-                for j in range(n):
-                    # inside the cells: kept out of the layout, whose cost grows with every text it measures
-                    ax.text(j, i, format(data[i, j], fmt), ha="center", va="center", fontsize=8,
-                            color="white" if data[i, j] > threshold else "black").set_in_layout(False)
+    fig, ax = _figure(size=(min(20, max(7, 0.7 * n + 2)), min(18, max(6, 0.6 * n + 1))))
+    image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="fraction of the true class")
+    ax.set(title="Confusion matrix: count and fraction of the true class per cell", xlabel="predicted",
+           ylabel="true", xticks=range(n), yticks=range(n), xticklabels=class_names, yticklabels=class_names)
+    ax.tick_params(axis="x", rotation=45)
+    if n <= 20:
+        for i, j in zip(*np.nonzero(matrix)):
+            # inside the cells: kept out of the layout, whose cost grows with every text it measures
+            ax.text(j, i, f"{matrix[i, j]}\n{normalised[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if normalised[i, j] > 0.5 else "black").set_in_layout(False)
     return fig
 
 
