@@ -7,6 +7,7 @@ does not verify the bytes of a tensor, so a corrupted file would otherwise
 load and quietly give other numbers."""
 
 import hashlib
+import io
 import pickle
 import zipfile
 from pathlib import Path
@@ -22,9 +23,20 @@ FORMAT = 1
 
 
 def save(path, state):
+    write(path, serialize(state))
+
+
+def serialize(state):
+    """The bytes of a checkpoint of `state`, with its format and checksum."""
     state = {"format": FORMAT, **state}
     state["checksum"] = checksum(state)
-    atomic_write(path, lambda handle: torch.save(state, handle))
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def write(path, data):
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 def checksum(state):

@@ -198,8 +198,12 @@ def _interrupted_in_results(signal, cfg, run, summary, state):
 def _fit(cfg, loop, state, run, summary):
     tensorboard = _tensorboard(cfg, run)
 
+    written = {}  # the state written last and its bytes: an epoch's best and last are one state, serialized once
+
     def save(name, ckpt):
-        checkpoint.save(run.checkpoint(name), ckpt)
+        if written.get("state") is not ckpt:
+            written.update(state=ckpt, data=checkpoint.serialize(ckpt))
+        checkpoint.write(run.checkpoint(name), written["data"])
 
     def on_epoch(state, row):
         artifacts.write_csv(run.metrics, state.history)

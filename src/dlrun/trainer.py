@@ -124,12 +124,16 @@ class Loop:
             row = {"epoch": state.epoch + 1, **train, **{f"val/{k}": v for k, v in val.items()},
                    "lr": lr, "seconds": time.perf_counter() - started, "samples_per_s": samples_per_s,
                    **devices.peak_memory_mb(self.device)}
-            if self.policy.end_epoch(state, row) and self.policy.save_best:
-                save("best", self.state_dict(state))
+            best = self.policy.end_epoch(state, row) and self.policy.save_best
             if not self._swa_owns_schedule(state.epoch - 1):
                 self.schedule.after_epoch(row[self.policy.monitor])
-            if self.policy.last_due(state):
-                save("last", self.state_dict(state))
+            last = self.policy.last_due(state)
+            if best or last:
+                ckpt = self.state_dict(state)  # one state for both: the caller may serialize it once
+                if best:
+                    save("best", ckpt)  # before last: see checkpoint.resolve
+                if last:
+                    save("last", ckpt)
             if on_epoch:
                 on_epoch(state, row)
         return state
