@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# Test processes run side by side (pytest -n): one torch thread each, as the `dlrun` subprocesses
+# below get, instead of every process spreading over every core.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 DLRUN = Path(sys.executable).parent / "dlrun"
 REPO = Path(__file__).resolve().parent.parent
 
