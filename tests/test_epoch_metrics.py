@@ -68,3 +68,21 @@ def test_last_checkpoint_at_its_interval_and_after_the_final_epoch():
     assert [epoch for name, epoch in written if name == "last"] == [2, 4, 5]
     best = [epoch for name, epoch in written if name == "best"]
     assert best == sorted(set(best)) and len(best) <= 5  # only epochs that improved the monitor
+
+
+def test_an_epochs_best_and_last_are_one_state_written_once(tmp_path):
+    from conftest import NoStop, built_loop
+    from dlrun import checkpoint
+    from dlrun.fit_policy import FitState
+
+    loop = built_loop("trainer.max_epochs=3", "trainer.early_stopping.enabled=false", "plots=[]")
+    written = []
+    loop.fit(FitState(), lambda name, ckpt: written.append((name, ckpt)), NoStop())
+    first_best = next(i for i, (name, _) in enumerate(written) if name == "best")
+    assert written[first_best + 1][0] == "last" and written[first_best + 1][1] is written[first_best][1]
+    assert written[first_best][1]["fit"]["epoch"] == 1  # the state at the end of that epoch
+    # and the run writes that state's bytes to both files
+    dlrun.run([*QUIET, "trainer.max_epochs=1"], run_dir=tmp_path / "one")
+    best, last = (tmp_path / "one" / "checkpoints" / f"{n}.pt" for n in ("best", "last"))
+    assert best.read_bytes() == last.read_bytes()
+    assert checkpoint.load(best)["fit"]["epoch"] == 1
