@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shlex
 import signal
 import sqlite3
 import time
@@ -82,6 +83,74 @@ def test_killed_sweep_resumed_ends_with_the_same_leaderboard(cli):
     ours = {r["job"]: (r["status"], r["objective"], r["test/accuracy"]) for r in leaderboard(cli.cwd / "killed")}
     theirs = {r["job"]: (r["status"], r["objective"], r["test/accuracy"]) for r in leaderboard(cli.cwd / "straight")}
     assert ours == theirs
+
+
+def test_ctrl_c_stops_the_whole_sweep_and_its_resume_ends_like_a_straight_one(cli):
+    args = [*QUIET, "trainer.max_epochs=4", "model.hidden_sizes=[512,256]", "trainer.batch_size=16",
+            "optimizer.lr=0.001,0.002,0.003"]
+    cli("-m", *args, "hydra.sweep.dir=straight")
+    proc = start(cli, "-m", *args, "hydra.sweep.dir=stopped")
+    wait_for(cli.cwd / "stopped" / "1" / "checkpoints" / "last.pt")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert not (cli.cwd / "stopped" / "2").exists()  # no job started after the signal
+    rows = {r["job"]: r for r in leaderboard(cli.cwd / "stopped")}
+    assert [rows[j]["status"] for j in "012"] == ["completed", "interrupted", "not started"]
+    assert rows["2"]["overrides"].endswith("optimizer.lr=0.003")
+    line = err.strip().splitlines()[-1]
+    assert "sweep interrupted: 1 completed, 1 interrupted, 0 failed, 1 not started" in line
+    resume = shlex.split(line.split("Resume with: ")[1])  # as a shell reads it
+    assert resume[:2] == ["dlrun", "-m"] and resume[-1] == "resume=true"
+    cli(*resume[1:])  # the command exactly as printed
+    ours = {r["job"]: (r["status"], r["objective"], r["test/accuracy"], r["overrides"])
+            for r in leaderboard(cli.cwd / "stopped")}
+    theirs = {r["job"]: (r["status"], r["objective"], r["test/accuracy"], r["overrides"])
+              for r in leaderboard(cli.cwd / "straight")}
+    assert ours == theirs
+
+
+def test_sigterm_stops_a_parallel_sweep_and_its_resume_ends_like_a_straight_one(cli):
+    args = [*QUIET, "trainer.max_epochs=6", "model.hidden_sizes=[512,256]", "trainer.batch_size=16",
+            "optimizer.lr=0.001,0.002,0.003,0.004"]
+    cli("-m", *args, "hydra.sweep.dir=straight")
+    proc = start(cli, "-m", *args, "hydra/launcher=parallel", "hydra.sweep.dir=stopped")
+    wait_for(cli.cwd / "stopped" / "1" / "checkpoints" / "last.pt")  # both workers are training
+    proc.send_signal(signal.SIGTERM)  # to the launcher's process only, as a scheduler or `kill` sends it
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    rows = {r["job"]: r for r in leaderboard(cli.cwd / "stopped")}
+    assert rows["0"]["status"] in ("completed", "interrupted") and rows["1"]["status"] == "interrupted"
+    assert {rows[j]["status"] for j in "23"} == {"not started"} and not (cli.cwd / "stopped" / "3").exists()
+    assert "Resume with: " in err and not (cli.cwd / "stopped" / ".stopping").exists()
+    cli(*shlex.split(err.strip().splitlines()[-1].split("Resume with: ")[1])[1:])
+    ours = {r["job"]: (r["status"], r["objective"], r["test/accuracy"]) for r in leaderboard(cli.cwd / "stopped")}
+    theirs = {r["job"]: (r["status"], r["objective"], r["test/accuracy"]) for r in leaderboard(cli.cwd / "straight")}
+    assert ours == theirs
+
+
+def test_a_resumed_sweep_must_be_the_same_sweep(cli):
+    conf = cli.cwd / "conf" / "model"
+    conf.mkdir(parents=True)
+    (conf / "tiny.yaml").write_text("defaults:\n  - mlp\n  - _self_\nhidden_sizes: [8]\n")
+    args = [*QUIET, "--config-dir", "conf", "model=tiny", "seed=1,2", "hydra.sweep.dir=sweep"]
+    cli("-m", *args)
+    sweep = cli.cwd / "sweep"
+    before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
+    proc = cli("-m", *[a.replace("model=tiny", "model=logistic") for a in args], "resume=true", check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "started with: " in proc.stderr and "(model=tiny dropped, model=logistic added)" in proc.stderr
+    (conf / "tiny.yaml").write_text("defaults:\n  - mlp\n  - _self_\nhidden_sizes: [16]\n")
+    proc = cli("-m", *args, "resume=true", check=False)
+    assert proc.returncode == 2 and "job 0 of the sweep" in proc.stderr
+    assert "ran with model.hidden_sizes=[8], which now composes to [16]" in proc.stderr
+    assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before  # nothing touched
+    (conf / "tiny.yaml").write_text("defaults:\n  - mlp\n  - _self_\nhidden_sizes: [8]\n")
+    proc = cli("-m", *args, "resume=true")
+    assert "completed before, skipped" in proc.stdout
+    for job in ("0", "1"):  # the skipped jobs keep the record of how they ran
+        assert (sweep / job / ".hydra" / "overrides.yaml").read_bytes() == before[sweep / job / ".hydra" /
+                                                                                 "overrides.yaml"]
 
 
 def test_resume_needs_a_sweep_directory(cli):

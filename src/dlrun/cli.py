@@ -73,6 +73,10 @@ def prepare_argv(argv):
         raise ConfigError("resume=true continues a sweep: run it with -m and hydra.sweep.dir=<the sweep directory>. "
                           "A single run resumes with ckpt_path=<its run directory>.")
     overrides, run_dir, args.config_dir = config.plan_run(overrides, multirun, args.config_dir)
+    if multirun and str(config.value_of(overrides, "resume")).lower() == "true":
+        from dlrun import sweep
+
+        sweep.check_resumable(user_dir, overrides, args.config_dir)
     if args.config_path is None and args.config_name is None:
         compose(overrides, args.config_dir, multirun)
     flags = _flags(args)
@@ -157,10 +161,26 @@ def main(argv=None):
     sys.argv = [sys.argv[0], *argv]
     run_dir = config.value_of(argv, "hydra.run.dir")
     try:
-        with record_kept_unless_started(run_dir) if run_dir and reserved is None else contextlib.nullcontext():
+        with _records_kept(argv, run_dir if reserved is None else None):
             _hydra_main()
     finally:
         _remove_if_empty(reserved)
+
+
+def _records_kept(argv, run_dir):
+    """Hydra rewrites a run's .hydra/ before dlrun sees it: a resume in place that does not start
+    (`run_dir`) and the completed jobs that a resumed sweep skips keep their records as they were."""
+    sweep_dir = config.value_of(argv, "hydra.sweep.dir")
+    if sweep_dir and str(config.value_of(argv, "resume")).lower() == "true" and Path(sweep_dir).is_dir():
+        from dlrun.sweep import job_dirs
+
+        dirs = job_dirs([sweep_dir])
+    else:
+        dirs = [run_dir] if run_dir else []
+    stack = contextlib.ExitStack()
+    for folder in dirs:
+        stack.enter_context(record_kept_unless_started(folder))
+    return stack
 
 
 def _check_config_dirs(dirs):

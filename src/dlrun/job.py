@@ -9,7 +9,9 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from omegaconf import open_dict
@@ -55,26 +57,38 @@ def run_from_hydra(cfg):
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from dlrun import sweep
+
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    folder = Path(hydra_cfg.sweep.dir)
+    if multirun and sweep.stop_requested(folder) is not None:  # an interrupted sweep starts no further job
+        _remove_unstarted(run_dir)
+        return float("nan")
     if multirun and cfg.resume:
         done = _resume_job(cfg, run_dir)
         if done is not None:
             return done
     try:
-        summary = run(cfg, run_dir, keep_failed=multirun, job_num=hydra_cfg.job.num if multirun else None,
-                      show_config=not multirun, config_dir=_user_config_dir(hydra_cfg))
+        with _stops_with_the_sweep(folder) if multirun and sweep.in_launcher_worker() else contextlib.nullcontext():
+            summary = run(cfg, run_dir, keep_failed=multirun, job_num=hydra_cfg.job.num if multirun else None,
+                          show_config=not multirun, config_dir=_user_config_dir(hydra_cfg))
     except KeyboardInterrupt as exc:
         _say_stopped(run_dir)
-        sys.exit(getattr(exc, "exit_code", 130))
+        if not multirun:
+            sys.exit(getattr(exc, "exit_code", 130))
+        sweep.request_stop(folder, getattr(exc, "exit_code", 130))
+        return float("nan")
     except DlrunError as exc:
         console.error(str(exc))
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        if multirun:
-            return float("nan")
-        sys.exit(exc.exit_code)
+        if not multirun:
+            sys.exit(exc.exit_code)
+        if exc.status == "interrupted":  # the sweep stops with its job (sweep.Leaderboard ends it)
+            sweep.request_stop(folder, exc.exit_code)
+        return float("nan")
     except Exception:  # a bug: recorded by run(); Hydra shows the traceback (in a sweep, run.log has it)
         if not multirun:
             raise
@@ -83,6 +97,36 @@ def run_from_hydra(cfg):
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports
         console.summary_table(summary)
     return summary["objective"]
+
+
+@contextlib.contextmanager
+def _stops_with_the_sweep(folder, every_s=0.2):
+    """A job in a launcher's worker process stops, saving its state as on SIGTERM, when its sweep
+    is interrupted: the signal reached only the launcher's process, which marks the sweep
+    (sweep.request_stop). Until the job is over, a SIGTERM outside the run's own handlers is
+    ignored, so the one sent here can never kill the worker."""
+    from dlrun import sweep
+
+    over, lock = threading.Event(), threading.Lock()
+
+    def watch():
+        while not over.wait(every_s):
+            if sweep.stop_requested(folder) is not None:
+                with lock:
+                    if not over.is_set():
+                        os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    watcher = threading.Thread(target=watch, name="dlrun-sweep-stop", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        with lock:
+            over.set()
+        watcher.join()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _user_config_dir(hydra_cfg):

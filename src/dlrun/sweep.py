@@ -11,14 +11,20 @@ import argparse
 import html
 import json
 import math
+import os
+import shlex
+import signal
 import statistics
 import sys
+import threading
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
 from dlrun import artifacts
 from dlrun.config import flat_items, run_overrides
+from dlrun.errors import ConfigError
+from dlrun.interrupt import EXIT_CODES
 from dlrun.layout import RunDir
 
 HEADLINE = ("accuracy", "f1_macro", "roc_auc", "rmse", "mae", "r2")
@@ -38,7 +44,7 @@ def job_dirs(paths):
 
 def job_row(run_dir):
     """One leaderboard row from a run directory (a job that died early is 'failed')."""
-    overrides = run_overrides(run_dir)
+    overrides = [o for o in run_overrides(run_dir) if not o.startswith("resume=")]  # how, not what, it ran
     row = {"job": run_dir.name, "overrides": " ".join(overrides), "status": "failed", "objective": None,
            "best_epoch": None, "wall_time_s": None, "error": "", "path": run_dir}
     file = RunDir(run_dir).summary
@@ -110,10 +116,13 @@ def by_configuration(rows):
 COLUMNS = ["rank", "best", "job", "overrides", "status", "objective", "best_epoch", "wall_time_s"]
 
 
-def write(folder, paths=None):
-    """Write the leaderboard files into `folder`; returns the ranked rows."""
+def write(folder, paths=None, pending=()):
+    """Write the leaderboard files into `folder`; returns the ranked rows. `pending`: (job name,
+    overrides) of the jobs of an interrupted sweep that did not start, listed as such."""
     folder = Path(folder)
-    rows = rank([job_row(d) for d in job_dirs(paths or [folder])])
+    rows = rank([job_row(d) for d in job_dirs(paths or [folder])] + [
+        {"job": name, "overrides": " ".join(overrides), "status": "not started", "objective": None,
+         "best_epoch": None, "wall_time_s": None, "error": "", "path": folder / name} for name, overrides in pending])
     metric_cols = sorted({k for r in rows for k in r if k.startswith("test/")})
     columns = COLUMNS + metric_cols + ["error"]
     artifacts.write_csv(folder / "summary.csv", rows, columns)
@@ -293,19 +302,151 @@ def _is_number(text):
         return False
 
 
+def sweep_command(folder):
+    """The sweep in `folder` as its multirun.yaml records it: (task overrides, Hydra overrides,
+    its Hydra config), the overrides without `resume=` and what dlrun adds (mode, directory)."""
+    from omegaconf import OmegaConf
+
+    saved = OmegaConf.load(Path(folder) / "multirun.yaml").hydra
+    task = [str(o) for o in saved.overrides.task if not str(o).startswith("resume=")]
+    hydra = [str(o) for o in saved.overrides.hydra if not str(o).startswith(("hydra.mode=", "hydra.sweep.dir="))]
+    return task, hydra, saved
+
+
+def resume_command(folder):
+    """The command line that continues the sweep in `folder`."""
+    task, hydra, _ = sweep_command(folder)
+    return shlex.join(["dlrun", "-m", *task, *hydra, f"hydra.sweep.dir={Path(folder).resolve()}", "resume=true"])
+
+
+def planned_jobs(folder):
+    """Every job's overrides, in the order of their numbers, for a sweep of Hydra's basic sweeper
+    (the grid of its command and of its preset's params, expanded by the sweeper's own code);
+    None for a sweeper that chooses its jobs as it goes (Optuna)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    task, _, saved = sweep_command(folder)
+    if not str(saved.sweeper.get("_target_", "")).endswith(".BasicSweeper"):
+        return None
+    params = [f"{key}={value}" for key, value in (saved.sweeper.get("params") or {}).items()]
+    parsed = OverridesParser.create().parse_overrides(params + task)
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def check_resumable(folder, overrides, config_dir=None):
+    """Refuse, with one line, `resume=true` with another command than the one that started the
+    sweep in `folder`, or when a started job's config composes differently now (a config file was
+    edited): its results would be labelled with a config they were not run with. Runs before Hydra
+    touches the sweep directory."""
+    from omegaconf import OmegaConf
+
+    from dlrun.composition import compose
+
+    folder = Path(folder)
+    if not (folder / "multirun.yaml").is_file():
+        return
+    before, _, _ = sweep_command(folder)
+    now = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/", "resume="))]
+    if sorted(before) != sorted(now):
+        gone, new = [o for o in before if o not in now], [o for o in now if o not in before]
+        raise ConfigError(
+            f"resume=true continues the sweep in {folder}, started with: {' '.join(before) or '(no overrides)'}; "
+            f"this command differs ({', '.join([*(f'{o} dropped' for o in gone), *(f'{o} added' for o in new)])}). "
+            f"Give the same overrides to continue it, or another hydra.sweep.dir for a new sweep.")
+    for run_dir in job_dirs([folder]):
+        saved = RunDir(run_dir).hydra / "config.yaml"
+        if not saved.is_file():
+            continue
+        job = [o for o in run_overrides(run_dir) if not o.startswith("resume=")]
+        then = dict(flat_items(OmegaConf.to_container(OmegaConf.load(saved))))
+        current = dict(flat_items(OmegaConf.to_container(compose(job, config_dir))))
+        changed = [k for k in sorted(set(then) | set(current)) if k not in ("resume", "ckpt_path")
+                   and then.get(k, "(absent)") != current.get(k, "(absent)")]
+        if changed:
+            key = changed[0]
+            raise ConfigError(
+                f"resume=true: job {run_dir.name} of the sweep in {folder} ran with {key}={then.get(key, '(absent)')}, "
+                f"which now composes to {current.get(key, '(absent)')}" + (f" ({len(changed) - 1} more keys differ)"
+                                                                           if len(changed) > 1 else "")
+                + "; a config file changed since. Put it back to continue the sweep, or start a new one "
+                  "(another hydra.sweep.dir).")
+
+
+STOPPING = ".stopping"  # in a sweep directory while an interrupted sweep winds down: the signal's exit code
+
+
+def request_stop(folder, exit_code):
+    """Mark the sweep in `folder` as interrupted: no further job starts (job.run_from_hydra reads
+    the mark), and the sweep ends with `exit_code` once its running jobs have saved their state."""
+    marker = Path(folder) / STOPPING
+    if not marker.is_file():
+        artifacts.write_text(marker, str(exit_code))
+
+
+def stop_requested(folder):
+    """The exit code of a requested stop of the sweep in `folder`, or None."""
+    marker = Path(folder) / STOPPING
+    return int(marker.read_text()) if marker.is_file() else None
+
+
+def _stop(folder, exit_code):
+    """End an interrupted sweep: the leaderboard with its interrupted and not started jobs, the
+    command that continues it, and the signal's exit code."""
+    jobs = planned_jobs(folder)
+    pending = [(str(k), job) for k, job in enumerate(jobs or []) if not (folder / str(k)).is_dir()]
+    rows = write(folder, pending=pending)
+    counts = {status: sum(r["status"] == status for r in rows) for status in ("completed", "interrupted", "failed")}
+    left = f"{len(pending)} not started" if jobs is not None else "the trials left not started"
+    (folder / STOPPING).unlink()
+    from dlrun.console import error
+
+    error(f"sweep interrupted: {counts['completed']} completed, {counts['interrupted']} interrupted, "
+          f"{counts['failed']} failed, {left}; leaderboard: {folder / 'summary.md'}. "
+          f"Resume with: {resume_command(folder)}")
+    sys.exit(exit_code)
+
+
 class Leaderboard(Callback):
-    """Writes the leaderboard when a multirun ends; exits non-zero if any job failed."""
+    """Around a multirun: the first Ctrl-C or SIGTERM between jobs stops the sweep (one during a
+    job stops that job, which stops the sweep: job.run_from_hydra); at the end, the leaderboard,
+    and a non-zero exit if a job failed or the sweep was interrupted."""
+
+    def on_multirun_start(self, config, **kwargs):
+        folder = Path(config.hydra.sweep.dir)
+        os.environ[SWEEP_PROCESS] = str(os.getpid())  # the launcher's worker processes inherit it
+
+        def handle(signum, frame):
+            if signum == signal.SIGINT and stop_requested(folder) is not None:
+                raise KeyboardInterrupt  # a second Ctrl-C: at once
+            folder.mkdir(parents=True, exist_ok=True)
+            request_stop(folder, EXIT_CODES[signum])
+
+        if threading.current_thread() is threading.main_thread():
+            for signum in EXIT_CODES:
+                signal.signal(signum, handle)
 
     def on_multirun_end(self, config, **kwargs):
         folder = Path(config.hydra.sweep.dir)
         if not folder.is_dir():
             return
+        code = stop_requested(folder)
+        if code is not None:
+            _stop(folder, code)
         rows = write(folder)
         failed = [r for r in rows if r["status"] in ("failed", "diverged")]
         done = sum(r["status"] == "completed" for r in rows)
         print(f"leaderboard: {folder / 'summary.md'} ({done} completed, {len(failed)} failed)")
         if failed:
             sys.exit(1)
+
+
+SWEEP_PROCESS = "DLRUN_SWEEP_PROCESS"  # the pid of the process that runs the sweep's launcher
+
+
+def in_launcher_worker():
+    """Whether this process runs sweep jobs for a launcher in another process (joblib)."""
+    return os.environ.get(SWEEP_PROCESS, str(os.getpid())) != str(os.getpid())
 
 
 def main(args, prog="dlrun leaderboard", default_out=None):
