@@ -57,19 +57,40 @@ def test_a_failing_job_is_a_row_and_the_sweep_exits_non_zero(cli):
     assert rows["0"]["status"] == rows["2"]["status"] == "completed"
 
 
-def test_seed_sweep_reports_mean_and_std(cli):
-    cli("-m", *QUIET, "seed=1,2,3", "hydra.sweep.dir=sweep")
-    with open(cli.cwd / "sweep" / "summary_by_configuration.csv", newline="") as handle:
-        (row,) = list(csv.DictReader(handle))
-    objectives = [summary_of(cli.cwd / "sweep" / str(i))["objective"] for i in range(3)]
+def test_seed_sweep_reports_mean_std_and_whether_one_configuration_is_better(cli):
+    out = cli("-m", *QUIET, "model=mlp,logistic", "seed=1,2,3", "hydra.sweep.dir=sweep").stdout
+    sweep = cli.cwd / "sweep"
+    with open(sweep / "summary_by_configuration.csv", newline="") as handle:
+        groups = {r["configuration"].split()[-1]: r for r in csv.DictReader(handle)}
+    objectives = {model: [summary_of(sweep / str(i))["objective"] for i in range(6)
+                          if f"model={model}" in summary_of(sweep / str(i))["overrides"]] for model in ("mlp", "logistic")}
     import statistics
 
-    assert int(row["runs"]) == 3
-    assert float(row["objective mean"]) == pytest.approx(statistics.fmean(objectives))
-    assert float(row["objective std"]) == pytest.approx(statistics.stdev(objectives))
+    for model, values in objectives.items():
+        group = groups[f"model={model}"]
+        assert int(group["runs"]) == 3
+        assert float(group["objective mean"]) == pytest.approx(statistics.fmean(values))
+        assert float(group["objective std"]) == pytest.approx(statistics.stdev(values))
+        assert float(group["objective ci95 low"]) < statistics.fmean(values) < float(group["objective ci95 high"])
+    paired = json.loads((sweep / "paired_comparison.json").read_text())
+    assert paired["seeds"] == ["1", "2", "3"] and {paired["a"], paired["b"]} == {"model=mlp", "model=logistic"}
+    first = objectives[paired["a"].split("=")[1]]
+    second = objectives[paired["b"].split("=")[1]]
+    assert paired["mean_difference"] == pytest.approx(statistics.fmean(x - y for x, y in zip(first, second)))
+    assert paired["verdict"] in out and paired["verdict"] in (sweep / "summary.md").read_text()
 
 
-def test_killed_sweep_resumed_ends_with_the_same_leaderboard(cli):
+def outcome(sweep):
+    """What a sweep ended with, job by job."""
+    return {r["job"]: (r["status"], r["objective"], r["test/accuracy"], r["overrides"]) for r in leaderboard(sweep)}
+
+
+def resume_command(stderr):
+    """The arguments of the resume command an interrupted sweep printed last, as a shell reads them."""
+    return shlex.split(stderr.strip().splitlines()[-1].split("Resume with: ")[1])[1:]
+
+
+def test_a_killed_or_interrupted_sweep_resumed_ends_like_a_straight_one(cli):
     args = [*QUIET, "trainer.max_epochs=4", "model.hidden_sizes=[512,256]", "trainer.batch_size=16",
             "optimizer.lr=0.001,0.002,0.003"]
     cli("-m", *args, "hydra.sweep.dir=straight")
@@ -80,16 +101,9 @@ def test_killed_sweep_resumed_ends_with_the_same_leaderboard(cli):
     proc.wait()
     assert summary_of(cli.cwd / "killed" / "0")["status"] == "completed"
     cli("-m", *args, "hydra.sweep.dir=killed", "resume=true")
-    ours = {r["job"]: (r["status"], r["objective"], r["test/accuracy"]) for r in leaderboard(cli.cwd / "killed")}
-    theirs = {r["job"]: (r["status"], r["objective"], r["test/accuracy"]) for r in leaderboard(cli.cwd / "straight")}
-    assert ours == theirs
+    assert outcome(cli.cwd / "killed") == outcome(cli.cwd / "straight")
 
-
-def test_ctrl_c_stops_the_whole_sweep_and_its_resume_ends_like_a_straight_one(cli):
-    args = [*QUIET, "trainer.max_epochs=4", "model.hidden_sizes=[512,256]", "trainer.batch_size=16",
-            "optimizer.lr=0.001,0.002,0.003"]
-    cli("-m", *args, "hydra.sweep.dir=straight")
-    proc = start(cli, "-m", *args, "hydra.sweep.dir=stopped")
+    proc = start(cli, "-m", *args, "hydra.sweep.dir=stopped")  # Ctrl-C: the whole sweep stops
     wait_for(cli.cwd / "stopped" / "1" / "checkpoints" / "last.pt")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
@@ -98,16 +112,11 @@ def test_ctrl_c_stops_the_whole_sweep_and_its_resume_ends_like_a_straight_one(cl
     rows = {r["job"]: r for r in leaderboard(cli.cwd / "stopped")}
     assert [rows[j]["status"] for j in "012"] == ["completed", "interrupted", "not started"]
     assert rows["2"]["overrides"].endswith("optimizer.lr=0.003")
-    line = err.strip().splitlines()[-1]
-    assert "sweep interrupted: 1 completed, 1 interrupted, 0 failed, 1 not started" in line
-    resume = shlex.split(line.split("Resume with: ")[1])  # as a shell reads it
-    assert resume[:2] == ["dlrun", "-m"] and resume[-1] == "resume=true"
-    cli(*resume[1:])  # the command exactly as printed
-    ours = {r["job"]: (r["status"], r["objective"], r["test/accuracy"], r["overrides"])
-            for r in leaderboard(cli.cwd / "stopped")}
-    theirs = {r["job"]: (r["status"], r["objective"], r["test/accuracy"], r["overrides"])
-              for r in leaderboard(cli.cwd / "straight")}
-    assert ours == theirs
+    assert "sweep interrupted: 1 completed, 1 interrupted, 0 failed, 1 not started" in err.strip().splitlines()[-1]
+    resume = resume_command(err)
+    assert resume[0] == "-m" and resume[-1] == "resume=true"
+    cli(*resume)  # the command exactly as printed
+    assert outcome(cli.cwd / "stopped") == outcome(cli.cwd / "straight")
 
 
 def test_sigterm_stops_a_parallel_sweep_and_its_resume_ends_like_a_straight_one(cli):
@@ -122,11 +131,9 @@ def test_sigterm_stops_a_parallel_sweep_and_its_resume_ends_like_a_straight_one(
     rows = {r["job"]: r for r in leaderboard(cli.cwd / "stopped")}
     assert rows["0"]["status"] in ("completed", "interrupted") and rows["1"]["status"] == "interrupted"
     assert {rows[j]["status"] for j in "23"} == {"not started"} and not (cli.cwd / "stopped" / "3").exists()
-    assert "Resume with: " in err and not (cli.cwd / "stopped" / ".stopping").exists()
-    cli(*shlex.split(err.strip().splitlines()[-1].split("Resume with: ")[1])[1:])
-    ours = {r["job"]: (r["status"], r["objective"], r["test/accuracy"]) for r in leaderboard(cli.cwd / "stopped")}
-    theirs = {r["job"]: (r["status"], r["objective"], r["test/accuracy"]) for r in leaderboard(cli.cwd / "straight")}
-    assert ours == theirs
+    assert not (cli.cwd / "stopped" / ".stopping").exists()
+    cli(*resume_command(err))
+    assert outcome(cli.cwd / "stopped") == outcome(cli.cwd / "straight")
 
 
 def test_a_resumed_sweep_must_be_the_same_sweep(cli):
@@ -209,9 +216,22 @@ def test_twenty_parallel_jobs_end_complete_with_one_leaderboard(cli):
 def test_leaderboard_rebuilds_for_any_set_of_runs(cli):
     cli(*QUIET, "hydra.run.dir=a")
     cli(*QUIET, "optimizer.lr=0.01", "hydra.run.dir=b")
+    cli(*QUIET, "trainer.monitor=val/accuracy", "trainer.mode=max", "hydra.run.dir=c")
     cli("leaderboard", "a", "b", "--out", "board")
     rows = leaderboard(cli.cwd / "board")
     assert {r["job"] for r in rows} == {"a", "b"} and rows[0]["best"] == "*"
+    out = cli("leaderboard", "a", "b", "c").stdout  # no --out: a directory of its own, never inside a run
+    (board,) = (cli.outputs / "compare").rglob("summary.csv")
+    assert "3 runs ->" in out and not (cli.cwd / "a" / "summary.csv").exists()
+    rows = leaderboard(board.parent)
+    by_monitor = {r["job"]: (r["rank"], r["best"]) for r in rows}
+    assert by_monitor["c"] == ("1", "*")  # val/accuracy is ranked on its own, never against val/loss
+    assert sorted(by_monitor[j] for j in "ab") == [("1", "*"), ("2", "")]
+    assert "runs are ranked against those of the same objective only" in (board.parent / "summary.md").read_text()
+    (cli.cwd / "empty").mkdir()
+    for path, message in (("nowhere", "no such directory: nowhere"), ("empty", "no runs in empty")):
+        proc = cli("leaderboard", path, check=False)
+        assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1
 
 
 def test_compare_puts_any_runs_on_one_page(cli):

@@ -62,15 +62,22 @@ def job_row(run_dir):
 
 
 def rank(rows):
-    """Completed rows by objective (best first, per the monitor's mode), then the others."""
+    """Completed rows by objective (best first, per the monitor's mode), then the others. Runs
+    with different monitors are never ranked against each other: each monitor is ranked on its
+    own (the first run's monitor first), with its own best."""
     done = [r for r in rows if r["status"] == "completed" and _finite(r["objective"])]
-    mode = done[0].get("mode", "min") if done else "min"
-    done.sort(key=lambda r: r["objective"], reverse=mode == "max")
+    monitors = list(dict.fromkeys((r.get("monitor"), r.get("mode", "min")) for r in done))
+    ranked = []
+    for monitor, mode in monitors:
+        group = sorted((r for r in done if (r.get("monitor"), r.get("mode", "min")) == (monitor, mode)),
+                       key=lambda r: r["objective"], reverse=mode == "max")
+        for i, r in enumerate(group):
+            r["rank"], r["best"] = i + 1, "*" if i == 0 else ""
+        ranked += group
     rest = [r for r in rows if r not in done]
-    for i, r in enumerate(done + rest):
-        r["rank"] = i + 1 if r in done else None
-        r["best"] = "*" if done and r is done[0] else ""
-    return done + rest
+    for r in rest:
+        r["rank"], r["best"] = None, ""
+    return ranked + rest
 
 
 def _finite(value):
@@ -109,8 +116,63 @@ def by_configuration(rows):
             if values:
                 entry[f"{key} mean"] = statistics.fmean(values)
                 entry[f"{key} std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            if key == "objective" and len(values) > 1:
+                half = _t_quantile(len(values) - 1) * entry["objective std"] / math.sqrt(len(values))
+                entry["objective ci95 low"], entry["objective ci95 high"] = (entry["objective mean"] - half,
+                                                                             entry["objective mean"] + half)
         out.append(entry)
     return out
+
+
+def _t_quantile(dof, level=0.95):
+    """The two-sided Student t quantile: a mean's confidence interval is mean +- this x std / sqrt(n)."""
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + level / 2, dof))
+
+
+def paired_comparison(rows, resamples=10_000):
+    """"Is A better than B?" for a sweep of exactly two configurations run on the same seeds (two
+    or more): the objective's difference seed by seed, its mean, a 95% bootstrap interval, a paired
+    t-test and a verdict in words; None for any other sweep."""
+    import numpy as np
+    from scipy import stats
+
+    runs = {}
+    for r in rows:
+        seed = override_values(r).get("seed")
+        if r["status"] == "completed" and _finite(r["objective"]) and seed is not None:
+            config = " ".join(o for o in r["overrides"].split() if not o.startswith("seed=")) or "(defaults)"
+            runs.setdefault(config, {})[seed] = r
+    if len(runs) != 2:
+        return None
+    (config_a, a), (config_b, b) = runs.items()
+    common = set(config_a.split()) & set(config_b.split())  # each is named by what sets it apart
+    name_a, name_b = (" ".join(o for o in c.split() if o not in common) for c in (config_a, config_b))
+    seeds = sorted(set(a) & set(b))
+    monitors = {(r.get("monitor"), r.get("mode", "min")) for r in [*a.values(), *b.values()]}
+    if len(seeds) < 2 or len(monitors) != 1:
+        return None
+    ((monitor, mode),) = monitors
+    diff = np.array([a[s]["objective"] - b[s]["objective"] for s in seeds])
+    means = diff[np.random.default_rng(0).integers(0, len(diff), (resamples, len(diff)))].mean(1)
+    low, high = (float(v) for v in np.percentile(means, [2.5, 97.5]))
+    if np.ptp(diff) == 0:  # the same difference on every seed: the t-test's variance is zero
+        p = 0.0 if diff[0] else 1.0
+    else:
+        p = float(stats.ttest_rel([a[s]["objective"] for s in seeds], [b[s]["objective"] for s in seeds]).pvalue)
+    mean = float(diff.mean())
+    better, worse = (name_a, name_b) if (mean < 0) == (mode == "min") else (name_b, name_a)
+    if p < 0.05 and not low <= 0 <= high:
+        verdict = (f"{better} is better than {worse} on {monitor}: by {abs(mean):.4g} on average over the same "
+                   f"{len(seeds)} seeds (95% interval of the difference {low:.4g} to {high:.4g}, paired t-test "
+                   f"p = {p:.2g}).")
+    else:
+        verdict = (f"No clear difference between {name_a} and {name_b} on {monitor} over {len(seeds)} seeds: "
+                   f"the mean difference {mean:.4g} has a 95% interval of {low:.4g} to {high:.4g} and a paired "
+                   f"t-test gives p = {p:.2g}. More seeds would narrow it.")
+    return {"a": name_a, "b": name_b, "monitor": monitor, "seeds": seeds, "mean_difference": mean,
+            "ci95": [low, high], "p_value": p, "verdict": verdict}
 
 
 COLUMNS = ["rank", "best", "job", "overrides", "status", "objective", "best_epoch", "wall_time_s"]
@@ -129,10 +191,13 @@ def write(folder, paths=None, pending=()):
     groups = by_configuration(rows)
     if groups:
         artifacts.write_csv(folder / "summary_by_configuration.csv", groups)
+    paired = paired_comparison(rows)
+    if paired:
+        artifacts.write_json(folder / "paired_comparison.json", paired)
     labels = _labels(rows)
     plot_files = [*_plot_curves(folder, rows, labels), *_plot_objective(folder, rows)]
-    artifacts.write_text(folder / "summary.md", _markdown(rows, columns, groups))
-    artifacts.write_text(folder / "leaderboard.html", _html(folder, rows, columns, groups, plot_files))
+    artifacts.write_text(folder / "summary.md", _markdown(rows, columns, groups, paired))
+    artifacts.write_text(folder / "leaderboard.html", _html(folder, rows, columns, groups, plot_files, paired))
     return rows
 
 
@@ -166,9 +231,8 @@ def _fmt(value):
     return "" if value is None else str(value)
 
 
-def _markdown(rows, columns, groups):
-    monitor = next((r.get("monitor") for r in rows if r.get("monitor")), "objective")
-    lines = [f"# Sweep leaderboard ({len(rows)} jobs, objective: {monitor}; * marks the best)", "",
+def _markdown(rows, columns, groups, paired=None):
+    lines = [f"# Sweep leaderboard ({len(rows)} jobs, {_objective(rows)}; * marks the best)", "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(r.get(c)).replace("|", "\\|") for c in columns) + " |" for r in rows]
     if groups:
@@ -176,10 +240,12 @@ def _markdown(rows, columns, groups):
         lines += ["", "## Mean and standard deviation over seeds", "", "| " + " | ".join(keys) + " |",
                   "|" + "---|" * len(keys)]
         lines += ["| " + " | ".join(_fmt(g.get(k)) for k in keys) + " |" for g in groups]
+    if paired:
+        lines += ["", "## Is one configuration better than the other?", "", paired["verdict"]]
     return "\n".join(lines) + "\n"
 
 
-def _html(folder, rows, columns, groups, plot_files):
+def _html(folder, rows, columns, groups, plot_files, paired=None):
     import base64
     import os
 
@@ -198,6 +264,8 @@ def _html(folder, rows, columns, groups, plot_files):
     images = "".join(f'<figure><img alt="{p.stem}" src="data:image/png;base64,'
                      f'{base64.b64encode(p.read_bytes()).decode()}"></figure>' for p in plot_files)
     seeds = f"<h2>Over seeds</h2>{table(groups, list(groups[0]))}" if groups else ""
+    if paired:
+        seeds += f"<h2>Is one configuration better than the other?</h2><p>{html.escape(paired['verdict'])}</p>"
     differ = differing_config(rows)
     keys = [k for k in (differ[0] if differ else {}) if k != "job"]
     config = (f"<h2>Config keys that differ</h2>{table(differ, ['job', *keys])}" if keys else "")
@@ -211,12 +279,15 @@ def _html(folder, rows, columns, groups, plot_files):
 
 
 def _objective(rows):
-    """The objective and its direction, in words."""
-    ranked = next((r for r in rows if r.get("monitor")), None)
-    if ranked is None:
+    """The objective and its direction, in words (each one, when runs monitored different metrics)."""
+    monitors = list(dict.fromkeys((r["monitor"], r.get("mode", "min")) for r in rows if r.get("monitor")))
+    if not monitors:
         return "no run has an objective yet"
-    better = "lower" if ranked.get("mode", "min") == "min" else "higher"
-    return f"objective: {ranked['monitor']} at the best epoch ({better} is better)"
+    said = [f"{monitor} at the best epoch ({'lower' if mode == 'min' else 'higher'} is better)"
+            for monitor, mode in monitors]
+    if len(said) == 1:
+        return f"objective: {said[0]}"
+    return f"objectives: {'; '.join(said)}; runs are ranked against those of the same objective only"
 
 
 def _plot_curves(folder, rows, labels):
@@ -437,6 +508,9 @@ class Leaderboard(Callback):
         failed = [r for r in rows if r["status"] in ("failed", "diverged")]
         done = sum(r["status"] == "completed" for r in rows)
         print(f"leaderboard: {folder / 'summary.md'} ({done} completed, {len(failed)} failed)")
+        paired = paired_comparison(rows)
+        if paired:
+            print(paired["verdict"])
         if failed:
             sys.exit(1)
 
@@ -449,15 +523,25 @@ def in_launcher_worker():
     return os.environ.get(SWEEP_PROCESS, str(os.getpid())) != str(os.getpid())
 
 
-def main(args, prog="dlrun leaderboard", default_out=None):
-    """`dlrun leaderboard DIR...`: rebuild the leaderboard of a sweep or of a set of run directories
-    (in the first DIR, or `default_out()` when given: `dlrun compare`)."""
+def fresh_compare_dir():
+    """A new outputs/compare/DATE/TIME directory (reserved: two at once get _1, _2...)."""
+    from datetime import datetime
+
+    from dlrun.config import outputs_root, reserve_dir
+
+    now = datetime.now()
+    return reserve_dir(outputs_root() / "compare" / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S"))
+
+
+def main(args, prog="dlrun leaderboard", always_fresh=False):
+    """`dlrun leaderboard DIR...`: rebuild the leaderboard of a sweep (in it) or of a set of run
+    directories (in a fresh directory under outputs/compare, where `dlrun compare` always writes)."""
     parser = argparse.ArgumentParser(prog=prog, description="The leaderboard (summary.csv, summary.md, "
                                      "leaderboard.html with every run's curves, links to each report and the config "
                                      "keys that differ) of a sweep directory or of any run directories.")
     parser.add_argument("paths", nargs="+", metavar="DIR", help="a sweep directory, or run directories")
-    parser.add_argument("--out", type=Path, help="where to write it (default: "
-                        f"{'a fresh directory under outputs/compare' if default_out else 'the first DIR'})")
+    parser.add_argument("--out", type=Path, help="where to write it (default: a fresh directory under "
+                        "outputs/compare" + ("" if always_fresh else "; for one sweep directory, the sweep") + ")")
     try:
         parsed = parser.parse_args(args)
     except SystemExit as exc:  # argparse's usage line and its exit code (2; 0 for --help)
@@ -466,7 +550,14 @@ def main(args, prog="dlrun leaderboard", default_out=None):
     if missing:
         print(f"{prog}: no such directory: {missing[0]}", file=sys.stderr)
         return 2
-    folder = parsed.out or (default_out() if default_out else Path(parsed.paths[0]))
+    empty = next((p for p in parsed.paths if not job_dirs([p])), None)
+    if empty is not None:
+        print(f"{prog}: no runs in {empty} (a sweep directory, or run directories with summary.json or .hydra/)",
+              file=sys.stderr)
+        return 2
+    sweep_dir = len(parsed.paths) == 1 and (Path(parsed.paths[0]) / "multirun.yaml").is_file()
+    # A sweep's leaderboard goes into the sweep; one of chosen runs, into a directory of its own.
+    folder = parsed.out or (Path(parsed.paths[0]) if sweep_dir and not always_fresh else fresh_compare_dir())
     folder.mkdir(parents=True, exist_ok=True)
     rows = write(folder, parsed.paths)
     print(f"{len(rows)} runs -> {folder / 'leaderboard.html'}")
