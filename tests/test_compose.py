@@ -142,4 +142,4 @@ def test_absent_accelerators_are_a_clear_error(name):
 def test_list_shows_the_ranges_that_validation_enforces():
     out, _ = _imports_torch(["list", "optimizer", "trainer"])
     flat = " ".join(out.split())
-    assert "lr=0.01 (> 0)" in flat and "momentum=0.0 (in [0, 1))" in flat and "mode=min (min | max)" in flat
+    assert "lr=0.01 (> 0)" in flat and "momentum=0.0 (in [0, 1))" in flat and "mode=auto (auto | min | max)" in flat

@@ -86,3 +86,21 @@ def test_an_epochs_best_and_last_are_one_state_written_once(tmp_path):
     best, last = (tmp_path / "one" / "checkpoints" / f"{n}.pt" for n in ("best", "last"))
     assert best.read_bytes() == last.read_bytes()
     assert checkpoint.load(best)["fit"]["epoch"] == 1
+
+
+def test_the_mode_follows_the_monitor_unless_set_and_a_contradiction_is_refused(tmp_path):
+    from dlrun import validate
+
+    from dlrun import artifacts
+
+    summary = dlrun.run([*QUIET, "trainer.monitor=val/accuracy", "trainer.max_epochs=4", "optimizer.lr=0.003"],
+                        run_dir=tmp_path / "acc")
+    rows = artifacts.read_csv(tmp_path / "acc" / "metrics.csv")
+    accuracies = [float(row["val/accuracy"]) for row in rows]
+    assert summary["monitor"]["mode"] == "max" and len(set(accuracies)) > 1
+    assert summary["monitor"]["best_epoch"] == 1 + accuracies.index(max(accuracies))  # the highest, not the lowest
+    assert compose(["trainer.monitor=val/rmse", "dataset=diabetes"]).trainer.mode == "auto"
+    for monitor, mode, natural in (("val/accuracy", "min", "max"), ("val/loss", "max", "min")):
+        with pytest.raises(ConfigError, match=f"trainer.mode={mode} contradicts trainer.monitor={monitor}, where "
+                                              f".* drop trainer.mode .* or set trainer.mode={natural}."):
+            validate.check_config(compose([f"trainer.monitor={monitor}", f"trainer.mode={mode}"]))

@@ -183,6 +183,18 @@ def test_optuna_search_persists_and_continues_after_interruption(cli):
     assert min(float(r["objective"]) for r in completed) == pytest.approx(best["best_value"])
 
 
+def test_a_continued_optuna_study_explores_new_points(cli):
+    args = [*QUIET, "hparams_search=random_lr", "optimizer=sgd", "trainer.max_epochs=1", "hydra.sweep.dir=search"]
+    cli("-m", *args, "hydra.sweeper.n_trials=3")
+    cli("-m", *args, "hydra.sweeper.n_trials=6")  # the same study, three more trials
+    db = sqlite3.connect(cli.cwd / "search" / "optuna.db")
+    values = db.execute("select trial_id, param_name, param_value from trial_params order by trial_id").fetchall()
+    points = {}
+    for trial, name, value in values:
+        points.setdefault(trial, {})[name] = value
+    assert len(points) == 6 and len({tuple(sorted(p.items())) for p in points.values()}) == 6
+
+
 BAD_SPACES = {
     "unknown parameter": ("+hydra.sweeper.params.model.dropoutt={type:float,low:0.1,high:0.5}",
                           "'model.dropoutt' is not a key of the config"),
@@ -190,6 +202,9 @@ BAD_SPACES = {
     "low above high": ("+hydra.sweeper.params.model.dropout={type:float,low:0.5,high:0.1}",
                        "low=0.5 must be below high=0.1"),
     "unknown sampler": ("hydra.sweeper.sampler=bayes", "hydra.sweeper.sampler=bayes is not known"),
+    "direction": ("hydra.sweeper.direction=max", "hydra.sweeper.direction=max is not known. Did you mean 'maximize'?"),
+    "direction against the monitor": ("hydra.sweeper.direction=maximize",
+                                      "hydra.sweeper.direction=maximize contradicts trainer.monitor=val/loss"),
 }
 
 

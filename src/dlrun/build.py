@@ -13,7 +13,7 @@ from dlrun.data.batches import DeviceTransform, device_budget, limit, make_batch
 from dlrun.errors import ConfigError
 from dlrun.finetune import Freezing
 from dlrun.fit_policy import FitPolicy
-from dlrun.metric_names import PROBABILITY_METRICS
+from dlrun.metric_names import PROBABILITY_METRICS, mode_of
 from dlrun.regularization import set_dropout
 from dlrun.trainer import Loop
 
@@ -118,7 +118,7 @@ def record(cfg, data, overrides, sources=None):
 def fit_policy(trainer):
     """The trainer group's stopping and checkpoint policy as plain values."""
     es, ckpt = trainer.early_stopping, trainer.checkpoint
-    return FitPolicy(max_epochs=trainer.max_epochs, monitor=trainer.monitor, mode=trainer.mode,
+    return FitPolicy(max_epochs=trainer.max_epochs, monitor=trainer.monitor, mode=mode_of(trainer),
                      min_delta=es.min_delta, early_stopping=es.enabled, patience=es.patience,
                      save_best=ckpt.save_best, save_last=ckpt.save_last, skip_nonfinite=trainer.skip_nonfinite,
                      max_time=trainer.max_time, checkpoint_every=ckpt.every_n_steps, last_every=ckpt.every_n_epochs,
@@ -146,7 +146,7 @@ def loop(cfg, data, net, device, overrides=(), sources=None):
     opt = optimizer.build(plain(cfg.optimizer), net, reg)
     # Schedulers count optimizer steps: one per accumulation window.
     steps_per_epoch = -(-len(train_batches) // tr.accumulate_grad_batches)
-    schedule = scheduler.build(plain(cfg.scheduler), opt, tr.max_epochs, steps_per_epoch, tr.mode)
+    schedule = scheduler.build(plain(cfg.scheduler), opt, tr.max_epochs, steps_per_epoch, mode_of(tr))
     averaging = None
     if tr.averaging.kind is not None:
         avg = tr.averaging

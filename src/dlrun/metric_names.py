@@ -11,6 +11,20 @@ BINARY_SCALARS = ("precision", "recall", "f1", "average_precision")
 PROBABILITY_METRICS = ("roc_auc", "log_loss", "ece", "average_precision")
 
 
+LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "log_loss", "ece")  # the rest (accuracy, F1, AUC, R²...): higher
+
+
+def natural_mode(monitor):
+    """'min' for a monitored loss or error, 'max' for the rest: what trainer.mode=auto means."""
+    return "min" if monitor.rpartition("/")[2] in LOWER_IS_BETTER else "max"
+
+
+def mode_of(trainer):
+    """The direction `trainer` (the config's trainer group) monitors in: trainer.mode, or with
+    auto, the monitor's natural one."""
+    return natural_mode(trainer.monitor) if trainer.mode == "auto" else trainer.mode
+
+
 def scalar_names(task):
     if task == "regression":
         return REGRESSION_SCALARS

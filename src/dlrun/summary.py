@@ -14,6 +14,7 @@ from dlrun import __version__, artifacts
 from dlrun.config import run_overrides
 from dlrun.errors import first_line
 from dlrun.layout import RunDir
+from dlrun.metric_names import mode_of
 
 
 def versions():
@@ -45,7 +46,7 @@ class Summary:
             "device": str(device),
             "seed": cfg.seed,
             "world_size": _world_size(),
-            "monitor": {"name": cfg.trainer.monitor, "mode": cfg.trainer.mode},
+            "monitor": {"name": cfg.trainer.monitor, "mode": mode_of(cfg.trainer)},
             "overrides": run_overrides(run_dir),
             "versions": versions(),
         }

@@ -11,7 +11,14 @@ import math
 from omegaconf import OmegaConf
 
 from dlrun.errors import ConfigError, unknown_choice
-from dlrun.metric_names import BINARY_SCALARS, CLASSIFICATION_SCALARS, PROBABILITY_METRICS, REGRESSION_SCALARS, monitor_names
+from dlrun.metric_names import (
+    BINARY_SCALARS,
+    CLASSIFICATION_SCALARS,
+    PROBABILITY_METRICS,
+    REGRESSION_SCALARS,
+    monitor_names,
+    natural_mode,
+)
 
 ONNX_PACKAGES = ("onnx", "onnxscript")
 
@@ -89,7 +96,7 @@ RANGES = {
 
 CHOICES = {
     "task": ("train", "eval", "inspect", "lr_find", "predict"),
-    "trainer.mode": ("min", "max"),
+    "trainer.mode": ("auto", "min", "max"),
     "trainer.fast_dev_run": (True, False),
     "trainer.averaging.kind": (None, "ema", "swa"),
     "trainer.test_weights": ("auto", "best", "last", "both"),
@@ -162,6 +169,7 @@ def check_config(cfg):
     if cfg.task == "eval" and not cfg.ckpt_path:
         raise ConfigError("task=eval needs ckpt_path=<checkpoint file or run directory>.")
     _check_monitor_syntax(cfg.trainer.monitor)
+    _check_mode(cfg.trainer)
     listed = cfg.trainer.val_metrics
     for name in ([] if listed == "all" else listed if OmegaConf.is_list(listed) else [listed]):
         if name not in PROBABILITY_METRICS:
@@ -180,6 +188,16 @@ def _check_sizes(key, value, test, allowed):
 
 def _shown(value):
     return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
+def _check_mode(trainer):
+    """trainer.mode set against the monitor's direction (min for val/accuracy) would keep the worst
+    epoch as best.pt and have a search optimise the wrong way."""
+    natural = natural_mode(trainer.monitor)
+    if trainer.mode not in ("auto", natural):
+        better = "lower" if natural == "min" else "higher"
+        raise ConfigError(f"trainer.mode={trainer.mode} contradicts trainer.monitor={trainer.monitor}, where {better} "
+                          f"is better: drop trainer.mode (auto follows the monitor) or set trainer.mode={natural}.")
 
 
 def _check_monitor_syntax(monitor):

@@ -11,9 +11,12 @@ from hydra.plugins.sweeper import Sweeper
 from omegaconf import OmegaConf
 
 from dlrun.errors import ConfigError, unknown_choice
+from dlrun.metric_names import mode_of
 from dlrun.search_space import parse_space
+from dlrun.sweep import stop_requested
 
 SAMPLERS = ("tpe", "random", "grid")
+DIRECTIONS = ("auto", "minimize", "maximize")
 
 
 class OptunaSweeper(Sweeper):
@@ -47,17 +50,22 @@ class OptunaSweeper(Sweeper):
         self.space = parse_space(self.params, config)
         if self.sampler_name == "grid" and any(p.kind != "categorical" for p in self.space):
             raise ConfigError("hydra.sweeper.sampler=grid needs every parameter to be categorical (choices: [...]).")
-        if self.direction == "auto":
-            self.direction = "maximize" if config.trainer.mode == "max" else "minimize"
+        wanted = "maximize" if mode_of(config.trainer) == "max" else "minimize"
+        if self.direction not in DIRECTIONS:
+            raise ConfigError(unknown_choice("hydra.sweeper.direction", self.direction, DIRECTIONS))
+        if self.direction not in ("auto", wanted):
+            raise ConfigError(f"hydra.sweeper.direction={self.direction} contradicts trainer.monitor="
+                              f"{config.trainer.monitor}, which the runs {wanted[:-3]}: leave the direction at auto.")
+        self.direction = wanted
 
-    def _sampler(self):
+    def _sampler(self, seed):
         import optuna
 
         if self.sampler_name == "random":
-            return optuna.samplers.RandomSampler(seed=self.seed)
+            return optuna.samplers.RandomSampler(seed=seed)
         if self.sampler_name == "grid":
-            return optuna.samplers.GridSampler({p.key: list(p.choices) for p in self.space}, seed=self.seed)
-        return optuna.samplers.TPESampler(seed=self.seed)
+            return optuna.samplers.GridSampler({p.key: list(p.choices) for p in self.space}, seed=seed)
+        return optuna.samplers.TPESampler(seed=seed)
 
     def sweep(self, arguments):
         import optuna
@@ -67,7 +75,10 @@ class OptunaSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         study = optuna.create_study(
             study_name=self.study_name, storage=self.storage or f"sqlite:///{sweep_dir / 'optuna.db'}",
-            direction=self.direction, sampler=self._sampler(), load_if_exists=True)
+            direction=self.direction, load_if_exists=True)
+        # A continued study draws new points: the sampler's seed moves on with the trials already in it
+        # (the same seed again would propose the first trials' values again).
+        study.sampler = self._sampler(self.seed + len(study.trials))
         self._requeue_interrupted(study, sweep_dir)
         interrupted = set(study.user_attrs.get("interrupted_trials", []))
         finished = [t for t in study.trials if t.state.is_finished() and t.number not in interrupted]
@@ -77,14 +88,18 @@ class OptunaSweeper(Sweeper):
             trials = [study.ask() for _ in range(min(self.n_jobs, remaining))]
             overrides = [tuple(arguments) + tuple(p.override(t) for p in self.space) for t in trials]
             results = self.launcher.launch(overrides, initial_job_idx=trials[0].number)
+            stopped = stop_requested(sweep_dir) is not None
             for trial, result in zip(trials, results):
                 value = _objective(result)
-                if value is None:
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                else:
+                if value is not None:
                     study.tell(trial, value)
+                elif not stopped:
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                # else: left running, as a killed sweep leaves it: the continued study asks it again
             returns.append(results)
             remaining -= len(trials)
+            if stopped:  # the sweep was interrupted (dlrun.sweep.Leaderboard ends it)
+                break
         _write_best(study, sweep_dir)
         return returns
 
