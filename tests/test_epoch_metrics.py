@@ -89,9 +89,7 @@ def test_an_epochs_best_and_last_are_one_state_written_once(tmp_path):
 
 
 def test_the_mode_follows_the_monitor_unless_set_and_a_contradiction_is_refused(tmp_path):
-    from dlrun import validate
-
-    from dlrun import artifacts
+    from dlrun import artifacts, validate
 
     summary = dlrun.run([*QUIET, "trainer.monitor=val/accuracy", "trainer.max_epochs=4", "optimizer.lr=0.003"],
                         run_dir=tmp_path / "acc")

@@ -195,6 +195,17 @@ def test_a_continued_optuna_study_explores_new_points(cli):
     assert len(points) == 6 and len({tuple(sorted(p.items())) for p in points.values()}) == 6
 
 
+def test_optuna_takes_hydras_sweep_syntax_and_the_presets_warn_nothing(cli):
+    proc = cli("-m", *QUIET, "hparams_search=mlp_digits", "hydra.sweeper.n_trials=3", "trainer.max_epochs=1",
+               "optimizer.lr=interval(0.01,0.02)", "model.dropout=0.1,0.2", "hydra.sweep.dir=search")
+    assert "Warning" not in proc.stdout + proc.stderr
+    for job in ("0", "1", "2"):
+        values = dict(o.split("=", 1) for o in summary_of(cli.cwd / "search" / job)["overrides"])
+        assert 0.01 <= float(values["optimizer.lr"]) <= 0.02  # the preset's range, narrowed on the command line
+        assert values["model.dropout"] in ("0.1", "0.2") and values["model.hidden_sizes"] in ("[64]", "[256,128]",
+                                                                                               "[512,256]")
+
+
 BAD_SPACES = {
     "unknown parameter": ("+hydra.sweeper.params.model.dropoutt={type:float,low:0.1,high:0.5}",
                           "'model.dropoutt' is not a key of the config"),

@@ -27,7 +27,9 @@ class Param:
 
     def suggest(self, trial):
         if self.kind == "categorical":
-            return trial.suggest_categorical(self.key, list(self.choices))
+            # Optuna stores None, bool, int, float and str: a list (hidden sizes) is chosen as its override text
+            return trial.suggest_categorical(self.key, [c if isinstance(c, (type(None), bool, int, float, str))
+                                                        else _format(c) for c in self.choices])
         if self.kind == "int":
             return trial.suggest_int(self.key, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
         return trial.suggest_float(self.key, float(self.low), float(self.high), step=self.step, log=self.log)

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from dlrun.errors import ConfigError, unknown_choice
 from dlrun.metric_names import mode_of
-from dlrun.search_space import parse_space
+from dlrun.search_space import Param, parse_space
 from dlrun.sweep import stop_requested
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -83,10 +83,12 @@ class OptunaSweeper(Sweeper):
         interrupted = set(study.user_attrs.get("interrupted_trials", []))
         finished = [t for t in study.trials if t.state.is_finished() and t.number not in interrupted]
         remaining = self.n_trials - len(finished)
+        fixed, swept = _command_line_space(arguments)
+        space = [p for p in self.space if p.key not in {q.key for q in swept}] + swept  # the command line wins
         returns = []
         while remaining > 0:
             trials = [study.ask() for _ in range(min(self.n_jobs, remaining))]
-            overrides = [tuple(arguments) + tuple(p.override(t) for p in self.space) for t in trials]
+            overrides = [tuple(fixed) + tuple(p.override(t) for p in space) for t in trials]
             results = self.launcher.launch(overrides, initial_job_idx=trials[0].number)
             stopped = stop_requested(sweep_dir) is not None
             for trial, result in zip(trials, results):
@@ -120,6 +122,26 @@ class OptunaSweeper(Sweeper):
                 data = json.loads(summary.read_text())
                 data.update(status="interrupted", error="the sweep was interrupted; this trial was run again")
                 summary.write_text(json.dumps(data, indent=2))
+
+
+def _command_line_space(arguments):
+    """Hydra's sweep syntax on the command line as search parameters: a comma list, choice() and
+    range() are categorical, interval() a float range (a preset's parameter of the same key is
+    replaced: a range narrowed from the command line). Returns (the other overrides, the parameters)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
+
+    fixed, swept = [], []
+    for override in OverridesParser.create().parse_overrides(list(arguments)):
+        if not override.is_sweep_override():
+            fixed.append(override.input_line)
+        elif isinstance(override.value(), IntervalSweep):
+            interval = override.value()
+            swept.append(Param(override.get_key_element(), "float", low=interval.start, high=interval.end))
+        else:
+            swept.append(Param(override.get_key_element(), "categorical",
+                               choices=tuple(override.sweep_string_iterator())))
+    return fixed, swept
 
 
 def _objective(result):
