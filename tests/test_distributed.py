@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SMOKE, summary_of
+from conftest import DLRUN, SMOKE, summary_of
 from dlrun.data.base import Part
 from dlrun.data.batches import DeviceTransform, TensorBatches
 
@@ -38,6 +38,12 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 3
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("summary.json"))
     assert proc.stdout.count("dlrun completed") == 1
+    # continued by one process: the global batch halves, and the run says so
+    proc = subprocess.run([str(DLRUN), "ckpt_path=run", "trainer.max_epochs=3"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert ("trained by 2 process(es) and continues with 1: the global batch changes from 256 to 128 "
+            "(trainer.batch_size=128 per process)") in " ".join(proc.stderr.split())
 
 
 def test_accumulation_under_torchrun_equals_the_larger_batch(tmp_path):

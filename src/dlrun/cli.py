@@ -61,9 +61,17 @@ def prepare_argv(argv):
     one line with a did-you-mean; a fresh output directory is reserved and,
     for ckpt_path=, the original run's overrides come first (the user's still win)."""
     args = command_line(argv)
+    if args.multirun and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("a sweep (-m) under torchrun would run every job in every process: run the sweep without "
+                          "torchrun (hydra/launcher=slurm with tasks_per_node for multi-process jobs), or one job "
+                          "per torchrun.")
     if args.cfg or args.info or args.hydra_help or args.shell_completion:
+        if args.multirun and args.cfg == "hydra":  # the launcher and sweeper settings of the sweep
+            args.multirun = False
+            return _flags(args) + _one_job(args.overrides) + ["hydra.mode=MULTIRUN"], None
         if args.multirun and (args.cfg or args.info):
-            raise ConfigError("--cfg and --info show one job's config: drop -m (and give single values) to see it.")
+            raise ConfigError("--cfg and --info show one job's config: drop -m (and give single values) to see it, "
+                              "or -m --cfg hydra for the sweep's launcher and sweeper.")
         return _flags(args) + args.overrides, None
     _check_config_dirs([] if args.config_dir is None else [args.config_dir])
     multirun, overrides = args.multirun, list(args.overrides)
@@ -165,6 +173,20 @@ def main(argv=None):
             _hydra_main()
     finally:
         _remove_if_empty(reserved)
+
+
+def _one_job(overrides):
+    """A sweep's overrides with each swept value list cut to its first value (an interval dropped):
+    the command line of one of its jobs."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    one = []
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        if not override.is_sweep_override():
+            one.append(override.input_line)
+        elif override.is_discrete_sweep():
+            one.append(f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}")
+    return one
 
 
 def _records_kept(argv, run_dir):

@@ -104,6 +104,8 @@ def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter)
         summary.data["evaluated"] = str(checkpoint.resolve(cfg.ckpt_path))
     else:
         state = loop.load_state_dict(ckpt, cfg.ckpt_path) if ckpt else FitState()
+        if ckpt:
+            _warn_if_world_changed(ckpt, cfg.trainer.batch_size)
         with summary.timed("training"):
             _fit(cfg, loop, state, run, summary)
         if not distributed.is_main():  # rank 0 evaluates and writes the results
@@ -303,6 +305,18 @@ def _skipped(reasons, record):
 def _shows(cfg):
     """Whether this process prints progress (under torchrun, rank 0 only)."""
     return bool(cfg.trainer.progress) and distributed.is_main()
+
+
+def _warn_if_world_changed(ckpt, batch_size):
+    """A run continued by another number of processes than trained it steps with another global
+    batch (trainer.batch_size is per process): said, with both numbers, not silently changed."""
+    before, now = ckpt.get("world_size", 1), distributed.shard()[1]
+    if before != now and distributed.is_main():
+        text = (f"this run was trained by {before} process(es) and continues with {now}: the global batch changes "
+                f"from {before * batch_size} to {now * batch_size} (trainer.batch_size={batch_size} per process), "
+                f"and the learning rate and schedule are not adjusted")
+        log.warning("%s", text)
+        console.error(text, title="warning")
 
 
 def _phase(cfg, text):

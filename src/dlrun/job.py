@@ -59,6 +59,8 @@ def run_from_hydra(cfg):
 
     from dlrun import sweep
 
+    if int(os.environ.get("RANK", "0")) > 0:  # under torchrun rank 0 speaks; the others only warn
+        log.setLevel(logging.WARNING)
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN

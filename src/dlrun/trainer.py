@@ -336,6 +336,7 @@ class Loop:
             "batches": self.train_batches.state_dict(mid_epoch),
             "augment": self.augment_generator.get_state() if self.augment_generator is not None else None,
             "rng": devices.rng_state(),
+            "world_size": distributed.shard()[1],  # processes that trained it: a resume with others changes the batch
             **(self.record or {}),
         }
 
