@@ -77,11 +77,11 @@ def prepare_argv(argv):
     multirun, overrides = args.multirun, list(args.overrides)
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     user_dir = config.value_of(overrides, key)
-    if str(config.value_of(overrides, "resume")).lower() == "true" and (not multirun or user_dir is None):
+    if _asks_resume(overrides) and (not multirun or user_dir is None):
         raise ConfigError("resume=true continues a sweep: run it with -m and hydra.sweep.dir=<the sweep directory>. "
                           "A single run resumes with ckpt_path=<its run directory>.")
     overrides, run_dir, args.config_dir = config.plan_run(overrides, multirun, args.config_dir)
-    if multirun and str(config.value_of(overrides, "resume")).lower() == "true":
+    if multirun and _asks_resume(overrides):
         from dlrun import sweep
 
         sweep.check_resumable(user_dir, overrides, args.config_dir)
@@ -175,6 +175,10 @@ def main(argv=None):
         _remove_if_empty(reserved)
 
 
+def _asks_resume(overrides):
+    return str(config.value_of(overrides, "resume")).lower() == "true"
+
+
 def _one_job(overrides):
     """A sweep's overrides with each swept value list cut to its first value (an interval dropped):
     the command line of one of its jobs."""
@@ -193,7 +197,7 @@ def _records_kept(argv, run_dir):
     """Hydra rewrites a run's .hydra/ before dlrun sees it: a resume in place that does not start
     (`run_dir`) and the completed jobs that a resumed sweep skips keep their records as they were."""
     sweep_dir = config.value_of(argv, "hydra.sweep.dir")
-    if sweep_dir and str(config.value_of(argv, "resume")).lower() == "true" and Path(sweep_dir).is_dir():
+    if sweep_dir and _asks_resume(argv) and Path(sweep_dir).is_dir():
         from dlrun.sweep import job_dirs
 
         dirs = job_dirs([sweep_dir])

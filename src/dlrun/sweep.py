@@ -104,8 +104,7 @@ def by_configuration(rows):
     for r in rows:
         if r["status"] != "completed" or not _finite(r["objective"]):
             continue
-        config = " ".join(o for o in r["overrides"].split() if not o.startswith("seed="))
-        groups.setdefault(config, []).append(r)
+        groups.setdefault(_configuration(r), []).append(r)
     if all(len(g) == 1 for g in groups.values()):
         return []
     out = []
@@ -122,6 +121,11 @@ def by_configuration(rows):
                                                                              entry["objective mean"] + half)
         out.append(entry)
     return out
+
+
+def _configuration(row):
+    """A row's overrides without its seed: the configuration that its seed repeats."""
+    return " ".join(o for o in row["overrides"].split() if not o.startswith("seed="))
 
 
 def _t_quantile(dof, level=0.95):
@@ -142,8 +146,7 @@ def paired_comparison(rows, resamples=10_000):
     for r in rows:
         seed = override_values(r).get("seed")
         if r["status"] == "completed" and _finite(r["objective"]) and seed is not None:
-            config = " ".join(o for o in r["overrides"].split() if not o.startswith("seed=")) or "(defaults)"
-            runs.setdefault(config, {})[seed] = r
+            runs.setdefault(_configuration(r) or "(defaults)", {})[seed] = r
     if len(runs) != 2:
         return None
     (config_a, a), (config_b, b) = runs.items()
@@ -179,8 +182,9 @@ COLUMNS = ["rank", "best", "job", "overrides", "status", "objective", "best_epoc
 
 
 def write(folder, paths=None, pending=()):
-    """Write the leaderboard files into `folder`; returns the ranked rows. `pending`: (job name,
-    overrides) of the jobs of an interrupted sweep that did not start, listed as such."""
+    """Write the leaderboard files into `folder`; returns the ranked rows and the paired comparison
+    (or None). `pending`: (job name, overrides) of the jobs of an interrupted sweep that did not
+    start, listed as such."""
     folder = Path(folder)
     rows = rank([job_row(d) for d in job_dirs(paths or [folder])] + [
         {"job": name, "overrides": " ".join(overrides), "status": "not started", "objective": None,
@@ -198,7 +202,7 @@ def write(folder, paths=None, pending=()):
     plot_files = [*_plot_curves(folder, rows, labels), *_plot_objective(folder, rows)]
     artifacts.write_text(folder / "summary.md", _markdown(rows, columns, groups, paired))
     artifacts.write_text(folder / "leaderboard.html", _html(folder, rows, columns, groups, plot_files, paired))
-    return rows
+    return rows, paired
 
 
 def differing_config(rows):
@@ -466,7 +470,7 @@ def _stop(folder, exit_code):
     command that continues it, and the signal's exit code."""
     jobs = planned_jobs(folder)
     pending = [(str(k), job) for k, job in enumerate(jobs or []) if not (folder / str(k)).is_dir()]
-    rows = write(folder, pending=pending)
+    rows, _ = write(folder, pending=pending)
     counts = {status: sum(r["status"] == status for r in rows) for status in ("completed", "interrupted", "failed")}
     left = f"{len(pending)} not started" if jobs is not None else "the trials left not started"
     (folder / STOPPING).unlink()
@@ -504,11 +508,10 @@ class Leaderboard(Callback):
         code = stop_requested(folder)
         if code is not None:
             _stop(folder, code)
-        rows = write(folder)
+        rows, paired = write(folder)
         failed = [r for r in rows if r["status"] in ("failed", "diverged")]
         done = sum(r["status"] == "completed" for r in rows)
         print(f"leaderboard: {folder / 'summary.md'} ({done} completed, {len(failed)} failed)")
-        paired = paired_comparison(rows)
         if paired:
             print(paired["verdict"])
         if failed:
@@ -559,6 +562,6 @@ def main(args, prog="dlrun leaderboard", always_fresh=False):
     # A sweep's leaderboard goes into the sweep; one of chosen runs, into a directory of its own.
     folder = parsed.out or (Path(parsed.paths[0]) if sweep_dir and not always_fresh else fresh_compare_dir())
     folder.mkdir(parents=True, exist_ok=True)
-    rows = write(folder, parsed.paths)
+    rows, _ = write(folder, parsed.paths)
     print(f"{len(rows)} runs -> {folder / 'leaderboard.html'}")
     return 0
