@@ -206,6 +206,21 @@ def test_optuna_takes_hydras_sweep_syntax_and_the_presets_warn_nothing(cli):
                                                                                                "[512,256]")
 
 
+def test_a_grid_search_runs_every_point_once_and_ends(cli):
+    presets = cli.cwd / "conf" / "hparams_search"
+    presets.mkdir(parents=True)
+    (presets / "grid_sizes.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /hydra/sweeper: dlrun_optuna\nhydra:\n  sweeper:\n"
+        "    sampler: grid\n    params:\n      model.hidden_sizes: {type: categorical, choices: [[16], [32, 16]]}\n")
+    cli("-m", *QUIET, "--config-dir", "conf", "hparams_search=grid_sizes", "trainer.max_epochs=1",
+        "trainer.batch_size=32,64", "hydra.sweep.dir=grid")  # 20 trials asked for, a grid of 4
+    points = {tuple(o for o in summary_of(job)["overrides"] if o.startswith(("model.", "trainer.batch_size")))
+              for job in (cli.cwd / "grid").iterdir() if (job / "summary.json").is_file()}
+    assert points == {(f"model.hidden_sizes={h}", f"trainer.batch_size={b}") for h in ("[16]", "[32,16]")
+                      for b in ("32", "64")}
+    assert json.loads((cli.cwd / "grid" / "optuna_best.json").read_text())["complete"] == 4
+
+
 BAD_SPACES = {
     "unknown parameter": ("+hydra.sweeper.params.model.dropoutt={type:float,low:0.1,high:0.5}",
                           "'model.dropoutt' is not a key of the config"),

@@ -25,11 +25,15 @@ class Param:
     step: float = None
     choices: tuple = ()
 
+    @property
+    def optuna_choices(self):
+        """The choices as Optuna stores them (None, bool, int, float, str): a list (hidden sizes) as
+        its override text."""
+        return [c if isinstance(c, (type(None), bool, int, float, str)) else _format(c) for c in self.choices]
+
     def suggest(self, trial):
         if self.kind == "categorical":
-            # Optuna stores None, bool, int, float and str: a list (hidden sizes) is chosen as its override text
-            return trial.suggest_categorical(self.key, [c if isinstance(c, (type(None), bool, int, float, str))
-                                                        else _format(c) for c in self.choices])
+            return trial.suggest_categorical(self.key, self.optuna_choices)
         if self.kind == "int":
             return trial.suggest_int(self.key, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
         return trial.suggest_float(self.key, float(self.low), float(self.high), step=self.step, log=self.log)

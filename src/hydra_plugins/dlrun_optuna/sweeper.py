@@ -48,29 +48,36 @@ class OptunaSweeper(Sweeper):
         if self.sampler_name not in SAMPLERS:
             raise ConfigError(unknown_choice("hydra.sweeper.sampler", self.sampler_name, SAMPLERS))
         self.space = parse_space(self.params, config)
-        if self.sampler_name == "grid" and any(p.kind != "categorical" for p in self.space):
-            raise ConfigError("hydra.sweeper.sampler=grid needs every parameter to be categorical (choices: [...]).")
+        self._check_grid(self.space)
         wanted = "maximize" if mode_of(config.trainer) == "max" else "minimize"
         if self.direction not in DIRECTIONS:
             raise ConfigError(unknown_choice("hydra.sweeper.direction", self.direction, DIRECTIONS))
         if self.direction not in ("auto", wanted):
             raise ConfigError(f"hydra.sweeper.direction={self.direction} contradicts trainer.monitor="
-                              f"{config.trainer.monitor}, which the runs {wanted[:-3]}: leave the direction at auto.")
+                              f"{config.trainer.monitor}, which the search should {wanted}: leave the direction at "
+                              f"auto (it follows trainer.mode).")
         self.direction = wanted
 
-    def _sampler(self, seed):
+    def _check_grid(self, space):
+        if self.sampler_name == "grid" and any(p.kind != "categorical" for p in space):
+            raise ConfigError("hydra.sweeper.sampler=grid needs every parameter to be categorical (choices: [...]).")
+
+    def _sampler(self, seed, space):
         import optuna
 
         if self.sampler_name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         if self.sampler_name == "grid":
-            return optuna.samplers.GridSampler({p.key: list(p.choices) for p in self.space}, seed=seed)
+            return _grid({p.key: p.optuna_choices for p in space}, seed)
         return optuna.samplers.TPESampler(seed=seed)
 
     def sweep(self, arguments):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        fixed, swept = _command_line_space(arguments)
+        space = [p for p in self.space if p.key not in {q.key for q in swept}] + swept  # the command line wins
+        self._check_grid(space)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         study = optuna.create_study(
@@ -78,13 +85,13 @@ class OptunaSweeper(Sweeper):
             direction=self.direction, load_if_exists=True)
         # A continued study draws new points: the sampler's seed moves on with the trials already in it
         # (the same seed again would propose the first trials' values again).
-        study.sampler = self._sampler(self.seed + len(study.trials))
+        study.sampler = self._sampler(self.seed + len(study.trials), space)
         self._requeue_interrupted(study, sweep_dir)
         interrupted = set(study.user_attrs.get("interrupted_trials", []))
         finished = [t for t in study.trials if t.state.is_finished() and t.number not in interrupted]
-        remaining = self.n_trials - len(finished)
-        fixed, swept = _command_line_space(arguments)
-        space = [p for p in self.space if p.key not in {q.key for q in swept}] + swept  # the command line wins
+        wanted = self.n_trials if self.sampler_name != "grid" else min(self.n_trials, math.prod(
+            len(p.choices) for p in space))  # a grid is done once every point ran
+        remaining = wanted - len(finished)
         returns = []
         while remaining > 0:
             trials = [study.ask() for _ in range(min(self.n_jobs, remaining))]
@@ -122,6 +129,18 @@ class OptunaSweeper(Sweeper):
                 data = json.loads(summary.read_text())
                 data.update(status="interrupted", error="the sweep was interrupted; this trial was run again")
                 summary.write_text(json.dumps(data, indent=2))
+
+
+def _grid(grid, seed):
+    """Optuna's grid sampler for ask-and-tell: the sweep stops itself after the last point (Optuna's
+    own after_trial calls study.stop() there, which works only inside study.optimize)."""
+    import optuna
+
+    class Grid(optuna.samplers.GridSampler):
+        def after_trial(self, study, trial, state, values):
+            pass
+
+    return Grid(grid, seed=seed)
 
 
 def _command_line_space(arguments):
