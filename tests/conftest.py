@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -104,19 +105,17 @@ def built_loop(*overrides):
 class NoStop:
     """A stop flag that is never raised."""
 
-    raised = False
+    signum = None
 
 
 class StopAt:
     """A stop flag (as for SIGTERM) that is raised at its n-th reading; the loop reads it at the
     end of each optimizer step."""
 
-    exit_code = 143
-
     def __init__(self, n):
         self.reads, self.n = 0, n
 
     @property
-    def raised(self):
+    def signum(self):
         self.reads += 1
-        return self.reads >= self.n
+        return signal.SIGTERM if self.reads >= self.n else None

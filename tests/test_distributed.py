@@ -62,3 +62,28 @@ def test_accumulation_under_torchrun_equals_the_larger_batch(tmp_path):
         weights[name] = torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)["model"]
     for key, value in weights["big"].items():
         assert torch.allclose(value, weights["small"][key], atol=1e-5), key
+
+
+def test_a_mid_epoch_resume_under_torchrun_counts_every_process_once(tmp_path):
+    """Stopped mid-epoch by its time budget and resumed, a 2-process run's metrics equal those of
+    the run that was never stopped: the checkpoint carries the running sums of both processes."""
+    env = {**os.environ, "DLRUN_OUTPUTS": str(tmp_path / "outputs"), "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    common = [*SMOKE, "device=cpu", "trainer.batch_size=8", "trainer.max_epochs=4", "plots=[]", "report=false"]
+
+    def torchrun(*args):
+        proc = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "dlrun", *common, *args],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    torchrun("hydra.run.dir=whole")
+    torchrun("hydra.run.dir=stopped", "trainer.max_time=0.7")  # an epoch takes about 0.5 s
+    ckpt = torch.load(tmp_path / "stopped" / "checkpoints" / "last.pt", weights_only=False)
+    assert ckpt["fit"]["partial"]["batch"] > 0  # stopped inside an epoch
+    torchrun("ckpt_path=stopped", "trainer.max_time=null")
+    rows = {name: (tmp_path / name / "metrics.csv").read_text().splitlines() for name in ("whole", "stopped")}
+    whole, resumed = ([dict(zip(r[0].split(","), line.split(","))) for line in r[1:]] for r in rows.values())
+    assert len(whole) == len(resumed) == 4
+    for a, b in zip(whole, resumed):
+        for key in ("train/loss", "train/accuracy", "val/loss"):
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5), key

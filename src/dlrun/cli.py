@@ -15,13 +15,12 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
 import hydra
 
-from dlrun import __version__, config
+from dlrun import __version__, config, layout
 from dlrun.composition import command_line, compose
 from dlrun.errors import ConfigError, DlrunError
 from dlrun.job import record_kept_unless_started
@@ -90,7 +89,7 @@ def prepare_argv(argv):
     flags = _flags(args)
     if int(os.environ.get("RANK", "0")) > 0:
         # Under torchrun only rank 0 writes the run directory; the others run in a scratch one.
-        scratch = Path(tempfile.mkdtemp(prefix="dlrun-rank"))
+        scratch = layout.rank_scratch()
         return flags + overrides + [f"hydra.run.dir={config.quote(scratch)}"], scratch
     reserved = None
     if user_dir is None:
@@ -239,7 +238,7 @@ def _remove_if_empty(folder):
     directory is removed whole."""
     if folder is None:
         return
-    if folder.name.startswith("dlrun-rank"):
+    if layout.is_rank_scratch(folder):
         shutil.rmtree(folder, ignore_errors=True)
         return
     for path in (folder, folder.parent):

@@ -57,6 +57,20 @@ def sum_across(*tensors):
     return tensors
 
 
+def summed(*tensors):
+    """Copies of the tensors, each summed over all processes (the tensors themselves unchanged)."""
+    return sum_across(*(t.clone() for t in tensors))
+
+
+def max_across(values, device):
+    """The largest of each integer in `values` over all processes, as a tuple of ints."""
+    if not active():
+        return tuple(values)
+    tensor = torch.tensor(values, dtype=torch.int64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tuple(tensor.tolist())
+
+
 def wrap(model, device):
     """The model as DDP sees it, for the training forward pass."""
     if not active():

@@ -203,6 +203,8 @@ def _fit(cfg, loop, state, run, summary):
     written = {}  # the state written last and its bytes: an epoch's best and last are one state, serialized once
 
     def save(name, ckpt):
+        if not distributed.is_main():  # rank 0 keeps the checkpoints; the others' scratch holds none
+            return
         if written.get("state") is not ckpt:
             written.update(state=ckpt, data=checkpoint.serialize(ckpt))
         checkpoint.write(run.checkpoint(name), written["data"])

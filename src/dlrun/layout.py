@@ -1,7 +1,12 @@
 """The layout of a run directory: the one module that knows where each file of
 a run lives. Everything else asks it for paths (torch-free)."""
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
+
+SCRATCH_PREFIX = "dlrun-rank-"
 
 
 class RunDir:
@@ -51,3 +56,28 @@ def run_of_checkpoint(path):
     """The run directory a checkpoint file belongs to (checkpoints/<name>.pt in it)."""
     path = Path(path)
     return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+
+
+def rank_scratch():
+    """A new directory for a DDP process other than rank 0 (which alone writes the run directory),
+    named after the process: one left behind by a killed process (kill -9) is removed here, by the
+    next one. It never holds checkpoints."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*"):
+        pid = folder.name.removeprefix(SCRATCH_PREFIX).split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
+
+
+def is_rank_scratch(folder):
+    return Path(folder).name.startswith(SCRATCH_PREFIX)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

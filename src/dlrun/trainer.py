@@ -23,10 +23,12 @@ from dlrun.averaging import Averaging
 from dlrun.errors import DlrunError
 from dlrun.finetune import Freezing
 from dlrun.fit_policy import FitPolicy, FitState
+from dlrun.interrupt import EXIT_CODES
 from dlrun.regularization import l1_penalty, mix, penalized_weights
 from dlrun.step import GuardedUpdate
 
 REFRESH_S = 0.25
+RUNNING_SUMS = ("loss_sum", "correct", "count")  # of an epoch so far, kept by a mid-epoch checkpoint
 # Columns of an epoch's row that measure the machine, not the training: they differ between
 # two otherwise identical runs.
 MEASURED = ("seconds", "samples_per_s", "peak_rss_mb", "cuda_peak_mb")
@@ -148,9 +150,11 @@ class Loop:
         self.freezing.apply(self.model, state.epoch)
         partial = state.partial or {}
         start = partial.get("batch", 0)
-        # Three separate running sums (a mid-epoch checkpoint carries them).
-        loss_sum, correct, count = (torch.as_tensor(partial.get(key, 0.0), dtype=torch.float32).to(self.device).clone()
-                                    for key in ("loss_sum", "correct", "count"))
+        # Three separate running sums. A mid-epoch checkpoint carries those of all processes
+        # together: rank 0 carries them on, the others start from zero.
+        carried = partial if distributed.shard()[0] == 0 else {}
+        loss_sum, correct, count = (torch.as_tensor(carried.get(key, 0.0), dtype=torch.float32).to(self.device).clone()
+                                    for key in RUNNING_SUMS)
         state.partial = None
         started = time.perf_counter()
         next_refresh = started + REFRESH_S
@@ -170,11 +174,12 @@ class Loop:
                 hook()
             # A stop, a step checkpoint or a validation waits for the end of an accumulation window.
             if window_end:
-                stopping = stop_flag.raised or (self.deadline is not None and time.perf_counter() >= self.deadline)
-                if stopping or (i + 1 < total and self.policy.due(self.policy.checkpoint_every, state)):
-                    state.partial = {"batch": i + 1, "loss_sum": loss_sum, "correct": correct, "count": count}
-                    if stopping:
-                        self._stop_mid_epoch(state, save, stop_flag)
+                signum, timed_out = self._stop_reason(stop_flag)
+                if signum or timed_out or (i + 1 < total and self.policy.due(self.policy.checkpoint_every, state)):
+                    sums = distributed.summed(loss_sum, correct, count)
+                    state.partial = {"batch": i + 1, **dict(zip(RUNNING_SUMS, sums))}
+                    if signum or timed_out:
+                        self._stop_mid_epoch(state, save, signum)
                         return None, 0.0  # the time budget ran out (a signal raises instead)
                     save("last", self.state_dict(state, mid_epoch=True))
                     state.partial = None
@@ -265,14 +270,21 @@ class Loop:
                 f"{bad.count} non-finite step(s) by step {state.step}, more than the {self.policy.skip_nonfinite} "
                 f"allowed. None of them changed the weights.")
 
-    def _stop_mid_epoch(self, state, save, stop_flag):
+    def _stop_reason(self, stop_flag):
+        """(the number of the signal that stops training or 0, whether the time budget ran out).
+        Under DDP all processes stop at the same step, as soon as one of them has a reason (a
+        signal may reach one process only): one all-reduce of two numbers per optimizer step."""
+        timed_out = self.deadline is not None and time.perf_counter() >= self.deadline
+        return distributed.max_across((int(stop_flag.signum or 0), int(timed_out)), self.device)
+
+    def _stop_mid_epoch(self, state, save, signum):
         """Keep the exact position in the `last` checkpoint; a signal then raises Interrupted,
         an exhausted time budget marks the state as timed out."""
-        state.timed_out = not stop_flag.raised
+        state.timed_out = not signum
         save("last", self.state_dict(state, mid_epoch=True))
-        if stop_flag.raised:
+        if signum:
             raise Interrupted(f"interrupted at step {state.step} (epoch {state.epoch + 1}); the last checkpoint "
-                              f"holds the exact position.", stop_flag.exit_code)
+                              f"holds the exact position.", EXIT_CODES.get(signum, 1))
 
     # -------------------------------------------------------------- evaluating
     @torch.inference_mode()
