@@ -8,7 +8,7 @@ def test_cfg_hydra_shows_a_sweeps_launcher(cli):
     proc = cli("-m", "--cfg", "hydra", "hydra/launcher=slurm", "hydra.launcher.partition=cpu", "model=mlp,cnn",
                "optimizer.lr=interval(0.001,0.01)")
     launcher = OmegaConf.create(proc.stdout).hydra.launcher
-    assert launcher.partition == "cpu" and launcher.gpus_per_node == 0  # no GPU asked for unless set
+    assert launcher.partition == "cpu" and launcher.gpus_per_node is None  # no GPU asked for unless set
     assert launcher._target_.endswith("SlurmLauncher")
     proc = cli("-m", "--cfg", "job", "model=mlp,cnn", check=False)
     assert proc.returncode == 2 and "-m --cfg hydra for the sweep's launcher and sweeper" in proc.stderr

@@ -13,6 +13,10 @@ import threading
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
+# Set when a cluster's scheduler stopped the job to requeue it (slurm.py): the job is resumed by
+# the scheduler, so its sweep goes on.
+preemption = threading.Event()
+
 
 @contextlib.contextmanager
 def _handlers(handlers):
@@ -30,17 +34,11 @@ def _handlers(handlers):
 
 
 class StopFlag:
+    """`signum`: the signal that asked training to stop, None until one does."""
+
     def __init__(self):
         self.signum = None
         self._installed = None
-
-    @property
-    def raised(self):
-        return self.signum is not None
-
-    @property
-    def exit_code(self):
-        return EXIT_CODES.get(self.signum, 1)
 
     def _handle(self, signum, frame):
         if self.signum is not None and signum == signal.SIGINT:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from omegaconf import open_dict
 
-from dlrun import artifacts, console, validate
+from dlrun import artifacts, console, layout, validate
 from dlrun.errors import DlrunError, first_line
-from dlrun.interrupt import stops_raise
+from dlrun.interrupt import preemption, stops_raise
 from dlrun.layout import RunDir
 
 log = logging.getLogger("dlrun")
@@ -73,23 +73,26 @@ def run_from_hydra(cfg):
         if done is not None:
             return done
     try:
-        with _stops_with_the_sweep(folder) if multirun and sweep.in_launcher_worker() else contextlib.nullcontext():
-            summary = run(cfg, run_dir, keep_failed=multirun, job_num=hydra_cfg.job.num if multirun else None,
+        with _stops_with_the_sweep(folder) if multirun and sweep.in_launcher_worker() else contextlib.nullcontext(), \
+                _where_this_rank_writes(run_dir, multirun) as where:
+            summary = run(cfg, where, keep_failed=multirun, job_num=hydra_cfg.job.num if multirun else None,
                           show_config=not multirun, config_dir=_user_config_dir(hydra_cfg))
-    except KeyboardInterrupt as exc:
-        _say_stopped(run_dir)
+    except (KeyboardInterrupt, DlrunError) as exc:
+        if multirun and preemption.is_set():  # the cluster launcher requeues the job; the sweep goes on
+            log.warning("stopped by the cluster's scheduler (preemption or time limit): the job is requeued and "
+                        "continues from %s", RunDir(run_dir).checkpoint("last"))
+            return float("nan")
+        if isinstance(exc, KeyboardInterrupt):
+            _say_stopped(run_dir)
+        else:
+            console.error(str(exc))
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+        code = getattr(exc, "exit_code", 130)
         if not multirun:
-            sys.exit(getattr(exc, "exit_code", 130))
-        sweep.request_stop(folder, getattr(exc, "exit_code", 130))
-        return float("nan")
-    except DlrunError as exc:
-        console.error(str(exc))
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        if not multirun:
-            sys.exit(exc.exit_code)
-        if exc.status == "interrupted":  # the sweep stops with its job (sweep.Leaderboard ends it)
-            sweep.request_stop(folder, exc.exit_code)
+            sys.exit(code)
+        if isinstance(exc, KeyboardInterrupt) or exc.status == "interrupted":  # the sweep stops with its job
+            sweep.request_stop(folder, code)
         return float("nan")
     except Exception:  # a bug: recorded by run(); Hydra shows the traceback (in a sweep, run.log has it)
         if not multirun:
@@ -129,6 +132,21 @@ def _stops_with_the_sweep(folder, every_s=0.2):
             over.set()
         watcher.join()
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _where_this_rank_writes(run_dir, multirun):
+    """The job's directory; for the other processes of a sweep's DDP job (SLURM's tasks), a scratch
+    directory removed when they end, however they end. (A single run under torchrun gets its
+    scratch directory from cli.prepare_argv, before Hydra writes anything.)"""
+    if not multirun or int(os.environ.get("RANK", "0")) == 0:
+        yield run_dir
+        return
+    scratch = layout.rank_scratch()
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _user_config_dir(hydra_cfg):

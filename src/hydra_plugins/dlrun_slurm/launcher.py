@@ -1,0 +1,52 @@
+"""dlrun's SLURM launcher (`hydra/launcher=slurm`): Hydra's submitit launcher, plus what a
+cluster job of dlrun needs.
+
+- Preemption and time limits. SLURM signals a job (USR2, `signal_delay_s` before its time
+  limit, or on preemption). submitit's own handler would requeue at once, in the middle of a
+  step; here the signal stops the run like SIGTERM does (the step finishes, last.pt keeps the
+  exact mid-epoch position), and only then is the job handed to submitit's checkpointing, which
+  requeues it with `resume=true`: the requeued job continues from last.pt and ends bit-identical
+  to an uninterrupted one. The sweep goes on meanwhile (a preempted job is not an interrupted
+  sweep).
+- `tasks_per_node > 1` (or several nodes): the tasks of one job are the processes of one DDP run,
+  the environment torchrun would give them exported from SLURM's.
+"""
+
+import signal
+
+from dlrun import interrupt
+from hydra_plugins.hydra_submitit_launcher import submitit_launcher
+
+
+class SlurmLauncher(submitit_launcher.SlurmLauncher):
+    def __call__(self, sweep_overrides, *args):
+        import submitit
+
+        environment = submitit.JobEnvironment()
+        if environment.num_tasks > 1:
+            # the rank's GPU is picked by dlrun from LOCAL_RANK: CUDA_VISIBLE_DEVICES stays as SLURM set it
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+            if environment.global_rank > 0:  # rank 0 alone writes Hydra's record of the job
+                sweep_overrides = [*sweep_overrides, "hydra.output_subdir=null"]
+        requeue = signal.getsignal(signal.SIGUSR2)  # submitit's: checkpoint() below, scontrol requeue, exit
+        signal.signal(signal.SIGUSR2, _stop_for_requeue)
+        try:
+            result = super().__call__(sweep_overrides, *args)
+        finally:
+            signal.signal(signal.SIGUSR2, requeue)
+        if interrupt.preemption.is_set() and callable(requeue):
+            requeue(signal.SIGUSR2, None)
+        return result
+
+    def checkpoint(self, sweep_overrides, *args):
+        """The job as submitit requeues it: the same overrides, resumed from its last.pt."""
+        overrides = [o for o in sweep_overrides if not o.startswith("resume=")] + ["resume=true"]
+        return super().checkpoint(overrides, *args)
+
+
+def _stop_for_requeue(signum, frame):
+    """SLURM's preemption or time-limit signal: the run stops as it does on SIGTERM."""
+    interrupt.preemption.set()
+    on_sigterm = signal.getsignal(signal.SIGTERM)
+    if callable(on_sigterm):
+        on_sigterm(signal.SIGTERM, frame)
