@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(PIP) $(TORCH_PINS)
-	$(PIP) -e ".[dev,sweep]"
+	$(PIP) -e ".[dev,sweep,tracking]"
 	touch $@
 
 run: setup
@@ -47,7 +47,7 @@ lock:
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
 	.lock-venv/bin/python -m pip install --quiet $(TORCH_PINS)
-	.lock-venv/bin/python -m pip install --quiet -e ".[dev,sweep,bench,onnx,tensorboard]"
+	.lock-venv/bin/python -m pip install --quiet -e ".[dev,sweep,tracking,bench,onnx,tensorboard]"
 	(echo "# Pinned versions of every dependency; regenerate with: make lock"; \
 	 .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v -i '^dlrun') > constraints.txt
 	rm -rf .lock-venv

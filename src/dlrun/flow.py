@@ -23,6 +23,7 @@ from dlrun import (
     job,
     plot_workers,
     report,
+    tracking,
     validate,
 )
 from dlrun import data as datasets
@@ -69,13 +70,15 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
         checkpoint.check_same_model_and_data(ckpt, build.plain(cfg), cfg.ckpt_path)
     # Plot workers start now, so that their imports overlap with loading the data and training.
     workers = plot_workers.worker_count(cfg.plots) if distributed.is_main() and cfg.task in ("train", "eval") else 0
-    with plot_workers.PlotWorkers(workers) as painter:
-        return _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter)
+    with plot_workers.PlotWorkers(workers) as painter, \
+            tracking.tracked(cfg, run.root, distributed.is_main() and cfg.task in ("train", "eval")) as tracker:
+        return _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter, tracker)
 
 
-def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter):
+def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter, tracker):
     """Train (or evaluate, inspect, test learning rates), then test and write the results; the
-    plots go to `painter` (plot_workers.PlotWorkers)."""
+    plots go to `painter` (plot_workers.PlotWorkers), the metrics to `tracker` (tracking.TrackedRun
+    with logger=mlflow, else None)."""
     devices.seed_everything(cfg.seed + (cfg.cv.fold or 0))  # each fold its own initial weights
     summary = Summary(run.root, cfg, device)
     data = build.dataset(cfg, raw)
@@ -89,6 +92,8 @@ def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter)
     about.update(model_summary=inspection.model_summary(net, data.input_shape),
                  data_summary=inspection.data_summary(data))
     summary.start(data, about)
+    if tracker is not None:
+        tracker.start()
     with summary.timed("first_look"):
         _first_look(cfg, run, data, about, summary.data, painter)
     if cfg.task == "inspect":
@@ -107,7 +112,7 @@ def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter)
         if ckpt:
             _warn_if_world_changed(ckpt, cfg.trainer.batch_size)
         with summary.timed("training"):
-            _fit(cfg, loop, state, run, summary)
+            _fit(cfg, loop, state, run, summary, tracker)
         if not distributed.is_main():  # rank 0 evaluates and writes the results
             distributed.shutdown()
             return summary.finish("completed", state)
@@ -197,7 +202,7 @@ def _interrupted_in_results(signal, cfg, run, summary, state):
     return error
 
 
-def _fit(cfg, loop, state, run, summary):
+def _fit(cfg, loop, state, run, summary, tracker):
     tensorboard = _tensorboard(cfg, run)
 
     written = {}  # the state written last and its bytes: an epoch's best and last are one state, serialized once
@@ -219,6 +224,8 @@ def _fit(cfg, loop, state, run, summary):
                     f"{es.min_delta} for {es.patience} epochs; the best, {state.best_value:.4f}, was at epoch "
                     f"{state.best_epoch} (checkpoints/best.pt).")
             _phase(cfg, note)
+        if tracker is not None:
+            tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, state.epoch)
         if tensorboard is not None:
             for key, value in row.items():
                 if key != "epoch":

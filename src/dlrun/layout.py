@@ -19,6 +19,7 @@ class RunDir:
         confused_pairs.csv (classification)  weight_stats.csv
         checkpoints/best.pt  checkpoints/last.pt  (and exports beside them)
         folds.csv  fold_<i>/  (a cross-validation: each fold a RunDir of its own)
+        .mlflow_run.json (logger=mlflow: the MLflow run that a resume continues)
     """
 
     def __init__(self, root):
@@ -43,6 +44,7 @@ class RunDir:
     lr_find = property(lambda self: self.root / "lr_find.csv")
     confused_pairs = property(lambda self: self.root / "confused_pairs.csv")
     weight_stats = property(lambda self: self.root / "weight_stats.csv")
+    mlflow_run = property(lambda self: self.root / ".mlflow_run.json")  # logger=mlflow: the run's MLflow id
 
     def checkpoint(self, name):
         """checkpoints/<name>.pt: `best` (the best epoch) or `last` (the latest position)."""

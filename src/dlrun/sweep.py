@@ -21,7 +21,7 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from dlrun import artifacts
+from dlrun import artifacts, tracking
 from dlrun.config import flat_items, run_overrides
 from dlrun.errors import ConfigError
 from dlrun.interrupt import EXIT_CODES
@@ -474,6 +474,7 @@ def _stop(folder, exit_code):
     counts = {status: sum(r["status"] == status for r in rows) for status in ("completed", "interrupted", "failed")}
     left = f"{len(pending)} not started" if jobs is not None else "the trials left not started"
     (folder / STOPPING).unlink()
+    _end_tracked_sweep(folder, "KILLED")
     from dlrun.console import error
 
     error(f"sweep interrupted: {counts['completed']} completed, {counts['interrupted']} interrupted, "
@@ -490,6 +491,8 @@ class Leaderboard(Callback):
     def on_multirun_start(self, config, **kwargs):
         folder = Path(config.hydra.sweep.dir)
         os.environ[SWEEP_PROCESS] = str(os.getpid())  # the launcher's worker processes inherit it
+        if config.get("logger") == "mlflow":
+            tracking.start_sweep(config, folder)
 
         def handle(signum, frame):
             if signum == signal.SIGINT and stop_requested(folder) is not None:
@@ -510,12 +513,19 @@ class Leaderboard(Callback):
             _stop(folder, code)
         rows, paired = write(folder)
         failed = [r for r in rows if r["status"] in ("failed", "diverged")]
+        _end_tracked_sweep(folder, "FAILED" if failed else "FINISHED")
         done = sum(r["status"] == "completed" for r in rows)
         print(f"leaderboard: {folder / 'summary.md'} ({done} completed, {len(failed)} failed)")
         if paired:
             print(paired["verdict"])
         if failed:
             sys.exit(1)
+
+
+def _end_tracked_sweep(folder, status):
+    """With logger=mlflow, the leaderboard goes to the sweep's parent run, which ends with `status`."""
+    if os.environ.get(tracking.SWEEP):
+        tracking.end_sweep(folder, status)
 
 
 SWEEP_PROCESS = "DLRUN_SWEEP_PROCESS"  # the pid of the process that runs the sweep's launcher

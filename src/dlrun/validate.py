@@ -107,7 +107,7 @@ CHOICES = {
     "device.precision": ("fp32", "bf16", "fp16"),
     "regularization.grad_clip.mode": (None, "norm", "value"),
     "export": (None, "torchscript", "onnx"),
-    "logger": ("csv", "tensorboard"),
+    "logger": ("csv", "tensorboard", "mlflow"),
     "show_config": ("short", "full", "none"),
     "dataset.channels": (1, 3),
 }
@@ -151,6 +151,9 @@ def check_config(cfg):
     if cfg.logger == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("logger=tensorboard needs the tensorboard package: pip install tensorboard "
                           "(or pip install 'dlrun[tensorboard]'). CSV metrics are written either way.")
+    if cfg.logger == "mlflow" and importlib.util.find_spec("mlflow") is None:
+        raise ConfigError("logger=mlflow needs the mlflow package: pip install mlflow "
+                          "(or pip install 'dlrun[tracking]'). CSV metrics are written either way.")
     if cfg.cv.fold is not None and cfg.cv.fold >= cfg.cv.folds:
         raise ConfigError(f"cv.fold={cfg.cv.fold} is out of range; with cv.folds={cfg.cv.folds} it must be in "
                           f"0..{cfg.cv.folds - 1}.")

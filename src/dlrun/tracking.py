@@ -1,0 +1,181 @@
+"""`logger=mlflow`: each run an MLflow run, each sweep an MLflow experiment.
+
+A run logs its flattened config as params, every epoch's metrics (step = epoch), the test
+metrics and objective at the end, and summary.json, metrics.csv, report.html and best.pt as
+artifacts; its status follows the run's (FINISHED, FAILED, KILLED for an interruption). A resume
+in the same directory continues the same MLflow run (its id is kept in the run directory).
+
+A sweep is one experiment (named after the sweep directory) holding a parent run for the sweep
+and one child run per job; the parent gets the leaderboard. The sweep's process creates both and
+hands them to its jobs through the environment, which every launcher passes on (joblib's
+workers, SLURM's jobs).
+
+The tracking URI is `mlflow.tracking_uri`, else $MLFLOW_TRACKING_URI, else a SQLite store in the
+outputs directory (outputs/mlflow.db, artifacts in outputs/mlartifacts).
+"""
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from dlrun import artifacts
+from dlrun import config as configs
+from dlrun.config import flat_items
+from dlrun.errors import first_line
+from dlrun.layout import RunDir
+
+SWEEP = "DLRUN_MLFLOW_SWEEP"  # the sweep's tracking URI, experiment and parent run, as JSON
+MAX_PARAM_CHARS = 6000  # MLflow's limit on a param's value
+
+
+def tracking_uri(cfg):
+    """Where runs are tracked: the config's URI, MLflow's environment variable, or the local store."""
+    uri = OmegaConf.select(cfg, "mlflow.tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
+    return uri or f"sqlite:///{(configs.outputs_root() / 'mlflow.db').resolve()}"
+
+
+def _client(uri):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _experiment(client, uri, name):
+    """The id of the experiment `name`, created if new (its artifacts beside a local store)."""
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:  # created meanwhile by another process
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def flat_params(cfg):
+    """The resolved config as MLflow params: dotted keys, values as text (lists written as lists)."""
+    return {key: str(value)[:MAX_PARAM_CHARS] for key, value in flat_items(OmegaConf.to_container(cfg, resolve=True))}
+
+
+class TrackedRun:
+    """One dlrun run as an MLflow run (rank 0 only), begun by `start` once the run has started."""
+
+    def __init__(self, cfg, run_dir):
+        self.cfg, self.run = cfg, RunDir(run_dir)
+        self.client = self.run_id = None
+
+    def start(self):
+        sweep = json.loads(os.environ[SWEEP]) if os.environ.get(SWEEP) else None
+        uri = sweep["uri"] if sweep else tracking_uri(self.cfg)
+        self.client = _client(uri)
+        if self.run.mlflow_run.is_file():  # a resume in this directory: the same MLflow run goes on
+            self.run_id = json.loads(self.run.mlflow_run.read_text())["run_id"]
+            self.client.update_run(self.run_id, status="RUNNING")
+            return
+        if sweep:
+            experiment = sweep["experiment_id"]
+            tags = {"mlflow.parentRunId": sweep["parent_run_id"]}
+        else:
+            experiment, tags = _experiment(self.client, uri, self.cfg.mlflow.experiment), {}
+        created = self.client.create_run(experiment, run_name=self.run.root.name,
+                                         tags={**tags, "dlrun.run_dir": str(self.run.root.resolve())})
+        self.run_id = created.info.run_id
+        artifacts.write_text(self.run.mlflow_run, json.dumps({"run_id": self.run_id, "tracking_uri": uri}))
+        self._log_params(flat_params(self.cfg))
+
+    def _log_params(self, params):
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in params.items()]
+        for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(self.run_id, params=items[start:start + 100])
+
+    def log_metrics(self, values, step):
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, step) for k, v in values.items() if _is_number(v)]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def finish(self, status, error=None):
+        """The results of the run (those written), and its status; nothing before `start`."""
+        if self.run_id is None:
+            return
+        if self.run.summary.is_file():
+            summary = json.loads(self.run.summary.read_text())
+            final = {f"test/{k}": v for k, v in (summary.get("test") or {}).items()}
+            if _is_number(summary.get("objective")):
+                final["objective"] = summary["objective"]
+            self.log_metrics(final, summary.get("epochs_run") or 0)
+        for path in (self.run.summary, self.run.metrics, self.run.report, self.run.checkpoint("best")):
+            if path.is_file():
+                folder = path.parent.name if path.parent != self.run.root else None
+                self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
+        if error is not None:
+            self.client.set_tag(self.run_id, "dlrun.error", first_line(error)[:MAX_PARAM_CHARS])
+        self.client.set_terminated(self.run_id, status=status)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+@contextlib.contextmanager
+def tracked(cfg, run_dir, enabled):
+    """The MLflow run of this run around its work (None unless `enabled` and logger=mlflow); it
+    ends FINISHED, or KILLED after an interruption, or FAILED."""
+    if not enabled or cfg.logger != "mlflow":
+        yield None
+        return
+    run = TrackedRun(cfg, run_dir)
+    try:
+        yield run
+    except KeyboardInterrupt as exc:
+        run.finish("KILLED", exc)
+        raise
+    except BaseException as exc:
+        run.finish("KILLED" if getattr(exc, "status", None) == "interrupted" else "FAILED", exc)
+        raise
+    run.finish("FINISHED")
+
+
+def start_sweep(cfg, sweep_dir):
+    """The sweep's experiment and parent run (created, or found again when the sweep is resumed),
+    handed to the jobs through the environment."""
+    sweep_dir = Path(sweep_dir)
+    record = sweep_dir / ".mlflow_sweep.json"
+    if record.is_file():
+        sweep = json.loads(record.read_text())
+        _client(sweep["uri"]).update_run(sweep["parent_run_id"], status="RUNNING")
+    else:
+        uri = tracking_uri(cfg)
+        client = _client(uri)
+        experiment = _experiment(client, uri, f"{cfg.mlflow.experiment} sweep {sweep_dir.resolve()}")
+        parent = client.create_run(experiment, run_name=f"sweep {sweep_dir.name}",
+                                   tags={"dlrun.sweep_dir": str(sweep_dir.resolve())})
+        sweep = {"uri": uri, "experiment_id": experiment, "parent_run_id": parent.info.run_id}
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        artifacts.write_text(record, json.dumps(sweep))
+    os.environ[SWEEP] = json.dumps(sweep)
+
+
+def end_sweep(sweep_dir, status):
+    """The leaderboard into the parent run, and its status."""
+    record = Path(sweep_dir) / ".mlflow_sweep.json"
+    if not record.is_file():
+        return
+    sweep = json.loads(record.read_text())
+    client = _client(sweep["uri"])
+    for name in ("summary.csv", "summary.md", "leaderboard.html"):
+        if (Path(sweep_dir) / name).is_file():
+            client.log_artifact(sweep["parent_run_id"], str(Path(sweep_dir) / name))
+    client.set_terminated(sweep["parent_run_id"], status=status)
