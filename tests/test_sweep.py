@@ -221,6 +221,47 @@ def test_a_grid_search_runs_every_point_once_and_ends(cli):
     assert json.loads((cli.cwd / "grid" / "optuna_best.json").read_text())["complete"] == 4
 
 
+PRUNED_SEARCH = ["hydra/sweeper=dlrun_optuna", "hydra.sweeper.pruner=median", "hydra.sweeper.startup_trials=1",
+                 "hydra.sweeper.warmup_epochs=0", "trainer.monitor=val/accuracy", "trainer.max_epochs=3"]
+
+
+def trial_states(sweep):
+    db = sqlite3.connect(sweep / "optuna.db")
+    states = dict(db.execute("select number, state from trials").fetchall())
+    reported = dict(db.execute("select t.number, count(*) from trial_intermediate_values v join trials t "
+                               "on t.trial_id = v.trial_id group by t.number").fetchall())
+    return states, reported
+
+
+def test_a_median_pruner_stops_the_trials_that_fall_behind(cli):
+    """A grid in the order 0.03, 1e-5, 1e-6 (seed 5): the first trial runs in full; the two tiny
+    learning rates fall behind it at their first epoch and stop there."""
+    proc = cli("-m", *QUIET, *PRUNED_SEARCH, "hydra.sweeper.sampler=grid", "hydra.sweeper.seed=5",
+               "optimizer.lr=0.03,0.00001,0.000001", "hydra.sweep.dir=search")
+    assert "(1 completed, 0 failed, 2 pruned)" in proc.stdout
+    rows = {r["job"]: r for r in leaderboard(cli.cwd / "search")}
+    assert [rows[j]["status"] for j in "012"] == ["completed", "pruned", "pruned"]
+    assert "optimizer.lr=0.03" in rows["0"]["overrides"]
+    for job in ("1", "2"):
+        summary = summary_of(cli.cwd / "search" / job)
+        assert summary["epochs_run"] == 1 and summary["stop_reason"].startswith("pruned by the sweep's Optuna pruner")
+        assert "pruned by Optuna's median pruner after epoch 1: val/accuracy" in summary["error"]
+    states, reported = trial_states(cli.cwd / "search")
+    assert states == {0: "COMPLETE", 1: "PRUNED", 2: "PRUNED"} and reported == {0: 3, 1: 1, 2: 1}
+
+
+def test_pruning_works_with_the_parallel_launcher(cli):
+    """Trials in parallel processes report to the one study (SQLite in the sweep directory)."""
+    cli("-m", *QUIET, *PRUNED_SEARCH, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=4", "hydra.sweeper.sampler=random", "optimizer.lr=interval(0.000001,0.03)",
+        "hydra.sweep.dir=search")
+    rows = {r["job"]: r["status"] for r in leaderboard(cli.cwd / "search")}
+    states, reported = trial_states(cli.cwd / "search")
+    assert set(rows) == {"0", "1", "2", "3"} and set(reported) == {0, 1, 2, 3}  # every trial reported its epochs
+    assert {int(j): {"completed": "COMPLETE", "pruned": "PRUNED"}[s] for j, s in rows.items()} == states
+    assert all(reported[n] == 3 for n, s in states.items() if s == "COMPLETE")
+
+
 BAD_SPACES = {
     "unknown parameter": ("+hydra.sweeper.params.model.dropoutt={type:float,low:0.1,high:0.5}",
                           "'model.dropoutt' is not a key of the config"),
@@ -229,6 +270,7 @@ BAD_SPACES = {
                        "low=0.5 must be below high=0.1"),
     "unknown sampler": ("hydra.sweeper.sampler=bayes", "hydra.sweeper.sampler=bayes is not known"),
     "direction": ("hydra.sweeper.direction=max", "hydra.sweeper.direction=max is not known. Did you mean 'maximize'?"),
+    "unknown pruner": ("hydra.sweeper.pruner=medain", "hydra.sweeper.pruner=medain is not known. Did you mean 'median'?"),
     "direction against the monitor": ("hydra.sweeper.direction=maximize",
                                       "hydra.sweeper.direction=maximize contradicts trainer.monitor=val/loss"),
 }

@@ -22,6 +22,7 @@ from dlrun import (
     inspection,
     job,
     plot_workers,
+    pruning,
     report,
     tracking,
     validate,
@@ -70,15 +71,18 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
         checkpoint.check_same_model_and_data(ckpt, build.plain(cfg), cfg.ckpt_path)
     # Plot workers start now, so that their imports overlap with loading the data and training.
     workers = plot_workers.worker_count(cfg.plots) if distributed.is_main() and cfg.task in ("train", "eval") else 0
+    # rank 0 alone tracks the run, and reports to the Optuna trial that it is in a pruning sweep
+    trial = pruning.trial_of(job_num, cfg.trainer.max_epochs) if distributed.is_main() and cfg.task == "train" else None
     with plot_workers.PlotWorkers(workers) as painter, \
             tracking.tracked(cfg, run.root, distributed.is_main() and cfg.task in ("train", "eval")) as tracker:
-        return _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter, tracker)
+        return _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter, (tracker, trial))
 
 
-def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter, tracker):
+def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter, observers):
     """Train (or evaluate, inspect, test learning rates), then test and write the results; the
-    plots go to `painter` (plot_workers.PlotWorkers), the metrics to `tracker` (tracking.TrackedRun
-    with logger=mlflow, else None)."""
+    plots go to `painter` (plot_workers.PlotWorkers); `observers` are the MLflow run
+    (tracking.TrackedRun) and the Optuna trial (pruning.Trial), each None when not asked for."""
+    tracker, _ = observers
     devices.seed_everything(cfg.seed + (cfg.cv.fold or 0))  # each fold its own initial weights
     summary = Summary(run.root, cfg, device)
     data = build.dataset(cfg, raw)
@@ -112,7 +116,7 @@ def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter,
         if ckpt:
             _warn_if_world_changed(ckpt, cfg.trainer.batch_size)
         with summary.timed("training"):
-            _fit(cfg, loop, state, run, summary, tracker)
+            _fit(cfg, loop, state, run, summary, observers)
         if not distributed.is_main():  # rank 0 evaluates and writes the results
             distributed.shutdown()
             return summary.finish("completed", state)
@@ -202,8 +206,9 @@ def _interrupted_in_results(signal, cfg, run, summary, state):
     return error
 
 
-def _fit(cfg, loop, state, run, summary, tracker):
+def _fit(cfg, loop, state, run, summary, observers):
     tensorboard = _tensorboard(cfg, run)
+    tracker, trial = observers
 
     written = {}  # the state written last and its bytes: an epoch's best and last are one state, serialized once
 
@@ -231,6 +236,9 @@ def _fit(cfg, loop, state, run, summary, tracker):
                 if key != "epoch":
                     tensorboard.add_scalar(key, value, state.epoch)
             tensorboard.flush()
+        if trial is not None:
+            trial.after_epoch(state.epoch, cfg.trainer.monitor, row[cfg.trainer.monitor],
+                              last=state.stopped_early or state.epoch >= cfg.trainer.max_epochs)
 
     # validations within epochs; a resume keeps those up to its checkpoint's step
     val_steps = [row for row in _read_rows(run.val_steps) if float(row["step"]) <= state.step]
@@ -264,6 +272,9 @@ def _fit(cfg, loop, state, run, summary, tracker):
                          f"trainer.skip_nonfinite=N to skip that many bad batches.")
         summary.finish("diverged", state, error=error)
         raise error from None
+    except pruning.Pruned as exc:
+        summary.finish("pruned", state, error=exc)
+        raise
     except Interrupted as exc:
         error = Interrupted(f"{exc} Resume with: dlrun ckpt_path={run.root}", exc.exit_code)
         summary.finish("interrupted", state, error=error)

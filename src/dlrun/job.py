@@ -84,6 +84,8 @@ def run_from_hydra(cfg):
             return float("nan")
         if isinstance(exc, KeyboardInterrupt):
             _say_stopped(run_dir)
+        elif exc.status == "pruned":  # an Optuna trial stopped by its pruner: the sweep goes on
+            console.console.print(f"job {run_dir.name}: {exc}", highlight=False)
         else:
             console.error(str(exc))
             if os.environ.get("HYDRA_FULL_ERROR") == "1":

@@ -61,8 +61,6 @@ def _flatten(params, prefix=""):
 
 def parse_space(params, config):
     """The parameters of `params` as Param objects; any problem is a ConfigError naming it."""
-    if not params:
-        raise ConfigError("hydra.sweeper.params is empty: give at least one parameter to search.")
     space = []
     for key, spec in _flatten(params):
         where = f"hydra.sweeper.params.{key}"

@@ -141,6 +141,8 @@ def _stop_reason(status, state, task):
         return None
     if status in ("diverged", "interrupted", "failed"):
         return f"{status} at epoch {state.epoch + (state.partial is not None)}"
+    if status == "pruned":
+        return f"pruned by the sweep's Optuna pruner after epoch {state.epoch}"
     if state.stopped_early:
         return f"early stopping at epoch {state.epoch} (best epoch {state.best_epoch})"
     if state.timed_out:

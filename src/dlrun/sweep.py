@@ -515,7 +515,9 @@ class Leaderboard(Callback):
         failed = [r for r in rows if r["status"] in ("failed", "diverged")]
         _end_tracked_sweep(folder, "FAILED" if failed else "FINISHED")
         done = sum(r["status"] == "completed" for r in rows)
-        print(f"leaderboard: {folder / 'summary.md'} ({done} completed, {len(failed)} failed)")
+        pruned = sum(r["status"] == "pruned" for r in rows)
+        print(f"leaderboard: {folder / 'summary.md'} ({done} completed, {len(failed)} failed"
+              + (f", {pruned} pruned)" if pruned else ")"))
         if paired:
             print(paired["verdict"])
         if failed:

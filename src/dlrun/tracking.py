@@ -143,7 +143,7 @@ def tracked(cfg, run_dir, enabled):
         run.finish("KILLED", exc)
         raise
     except BaseException as exc:
-        run.finish("KILLED" if getattr(exc, "status", None) == "interrupted" else "FAILED", exc)
+        run.finish({"interrupted": "KILLED", "pruned": "FINISHED"}.get(getattr(exc, "status", None), "FAILED"), exc)
         raise
     run.finish("FINISHED")
 

@@ -21,6 +21,9 @@ class DlrunOptunaSweeperConf:
     seed: int = 0
     study_name: str = "dlrun"
     storage: Optional[str] = None    # default: sqlite:///<sweep dir>/optuna.db
+    pruner: Optional[str] = None     # null | median | hyperband: trials report each epoch's monitored value
+    warmup_epochs: int = 1           # median: epochs a trial runs before it can be pruned
+    startup_trials: int = 3          # median: trials that run in full before any is pruned
     params: Dict[str, Any] = field(default_factory=dict)
 
 

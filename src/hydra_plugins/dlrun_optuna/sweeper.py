@@ -1,5 +1,6 @@
 """The sweeper: ask Optuna for trials, launch them as Hydra jobs, tell the results."""
 
+import contextlib
 import json
 import math
 import os
@@ -12,6 +13,7 @@ from omegaconf import OmegaConf
 
 from dlrun.errors import ConfigError, unknown_choice
 from dlrun.metric_names import mode_of
+from dlrun.pruning import PRUNERS, hand_to_jobs
 from dlrun.search_space import Param, parse_space
 from dlrun.sweep import stop_requested
 
@@ -20,8 +22,10 @@ DIRECTIONS = ("auto", "minimize", "maximize")
 
 
 class OptunaSweeper(Sweeper):
-    def __init__(self, direction, n_trials, n_jobs, sampler, seed, study_name, storage, params):
+    def __init__(self, direction, n_trials, n_jobs, sampler, seed, study_name, storage, params, pruner=None,
+                 warmup_epochs=1, startup_trials=3):
         self.direction = direction
+        self.pruner, self.warmup_epochs, self.startup_trials = pruner, warmup_epochs, startup_trials
         self.n_trials = n_trials
         self.n_jobs = max(1, n_jobs)
         self.sampler_name = sampler
@@ -34,15 +38,8 @@ class OptunaSweeper(Sweeper):
         self.config = config
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config)
-        try:
+        with _one_line_errors(config.hydra.sweep.dir):
             self._validate(config)
-        except ConfigError as exc:  # before any trial: one line, no traceback (unless asked for)
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-            from dlrun.console import error
-
-            error(str(exc))
-            sys.exit(exc.exit_code)
 
     def _validate(self, config):
         if self.sampler_name not in SAMPLERS:
@@ -50,6 +47,11 @@ class OptunaSweeper(Sweeper):
         self.space = parse_space(self.params, config)
         self._check_grid(self.space)
         wanted = "maximize" if mode_of(config.trainer) == "max" else "minimize"
+        if self.pruner is not None and self.pruner not in PRUNERS:
+            raise ConfigError(unknown_choice("hydra.sweeper.pruner", self.pruner, ["null", *PRUNERS]))
+        if self.warmup_epochs < 0 or self.startup_trials < 0:
+            raise ConfigError(f"hydra.sweeper.warmup_epochs={self.warmup_epochs} and hydra.sweeper.startup_trials="
+                              f"{self.startup_trials} must be >= 0.")
         if self.direction not in DIRECTIONS:
             raise ConfigError(unknown_choice("hydra.sweeper.direction", self.direction, DIRECTIONS))
         if self.direction not in ("auto", wanted):
@@ -71,18 +73,29 @@ class OptunaSweeper(Sweeper):
             return _grid({p.key: p.optuna_choices for p in space}, seed)
         return optuna.samplers.TPESampler(seed=seed)
 
+    def _search_space(self, arguments):
+        """(the fixed overrides, the parameters): the preset's and the command line's (which wins)."""
+        fixed, swept = _command_line_space(arguments)
+        space = [p for p in self.space if p.key not in {q.key for q in swept}] + swept
+        if not space:
+            raise ConfigError("nothing to search: give hydra.sweeper.params, or a parameter to sweep on the command "
+                              "line (optimizer.lr=0.1,0.01 or 'optimizer.lr=interval(0.001,0.1)').")
+        self._check_grid(space)
+        return fixed, space
+
     def sweep(self, arguments):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        fixed, swept = _command_line_space(arguments)
-        space = [p for p in self.space if p.key not in {q.key for q in swept}] + swept  # the command line wins
-        self._check_grid(space)
+        with _one_line_errors(self.config.hydra.sweep.dir):
+            fixed, space = self._search_space(arguments)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        study = optuna.create_study(
-            study_name=self.study_name, storage=self.storage or f"sqlite:///{sweep_dir / 'optuna.db'}",
-            direction=self.direction, load_if_exists=True)
+        storage = self.storage or f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
+        study = optuna.create_study(study_name=self.study_name, storage=storage, direction=self.direction,
+                                    load_if_exists=True)
+        if self.pruner:
+            hand_to_jobs(storage, self.study_name, self.pruner, self.warmup_epochs, self.startup_trials)
         # A continued study draws new points: the sampler's seed moves on with the trials already in it
         # (the same seed again would propose the first trials' values again).
         study.sampler = self._sampler(self.seed + len(study.trials), space)
@@ -100,7 +113,9 @@ class OptunaSweeper(Sweeper):
             stopped = stop_requested(sweep_dir) is not None
             for trial, result in zip(trials, results):
                 value = _objective(result)
-                if value is not None:
+                if _status(sweep_dir, trial.number) == "pruned":
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                elif value is not None:
                     study.tell(trial, value)
                 elif not stopped:
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -129,6 +144,23 @@ class OptunaSweeper(Sweeper):
                 data = json.loads(summary.read_text())
                 data.update(status="interrupted", error="the sweep was interrupted; this trial was run again")
                 summary.write_text(json.dumps(data, indent=2))
+
+
+@contextlib.contextmanager
+def _one_line_errors(sweep_dir):
+    """A bad search, before any trial: one line, no traceback (unless HYDRA_FULL_ERROR=1), and no
+    sweep directory left behind empty."""
+    try:
+        yield
+    except ConfigError as exc:
+        with contextlib.suppress(OSError):  # absent, or not empty (a resumed sweep's): left as it is
+            Path(sweep_dir).rmdir()
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        from dlrun.console import error
+
+        error(str(exc))
+        sys.exit(exc.exit_code)
 
 
 def _grid(grid, seed):
@@ -161,6 +193,12 @@ def _command_line_space(arguments):
             swept.append(Param(override.get_key_element(), "categorical",
                                choices=tuple(override.sweep_string_iterator())))
     return fixed, swept
+
+
+def _status(sweep_dir, number):
+    """The status that a trial's job recorded in its summary.json (None without one)."""
+    summary = sweep_dir / str(number) / "summary.json"
+    return json.loads(summary.read_text()).get("status") if summary.is_file() else None
 
 
 def _objective(result):
