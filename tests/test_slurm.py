@@ -50,17 +50,6 @@ def job_ids(sweep):
     return sorted(p.name for p in (sweep / ".submitit").iterdir() if p.is_dir())
 
 
-def test_a_sweep_runs_on_a_cpu_partition_without_asking_for_a_gpu(cli, on_slurm, tmp_path):
-    sweep = tmp_path / "sweep"
-    proc = cli("-m", *ON_THE_CLUSTER, *SMOKE, "plots=[]", "report=false", "seed=1,2", f"hydra.sweep.dir={sweep}",
-               env=on_slurm)
-    assert "(2 completed, 0 failed)" in proc.stdout
-    assert [summary_of(sweep / str(i))["status"] for i in (0, 1)] == ["completed", "completed"]
-    script = next((sweep / ".submitit").rglob("*_submission.sh")).read_text()
-    assert "#SBATCH --partition=cpu" in script and "#SBATCH --signal=USR2@120" in script
-    assert "gpu" not in script.lower()
-
-
 def test_a_preempted_job_is_requeued_and_ends_as_if_never_stopped(cli, on_slurm, tmp_path):
     """SLURM's preemption signal (the one it also sends before a time limit): the job stops at a
     step boundary with its exact position in last.pt, submitit requeues it, and the requeued job
@@ -98,17 +87,20 @@ def csv_rows(run_dir):
     return [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
 
 
-def test_tasks_per_node_two_is_one_ddp_job(cli, on_slurm, tmp_path):
+def test_a_job_runs_on_a_cpu_partition_without_a_gpu_request_and_two_tasks_are_one_ddp_job(cli, on_slurm, tmp_path):
     sweep = tmp_path / "sweep"
-    cli("-m", *ON_THE_CLUSTER, "hydra.launcher.tasks_per_node=2", *SMOKE, "device=cpu", "plots=[]", "report=false",
-        f"hydra.sweep.dir={sweep}", env=on_slurm)
-    summary = summary_of(sweep / "0")
-    assert summary["status"] == "completed" and summary["world_size"] == 2
-    assert [p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")] == ["0"]
+    proc = cli("-m", *ON_THE_CLUSTER, "hydra.launcher.tasks_per_node=2", *SMOKE, "device=cpu", "plots=[]",
+               "report=false", f"hydra.sweep.dir={sweep}", env=on_slurm)
+    assert "(1 completed, 0 failed)" in proc.stdout
     (job_id,) = job_ids(sweep)
     logs = sweep / ".submitit" / job_id
+    script = (logs / f"{job_id}_submission.sh").read_text()
+    assert "#SBATCH --partition=cpu" in script and "#SBATCH --signal=USR2@120" in script
+    assert "#SBATCH --ntasks-per-node=2" in script and "gpu" not in script.lower()
+    summary = summary_of(sweep / "0")
+    assert summary["status"] == "completed" and summary["world_size"] == 2 and summary["epochs_run"] == 2
+    assert [p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")] == ["0"]
     assert "dlrun completed" in (logs / f"{job_id}_0_log.out").read_text()  # rank 0 speaks, rank 1 only warns
     rank1 = (logs / f"{job_id}_1_log.out").read_text() + (logs / f"{job_id}_1_log.err").read_text()
     assert "dlrun" not in rank1 and "global_rank=1(2)" in rank1
     assert torch.load(sweep / "0" / "checkpoints" / "last.pt", weights_only=False)["world_size"] == 2
-    assert summary["epochs_run"] == 2

@@ -71,8 +71,8 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
         checkpoint.check_same_model_and_data(ckpt, build.plain(cfg), cfg.ckpt_path)
     # Plot workers start now, so that their imports overlap with loading the data and training.
     workers = plot_workers.worker_count(cfg.plots) if distributed.is_main() and cfg.task in ("train", "eval") else 0
-    # rank 0 alone tracks the run, and reports to the Optuna trial that it is in a pruning sweep
-    trial = pruning.trial_of(job_num, cfg.trainer.max_epochs) if distributed.is_main() and cfg.task == "train" else None
+    # rank 0 alone tracks the run; the trial of a pruning sweep (one process: see trial_of)
+    trial = pruning.trial_of(job_num, cfg.trainer.max_epochs, distributed.shard()[1]) if cfg.task == "train" else None
     with plot_workers.PlotWorkers(workers) as painter, \
             tracking.tracked(cfg, run.root, distributed.is_main() and cfg.task in ("train", "eval")) as tracker:
         return _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter, (tracker, trial))

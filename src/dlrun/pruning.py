@@ -10,7 +10,7 @@ study's storage (SQLite in the sweep directory).
 import json
 import os
 
-from dlrun.errors import DlrunError
+from dlrun.errors import ConfigError, DlrunError
 
 STUDY = "DLRUN_OPTUNA_STUDY"  # storage, study name and pruner, as JSON
 PRUNERS = ("median", "hyperband")
@@ -58,10 +58,15 @@ class Trial:
                          f"promising next to the other trials.")
 
 
-def trial_of(job_num, max_epochs):
+def trial_of(job_num, max_epochs, world_size):
     """The trial to report to, in a sweep whose sweeper prunes; None otherwise."""
     spec = os.environ.get(STUDY)
     if not spec or job_num is None:
         return None
     spec = json.loads(spec)
-    return Trial(spec, job_num, max_epochs) if spec["pruner"] else None
+    if not spec["pruner"]:
+        return None
+    if world_size > 1:  # one process's decision would leave the others waiting for it
+        raise ConfigError(f"hydra.sweeper.pruner={spec['pruner']} prunes single-process trials; these jobs run "
+                          f"{world_size} processes (tasks_per_node): remove the pruner or run one task per job.")
+    return Trial(spec, job_num, max_epochs)
