@@ -118,3 +118,15 @@ def test_the_default_store_is_in_the_outputs_and_a_resume_continues_the_same_run
     assert run.info.status == "FINISHED"
     assert [m.step for m in mlflow.get_metric_history(run.info.run_id, "train/loss")] == [1, 2, 3]
     assert not (cli.cwd / "mlruns").exists()
+
+
+def test_a_server_that_does_not_answer_is_one_line_before_the_run_starts(cli, tmp_path):
+    pytest.importorskip("mlflow", reason="the tracking extra: pip install 'dlrun[tracking]'")
+    with socket.socket() as probe:  # a port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = cli(*SMOKE, "logger=mlflow", f"mlflow.tracking_uri=http://127.0.0.1:{port}", "hydra.run.dir=run",
+               check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"the MLflow tracking server at http://127.0.0.1:{port} does not answer" in proc.stderr
+    assert not (tmp_path / "run").exists()

@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 
 from dlrun import artifacts, tracking
 from dlrun.config import flat_items, run_overrides
-from dlrun.errors import ConfigError
+from dlrun.errors import ConfigError, DlrunError
 from dlrun.interrupt import EXIT_CODES
 from dlrun.layout import RunDir
 
@@ -492,7 +492,13 @@ class Leaderboard(Callback):
         folder = Path(config.hydra.sweep.dir)
         os.environ[SWEEP_PROCESS] = str(os.getpid())  # the launcher's worker processes inherit it
         if config.get("logger") == "mlflow":
-            tracking.start_sweep(config, folder)
+            try:
+                tracking.start_sweep(config, folder)
+            except DlrunError as exc:  # before any job: one line
+                from dlrun.console import error
+
+                error(str(exc))
+                sys.exit(exc.exit_code)
 
         def handle(signum, frame):
             if signum == signal.SIGINT and stop_requested(folder) is not None:

@@ -17,6 +17,7 @@ outputs directory (outputs/mlflow.db, artifacts in outputs/mlartifacts).
 import contextlib
 import json
 import os
+import urllib.request
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -24,7 +25,7 @@ from omegaconf import OmegaConf
 from dlrun import artifacts
 from dlrun import config as configs
 from dlrun.config import flat_items
-from dlrun.errors import first_line
+from dlrun.errors import DlrunError, first_line
 from dlrun.layout import RunDir
 
 SWEEP = "DLRUN_MLFLOW_SWEEP"  # the sweep's tracking URI, experiment and parent run, as JSON
@@ -35,6 +36,20 @@ def tracking_uri(cfg):
     """Where runs are tracked: the config's URI, MLflow's environment variable, or the local store."""
     uri = OmegaConf.select(cfg, "mlflow.tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
     return uri or f"sqlite:///{(configs.outputs_root() / 'mlflow.db').resolve()}"
+
+
+def check_server(uri):
+    """A tracking server that does not answer is one clear error before the run starts (MLflow's
+    own client would retry for minutes, then raise a traceback)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise DlrunError(f"logger=mlflow: the MLflow tracking server at {uri} does not answer ({reason}). Start it "
+                         f"(mlflow server ...) or set mlflow.tracking_uri to one that runs; without either, runs go "
+                         f"to outputs/mlflow.db.") from None
 
 
 def _client(uri):
@@ -158,6 +173,7 @@ def start_sweep(cfg, sweep_dir):
         _client(sweep["uri"]).update_run(sweep["parent_run_id"], status="RUNNING")
     else:
         uri = tracking_uri(cfg)
+        check_server(uri)
         client = _client(uri)
         experiment = _experiment(client, uri, f"{cfg.mlflow.experiment} sweep {sweep_dir.resolve()}")
         parent = client.create_run(experiment, run_name=f"sweep {sweep_dir.name}",

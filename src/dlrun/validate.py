@@ -154,6 +154,10 @@ def check_config(cfg):
     if cfg.logger == "mlflow" and importlib.util.find_spec("mlflow") is None:
         raise ConfigError("logger=mlflow needs the mlflow package: pip install mlflow "
                           "(or pip install 'dlrun[tracking]'). CSV metrics are written either way.")
+    if cfg.logger == "mlflow":
+        from dlrun import tracking
+
+        tracking.check_server(tracking.tracking_uri(cfg))
     if cfg.cv.fold is not None and cfg.cv.fold >= cfg.cv.folds:
         raise ConfigError(f"cv.fold={cfg.cv.fold} is out of range; with cv.folds={cfg.cv.folds} it must be in "
                           f"0..{cfg.cv.folds - 1}.")
