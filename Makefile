@@ -27,7 +27,7 @@ test: setup
 
 # Everything: adds signals, sweeps, DDP, docs, benchmark smoke, packaging and the browser.
 test-all: setup lint
-	$(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=25
+	$(BIN)/python -m pytest -q -n 2 --durations=25
 
 lint: setup
 	$(BIN)/ruff check src tests bench docs
