@@ -72,7 +72,7 @@ def test_a_preempted_job_is_requeued_and_ends_as_if_never_stopped(cli, on_slurm,
     assert sweeping.returncode == 0, err[-3000:]
     assert "(1 completed, 0 failed)" in out
     run_log = (sweep / "0" / "run.log").read_text()
-    assert "stopped by the cluster's scheduler (preemption or time limit): the job is requeued" in run_log
+    assert "stopped by the cluster's scheduler (preemption or time limit) with its exact position" in run_log
     assert "Requeued job" in run_log and "training on cpu from epoch 1" in run_log
 
     plain = tmp_path / "plain"

@@ -79,8 +79,9 @@ def run_from_hydra(cfg):
                           show_config=not multirun, config_dir=_user_config_dir(hydra_cfg))
     except (KeyboardInterrupt, DlrunError) as exc:
         if multirun and preemption.is_set():  # the cluster launcher requeues the job; the sweep goes on
-            log.warning("stopped by the cluster's scheduler (preemption or time limit): the job is requeued and "
-                        "continues from %s", RunDir(run_dir).checkpoint("last"))
+            log.warning("stopped by the cluster's scheduler (preemption or time limit) with its exact position in "
+                        "%s; submitit requeues it (after a time limit, at most hydra.launcher.max_num_timeout times)",
+                        RunDir(run_dir).checkpoint("last"))
             return float("nan")
         if isinstance(exc, KeyboardInterrupt):
             _say_stopped(run_dir)

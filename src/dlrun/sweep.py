@@ -521,9 +521,9 @@ class Leaderboard(Callback):
         failed = [r for r in rows if r["status"] in ("failed", "diverged")]
         _end_tracked_sweep(folder, "FAILED" if failed else "FINISHED")
         done = sum(r["status"] == "completed" for r in rows)
-        pruned = sum(r["status"] == "pruned" for r in rows)
+        more = {status: sum(r["status"] == status for r in rows) for status in ("interrupted", "pruned")}
         print(f"leaderboard: {folder / 'summary.md'} ({done} completed, {len(failed)} failed"
-              + (f", {pruned} pruned)" if pruned else ")"))
+              + "".join(f", {n} {status}" for status, n in more.items() if n) + ")")
         if paired:
             print(paired["verdict"])
         if failed:

@@ -13,8 +13,10 @@ cluster job of dlrun needs.
 """
 
 import signal
+from pathlib import Path
 
-from dlrun import interrupt
+from dlrun import artifacts, interrupt
+from dlrun.layout import RunDir
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 
 
@@ -35,13 +37,27 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         finally:
             signal.signal(signal.SIGUSR2, requeue)
         if interrupt.preemption.is_set() and callable(requeue):
-            requeue(signal.SIGUSR2, None)
+            try:
+                requeue(signal.SIGUSR2, None)  # exits once the job is requeued
+            except submitit.core.utils.UncompletedJobError as exc:  # max_num_timeout time limits reached
+                _not_requeued(Path(result.working_dir), exc)
         return result
 
     def checkpoint(self, sweep_overrides, *args):
         """The job as submitit requeues it: the same overrides, resumed from its last.pt."""
         overrides = [o for o in sweep_overrides if not o.startswith("resume=")] + ["resume=true"]
         return super().checkpoint(overrides, *args)
+
+
+def _not_requeued(job_dir, exc):
+    """The job stays interrupted, and its summary.json says why it was not requeued."""
+    file = RunDir(job_dir).summary
+    if file.is_file():
+        summary = artifacts.read_json(file)
+        summary["error"] = (f"{exc} It stopped at SLURM's time limit with its exact position in checkpoints/last.pt: "
+                            f"continue the sweep with resume=true and a larger hydra.launcher.timeout_min or "
+                            f"max_num_timeout.")
+        artifacts.write_json(file, summary)
 
 
 def _stop_for_requeue(signum, frame):
