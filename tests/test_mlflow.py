@@ -33,10 +33,11 @@ def server(tmp_path_factory):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    log = open(folder / "server.log", "w")
     proc = subprocess.Popen([str(MLFLOW), "server", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
                              "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1",
                              "--port", str(port), "--workers", "1"],
-                            stdout=subprocess.DEVNULL, stderr=open(folder / "server.log", "w"))
+                            stdout=subprocess.DEVNULL, stderr=log)
     uri = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while True:
@@ -49,6 +50,7 @@ def server(tmp_path_factory):
     yield uri
     proc.terminate()
     proc.wait(timeout=30)
+    log.close()
 
 
 def client(uri):

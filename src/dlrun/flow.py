@@ -238,7 +238,7 @@ def _fit(cfg, loop, state, run, summary, observers):
             tensorboard.flush()
         if trial is not None:
             trial.after_epoch(state.epoch, cfg.trainer.monitor, row[cfg.trainer.monitor],
-                              last=state.stopped_early or state.epoch >= cfg.trainer.max_epochs)
+                              last=not loop.policy.running(state))
 
     # validations within epochs; a resume keeps those up to its checkpoint's step
     val_steps = [row for row in _read_rows(run.val_steps) if float(row["step"]) <= state.step]

@@ -91,7 +91,7 @@ class TrackedRun:
         uri = sweep["uri"] if sweep else tracking_uri(self.cfg)
         self.client = _client(uri)
         if self.run.mlflow_run.is_file():  # a resume in this directory: the same MLflow run goes on
-            self.run_id = json.loads(self.run.mlflow_run.read_text())["run_id"]
+            self.run_id = artifacts.read_json(self.run.mlflow_run)["run_id"]
             self.client.update_run(self.run_id, status="RUNNING")
             return
         if sweep:
@@ -102,7 +102,7 @@ class TrackedRun:
         created = self.client.create_run(experiment, run_name=self.run.root.name,
                                          tags={**tags, "dlrun.run_dir": str(self.run.root.resolve())})
         self.run_id = created.info.run_id
-        artifacts.write_text(self.run.mlflow_run, json.dumps({"run_id": self.run_id, "tracking_uri": uri}))
+        artifacts.write_json(self.run.mlflow_run, {"run_id": self.run_id, "tracking_uri": uri})
         self._log_params(flat_params(self.cfg))
 
     def _log_params(self, params):
@@ -126,7 +126,7 @@ class TrackedRun:
         if self.run_id is None:
             return
         if self.run.summary.is_file():
-            summary = json.loads(self.run.summary.read_text())
+            summary = artifacts.read_json(self.run.summary)
             final = {f"test/{k}": v for k, v in (summary.get("test") or {}).items()}
             if _is_number(summary.get("objective")):
                 final["objective"] = summary["objective"]
@@ -154,22 +154,25 @@ def tracked(cfg, run_dir, enabled):
     run = TrackedRun(cfg, run_dir)
     try:
         yield run
-    except KeyboardInterrupt as exc:
-        run.finish("KILLED", exc)
-        raise
     except BaseException as exc:
-        run.finish({"interrupted": "KILLED", "pruned": "FINISHED"}.get(getattr(exc, "status", None), "FAILED"), exc)
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else getattr(exc, "status", None)
+        run.finish({"interrupted": "KILLED", "pruned": "FINISHED"}.get(status, "FAILED"), exc)
         raise
     run.finish("FINISHED")
+
+
+def _sweep_record(sweep_dir):
+    """The sweep's tracking URI, experiment and parent run, kept for a resumed sweep."""
+    return Path(sweep_dir) / ".mlflow_sweep.json"
 
 
 def start_sweep(cfg, sweep_dir):
     """The sweep's experiment and parent run (created, or found again when the sweep is resumed),
     handed to the jobs through the environment."""
     sweep_dir = Path(sweep_dir)
-    record = sweep_dir / ".mlflow_sweep.json"
+    record = _sweep_record(sweep_dir)
     if record.is_file():
-        sweep = json.loads(record.read_text())
+        sweep = artifacts.read_json(record)
         _client(sweep["uri"]).update_run(sweep["parent_run_id"], status="RUNNING")
     else:
         uri = tracking_uri(cfg)
@@ -180,16 +183,16 @@ def start_sweep(cfg, sweep_dir):
                                    tags={"dlrun.sweep_dir": str(sweep_dir.resolve())})
         sweep = {"uri": uri, "experiment_id": experiment, "parent_run_id": parent.info.run_id}
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        artifacts.write_text(record, json.dumps(sweep))
+        artifacts.write_json(record, sweep)
     os.environ[SWEEP] = json.dumps(sweep)
 
 
 def end_sweep(sweep_dir, status):
     """The leaderboard into the parent run, and its status."""
-    record = Path(sweep_dir) / ".mlflow_sweep.json"
+    record = _sweep_record(sweep_dir)
     if not record.is_file():
         return
-    sweep = json.loads(record.read_text())
+    sweep = artifacts.read_json(record)
     client = _client(sweep["uri"])
     for name in ("summary.csv", "summary.md", "leaderboard.html"):
         if (Path(sweep_dir) / name).is_file():

@@ -151,10 +151,10 @@ def check_config(cfg):
     if cfg.logger == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("logger=tensorboard needs the tensorboard package: pip install tensorboard "
                           "(or pip install 'dlrun[tensorboard]'). CSV metrics are written either way.")
-    if cfg.logger == "mlflow" and importlib.util.find_spec("mlflow") is None:
-        raise ConfigError("logger=mlflow needs the mlflow package: pip install mlflow "
-                          "(or pip install 'dlrun[tracking]'). CSV metrics are written either way.")
     if cfg.logger == "mlflow":
+        if importlib.util.find_spec("mlflow") is None:
+            raise ConfigError("logger=mlflow needs the mlflow package: pip install mlflow "
+                              "(or pip install 'dlrun[tracking]'). CSV metrics are written either way.")
         from dlrun import tracking
 
         tracking.check_server(tracking.tracking_uri(cfg))

@@ -11,6 +11,7 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import OmegaConf
 
+from dlrun import artifacts
 from dlrun.errors import ConfigError, unknown_choice
 from dlrun.metric_names import mode_of
 from dlrun.pruning import PRUNERS, hand_to_jobs
@@ -198,7 +199,7 @@ def _command_line_space(arguments):
 def _status(sweep_dir, number):
     """The status that a trial's job recorded in its summary.json (None without one)."""
     summary = sweep_dir / str(number) / "summary.json"
-    return json.loads(summary.read_text()).get("status") if summary.is_file() else None
+    return artifacts.read_json(summary).get("status") if summary.is_file() else None
 
 
 def _objective(result):
