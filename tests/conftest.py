@@ -56,6 +56,14 @@ def summary_of(run_dir):
 
 SMOKE = ["experiment=smoke", "trainer.progress=false"]
 
+# The MLP of tests/paced.py: each training batch lasts at least `seconds` whatever the machine's speed.
+# The `dlrun` process imports the plugin with env=PACED_ENV.
+PACED_ENV = {"PYTHONPATH": str(Path(__file__).resolve().parent)}
+
+
+def paced(seconds):
+    return ["plugins=[paced]", "model.name=paced_mlp", f"+model.seconds_per_batch={seconds}"]
+
 
 def chromium():
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

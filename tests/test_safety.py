@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from conftest import SMOKE, start, summary_of
+from conftest import PACED_ENV, SMOKE, paced, start, summary_of
 from dlrun.trainer import MEASURED
 
 pytestmark = pytest.mark.slow
@@ -118,14 +118,16 @@ def test_sigterm_mid_epoch_saves_exact_position_and_resume_matches(cli):
 
 
 def test_a_time_budget_ends_with_results_and_resumes_exactly(cli):
-    cli(*LONG, "hydra.run.dir=straight")
-    cli(*LONG, "trainer.max_time=1", "hydra.run.dir=budget")  # 1 s of the several the run needs
+    # 330 batches of at least 10 ms each: 1 s is a fraction of the run on any machine
+    timed = [*LONG, *paced(0.01)]
+    cli(*timed, "hydra.run.dir=straight", env=PACED_ENV)
+    cli(*timed, "trainer.max_time=1", "hydra.run.dir=budget", env=PACED_ENV)
     summary = summary_of(cli.cwd / "budget")
     assert summary["status"] == "completed" and summary["stop_reason"].startswith("max_time, at step")
     assert summary["epochs_run"] < 6 and summary["test"]["accuracy"] > 0  # best.pt was evaluated
     ckpt = torch.load(cli.cwd / "budget" / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["fit"]["timed_out"] and ckpt["fit"]["step"] == int(summary["stop_reason"].split()[3])
-    cli("ckpt_path=budget", "trainer.max_time=null", "trainer.progress=false")
+    cli("ckpt_path=budget", "plugins=[paced]", "trainer.max_time=null", "trainer.progress=false", env=PACED_ENV)
     assert summary_of(cli.cwd / "budget")["stop_reason"] == "max_epochs (6)"
     assert same_weights(weights(cli.cwd / "straight"), weights(cli.cwd / "budget"))
 

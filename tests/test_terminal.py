@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import dlrun
-from conftest import DLRUN, SMOKE, summary_of
+from conftest import DLRUN, PACED_ENV, SMOKE, paced, summary_of
 from dlrun import inspection, progress
 from dlrun.fit_policy import FitState
 
@@ -96,8 +96,9 @@ def test_the_terminal_tells_what_happens(cli):
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (Debian's tmux package) to watch a real terminal")
 def test_a_person_watching_a_terminal_sees_epoch_eta_speed_and_metrics(cli, tmp_path):
     session = f"dlrun{time.monotonic_ns()}"
-    command = f"cd {cli.cwd} && DLRUN_OUTPUTS={cli.outputs} {DLRUN} model=cnn trainer.max_epochs=3 " \
-              f"trainer.batch_size=16 plots=[] hydra.run.dir=run; sleep 60"
+    # 14 batches of at least 0.1 s an epoch: each epoch is on the screen for several captures, on any machine
+    command = f"cd {cli.cwd} && PYTHONPATH={PACED_ENV['PYTHONPATH']} DLRUN_OUTPUTS={cli.outputs} {DLRUN} " \
+              f"{' '.join(paced(0.1))} trainer.max_epochs=3 plots=[] hydra.run.dir=run; sleep 60"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "150", "-y", "40", command], check=True)
     try:
         screens = []
