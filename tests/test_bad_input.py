@@ -136,7 +136,7 @@ def test_full_traceback_on_request(cli):
 
 
 @pytest.mark.parametrize("content,message", [
-    ({"format": 2, "model": {}}, "is a dlrun checkpoint of format 2; this dlrun"),
+    ({"format": 99, "model": {}}, "is a dlrun checkpoint of format 99; this dlrun"),
     ({"weight": torch.zeros(2, 2)}, "holds only a model's weights (a state_dict), not a dlrun checkpoint"),
     ([1, 2], "is a PyTorch file holding a list, not a dlrun checkpoint"),
 ], ids=["newer format", "state_dict", "other data"])

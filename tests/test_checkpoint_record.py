@@ -9,6 +9,7 @@ import torch
 
 import dlrun
 from conftest import SMOKE
+from dlrun import checkpoint
 from dlrun.errors import DlrunError
 from dlrun.models import build
 
@@ -64,11 +65,12 @@ def test_a_resume_that_changes_what_it_restores_is_refused_and_the_run_kept(cnn_
 
 
 def _with_stored_overrides(run_dir, extra, tmp_path):
-    """A copy of the run's last.pt whose stored overrides carry `extra` (as a tampered file would)."""
+    """A copy of the run's last.pt whose stored overrides carry `extra`, with a valid checksum (as a
+    file made to deceive would have: the checksum catches changed bytes, not intent)."""
     state = _load(run_dir / "checkpoints" / "last.pt")
     state["overrides"] = [*state["overrides"], *extra]
     path = tmp_path / "tampered.pt"
-    torch.save(state, path)
+    checkpoint.save(path, state)
     return path
 
 
@@ -131,14 +133,12 @@ def test_resume_cleans_killed_writes_and_falls_back_to_best_when_last_is_missing
 
 
 def test_a_checkpoint_with_changed_tensor_bytes_is_refused(cnn_run, tmp_path):
-    from dlrun import checkpoint
-
     state = _load(cnn_run / "checkpoints" / "best.pt")
     assert checkpoint.checksum(state) == state["checksum"]
     key = next(iter(state["model"]))
     state["model"][key].view(-1)[:4] += 1e-3  # a few corrupted values inside one tensor
     torch.save(state, tmp_path / "corrupted.pt")
-    with pytest.raises(DlrunError, match="is corrupted: its tensors do not match the checksum"):
+    with pytest.raises(DlrunError, match="is corrupted or was edited"):
         dlrun.run(["task=eval", f"ckpt_path={tmp_path / 'corrupted.pt'}"], run_dir=tmp_path / "eval")
 
 
@@ -149,3 +149,48 @@ def test_a_refused_resume_leaves_the_whole_record_as_it_was(cnn_run, cli):
     assert proc.returncode == 1 and "optimizer.lr=0.001 -> 0.5" in " ".join(proc.stderr.split())
     after = {p.name: p.read_bytes() for p in [cnn_run / "summary.json", *(cnn_run / ".hydra").glob("*.yaml")]}
     assert after == record
+
+
+@pytest.mark.parametrize("field,change", [
+    ("config", lambda state: state["config"]["model"].update(channels=[4, 9])),
+    ("overrides", lambda state: state["overrides"].append("seed=7")),
+    ("model_spec", lambda state: state["model_spec"].update(_target_="os.system")),
+    ("preprocessing", lambda state: state["preprocessing"].update(threshold=0.9)),
+    ("fit", lambda state: state["fit"].update(best_epoch=1)),
+])
+def test_every_field_is_covered_by_the_checksum(cnn_run, tmp_path, field, change):
+    state = _load(cnn_run / "checkpoints" / "best.pt")
+    change(state)
+    torch.save(state, tmp_path / "edited.pt")  # the old checksum kept
+    with pytest.raises(DlrunError, match="is corrupted or was edited"):
+        checkpoint.load(tmp_path / "edited.pt")
+
+
+def test_a_checkpoint_without_a_checksum_is_refused_unless_accepted_knowingly(cnn_run, tmp_path):
+    state = _load(cnn_run / "checkpoints" / "best.pt")
+    del state["checksum"]
+    torch.save(state, tmp_path / "unchecked.pt")
+    with pytest.raises(DlrunError, match="has no checksum.*add trust_unverified_ckpt=true"):
+        dlrun.run(["task=eval", f"ckpt_path={tmp_path / 'unchecked.pt'}", "plots=[]"], run_dir=tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    summary = dlrun.run(["task=eval", f"ckpt_path={tmp_path / 'unchecked.pt'}", "plots=[]", "report=false",
+                         "trust_unverified_ckpt=true"], run_dir=tmp_path / "accepted")
+    assert summary["status"] == "completed"
+
+
+@pytest.mark.parametrize("spec", [{"_target_": "os.system", "command": "touch pwned"},
+                                  {"head": {"_target_": "os.system", "command": "touch pwned"}},
+                                  {"blocks": [{"_target_": "os.system", "command": "touch pwned"}]}])
+def test_predict_never_builds_code_that_a_checkpoint_names(cnn_run, tmp_path, monkeypatch, spec):
+    monkeypatch.chdir(tmp_path)
+    state = _load(cnn_run / "checkpoints" / "best.pt")
+    state["model_spec"].update(spec)
+    checkpoint.save(tmp_path / "deceiving.pt", state)  # a valid checksum: the checksum is no signature
+    inputs = tmp_path / "x.npy"
+    import numpy as np
+
+    np.save(inputs, np.zeros((2, 1, 8, 8), dtype=np.float32))
+    with pytest.raises(DlrunError, match="names code to build its model.*trust_run_code=true"):
+        dlrun.run(["task=predict", f"ckpt_path={tmp_path / 'deceiving.pt'}", f"predict.input={inputs}"],
+                  run_dir=tmp_path / "predicted")
+    assert not (tmp_path / "pwned").exists()

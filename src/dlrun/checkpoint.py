@@ -2,9 +2,12 @@
 safe loader (``torch.load(weights_only=True)``) reads them and a file from
 elsewhere can never run code. There is no fallback to the unsafe loader.
 
-Each checkpoint carries the SHA-256 of its tensors, checked on load: torch.load
-does not verify the bytes of a tensor, so a corrupted file would otherwise
-load and quietly give other numbers."""
+Each checkpoint carries the SHA-256 of all it holds (config, overrides, model spec,
+preprocessing, tensors), checked on load: torch.load verifies none of it, so a
+corrupted or edited file would otherwise load and quietly give other numbers. A
+file without a checksum is refused unless the user accepts it knowingly
+(trust_unverified_ckpt=true). Nothing in a checkpoint names code that is run: a
+model is built from its registered name (see flow's predict task)."""
 
 import hashlib
 import io
@@ -19,7 +22,7 @@ from dlrun.artifacts import atomic_write
 from dlrun.errors import DlrunError
 from dlrun.layout import RunDir
 
-FORMAT = 1
+FORMAT = 2  # 2: the checksum covers every field (1: tensors only)
 
 
 def save(path, state):
@@ -40,23 +43,34 @@ def write(path, data):
 
 
 def checksum(state):
-    """SHA-256 over every tensor of `state` (with its place in it), in a fixed order."""
+    """SHA-256 over every field of `state` but the checksum itself, in a fixed order: each
+    tensor by its dtype, shape and bytes, every other value by its type and text, each by its
+    place in the state."""
     digest = hashlib.sha256()
-    for place, tensor in _tensors(state):
+    for place, leaf in _leaves(state):
         digest.update(place.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+        if torch.is_tensor(leaf):
+            tensor = leaf.detach().cpu().contiguous()
+            digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+        else:
+            digest.update(f"{type(leaf).__name__}:{leaf!r}".encode())
     return digest.hexdigest()
 
 
-def _tensors(node, place=""):
-    if torch.is_tensor(node):
-        yield place, node
-    elif isinstance(node, dict):
-        for key in sorted((k for k in node if k != "checksum"), key=str):
-            yield from _tensors(node[key], f"{place}/{key}")
+def _leaves(node, place=""):
+    """(place, value) of every tensor and plain value; a container's place records its kind and size."""
+    if isinstance(node, dict):
+        keys = sorted((k for k in node if not (place == "" and k == "checksum")), key=str)
+        yield f"{place}{{{len(keys)}}}", None
+        for key in keys:
+            yield from _leaves(node[key], f"{place}/{key!r}")
     elif isinstance(node, (list, tuple)):
+        yield f"{place}[{len(node)}]", type(node).__name__
         for i, item in enumerate(node):
-            yield from _tensors(item, f"{place}/{i}")
+            yield from _leaves(item, f"{place}/{i}")
+    else:
+        yield place, node
 
 
 def resolve(path, key="ckpt_path", prefer=("last", "best")):
@@ -75,8 +89,9 @@ def resolve(path, key="ckpt_path", prefer=("last", "best")):
     return path
 
 
-def load(path, map_location="cpu"):
-    """Load a dlrun checkpoint safely, or say exactly why it cannot be used."""
+def load(path, map_location="cpu", unverified=False):
+    """Load a dlrun checkpoint safely, or say exactly why it cannot be used. `unverified`: the
+    user accepts a checkpoint without a checksum (trust_unverified_ckpt=true)."""
     path = resolve(path)
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one has no directory
         raise DlrunError(f"{path} is truncated or not a PyTorch checkpoint (it is not a complete zip archive).")
@@ -91,9 +106,13 @@ def load(path, map_location="cpu"):
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
         raise DlrunError(f"{path} is truncated or not a PyTorch checkpoint ({_reason(exc)}).") from None
     _check_format(state, path)
+    if "checksum" not in state and not unverified:
+        raise DlrunError(f"{path} has no checksum, so a changed byte in it could not be detected (dlrun writes one "
+                         f"in every checkpoint). Use another copy, or add trust_unverified_ckpt=true to load it as "
+                         f"it is if you know where it came from.")
     if "checksum" in state and state["checksum"] != checksum(state):
-        raise DlrunError(f"{path} is corrupted: its tensors do not match the checksum written with them. Use "
-                         f"another checkpoint of the run (best.pt or last.pt) or a copy of this one.")
+        raise DlrunError(f"{path} is corrupted or was edited: what it holds does not match the checksum written "
+                         f"with it. Use another checkpoint of the run (best.pt or last.pt) or a copy of this one.")
     return state
 
 

@@ -16,10 +16,10 @@ from dlrun.errors import ConfigError, DlrunError
 WEIGHTS_FIRST = ("best", "last")
 
 
-def _source_weights(path):
+def _source_weights(path, unverified):
     """The model tensors of a dlrun checkpoint, or of a plain state_dict file, loaded safely."""
     try:
-        return checkpoint.load(path)["model"]
+        return checkpoint.load(path, unverified=unverified)["model"]
     except DlrunError as exc:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -30,13 +30,13 @@ def _source_weights(path):
         raise
 
 
-def init_from(model, path, exclude=()):
+def init_from(model, path, exclude=(), unverified=False):
     """Copy every tensor of the source whose name and shape match into `model`, except those
     whose names match an `exclude` pattern (the rest keep their fresh initialisation: a new head
     when the number of classes differs, or when `head.*` is excluded). Returns what happened,
     for the summary and the terminal; refuses a source that fits nothing."""
     path = checkpoint.resolve(path, "init_from", WEIGHTS_FIRST)
-    source = _source_weights(path)
+    source = _source_weights(path, unverified)
     excluded = [k for k in source if any(fnmatch.fnmatchcase(k, p) for p in exclude)]
     for pattern in exclude:
         if not any(fnmatch.fnmatchcase(k, pattern) for k in source):

@@ -23,6 +23,7 @@ from dlrun import (
     job,
     plot_workers,
     pruning,
+    registry,
     report,
     tracking,
     validate,
@@ -63,7 +64,7 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
         return cross_validate(cfg, run, device, overrides, config_dir)
     if cfg.task == "predict":
         return _predict(cfg, run, device)
-    ckpt = checkpoint.load(cfg.ckpt_path) if cfg.ckpt_path else None
+    ckpt = checkpoint.load(cfg.ckpt_path, unverified=cfg.trust_unverified_ckpt) if cfg.ckpt_path else None
     if distributed.is_main():  # killed writes of an earlier attempt in this directory
         for folder in (run.root, run.checkpoints, run.plots):
             artifacts.remove_stale_temporaries(folder)
@@ -149,8 +150,8 @@ def _predict(cfg, run, device):
 
     summary = Summary(run.root, cfg, device)
     path = checkpoint.resolve(cfg.ckpt_path, "ckpt_path", finetune.WEIGHTS_FIRST)
-    ckpt = checkpoint.load(path)
-    pre, spec = ckpt["preprocessing"], dict(ckpt["model_spec"])
+    ckpt = checkpoint.load(path, unverified=cfg.trust_unverified_ckpt)
+    pre, spec = ckpt["preprocessing"], _model_spec(ckpt, path, cfg.trust_run_code)
     net = models.build({k: v for k, v in spec.items() if k not in ("input_shape", "num_outputs")},
                        spec["input_shape"], spec["num_outputs"])
     checkpoint.load_model_state(net, ckpt, path)
@@ -163,6 +164,17 @@ def _predict(cfg, run, device):
         "input": str(cfg.predict.input), "rows": len(ids), "checkpoint": str(path),
         "file": str(run.predictions)})
     return summary.finish("completed", FitState())
+
+
+def _model_spec(ckpt, path, trusted):
+    """The checkpoint's model, to be built by its registered name: a checkpoint is data, so an
+    import path in it (`_target_`, at any depth) is followed only with trust_run_code=true."""
+    spec = dict(ckpt["model_spec"])
+    targets = list(registry.targets(spec))
+    if targets and not trusted:
+        raise DlrunError(f"{path} names code to build its model ({', '.join(targets)}). A checkpoint is read as "
+                         f"data: add trust_run_code=true if you trust where it came from.")
+    return spec
 
 
 def _lr_find(cfg, run, loop, summary):
@@ -189,7 +201,7 @@ def _init_from(cfg, net):
         return None
     from dlrun import finetune
 
-    loaded = finetune.init_from(net, cfg.init_from, build.patterns(cfg.init_from_exclude))
+    loaded = finetune.init_from(net, cfg.init_from, build.patterns(cfg.init_from_exclude), cfg.trust_unverified_ckpt)
     _phase(cfg, finetune.describe(loaded))
     return loaded
 

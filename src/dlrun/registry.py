@@ -84,6 +84,17 @@ def _label(spec):
     return spec.get("name") or spec.get("_target_")
 
 
+def targets(node, place=""):
+    """`place=path` of every `_target_` import path in a config node, at any depth (lists too)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            inner = f"{place}.{key}" if place else str(key)
+            yield from [f"{inner}={value}"] if key == "_target_" else targets(value, inner)
+    elif isinstance(node, (list, tuple)):
+        for i, item in enumerate(node):
+            yield from targets(item, f"{place}[{i}]")
+
+
 def import_target(path, kind):
     module_name, _, attr = str(path).rpartition(".")
     try:
