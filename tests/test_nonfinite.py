@@ -161,10 +161,10 @@ def test_epoch_means_equal_a_plain_computation_over_the_training_set():
     for group in loop.optimizer.param_groups:
         group["lr"] = 0.0
     state = FitState()
-    order = loop.train_batches.shuffle.get_state()
+    order = loop.train_batches.state_dict(mid_epoch=False)
     with StopFlag() as flag:
         row, _ = loop.train_epoch(state, _no_save, flag)
-    loop.train_batches.shuffle.set_state(order)  # the same batches again
+    loop.train_batches.load_state_dict(order)  # the same batches again
     losses, hits, n = 0.0, 0, 0
     with torch.no_grad():
         for i, (x, y) in enumerate(loop.train_batches.epoch()):

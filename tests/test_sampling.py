@@ -41,6 +41,51 @@ def test_replacement_through_a_dataloader():
     assert len(rows) == 100 and len(set(rows)) < 90
 
 
+def _batches(path, sampling, shard=(0, 1), batch_size=16, epochs=2):
+    """The rows and labels of two epochs' batches, the data held as tensors or streamed."""
+    part = _part(203)  # not a multiple of the batch size, nor of two processes
+    if path == "loader":
+        part = Part(torch.utils.data.TensorDataset(part.x, part.y), part.y)
+        batches = LoaderBatches(part, batch_size, CPU, DeviceTransform(CPU), True, 5, sampling, 0, shard)
+    else:
+        batches = TensorBatches(part, batch_size, CPU, DeviceTransform(CPU), True, 5, sampling, shard)
+    return [[(x.view(-1).long().tolist(), y.tolist()) for x, y in batches.epoch()] for _ in range(epochs)]
+
+
+@pytest.mark.parametrize("sampling", ["shuffle", "replacement", "oversample", "undersample"])
+@pytest.mark.parametrize("shard", [(0, 1), (0, 2), (1, 2)])
+def test_tensors_and_a_dataloader_draw_the_same_batches(sampling, shard):
+    tensors = _batches("tensor", sampling, shard)
+    assert _batches("loader", sampling, shard) == tensors
+    assert tensors[0] != tensors[1]  # a fresh draw every epoch
+    if shard != (0, 1):  # the processes' shares are disjoint where every row is drawn once
+        other = _batches("tensor", sampling, (1 - shard[0], 2))
+        rows = [r for batch in tensors[0] + other[0] for r in batch[0]]
+        assert sampling != "shuffle" or len(set(rows)) == len(rows) == 202
+
+
+def test_a_mid_epoch_resume_through_a_dataloader_continues_the_same_rows():
+    part = _part(100)
+    streamed = Part(torch.utils.data.TensorDataset(part.x, part.y), part.y)
+    first = LoaderBatches(streamed, 10, CPU, DeviceTransform(CPU), True, 1, "oversample")
+    epoch = first.epoch()
+    seen = [next(epoch)[0].view(-1).tolist() for _ in range(3)]
+    state = first.state_dict(mid_epoch=True)
+    rest = [x.view(-1).tolist() for x, _ in epoch]
+    again = LoaderBatches(streamed, 10, CPU, DeviceTransform(CPU), True, 1, "oversample")
+    again.load_state_dict(state)
+    assert [x.view(-1).tolist() for x, _ in again.epoch(start=3)] == rest and len(seen + rest) == 10
+    assert state["path"] == "loader"
+
+
+def test_a_resume_keeps_the_path_its_run_took():
+    from dlrun import build
+
+    data = type("Data", (), {"extra": {}})()
+    build.keep_path(data, {"batches": {"shuffle": None, "path": "loader"}})
+    assert data.extra["streamed"] and "DataLoader" in data.extra["streamed_why"]
+
+
 def test_a_stop_and_resume_with_replacement_equals_a_straight_run():
     options = ["trainer.sampling=replacement", "trainer.max_epochs=2", "trainer.early_stopping.enabled=false",
                "model.dropout=0.0", "plots=[]", "report=false"]

@@ -1,20 +1,15 @@
 """Batches for the training loop.
 
-In-memory data lives on the training device and is batched by indexing with a
-seeded on-device permutation. uint8 images are scaled and normalised there once,
+In-memory data lives on the training device and is batched by indexing with the
+run's index stream (sampling.py). uint8 images are scaled and normalised there once,
 for the whole tensor, when nothing random happens per batch; with augmentation
 (or resizing) they stay uint8 and each batch is scaled, resized, augmented and
 normalised as one tensor operation.
-Datasets that do not fit go through a DataLoader instead.
+Datasets that do not fit go through a DataLoader instead, fed by the same index
+stream, so both paths draw the same batches.
 
-How training rows are drawn each epoch (trainer.sampling): `shuffle`, every row once in a
-fresh order; `replacement`, as many uniform draws with replacement as there are rows (torch's
-RandomSampler(replacement=True)); `oversample`, as many draws with rare classes as likely as
-common ones; `undersample`, each class as many rows as the rarest has. All draw from the
-seeded `shuffle` generator, so they resume exactly.
-
-Two generators make resumption exact: `shuffle` draws each epoch's order (its
-state at the epoch's start is what a mid-epoch checkpoint keeps) and `augment`
+Two generators make resumption exact: the index stream's draws each epoch's order
+(its state at the epoch's start is what a mid-epoch checkpoint keeps) and `augment`
 draws per-batch randomness (its current state is kept).
 """
 
@@ -23,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from dlrun.errors import ConfigError
+from dlrun.data.sampling import IndexStream
 
 
 class DeviceTransform:
@@ -130,8 +125,9 @@ def random_cutout(x, size, generator):
 class TensorBatches:
     """Batches of a device-resident (x, y) by index."""
 
+    path = "tensor"  # recorded in checkpoints: a resume keeps the path its run took
+
     def __init__(self, part, batch_size, device, transform, train=False, seed=0, sampling="shuffle", shard=(0, 1)):
-        self.rank, self.world = shard if train else (0, 1)
         self.x = part.x.to(device)
         self.y = part.y.to(device)
         self.batch_size = batch_size
@@ -141,69 +137,32 @@ class TensorBatches:
             # are then views, training batches one gather.
             self.x, self.transform = _transformed(self.x, transform, train), None
         self.train = train
-        self.shuffle = torch.Generator(device=device).manual_seed(seed)
-        self.sampling = sampling if train else None
-        self.weights = _balanced_weights(self.y) if self.sampling == "oversample" else None
-        self.per_class = _rarest(self.y) if self.sampling == "undersample" else None
-        self._epoch_start = self.shuffle.get_state()
-
-    @property
-    def rows(self):
-        """Rows drawn per epoch (all processes): each class as often as the rarest with undersampling."""
-        if self.per_class is not None:
-            return self.per_class * len(torch.unique(self.y))
-        return len(self.y)
+        self.stream = IndexStream(part.y, sampling, seed, shard) if train else None
 
     @property
     def samples(self):
-        """Rows per epoch in this process (its equal share in data-parallel training)."""
-        return self.rows // self.world
+        """Rows per epoch in this process."""
+        return len(self.stream) if self.stream is not None else len(self.y)
 
     def __len__(self):
         return math.ceil(self.samples / self.batch_size)
 
     def epoch(self, start=0):
-        """(x, y) batches of one epoch, from batch `start` on.
-
-        In data-parallel training every process draws the same permutation
-        and takes its own equal share of it (rank, rank + world, ...).
-        """
-        self._epoch_start = self.shuffle.get_state()
-        n = self.rows
-        if not self.train:
-            order = None
-        elif self.sampling == "oversample":
-            order = torch.multinomial(self.weights, n, replacement=True, generator=self.shuffle)
-        elif self.sampling == "undersample":
-            order = self._undersampled()
-        elif self.sampling == "replacement":
-            order = torch.randint(0, n, (n,), device=self.y.device, generator=self.shuffle)
-        else:
-            order = torch.randperm(n, device=self.y.device, generator=self.shuffle)
-        if self.world > 1:
-            order = order[: n // self.world * self.world][self.rank::self.world]
+        """(x, y) batches of one epoch, from batch `start` on."""
+        # training: one host-to-device copy of the epoch's indices, drawn on the CPU
+        order = self.stream.epoch().to(self.y.device, non_blocking=True) if self.stream is not None else None
         for i in range(start, len(self)):
             rows = slice(i * self.batch_size, (i + 1) * self.batch_size)
-            # Evaluation reads contiguous slices (views); training gathers its shuffled rows.
+            # Evaluation reads contiguous slices (views); training gathers its drawn rows.
             idx = rows if order is None else order[rows]
             x = self.x[idx]
             yield (x if self.transform is None else self.transform(x, self.train)), self.y[idx]
 
-    def _undersampled(self):
-        """As many rows of each class as the rarest has (a fresh draw each epoch), shuffled."""
-        y = self.y.view(-1).long()
-        picks = []
-        for c in torch.unique(y).tolist():
-            rows = torch.nonzero(y == c).view(-1)
-            picks.append(rows[torch.randperm(len(rows), device=y.device, generator=self.shuffle)[:self.per_class]])
-        chosen = torch.cat(picks)
-        return chosen[torch.randperm(len(chosen), device=y.device, generator=self.shuffle)]
-
     def state_dict(self, mid_epoch):
-        return {"shuffle": self._epoch_start if mid_epoch else self.shuffle.get_state()}
+        return {**self.stream.state_dict(mid_epoch), "path": self.path}
 
     def load_state_dict(self, state):
-        self.shuffle.set_state(state["shuffle"])
+        self.stream.load_state_dict(state)
 
 
 # The largest float32 copy of a uint8 image tensor made to convert it once (a larger one, such as
@@ -221,71 +180,55 @@ def _transformed(x, transform, train, chunk=4096):
     return out
 
 
+class _StreamSampler(torch.utils.data.Sampler):
+    """The index stream's epoch as a DataLoader's sampler, from row `skip` on (a mid-epoch resume
+    reads only the rows it still needs)."""
+
+    def __init__(self, stream):
+        self.stream, self.skip = stream, 0
+
+    def __iter__(self):
+        return iter(self.stream.epoch()[self.skip:].tolist())
+
+    def __len__(self):
+        return len(self.stream) - self.skip
+
+
 class LoaderBatches:
     """Batches through a DataLoader, for datasets that are not held in memory."""
+
+    path = "loader"
 
     def __init__(self, part, batch_size, device, transform, train=False, seed=0, sampling="shuffle", num_workers=0,
                  shard=(0, 1)):
         self.device = device
         self.transform = transform
         self.train = train
-        self.shuffle = torch.Generator().manual_seed(seed)
-        sampler = self.distributed_sampler = None
-        sampling = sampling if train else "shuffle"
-        rank, world = shard
-        if train and world > 1:
-            if sampling != "shuffle":
-                raise ConfigError(f"trainer.sampling={sampling} under torchrun needs a dataset held in memory; "
-                                  f"this one goes through a DataLoader, which shards shuffled data only.")
-            # Each process reads its share; the shared seeded generator keeps the shards disjoint.
-            sampler = self.distributed_sampler = torch.utils.data.distributed.DistributedSampler(
-                part.x, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
-        elif sampling == "replacement":
-            sampler = torch.utils.data.RandomSampler(part.x, replacement=True, generator=self.shuffle)
-        elif sampling in ("oversample", "undersample"):
-            # oversampling draws len(y) rows with replacement; undersampling draws, without
-            # replacement, as many rows as k times the rarest class (classes equal in expectation)
-            under = sampling == "undersample"
-            count = _rarest(part.y) * len(torch.unique(part.y)) if under else len(part.y)
-            sampler = torch.utils.data.WeightedRandomSampler(
-                _balanced_weights(part.y), count, replacement=not under, generator=self.shuffle)
+        self.stream = IndexStream(part.y, sampling, seed, shard) if train else None
+        self.sampler = _StreamSampler(self.stream) if train else None
         self.loader = torch.utils.data.DataLoader(
-            part.x, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
-            generator=self.shuffle, num_workers=num_workers, pin_memory=device.type == "cuda",
-            persistent_workers=num_workers > 0, worker_init_fn=_seed_worker,
-        )
+            part.x, batch_size=batch_size, sampler=self.sampler, num_workers=num_workers,
+            pin_memory=device.type == "cuda", persistent_workers=num_workers > 0, worker_init_fn=_seed_worker,
+            generator=torch.Generator().manual_seed(seed))  # the workers' seeds only
         self.batch_size = batch_size
-        self.samples = len(sampler) if sampler is not None else len(part.y)  # rows per epoch here
-        self._epoch_start = self.shuffle.get_state()
+        self.samples = len(self.stream) if train else len(part.y)  # rows per epoch here
 
     def __len__(self):
-        return len(self.loader)
+        return math.ceil(self.samples / self.batch_size)
 
     def epoch(self, start=0):
-        self._epoch_start = self.shuffle.get_state()
-        if self.distributed_sampler is not None:
-            self.distributed_sampler.set_epoch(int(torch.randint(0, 2**31, (1,), generator=self.shuffle)))
-        for i, (x, y) in enumerate(self.loader):
-            if i >= start:
-                x = x.to(self.device, non_blocking=True)
-                yield self.transform(x, self.train), y.to(self.device, non_blocking=True)
+        """(x, y) batches of one epoch, from batch `start` on (training; evaluation reads them all)."""
+        if self.sampler is not None:
+            self.sampler.skip = start * self.batch_size
+        for x, y in self.loader:
+            x = x.to(self.device, non_blocking=True)
+            yield self.transform(x, self.train), y.to(self.device, non_blocking=True)
 
     def state_dict(self, mid_epoch):
-        return {"shuffle": self._epoch_start if mid_epoch else self.shuffle.get_state()}
+        return {**self.stream.state_dict(mid_epoch), "path": self.path}
 
     def load_state_dict(self, state):
-        self.shuffle.set_state(state["shuffle"])
-
-
-def _rarest(y):
-    """Rows of the rarest class present."""
-    return int(torch.unique(y.view(-1), return_counts=True)[1].min())
-
-
-def _balanced_weights(y):
-    """Per-sample weights 1/count(class): a weighted sampler then sees classes equally often."""
-    counts = torch.bincount(y.view(-1).long())
-    return (1.0 / counts.float())[y.view(-1).long()]
+        self.stream.load_state_dict(state)
 
 
 def _seed_worker(worker_id):
@@ -337,6 +280,7 @@ class LimitedBatches:
     def __init__(self, batches, limit):
         self.batches, self.limit = batches, limit
         self.batch_size = getattr(batches, "batch_size", None)
+        self.path = batches.path
 
     @property
     def samples(self):

@@ -1,0 +1,92 @@
+"""The order of training rows: one seeded index stream, whichever path holds the data.
+
+How training rows are drawn each epoch (trainer.sampling): `shuffle`, every row once in a
+fresh order; `replacement`, as many uniform draws with replacement as there are rows (torch's
+RandomSampler(replacement=True)); `oversample`, as many draws with rare classes as likely as
+common ones; `undersample`, each class as many rows as the rarest has, a fresh draw each epoch.
+
+The draws are made on the CPU from one generator seeded by the run, so device-resident tensors
+and a DataLoader draw the same rows in the same order, on any device; under torchrun every
+process draws the same order and takes its own equal share (rank, rank + world, ...). The
+generator's state at an epoch's start is what a mid-epoch checkpoint keeps.
+"""
+
+import torch
+
+
+def balanced_weights(labels):
+    """Per-row weights 1/count(class): a weighted draw then sees classes equally often."""
+    counts = torch.bincount(labels)
+    return (1.0 / counts.float())[labels]
+
+
+def rarest(labels):
+    """Rows of the rarest class present."""
+    return int(torch.unique(labels, return_counts=True)[1].min())
+
+
+def _shuffle(labels, generator):
+    return torch.randperm(len(labels), generator=generator)
+
+
+def _replacement(labels, generator):
+    return torch.randint(0, len(labels), (len(labels),), generator=generator)
+
+
+def _oversample(labels, generator):
+    return torch.multinomial(balanced_weights(labels), len(labels), replacement=True, generator=generator)
+
+
+def _undersample(labels, generator):
+    per_class, picks = rarest(labels), []
+    for c in torch.unique(labels).tolist():
+        rows = torch.nonzero(labels == c).view(-1)
+        picks.append(rows[torch.randperm(len(rows), generator=generator)[:per_class]])
+    chosen = torch.cat(picks)
+    return chosen[torch.randperm(len(chosen), generator=generator)]
+
+
+# trainer.sampling: name -> (labels, generator) -> the epoch's row indices (all processes)
+SAMPLING = {
+    "shuffle": _shuffle,
+    "replacement": _replacement,
+    "oversample": _oversample,
+    "undersample": _undersample,
+}
+
+
+class IndexStream:
+    """Each epoch's training row indices for this process (`shard` = (rank, world))."""
+
+    def __init__(self, labels, sampling, seed, shard=(0, 1)):
+        self.labels = labels.detach().cpu().view(-1).long()
+        self.sampling = sampling
+        self.draw = SAMPLING[sampling]
+        self.rank, self.world = shard
+        self.generator = torch.Generator().manual_seed(seed)
+        self._epoch_start = self.generator.get_state()
+
+    @property
+    def rows(self):
+        """Rows drawn per epoch by all processes."""
+        if self.sampling == "undersample":
+            return rarest(self.labels) * len(torch.unique(self.labels))
+        return len(self.labels)
+
+    def __len__(self):
+        """Rows per epoch in this process (its equal share in data-parallel training)."""
+        return self.rows // self.world
+
+    def epoch(self):
+        """The next epoch's indices (a CPU tensor of int64)."""
+        self._epoch_start = self.generator.get_state()
+        order = self.draw(self.labels, self.generator)
+        if self.world > 1:
+            order = order[: len(order) // self.world * self.world][self.rank::self.world]
+        return order
+
+    def state_dict(self, mid_epoch):
+        return {"shuffle": self._epoch_start if mid_epoch else self.generator.get_state()}
+
+    def load_state_dict(self, state):
+        self.generator.set_state(state["shuffle"])
