@@ -205,5 +205,16 @@ def _resident(data, device):
     return not data.extra["streamed"]
 
 
+def keep_path(data, ckpt):
+    """A resume holds the data where the run it continues did (the batches are the same on both
+    paths, but the memory a path needs may not be there again)."""
+    path = (ckpt.get("batches") or {}).get("path")
+    if path is not None and "streamed" not in data.extra:
+        data.extra["streamed"] = path == "loader"
+        if data.extra["streamed"]:
+            data.extra["streamed_why"] = ("the run resumed here streamed its batches from host memory through a "
+                                          "DataLoader: so does this resume")
+
+
 def _size(n):
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
