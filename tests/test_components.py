@@ -274,3 +274,19 @@ def test_registered_names_cover_the_catalogue():
 def test_data_contract_rejects_unknown_task():
     with pytest.raises(ConfigError, match="task 'ranking' is not known"):
         prepare(Data(x=np.zeros((10, 2)), y=np.zeros(10), task="ranking"), SPLIT)
+
+
+def test_the_reliability_diagram_draws_the_bins_of_the_ece():
+    from dlrun import plots
+
+    logits = torch.randn(200, 3, generator=torch.Generator().manual_seed(0))
+    p = metrics.Predictions("multiclass", logits, torch.randint(0, 3, (200,), generator=torch.Generator().manual_seed(1)))
+    share, accuracy, confidence = metrics.calibration_bins(p.confidence, p.correct)
+    filled = share > 0
+    assert len(accuracy) == metrics.CALIBRATION_BINS
+    assert metrics.scalar_metrics(p, 3)["ece"] == pytest.approx(
+        float(np.sum(share[filled] * np.abs(accuracy[filled] - confidence[filled]))))
+    data = type("Data", (), {"task": "multiclass"})()
+    run = type("Run", (), {"p": p, "classify": True, "data": data})()
+    [(stem, job)] = plots.PLOTS["reliability"](run)
+    np.testing.assert_array_equal(job.args[0], accuracy)

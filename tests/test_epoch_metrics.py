@@ -102,3 +102,20 @@ def test_the_mode_follows_the_monitor_unless_set_and_a_contradiction_is_refused(
         with pytest.raises(ConfigError, match=f"trainer.mode={mode} contradicts trainer.monitor={monitor}, where "
                                               f".* drop trainer.mode .* or set trainer.mode={natural}."):
             validate.check_config(compose([f"trainer.monitor={monitor}", f"trainer.mode={mode}"]))
+
+
+def test_the_curves_plot_marks_the_fit_policys_best_epoch_with_min_delta():
+    """With min_delta, an epoch whose loss is lower by less than min_delta is not better: the plot
+    marks the epoch the fit policy chose (best.pt's), not the lowest point of the curve."""
+    from conftest import NoStop, built_loop
+    from dlrun import plots
+    from dlrun.fit_policy import FitState
+
+    loop = built_loop("trainer.max_epochs=6", "trainer.early_stopping.min_delta=0.2",
+                      "trainer.early_stopping.patience=10", "plots=[curves]")
+    state = loop.fit(FitState(), lambda name, ckpt: None, NoStop())
+    lowest = min(state.history, key=lambda row: row["val/loss"])["epoch"]
+    assert state.best_epoch != lowest  # the two differ in this run (seeded)
+    data = type("Data", (), {"task": "multiclass"})()
+    jobs, _ = plots.result_jobs("plots", ["curves"], loop, data, None, state)
+    assert jobs[0].args[2] == state.best_epoch

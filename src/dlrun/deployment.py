@@ -12,6 +12,19 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def outputs(task, out, target_mean=None, target_std=None):
+    """A model's raw outputs as a user reads them: probabilities (N, C) for classification (a
+    binary model's one logit as [1 - p, p]), values in the target's own units for regression.
+    Evaluation, task=predict and the exports all read outputs through this one function."""
+    out = out.float()
+    if task == "regression":
+        return out * target_std + target_mean if target_mean is not None else out
+    if task == "binary":
+        p = torch.sigmoid(out.view(-1))
+        return torch.stack([1 - p, p], 1)
+    return torch.softmax(out, 1)
+
+
 def _buffer(values, shape):
     return None if values is None else torch.as_tensor(values, dtype=torch.float32).view(shape)
 
@@ -45,13 +58,7 @@ class Deployed(nn.Module):
                                   align_corners=False)
         if self.mean is not None:
             x = (x - self.mean) / self.std
-        out = self.model(x).float()
-        if self.task == "regression":
-            return out * self.target_std + self.target_mean if self.target_mean is not None else out
-        if self.task == "binary":
-            p = torch.sigmoid(out.view(-1))
-            return torch.stack([1 - p, p], 1)
-        return torch.softmax(out, 1)
+        return outputs(self.task, self.model(x), self.target_mean, self.target_std)
 
 
 def describe(preprocessing, threshold=0.5):

@@ -1,9 +1,12 @@
-"""Metrics of a set of predictions (scikit-learn where it has them).
+"""Metrics of a set of predictions: one place for every number.
 
 `scalar_metrics` gives every number usable as `trainer.monitor` (prefixed
 `val/`), for the test split and the best epoch; `epoch_metrics` gives an
 epoch's validation numbers from counts on the training device; `evaluate` adds
-the confusion matrix and per-class tables for the test split.
+the confusion matrix and per-class tables for the test split. Both paths read the
+confusion matrix's metrics through `confusion_metrics` and the regression errors
+through `_regression_metrics`; scikit-learn computes only what needs every
+sample's probabilities (ROC-AUC, log loss, average precision).
 """
 
 import warnings
@@ -11,6 +14,14 @@ import warnings
 import numpy as np
 import torch
 from sklearn import metrics as skm
+
+from dlrun import deployment
+
+
+def decide(task, probs, threshold=0.5):
+    """The predicted classes of probabilities (N, C) (NumPy or torch): a binary task's positive
+    class where its probability reaches the decision threshold, else the most probable class."""
+    return (probs[:, 1] >= threshold) * 1 if task == "binary" else probs.argmax(1)
 
 
 class Predictions:
@@ -21,37 +32,39 @@ class Predictions:
     """
 
     def __init__(self, task, outputs, targets, threshold=0.5, target_scale=None):
-        outputs = outputs.float()
         self.task = task
         if task == "regression":
-            if target_scale is not None:
-                mean, std = (t.to(outputs.device) for t in target_scale)
-                outputs, targets = outputs * std + mean, targets * std + mean
-            self.pred = outputs.numpy()
-            self.true = targets.numpy()
+            mean, std = (None, None) if target_scale is None else (t.to(outputs.device) for t in target_scale)
+            self.pred = deployment.outputs(task, outputs, mean, std).numpy()
+            self.true = (targets if mean is None else targets * std + mean).numpy()
             return
-        if task == "binary":
-            p = torch.sigmoid(outputs.view(-1))
-            self.probs = torch.stack([1 - p, p], 1).numpy()
-            self.pred = (p >= threshold).long().numpy()
-        else:
-            self.probs = torch.softmax(outputs, 1).numpy()
-            self.pred = self.probs.argmax(1)
+        self.probs = deployment.outputs(task, outputs).numpy()
+        self.pred = decide(task, self.probs, threshold)
         self.true = targets.view(-1).long().numpy()
         self.confidence = self.probs[np.arange(len(self.pred)), self.pred]
         self.correct = self.pred == self.true
 
 
-def expected_calibration_error(confidence, correct, bins=15):
-    """Weighted mean gap between confidence and accuracy over equal-width bins."""
+CALIBRATION_BINS = 15  # the equal-width confidence bins of the ECE and of the reliability diagram
+
+
+def calibration_bins(confidence, correct, bins=CALIBRATION_BINS):
+    """Per equal-width confidence bin: its share of the rows, its accuracy and its mean confidence
+    (NaN for an empty bin)."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        mask = which == b
-        if mask.any():
-            total += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
-    return float(total)
+    count = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.bincount(which, weights=np.asarray(correct, dtype=float), minlength=bins) / count
+        mean_confidence = np.bincount(which, weights=confidence, minlength=bins) / count
+    return count / max(len(which), 1), accuracy, mean_confidence
+
+
+def expected_calibration_error(confidence, correct, bins=CALIBRATION_BINS):
+    """Weighted mean gap between confidence and accuracy over the calibration bins."""
+    share, accuracy, mean_confidence = calibration_bins(confidence, correct, bins)
+    filled = share > 0
+    return float(np.sum(share[filled] * np.abs(accuracy[filled] - mean_confidence[filled])))
 
 
 def _roc_auc(true, probs, num_classes):
@@ -69,25 +82,14 @@ def scalar_metrics(p, num_classes, loss=None):
     """The per-epoch numbers for predictions `p`."""
     out = {"loss": float("nan") if loss is None else float(loss)}
     if p.task == "regression":
-        mse = float(skm.mean_squared_error(p.true, p.pred))
-        out.update(mse=mse, rmse=mse ** 0.5, mae=float(skm.mean_absolute_error(p.true, p.pred)),
-                   r2=float(skm.r2_score(p.true, p.pred)) if len(p.true) > 1 else float("nan"))
-        return out
+        return {**out, **_regression_metrics(torch.as_tensor(p.pred), torch.as_tensor(p.true), None)}
     labels = list(range(num_classes))
+    out.update(confusion_metrics(confusion(p, num_classes), p.task))  # the counts validation uses too
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # undefined precision for absent classes is reported as 0
-        out["accuracy"] = float(p.correct.mean())
-        out["balanced_accuracy"] = float(skm.balanced_accuracy_score(p.true, p.pred))
-        for avg in ("macro", "weighted"):
-            pr, rc, f1, _ = skm.precision_recall_fscore_support(
-                p.true, p.pred, labels=labels, average=avg, zero_division=0)
-            out.update({f"precision_{avg}": float(pr), f"recall_{avg}": float(rc), f"f1_{avg}": float(f1)})
-        if p.task == "binary":  # the positive class's own numbers (macro averages mix in the negative class)
-            pr, rc, f1, _ = skm.precision_recall_fscore_support(p.true, p.pred, labels=[1], average=None,
-                                                                 zero_division=0)
-            out.update(precision=float(pr[0]), recall=float(rc[0]), f1=float(f1[0]),
-                       average_precision=float(skm.average_precision_score(p.true, p.probs[:, 1]))
-                       if p.true.any() else float("nan"))
+        warnings.simplefilter("ignore")  # scikit-learn's notes on classes absent from a split
+        if p.task == "binary":  # the area under the positive class's precision-recall curve
+            out["average_precision"] = (float(skm.average_precision_score(p.true, p.probs[:, 1])) if p.true.any()
+                                        else float("nan"))
         out["roc_auc"] = _roc_auc(p.true, p.probs, num_classes)
         out["log_loss"] = float(skm.log_loss(p.true, np.clip(p.probs, 1e-7, 1), labels=labels))
     out["ece"] = expected_calibration_error(p.confidence, p.correct)
@@ -101,10 +103,7 @@ def epoch_metrics(task, outputs, targets, loss, num_classes, threshold=0.5, targ
     scikit-learn, on the host)."""
     if task == "regression":
         return {"loss": loss, **_regression_metrics(outputs.float(), targets.float(), target_scale)}
-    if task == "binary":
-        predicted = (torch.sigmoid(outputs.float().view(-1)) >= threshold).long()
-    else:
-        predicted = outputs.argmax(1)
+    predicted = decide(task, deployment.outputs(task, outputs), threshold)
     true = targets.view(-1).long()
     matrix = torch.bincount(true * num_classes + predicted, minlength=num_classes ** 2)
     result = {"loss": loss, **confusion_metrics(matrix.view(num_classes, num_classes).cpu().numpy(), task)}
@@ -119,18 +118,27 @@ def confusion_metrics(matrix, task):
     positive-class precision, recall and F1) of a confusion matrix (rows: true), as scikit-learn
     computes them with zero_division=0."""
     matrix = np.asarray(matrix, dtype=float)
-    tp, support, predicted = np.diag(matrix), matrix.sum(1), matrix.sum(0)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    f1 = np.divide(2 * tp, support + predicted, out=np.zeros_like(tp), where=support + predicted > 0)
+    precision, recall, f1, support = class_rates(matrix)
     weights = support / max(support.sum(), 1)
-    out = {"accuracy": float(tp.sum() / max(matrix.sum(), 1)), "balanced_accuracy": float(recall[support > 0].mean())}
+    out = {"accuracy": float(np.trace(matrix) / max(matrix.sum(), 1)),
+           "balanced_accuracy": float(recall[support > 0].mean())}
     for avg, mean in (("macro", np.mean), ("weighted", lambda v: float((v * weights).sum()))):
         out.update({f"precision_{avg}": float(mean(precision)), f"recall_{avg}": float(mean(recall)),
                     f"f1_{avg}": float(mean(f1))})
     if task == "binary":
         out.update(precision=float(precision[1]), recall=float(recall[1]), f1=float(f1[1]))
     return out
+
+
+def class_rates(matrix):
+    """Each class's precision, recall, F1 and support from a confusion matrix (rows: true), 0
+    where undefined (scikit-learn's zero_division=0)."""
+    matrix = np.asarray(matrix, dtype=float)
+    tp, support, predicted = np.diag(matrix), matrix.sum(1), matrix.sum(0)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    f1 = np.divide(2 * tp, support + predicted, out=np.zeros_like(tp), where=support + predicted > 0)
+    return precision, recall, f1, support
 
 
 def _regression_metrics(pred, true, target_scale):
@@ -149,9 +157,7 @@ def _regression_metrics(pred, true, target_scale):
 
 def per_class_table(p, class_names):
     """The tutorials' per-class table, plus precision, recall and F1."""
-    labels = list(range(len(class_names)))
-    pr, rc, f1, support = skm.precision_recall_fscore_support(
-        p.true, p.pred, labels=labels, average=None, zero_division=0)
+    pr, rc, f1, support = class_rates(confusion(p, len(class_names)))
     rows = []
     for c, name in enumerate(class_names):
         mask = p.true == c
@@ -180,6 +186,14 @@ def evaluate(p, class_names, loss=None):
 THRESHOLD_METRICS = ("f1", "balanced_accuracy", "accuracy")
 
 
+# dataset.threshold_metric: what a tuned threshold maximises, from the counts at every candidate
+THRESHOLD_METRICS = {
+    "f1": lambda tp, fp, fn, tn: 2 * tp / np.maximum(2 * tp + fp + fn, 1e-12),
+    "balanced_accuracy": lambda tp, fp, fn, tn: (tp / np.maximum(tp + fn, 1) + tn / np.maximum(tn + fp, 1)) / 2,
+    "accuracy": lambda tp, fp, fn, tn: (tp + tn) / (tp + fp + fn + tn),
+}
+
+
 def best_threshold(true, positive_probs, metric="f1"):
     """The decision threshold (one of the probabilities) that maximises `metric` of the positive
     class's predictions (f1, balanced_accuracy or accuracy), and that value. Every candidate is
@@ -190,9 +204,7 @@ def best_threshold(true, positive_probs, metric="f1"):
     tp, fp = np.cumsum(hits)[last], np.cumsum(1 - hits)[last]
     positives, negatives = hits.sum(), len(hits) - hits.sum()
     fn, tn = positives - tp, negatives - fp
-    score = {"f1": 2 * tp / np.maximum(2 * tp + fp + fn, 1e-12),
-             "balanced_accuracy": (tp / max(positives, 1) + tn / max(negatives, 1)) / 2,
-             "accuracy": (tp + tn) / len(hits)}[metric]
+    score = THRESHOLD_METRICS[metric](tp, fp, fn, tn)
     best = int(np.argmax(score))
     return float(probs[last][best]), float(score[best])
 

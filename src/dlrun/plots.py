@@ -130,12 +130,11 @@ def confidence(conf, correct):
     return fig
 
 
-def reliability(conf, correct, bins=10):
-    """Accuracy vs confidence per bin; the diagonal is perfect calibration."""
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
-    centres = (edges[:-1] + edges[1:]) / 2
-    accuracy = [correct[which == b].mean() if (which == b).any() else np.nan for b in range(bins)]
+def reliability(accuracy):
+    """Accuracy vs confidence per bin (metrics.calibration_bins, those of the ECE); the diagonal
+    is perfect calibration."""
+    bins = len(accuracy)
+    centres = (np.arange(bins) + 0.5) / bins
     fig, ax = _figure()
     ax.bar(centres, accuracy, width=1 / bins, edgecolor="black", alpha=0.7, label="accuracy")
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
@@ -171,16 +170,16 @@ def roc_points(positives, scores):
     return np.r_[0.0, fp / max(fp[-1], 1)], np.r_[0.0, tp / max(tp[-1], 1)]
 
 
-def pr_curve(true, positive_probs, positive_name, threshold):
+def pr_curve(true, positive_probs, positive_name, threshold, tested):
     """Precision against recall of the positive class, with the average precision and the point
-    of the decision threshold."""
-    from sklearn.metrics import average_precision_score, precision_recall_curve
+    of the decision threshold: `tested` is the test metrics (precision, recall and
+    average_precision at that threshold), so the plot shows the numbers the run reports."""
+    from sklearn.metrics import precision_recall_curve
 
-    precision, recall, thresholds = precision_recall_curve(true, positive_probs)
+    precision, recall, _ = precision_recall_curve(true, positive_probs)
     fig, ax = _figure(size=(7, 6))
-    ax.plot(recall, precision, label=f"{positive_name} (AP {average_precision_score(true, positive_probs):.3f})")
-    at = min(int(np.searchsorted(thresholds, threshold)), len(thresholds) - 1)
-    ax.plot(recall[at], precision[at], "o", color="tab:red", label=f"threshold {threshold:.2f}")
+    ax.plot(recall, precision, label=f"{positive_name} (AP {tested['average_precision']:.3f})")
+    ax.plot(tested["recall"], tested["precision"], "o", color="tab:red", label=f"threshold {threshold:.2f}")
     ax.axhline(np.mean(true), color="grey", linestyle="--", label="chance (positive rate)")
     ax.set(title=f"Precision-recall curve of '{positive_name}'", xlabel="recall", ylabel="precision",
            xlim=(0, 1.01), ylim=(0, 1.02))
@@ -324,6 +323,7 @@ class _Run:
     """What the plots of a run are drawn from (`ev`: the test evaluation, or None)."""
 
     history: list
+    best_epoch: int  # the fit policy's (FitState.best_epoch), never recomputed here
     policy: object
     model: object
     data: object
@@ -364,7 +364,7 @@ PLOTS = {
     "confusion": lambda r: [("confusion", _job(confusion, r.ev.metrics["confusion_matrix"], r.data.class_names)
                              if r.classify else None)],
     "weights": lambda r: [("weights", _job(weights, weight_arrays(r.model)))],
-    "curves": lambda r: [("curves", _job(curves, r.history, r.policy.monitor, _best_epoch(r.history, r.policy))
+    "curves": lambda r: [("curves", _job(curves, r.history, r.policy.monitor, r.best_epoch)
                           if r.history else None)],
     "embeddings": lambda r: [("embeddings_pca", _embedding(r.ev, r.p, r.data, "pca", r.seed))],
     "embeddings_tsne": lambda r: [("embeddings_tsne", _embedding(r.ev, r.p, r.data, "tsne", r.seed))],
@@ -372,9 +372,10 @@ PLOTS = {
                                  if r.classify and r.data.image and r.data.in_memory else None)],
     "roc": lambda r: [("roc", _job(roc, r.p.true, r.p.probs, r.data.class_names) if r.classify else None)],
     "confidence": lambda r: [("confidence", _job(confidence, r.p.confidence, r.p.correct) if r.classify else None)],
-    "reliability": lambda r: [("reliability", _job(reliability, r.p.confidence, r.p.correct) if r.classify else None)],
+    "reliability": lambda r: [("reliability", _reliability(r.p) if r.classify else None)],
     "per_class": lambda r: [("per_class", _job(per_class, r.ev.per_class) if r.classify else None)],
-    "pr_curve": lambda r: [("pr_curve", _job(pr_curve, r.p.true, r.p.probs[:, 1], r.data.class_names[1], r.threshold)
+    "pr_curve": lambda r: [("pr_curve", _job(pr_curve, r.p.true, r.p.probs[:, 1], r.data.class_names[1], r.threshold,
+                                             {k: r.ev.metrics[k] for k in ("precision", "recall", "average_precision")})
                             if r.data.task == "binary" and r.p.true.any() else None)],
     "filters": lambda r: [("filters", _filters(r.model))],
     "regression": lambda r: [("regression", _job(regression, r.p.true, r.p.pred) if not r.classify else None)],
@@ -435,10 +436,11 @@ def _samples(data, augment, seed, count=16):
     return _job(samples, images, [names[i] for i in labels], augment)
 
 
-def result_jobs(folder, wanted, loop, data, ev, history, seed=0):
-    """The wanted plots of this run as jobs, and the skipped ones, {name: why}. Without a test
-    split (`ev` None) only the plots of training apply."""
-    run = _Run(history, loop.policy, loop.eval_model, data, ev, seed, loop.threshold)
+def result_jobs(folder, wanted, loop, data, ev, state, seed=0):
+    """The wanted plots of this run as jobs, and the skipped ones, {name: why}; `state` is the fit
+    policy's state (history, best epoch). Without a test split (`ev` None) only the plots of
+    training apply."""
+    run = _Run(state.history, state.best_epoch, loop.policy, loop.eval_model, data, ev, seed, loop.threshold)
     jobs, skipped = [], {}
     for name, plan in PLOTS.items():
         if name not in wanted:
@@ -453,10 +455,10 @@ def result_jobs(folder, wanted, loop, data, ev, history, seed=0):
     return jobs, skipped
 
 
-def _best_epoch(history, policy):
-    values = [row[policy.monitor] for row in history]
-    pick = np.nanargmin if policy.mode == "min" else np.nanargmax
-    return history[int(pick(values))]["epoch"]
+def _reliability(p):
+    from dlrun.metrics import calibration_bins
+
+    return _job(reliability, calibration_bins(p.confidence, p.correct)[1])
 
 
 def _misclassified(data, p, limit=25):
