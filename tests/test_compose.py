@@ -140,6 +140,30 @@ def test_absent_accelerators_are_a_clear_error(name):
 
 
 def test_list_shows_the_ranges_that_validation_enforces():
-    out, _ = _imports_torch(["list", "optimizer", "trainer"])
-    flat = " ".join(out.split())
+    out, _ = _imports_torch(["list", "optimizer", "trainer", "regularization", "model"])
+    flat = " ".join(out.replace("│", " ").split())  # a cell's text, across its wrapped lines
     assert "lr=0.01 (> 0)" in flat and "momentum=0.0 (in [0, 1))" in flat and "mode=auto (auto | min | max)" in flat
+    # every choice key shows its allowed values, read from the code that implements them
+    from dlrun.data.batches import AUGMENTATIONS
+    from dlrun.data.sampling import SAMPLING
+    from dlrun.models.base import INITS
+
+    assert f"augment=standard (null | {' | '.join(AUGMENTATIONS)})" in flat
+    assert f"sampling=shuffle ({' | '.join(SAMPLING)})" in flat
+    assert f"init=default (default | {' | '.join(INITS)})" in flat
+    assert "early_stopping.enabled=true" in flat and "trainer.progress" not in flat
+
+
+def test_the_schema_reads_each_choice_list_from_the_table_that_implements_it():
+    """Each table the schema names exists, and its names are the ones the schema allows
+    (the listing test above reads the same tables before torch is imported)."""
+    import importlib
+
+    from dlrun import schema
+
+    tables = [f.metadata["choices"] for _, f in schema.leaves() if isinstance(f.metadata.get("choices"), schema.Table)]
+    tables += [a.choices for a in schema.ARGUMENTS.values() if isinstance(a.choices, schema.Table)]
+    assert len(tables) >= 7
+    for table in tables:
+        loaded = getattr(importlib.import_module(table.module), table.table)
+        assert table.names() == [*table.extra, *loaded]

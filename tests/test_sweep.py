@@ -206,6 +206,20 @@ def test_optuna_takes_hydras_sweep_syntax_and_the_presets_warn_nothing(cli):
                                                                                                "[512,256]")
 
 
+def test_a_log_tag_on_the_command_line_samples_on_a_log_scale_and_others_are_refused(cli):
+    import optuna
+
+    cli("-m", *QUIET, "hparams_search=random_lr", "optimizer=sgd", "hydra.sweeper.n_trials=2", "trainer.max_epochs=1",
+        "optimizer.lr=tag(log,interval(1e-6,1e-2))", "hydra.sweep.dir=search")
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{cli.cwd / 'search' / 'optuna.db'}")
+    lr = study.trials[0].distributions["optimizer.lr"]
+    assert lr.log and (lr.low, lr.high) == (1e-6, 1e-2)
+    refused = cli("-m", *QUIET, "hparams_search=random_lr", "optimizer=sgd", "hydra.sweep.dir=refused",
+                  "optimizer.lr=tag(grid,interval(1e-6,1e-2))", check=False)
+    assert refused.returncode == 2 and "the tag grid is not known here; interval() takes log and int" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
 def test_a_grid_search_runs_every_point_once_and_ends(cli):
     presets = cli.cwd / "conf" / "hparams_search"
     presets.mkdir(parents=True)

@@ -6,6 +6,7 @@ It runs before the `dlrun` command hands over to Hydra and inside `dlrun.run()`,
 so a bad command line fails in well under a second, before torch is imported.
 """
 
+import difflib
 import re
 from pathlib import Path
 
@@ -14,10 +15,12 @@ from hydra import initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import OverrideType
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, ValidationError
 
-from dlrun import config
-from dlrun.errors import ConfigError, did_you_mean, unknown_choice
+from dlrun import config, schema
+from dlrun.errors import ConfigError, DlrunError, did_you_mean, unknown_choice
+
+schema.register()  # before Hydra composes anything: conf/config.yaml's first default
 
 # Groups whose keys dlrun reads itself: a key added with `+` there is a typo, never an argument.
 FIXED_GROUPS = ("trainer", "device", "split", "cv", "regularization")
@@ -115,6 +118,8 @@ def _sweep_values(override):
 def _translate(exc, overrides, config_dir):
     """One line for Hydra's multi-line composition errors."""
     message = str(exc)
+    if isinstance(exc.__cause__, ValidationError):
+        return _wrong_type(exc.__cause__, overrides)
     if isinstance(exc, MissingConfigException) and exc.options:
         found = re.search(r"Could not find '([^']+)/([^'/]*)'", message)
         if found:
@@ -123,7 +128,7 @@ def _translate(exc, overrides, config_dir):
     if found:
         key = found.group(1)
         base = _base_keys([o for o in overrides if config.key_of(o) != key], config_dir)
-        return unknown_key(key, base)
+        return unknown_key(key, base, _workable(key, overrides, config_dir))
     found = re.search(r"Ambiguous value for argument '([^']+)'", message)
     if found:
         return (f"{found.group(1)} gives several values: add -m to run one job per value, "
@@ -133,6 +138,18 @@ def _translate(exc, overrides, config_dir):
         bad = next((o for o in overrides if not _parses(o)), " ".join(overrides))
         return f"cannot parse {bad}: {first} (see Hydra's override grammar)."
     return first
+
+
+def _wrong_type(error, overrides):
+    """`key=value: expected <the schema's type>`, for a value OmegaConf would not take."""
+    key = error.full_key
+    given = config.value_of(overrides, key)
+    field = schema.spec(key)
+    expected = schema.type_text(field) if field is not None else "another type"
+    if given is None:  # from a config file, not the command line
+        return f"{key}={getattr(error, 'value', '?')!r} (in a config file): expected {expected}."
+    hint = f" (write {key}=[{given}])" if expected.startswith("a list") and not given.startswith("[") else ""
+    return f"{key}={given}: expected {expected}{hint}."
 
 
 def _parses(override):
@@ -152,8 +169,10 @@ def _base_keys(overrides, config_dir):
     return [key for key, _ in config.flat_items(OmegaConf.to_container(cfg, resolve=False))]
 
 
-def unknown_key(key, known):
-    """`key` is not in the config: say where it is not, and what is there."""
+def unknown_key(key, known, workable=None):
+    """`key` is not in the config: say where it is not, and what is there. A key outside the groups
+    is matched against the top-level keys and groups; `workable(name)` gives the override that
+    would stand in its place if that one composes and validates (a suggestion never fails)."""
     if key in MOVED:
         return f"{key} is now {MOVED[key]}."
     parent, _, leaf = key.rpartition(".")
@@ -161,7 +180,40 @@ def unknown_key(key, known):
     if parent and siblings:
         names = [s.rpartition(".")[2] for s in siblings]
         return f"{key} is not a key of {parent}.{did_you_mean(leaf, names, f'{parent}.')} Its keys: {', '.join(names)}."
-    return f"{key} is not a config key.{did_you_mean(key, known)}"
+    top = sorted({k.split(".")[0] for k in known} | _groups())
+    head, _, rest = key.partition(".")
+    if head in top:  # a deeper key of a known group: the nearest dotted key
+        return f"{key} is not a config key.{did_you_mean(key, known)}"
+    close = difflib.get_close_matches(head.lower(), top, n=3, cutoff=0.6)
+    fixed = next((o for o in (workable(".".join(filter(None, (name, rest)))) if workable else None for name in close)
+                  if o), None)
+    hint = f" Did you mean '{fixed}'?" if fixed else ""
+    return f"{key} is not a config key.{hint} The top-level keys and groups: {', '.join(top)}."
+
+
+def _groups():
+    return {p.name for p in config.conf_dir().iterdir() if p.is_dir() and p.name != "hydra"}
+
+
+def _workable(bad_key, overrides, config_dir):
+    """name -> the user's override of `bad_key` rewritten for `name`, if it composes and passes
+    validation, else None."""
+    from dlrun import validate
+
+    def attempt(name):
+        rewritten = [_renamed(o, bad_key, name) for o in overrides]
+        try:
+            validate.check_config(_hydra(rewritten, config_dir))
+        except (HydraException, DlrunError, ValueError):
+            return None
+        return next(o for o, before in zip(rewritten, overrides) if o != before)
+
+    return attempt
+
+
+def _renamed(override, key, name):
+    """`override` with its key `key` replaced by `name` (its +/~ prefix dropped)."""
+    return f"{name}={override.split('=', 1)[1]}" if config.key_of(override) == key and "=" in override else override
 
 
 def _check_added_keys(cfg, overrides, config_dir):
@@ -175,7 +227,7 @@ def _check_added_keys(cfg, overrides, config_dir):
             continue  # checked against the builder's signature (or free for a _target_)
         if group in FIXED_GROUPS or "." not in key:
             known = _base_keys([x for x in overrides if config.key_of(x) != key], config_dir)
-            raise ConfigError(unknown_key(key, known))
+            raise ConfigError(unknown_key(key, known, _workable(key, overrides, config_dir)))
 
 
 def _is_group(name, config_dir):

@@ -90,6 +90,8 @@ def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter,
     _without_validation(cfg, data, summary)
     validate.check_monitor(cfg.trainer.monitor, data.task)
     net = build.model(cfg, data)
+    if ckpt is not None and cfg.task == "train":
+        build.keep_path(data, ckpt)
     about = {"init_from": _init_from(cfg, net) if ckpt is None else None}
     loop = build.loop(cfg, data, net, device, overrides, sources)  # applies model.freeze, so the summary counts it
     if data.extra.get("streamed"):
@@ -473,7 +475,7 @@ def _plots(cfg, run, loop, data, ev, state, record, painter):
         from dlrun import plots
 
         _phase(cfg, f"drawing plots into {run.plots}")
-        jobs, skipped = plots.result_jobs(run.plots, cfg.plots, loop, data, ev, state.history)
+        jobs, skipped = plots.result_jobs(run.plots, cfg.plots, loop, data, ev, state)
         painter.submit(jobs)
         _skipped(skipped, record)
     painter.wait()

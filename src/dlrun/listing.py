@@ -1,14 +1,17 @@
 """`dlrun list [GROUP...]`: every option of every config group with its
-arguments and defaults, read from the YAML files (fast: no torch import)."""
+arguments, defaults and allowed values, read from the schema (schema.py) and the
+YAML presets over it (fast: no torch import)."""
 
 import argparse
 import sys
+from dataclasses import is_dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from dlrun import schema
 from dlrun.config import conf_dir, flat_items
 from dlrun.errors import unknown_choice
 
@@ -40,9 +43,12 @@ def _own(found):
 
 
 def option(group, name, config_dirs=()):
-    """The option's own keys, merged over the sibling options its defaults list names."""
-    node = OmegaConf.load(options(group, config_dirs)[name])
-    merged = OmegaConf.create()
+    """The option's keys: the schema's for a group that dlrun reads itself, with the option's own
+    merged over them and over the sibling options its defaults list names."""
+    node = OmegaConf.load(options(group, config_dirs)[name]) or OmegaConf.create()
+    declared = schema.spec(group)
+    typed = declared is not None and is_dataclass(declared.type)
+    merged = OmegaConf.create(OmegaConf.to_container(OmegaConf.structured(declared.type)) if typed else {})
     for entry in node.pop("defaults", []) if "defaults" in node else []:
         if isinstance(entry, str) and entry != "_self_":
             merged = OmegaConf.merge(merged, option(group, entry, config_dirs))
@@ -94,15 +100,33 @@ def help_text(config_dirs=()):
     return HELP.format(groups="\n".join(lines))
 
 
-def _allowed(key):
-    """The range or choices that validation enforces for `key`, from the same table."""
-    from dlrun.validate import CHOICES, RANGES
+def _text(value):
+    """A value as the command line writes it: null, true, [a, b]."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, (list, tuple)):
+        return f"[{', '.join(_text(v) for v in value)}]"
+    return str(value)
 
-    if key in RANGES:
-        return f" ({RANGES[key][2]})"
-    if key in CHOICES:
-        return f" ({' | '.join('null' if c is None else str(c) for c in CHOICES[key])})"
-    return ""
+
+def _allowed(key, own):
+    """The range or choices that validation enforces for `key`, from the schema; none is claimed
+    for the keys of a user's own option (its builder's, not dlrun's)."""
+    text = "" if own and not schema.spec(key) else schema.allowed_text(key)
+    return f" ({text})" if text else ""
+
+
+def _top_level_table():
+    """The keys outside the groups (seed, task, split.val...), from the schema."""
+    table = Table(title="top-level keys", title_justify="left")
+    table.add_column("key", style="bold cyan")
+    table.add_column("default (allowed)")
+    table.add_column("what it does")
+    for key, field in schema.leaves():
+        if key.split(".")[0] in ("trainer", "device", "regularization"):
+            continue
+        table.add_row(key, f"{_text(schema.default_of(field))}{_allowed(key, False)}", field.metadata.get("doc", ""))
+    return table
 
 
 def _description(path):
@@ -118,7 +142,8 @@ def main(args, config_dirs=()):
                                      "--config-dir DIR, before or after `list`, adds your own configs.")
     known = groups(config_dirs)
     parser.add_argument("group", nargs="*", help=f"one of: {', '.join(known)}")
-    wanted = parser.parse_args(args).group or known
+    asked = parser.parse_args(args).group
+    wanted = asked or known
     console = Console()
     for group in wanted:
         if group not in known:
@@ -134,7 +159,10 @@ def main(args, config_dirs=()):
                 args = _description(path)  # a preset changes many groups: show what it is for
             else:
                 data = OmegaConf.to_container(option(group, name, config_dirs), resolve=False)
-                args = ", ".join(f"{k}={v}{_allowed(f'{group}.{k}')}" for k, v in flat_items(data) if k != "name")
+                args = ", ".join(f"{k}={_text(v)}{_allowed(f'{group}.{k}', name in own)}" for k, v in flat_items(data)
+                                 if k != "name")
             table.add_row(f"{name} (yours)" if name in own else name, args or "-")
         console.print(table)
+    if not asked:
+        console.print(_top_level_table())
     return 0

@@ -11,6 +11,10 @@ BINARY_SCALARS = ("precision", "recall", "f1", "average_precision")
 PROBABILITY_METRICS = ("roc_auc", "log_loss", "ece", "average_precision")
 
 
+# Every value trainer.monitor may name (which ones a run produces depends on its task: monitor_names)
+MONITORED = sorted({f"val/{m}" for m in CLASSIFICATION_SCALARS + REGRESSION_SCALARS + BINARY_SCALARS}
+                   | {"train/loss", "train/accuracy"})
+
 LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "log_loss", "ece")  # the rest (accuracy, F1, AUC, R²...): higher
 
 

@@ -81,7 +81,7 @@ class Registry:
 
 def _label(spec):
     """How the user named a component: its registered name or its _target_."""
-    return spec.get("name") or spec.get("_target_")
+    return spec.get("_target_") or spec.get("name")
 
 
 def targets(node, place=""):
@@ -133,4 +133,19 @@ def _check_arguments(builder, args, provided, kind, label=None):
             f"{kind}.{unknown[0]} is not an argument of {kind} '{label or getattr(builder, '__name__', builder)}'."
             f"{did_you_mean(unknown[0], allowed)} Its arguments: {', '.join(allowed) or 'none'}."
         )
+    for name, value in args.items():
+        _check_type(f"{kind}.{name}", value, params[name].default)
     return params
+
+
+# A builder's default says its argument's type: a flag, a number or a name (an integer default
+# may stand for a list too, as kernel sizes do, so integers are left to the builder).
+EXPECTED = ((bool, (bool,), "true or false"), (float, (int, float), "a number"), (str, (str,), "a string"))
+
+
+def _check_type(key, value, default):
+    for kind, accepted, words in EXPECTED:
+        if type(default) is kind and value is not None:
+            if not isinstance(value, accepted) or (kind is not bool and isinstance(value, bool)):
+                raise ConfigError(f"{key}={value}: expected {words}.")
+            return

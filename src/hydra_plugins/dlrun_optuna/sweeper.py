@@ -187,13 +187,33 @@ def _command_line_space(arguments):
     for override in OverridesParser.create().parse_overrides(list(arguments)):
         if not override.is_sweep_override():
             fixed.append(override.input_line)
-        elif isinstance(override.value(), IntervalSweep):
-            interval = override.value()
-            swept.append(Param(override.get_key_element(), "float", low=interval.start, high=interval.end))
+            continue
+        key, value = override.get_key_element(), override.value()
+        tags = set(getattr(value, "tags", ()) or ())
+        if isinstance(value, IntervalSweep):
+            swept.append(_interval(key, value.start, value.end, tags))
+        elif tags:
+            raise ConfigError(f"{override.input_line}: sweep tags ({', '.join(sorted(tags))}) apply to interval() "
+                              f"only, where log samples on a log scale and int draws integers.")
         else:
-            swept.append(Param(override.get_key_element(), "categorical",
-                               choices=tuple(override.sweep_string_iterator())))
+            swept.append(Param(key, "categorical", choices=tuple(override.sweep_string_iterator())))
     return fixed, swept
+
+
+INTERVAL_TAGS = ("log", "int")  # Hydra's sweep tags that an interval() takes here
+
+
+def _interval(key, low, high, tags):
+    """interval(low, high), tagged log (a log scale) and/or int (integers), as a search parameter."""
+    unknown = sorted(tags - set(INTERVAL_TAGS))
+    if unknown:
+        raise ConfigError(f"{key}=tag({', '.join(unknown)}, interval(...)): the tag {unknown[0]} is not known here; "
+                          f"interval() takes {' and '.join(INTERVAL_TAGS)}.")
+    if "log" in tags and low <= 0:
+        raise ConfigError(f"{key}=tag(log, interval({low:g}, {high:g})): a log scale needs a low end above 0.")
+    if "int" in tags:
+        return Param(key, "int", low=int(low), high=int(high), log="log" in tags)
+    return Param(key, "float", low=low, high=high, log="log" in tags)
 
 
 def _status(sweep_dir, number):
