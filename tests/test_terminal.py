@@ -124,3 +124,14 @@ def test_version_sub_command_help_and_exit_codes(cli):
     wrong = cli("list", "modle", check=False)
     assert wrong.returncode == 2 and "group=modle is not known. Did you mean 'model'?" in wrong.stderr
     assert "Exit codes: 0 done; 1 the run failed" in cli("--help").stdout
+
+
+def test_a_csv_runs_features_are_named_by_their_columns_in_the_record_and_the_report(tmp_path):
+    rows = [f"{i * 0.1:.1f},{['red', 'blue'][i % 2]},{i % 3},{i % 2}" for i in range(60)]
+    (tmp_path / "t.csv").write_text("height,colour,count,label\n" + "\n".join(rows) + "\n")
+    summary = dlrun.run([*SMOKE, "dataset=csv", f"dataset.path={tmp_path / 't.csv'}", "dataset.target=label",
+                         "dataset.categorical=[colour]", "plots=[]"], run_dir=tmp_path / "run")
+    names = [f["feature"] for f in summary["data_summary"]["features"]]
+    assert names == ["height", "colour=blue", "colour=red", "count"]  # one-hot levels sorted
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert all(f"<td>{name}</td>" in report for name in names)

@@ -80,14 +80,26 @@ def _counts(y, names):
     return {name: int(c) for name, c in zip(names, counts)}
 
 
+def feature_names(input_spec, width):
+    """The name of each of the `width` columns of x, from the dataset's input spec (what task=predict
+    reads too): a table's column, or `column=level` for each one-hot level of a categorical one;
+    0, 1, 2... for data without named columns."""
+    names = []
+    for column in (input_spec or {}).get("columns", []):
+        levels = column.get("levels")
+        names += [f"{column['name']}={level}" for level in levels] if levels else [column["name"]]
+    return names if len(names) == width else [str(i) for i in range(width)]
+
+
 def _features(data):
     """Mean, std, min and max of each feature over the training rows, in the data's own units."""
     x = data.train.x.float()
     mean, std = data.extra.get("feature_mean"), data.extra.get("feature_std")
     if mean is not None:
         x = x * std + mean
-    stats = zip(x.mean(0).tolist(), x.std(0).tolist(), x.min(0).values.tolist(), x.max(0).values.tolist())
-    return [{"feature": i, "mean": m, "std": s, "min": lo, "max": hi} for i, (m, s, lo, hi) in enumerate(stats)]
+    stats = zip(feature_names(data.extra.get("input_spec"), x.shape[1]), x.mean(0).tolist(), x.std(0).tolist(),
+                x.min(0).values.tolist(), x.max(0).values.tolist())
+    return [{"feature": name, "mean": m, "std": s, "min": lo, "max": hi} for name, m, s, lo, hi in stats]
 
 
 def totals_line(model):
