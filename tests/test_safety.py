@@ -41,7 +41,7 @@ def test_divergence_stops_with_status_and_keeps_last_good_checkpoint(cli):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     message = " ".join(proc.stderr.split())
     assert "the training loss became" in message and "at step" in message
-    assert "learning rate" in message and "gradient norm" in message
+    assert "learning rate" in message
     summary = summary_of(cli.cwd / "run")
     assert f"checkpoints/last.pt keeps epoch {summary['epochs_run']}, the last good one" in message
     assert summary["status"] == "diverged" and "loss became" in summary["error"]

@@ -1,7 +1,7 @@
 """The update half of a training step: one precision path, one clip path, and
 non-finite safety decided on the device.
 
-A step is bad when its loss or its gradient norm is not finite. A bad step
+A step is bad when its loss or any of its gradients is not finite. A bad step
 never changes the weights or the optimizer state, on any device:
 
 - fused optimizers (dlrun builds SGD, Adam and AdamW fused wherever torch has
@@ -10,12 +10,15 @@ never changes the weights or the optimizer state, on any device:
 - any other optimizer is stepped only after the host reads the flag (one
   synchronisation per step, on accelerators only where such an optimizer is used).
 
-Bad steps are counted on the device. The loop reads the count when it reads
-anything else (every step on the CPU, where a read is free; a few times a
-second and at each epoch's end on accelerators) and stops once more than
-`skip_nonfinite` steps were bad.
+The flag is one multi-tensor check of the loss and every gradient (the check
+GradScaler runs, with a scale of 1); the gradient norm is computed only where
+clipping by norm needs it. Bad steps are counted on the device. The loop reads
+the count when it reads anything else (every step on the CPU, where a read is
+free; a few times a second and at each epoch's end on accelerators) and stops
+once more than `skip_nonfinite` steps were bad.
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +32,12 @@ class BadSteps:
     count: int
     first_step: int
     first_loss: float
-    first_grad_norm: float
+
+    def what(self):
+        """What went wrong at the first bad step, in words."""
+        if math.isfinite(self.first_loss):
+            return f"the gradients became non-finite (loss {self.first_loss:.4g})"
+        return f"the training loss became {self.first_loss}"
 
 
 def _zero_momentum_buffers(optimizer):
@@ -57,10 +65,10 @@ class GuardedUpdate:
         if self.fused and isinstance(optimizer, torch.optim.SGD):
             _zero_momentum_buffers(optimizer)
         self.window_loss = None  # the summed losses of the accumulation window so far
-        self.count = torch.zeros((), dtype=torch.long, device=device)
-        self.first_step = torch.zeros((), dtype=torch.long, device=device)
-        self.first_loss = torch.zeros((), device=device)
-        self.first_norm = torch.zeros((), device=device)
+        self.found = torch.zeros((), device=device)  # this step's flag: 1.0 when bad
+        self.unit = torch.ones((), device=device)
+        # count, first bad step, its loss: float64, so a step number stays exact
+        self.record = torch.zeros(3, dtype=torch.float64, device=device)
 
     def __call__(self, loss, step_number, final=True):
         """Backward and (unless non-finite) update for the loss of step `step_number`;
@@ -78,53 +86,52 @@ class GuardedUpdate:
             loss, self.window_loss = loss + self.window_loss, None
         self.scaler.unscale_(self.optimizer)  # a no-op unless fp16
         grads = [p.grad for p in self.params if p.grad is not None]
-        norm = get_total_norm(grads) if grads else torch.zeros((), device=loss.device)
-        bad = ~torch.isfinite(loss) if self.fp16 else ~(torch.isfinite(loss) & torch.isfinite(norm))
-        skip = bad | ~torch.isfinite(norm)
-        self._record(bad, step_number, loss, norm)
+        skip = self._non_finite([*grads, loss])  # the backward is done: a check that scales by 1 may touch the loss
+        # Under fp16 an overflowing gradient is the scaler's business (it lowers the scale and
+        # the step is skipped); only a non-finite loss counts as bad.
+        self._record((~torch.isfinite(loss)).double() if self.fp16 else skip.double(), step_number, loss)
         if self.clip_mode == "norm":
-            clip_grads_with_norm_(self.params, self.clip_max, norm)
+            clip_grads_with_norm_(self.params, self.clip_max, get_total_norm(grads))
         elif self.clip_mode == "value":
             clip_grad_value_(self.params, self.clip_max)
         if self.fused:
-            self.optimizer.found_inf = skip.float()  # read by the fused kernels on the device
+            self.optimizer.found_inf = skip  # read by the fused kernels on the device
             self.optimizer.step()
             del self.optimizer.found_inf
         elif not skip.item():  # host-device sync: this optimizer cannot skip on the device
             self.optimizer.step()
         if self.scaler.is_enabled():
             self.scaler.update()
-        return skip
+        return skip.bool()
 
-    def _record(self, bad, step_number, loss, norm):
+    def _non_finite(self, tensors):
+        """1.0 on the device when any of `tensors` holds a NaN or an infinity, else 0.0: one
+        multi-tensor kernel (GradScaler's own check; scaling by 1 leaves the values as they are)."""
+        self.found.zero_()
+        torch._amp_foreach_non_finite_check_and_unscale_(tensors, self.found, self.unit)
+        return self.found
+
+    def _record(self, bad, step_number, loss):
         """Count a bad step and remember the first one, without leaving the device."""
-        first = bad & (self.count == 0)
-        self.first_step.masked_fill_(first, step_number)
-        self.first_loss.copy_(torch.where(first, loss, self.first_loss))
-        self.first_norm.copy_(torch.where(first, norm.float(), self.first_norm))
-        self.count.add_(bad.long())
+        count, first_step, first_loss = self.record.unbind()  # views: updated in place
+        first = bad * (count == 0)
+        first_step.add_(first, alpha=step_number)
+        first_loss.copy_(torch.where(first.bool(), loss.double(), first_loss))
+        count.add_(bad)
 
     def bad_count(self):
         """Host-device sync: how many steps were bad so far."""
-        return int(self.count)
+        return int(self.record[0])
 
     def read(self):
         """Host-device sync: the bad-step record as plain numbers."""
-        count, step, loss, norm = self._record_tensor().tolist()
-        return BadSteps(int(count), int(step), loss, norm)
-
-    def _record_tensor(self):
-        return torch.stack([self.count.double(), self.first_step.double(), self.first_loss.double(),
-                            self.first_norm.double()])
+        count, step, loss = self.record.tolist()
+        return BadSteps(int(count), int(step), loss)
 
     def state_dict(self):
-        return {"scaler": self.scaler.state_dict(), "bad": self._record_tensor().cpu()}
+        return {"scaler": self.scaler.state_dict(), "bad": self.record.cpu()}
 
     def load_state_dict(self, state):
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        count, step, loss, norm = state["bad"].tolist()
-        self.count.fill_(int(count))
-        self.first_step.fill_(int(step))
-        self.first_loss.fill_(loss)
-        self.first_norm.fill_(norm)
+        self.record.copy_(state["bad"][:3])

@@ -265,8 +265,8 @@ class Loop:
         if state.skipped > self.policy.skip_nonfinite:
             bad = self.update.read()
             raise Diverged(
-                f"the training loss became {bad.first_loss} at step {bad.first_step} (epoch {state.epoch + 1}) "
-                f"with learning rate {self.schedule.lr():.3g} and gradient norm {bad.first_grad_norm:.3g}; "
+                f"{bad.what()} at step {bad.first_step} (epoch {state.epoch + 1}) "
+                f"with learning rate {self.schedule.lr():.3g}; "
                 f"{bad.count} non-finite step(s) by step {state.step}, more than the {self.policy.skip_nonfinite} "
                 f"allowed. None of them changed the weights.")
 
