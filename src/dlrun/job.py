@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import open_dict
 
-from dlrun import artifacts, console, layout, validate
+from dlrun import artifacts, console, layout, record, validate
 from dlrun.errors import DlrunError, first_line
 from dlrun.interrupt import preemption, stops_raise
 from dlrun.layout import RunDir
@@ -161,9 +161,9 @@ def _user_config_dir(hydra_cfg):
 def _say_stopped(run_dir):
     """One line after a stop that did not wait for the run to save (a second Ctrl-C)."""
     file = RunDir(run_dir).summary
-    record = artifacts.read_json(file) if file.is_file() else {}
-    if record.get("status") == "interrupted":
-        console.error(f"{record.get('error')}. Resume with: dlrun ckpt_path={run_dir}")
+    kept = record.read(file) if file.is_file() else {}
+    if kept.get("status") == "interrupted":
+        console.error(f"{kept.get('error')}. Resume with: dlrun ckpt_path={run_dir}")
     else:
         console.error("stopped before the run started; nothing was kept.")
 
@@ -172,7 +172,7 @@ def _resume_job(cfg, run_dir):
     """For a resumed sweep: a completed job's objective, or None after pointing
     ckpt_path at an interrupted job's last.pt."""
     file = RunDir(run_dir).summary
-    previous = artifacts.read_json(file) if file.is_file() else {}
+    previous = record.read(file) if file.is_file() else {}
     if previous.get("status") == "completed":
         console.console.print(f"job {run_dir.name}: completed before, skipped")
         return previous.get("objective")
@@ -190,23 +190,23 @@ def _fail(exc, run_dir, keep=False, status="failed"):
     summary_file = RunDir(run_dir).summary
     if not summary_file.is_file():
         if keep:
-            _record(summary_file, {"status": status, "error": message, "run_dir": str(run_dir)})
+            _write(summary_file, {"status": status, "error": message, "run_dir": str(run_dir)})
         else:
             _remove_unstarted(run_dir)
         return
-    summary = artifacts.read_json(summary_file)
+    summary = record.read(summary_file)
     if summary.get("status") != "running":
         return  # not started (a refused resume) or already recorded by the flow: the record stays as it is
     summary.update(status=status, error=message)
-    _record(summary_file, summary)
+    _write(summary_file, summary)
     log.error("%s", exc)
 
 
-def _record(file, summary):
+def _write(file, summary):
     """Write a failure record; when even that fails (a full disk), the record on disk stays
     the last one written ("running", never "completed") and the error is still reported."""
     try:
-        artifacts.write_json(file, summary)
+        record.write(file, summary)
     except DlrunError as exc:
         log.error("%s", exc)
 

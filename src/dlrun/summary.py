@@ -10,7 +10,7 @@ import platform
 import time
 from datetime import datetime
 
-from dlrun import __version__, artifacts
+from dlrun import __version__, record
 from dlrun.config import run_overrides
 from dlrun.errors import first_line
 from dlrun.layout import RunDir
@@ -115,7 +115,7 @@ class Summary:
 
     def write(self):
         self._stamp()
-        artifacts.write_json(self.path, self.data)
+        self.data = record.write(self.path, self.data)
         return self.data
 
     def _stamp(self):

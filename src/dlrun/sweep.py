@@ -21,7 +21,7 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from dlrun import artifacts, tracking
+from dlrun import artifacts, record, tracking
 from dlrun.config import flat_items, run_overrides
 from dlrun.errors import ConfigError, DlrunError
 from dlrun.interrupt import EXIT_CODES
@@ -51,7 +51,7 @@ def job_row(run_dir):
     if not file.is_file():
         row["error"] = "no summary.json (the job did not start)"
         return row
-    summary = json.loads(file.read_text())
+    summary = record.read(file)
     test = summary.get("test") or {}
     row.update(status=summary.get("status", "failed"), objective=summary.get("objective"),
                best_epoch=(summary.get("monitor") or {}).get("best_epoch"), wall_time_s=summary.get("wall_time_s"),

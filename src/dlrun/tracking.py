@@ -22,7 +22,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from dlrun import artifacts
+from dlrun import artifacts, record
 from dlrun import config as configs
 from dlrun.config import flat_items
 from dlrun.errors import DlrunError, first_line
@@ -126,7 +126,7 @@ class TrackedRun:
         if self.run_id is None:
             return
         if self.run.summary.is_file():
-            summary = artifacts.read_json(self.run.summary)
+            summary = record.read(self.run.summary)
             final = {f"test/{k}": v for k, v in (summary.get("test") or {}).items()}
             if _is_number(summary.get("objective")):
                 final["objective"] = summary["objective"]

@@ -11,7 +11,7 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import OmegaConf
 
-from dlrun import artifacts
+from dlrun import record
 from dlrun.errors import ConfigError, unknown_choice
 from dlrun.metric_names import mode_of
 from dlrun.pruning import PRUNERS, hand_to_jobs
@@ -142,9 +142,7 @@ class OptunaSweeper(Sweeper):
             study.enqueue_trial(trial.params)
             summary = sweep_dir / str(trial.number) / "summary.json"
             if summary.is_file():
-                data = json.loads(summary.read_text())
-                data.update(status="interrupted", error="the sweep was interrupted; this trial was run again")
-                summary.write_text(json.dumps(data, indent=2))
+                record.update(summary, status="interrupted", error="the sweep was interrupted; this trial was run again")
 
 
 @contextlib.contextmanager
@@ -219,7 +217,7 @@ def _interval(key, low, high, tags):
 def _status(sweep_dir, number):
     """The status that a trial's job recorded in its summary.json (None without one)."""
     summary = sweep_dir / str(number) / "summary.json"
-    return artifacts.read_json(summary).get("status") if summary.is_file() else None
+    return record.read(summary).get("status") if summary.is_file() else None
 
 
 def _objective(result):

@@ -15,7 +15,7 @@ cluster job of dlrun needs.
 import signal
 from pathlib import Path
 
-from dlrun import artifacts, interrupt
+from dlrun import interrupt, record
 from dlrun.layout import RunDir
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 
@@ -53,11 +53,9 @@ def _not_requeued(job_dir, exc):
     """The job stays interrupted, and its summary.json says why it was not requeued."""
     file = RunDir(job_dir).summary
     if file.is_file():
-        summary = artifacts.read_json(file)
-        summary["error"] = (f"{exc} It stopped at SLURM's time limit with its exact position in checkpoints/last.pt: "
-                            f"continue the sweep with resume=true and a larger hydra.launcher.timeout_min or "
-                            f"max_num_timeout.")
-        artifacts.write_json(file, summary)
+        record.update(file, error=f"{exc} It stopped at SLURM's time limit with its exact position in "
+                                  f"checkpoints/last.pt: continue the sweep with resume=true and a larger "
+                                  f"hydra.launcher.timeout_min or max_num_timeout.")
 
 
 def _stop_for_requeue(signum, frame):

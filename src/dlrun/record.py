@@ -1,0 +1,96 @@
+"""summary.json, the record of what a run did: its fields, their types and its format version,
+declared once. Every writer (the run's Summary, a failure recorded by the job, a SLURM job out
+of requeues) goes through `write` or `update`, which refuse an undeclared field or a value of
+another type; every reader (sweeps, leaderboards, compare, tracking, the Optuna sweeper) goes
+through `read`, which refuses a record of a newer format with one line.
+"""
+
+from dlrun import artifacts
+from dlrun.errors import DlrunError
+
+FORMAT = 1
+
+TEXT, NUMBER, FLAG, TABLE, ROWS, NONE = (str,), (int, float), (bool,), (dict,), (list,), (type(None),)
+
+# field: (the types its value may have, what it says)
+FIELDS = {
+    "format": ((int,), "the format of this record"),
+    "status": (TEXT, "running, then completed, failed, diverged, interrupted or pruned"),
+    "error": (TEXT, "the first line of the error, when not completed"),
+    "task": (TEXT, "train, eval, inspect, lr_find or predict"),
+    "run_dir": (TEXT, "where the run is"),
+    "started_at": (TEXT, "when it started"),
+    "finished_at": (TEXT, "when it was last written"),
+    "wall_time_s": (NUMBER, "seconds since it started"),
+    "dataset": (TEXT + NONE, "the dataset's registered name or _target_"),
+    "model": (TEXT + NONE, "the model's registered name or _target_"),
+    "problem": (TEXT + NONE, "multiclass, binary or regression"),
+    "classes": (ROWS + NONE, "the class names"),
+    "sizes": (TABLE, "train, val and test sizes"),
+    "device": (TEXT, "the device it trained on"),
+    "seed": ((int,), "the seed"),
+    "world_size": ((int,), "processes training together"),
+    "overrides": (ROWS, "the command-line overrides"),
+    "versions": (TABLE, "library versions"),
+    "monitor": (TABLE, "name, mode, best_value, best_epoch"),
+    "objective": (NUMBER + NONE, "the best monitored value: what sweeps optimise"),
+    "epochs_run": ((int,) + NONE, "epochs trained"),
+    "stopped_early": (FLAG, "whether early stopping ended training"),
+    "steps": ((int,), "optimizer steps (skipped non-finite ones too)"),
+    "skipped_batches": ((int,), "non-finite steps skipped"),
+    "throughput": (TABLE + NONE, "samples_per_s, peak_rss_mb, cuda_peak_mb"),
+    "stop_reason": (TEXT + NONE, "why training ended"),
+    "model_summary": (TABLE, "parameters, size and layers"),
+    "data_summary": (TABLE, "class counts per split, features of a table, source dtype"),
+    "plots_skipped": (TABLE, "each plot asked for that does not apply, with why"),
+    "validation": (TEXT, "where the validation rows came from"),
+    "best_val": (TABLE + NONE, "every validation metric of the best epoch"),
+    "timings": (TABLE, "seconds spent in each phase"),
+    "tested_weights": (TEXT, "which weights the test metrics measure"),
+    "test": (TABLE + NONE, "the test metrics of those weights"),
+    "test_last": (TABLE, "with trainer.test_weights=both: the last epoch's test metrics"),
+    "evaluated": (TEXT, "with task=eval: the checkpoint evaluated"),
+    "init_from": (TABLE + NONE, "with init_from: what was loaded"),
+    "overfit_check": (TABLE, "with trainer.overfit_batches: whether the batch was memorised"),
+    "threshold": (TABLE, "binary tasks: the decision threshold and how it was chosen"),
+    "most_confused": (ROWS, "the most frequent mistakes"),
+    "weight_stats": (ROWS, "per-layer weight statistics"),
+    "predicted": (TABLE, "with task=predict: input, rows, checkpoint, file"),
+    "lr_find": (TABLE, "with task=lr_find: the suggestions"),
+    "folds": (ROWS, "with cv.folds > 1: one row per fold"),
+    "cv": (TABLE, "with cv.folds > 1: mean and std of every metric"),
+}
+
+
+def check(data):
+    """Every field declared, every value of its declared type (a bool is no number)."""
+    for name, value in data.items():
+        if name not in FIELDS:
+            raise ValueError(f"summary.json has no field '{name}' (record.FIELDS declares them)")
+        types = FIELDS[name][0]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise TypeError(f"summary.json's {name} is a {type(value).__name__}, not one of "
+                            f"{', '.join(t.__name__ for t in types)}")
+
+
+def write(path, data):
+    """Write the record `data` to `path` (atomically), with its format."""
+    record = {"format": FORMAT, **{k: v for k, v in data.items() if k != "format"}}
+    check(record)
+    artifacts.write_json(path, record)
+    return record
+
+
+def read(path):
+    """The record at `path`. One written before records had a format is read as it is."""
+    data = artifacts.read_json(path)
+    found = data.get("format", FORMAT)
+    if not isinstance(found, int) or found > FORMAT:
+        raise DlrunError(f"{path} is a record of format {found!r}; this dlrun reads format {FORMAT} and earlier. "
+                         f"Use the dlrun version that wrote it.")
+    return data
+
+
+def update(path, **changes):
+    """Read the record at `path`, change some fields, write it back."""
+    return write(path, {**read(path), **changes})
