@@ -1,6 +1,5 @@
 """Shared helpers: the real `dlrun` command in a subprocess, with its outputs in a temp dir."""
 
-import json
 import os
 import shutil
 import signal
@@ -51,7 +50,9 @@ def run_dirs(outputs):
 
 
 def summary_of(run_dir):
-    return json.loads((Path(run_dir) / "summary.json").read_text())
+    from dlrun import record
+
+    return record.read(Path(run_dir) / "summary.json")
 
 
 SMOKE = ["experiment=smoke", "trainer.progress=false"]
