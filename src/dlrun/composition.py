@@ -22,11 +22,6 @@ from dlrun.errors import ConfigError, DlrunError, did_you_mean, unknown_choice
 
 schema.register()  # before Hydra composes anything: conf/config.yaml's first default
 
-# Groups whose keys dlrun reads itself: a key added with `+` there is a typo, never an argument.
-FIXED_GROUPS = ("trainer", "device", "split", "cv", "regularization")
-# Registry groups: any key is accepted by composition; the builder's own signature decides
-# (dlrun.registry checks it), and users' `_target_` components may take any argument.
-REGISTRY_GROUPS = ("dataset", "model", "optimizer", "scheduler", "loss")
 # Keys that moved: where they are now.
 MOVED = {"regularization.class_balanced_sampler": "trainer.sampling (oversample or undersample)"}
 
@@ -223,9 +218,9 @@ def _check_added_keys(cfg, overrides, config_dir):
             continue
         key = o.key_or_group
         group = key.split(".")[0]
-        if group in REGISTRY_GROUPS or _is_group(key, config_dir):
+        if group in schema.REGISTRY_GROUPS or _is_group(key, config_dir):
             continue  # checked against the builder's signature (or free for a _target_)
-        if group in FIXED_GROUPS or "." not in key:
+        if group in schema.FIXED_GROUPS or "." not in key:
             known = _base_keys([x for x in overrides if config.key_of(x) != key], config_dir)
             raise ConfigError(unknown_key(key, known, _workable(key, overrides, config_dir)))
 

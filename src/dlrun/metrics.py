@@ -183,9 +183,6 @@ def evaluate(p, class_names, loss=None):
     return result
 
 
-THRESHOLD_METRICS = ("f1", "balanced_accuracy", "accuracy")
-
-
 # dataset.threshold_metric: what a tuned threshold maximises, from the counts at every candidate
 THRESHOLD_METRICS = {
     "f1": lambda tp, fp, fn, tn: 2 * tp / np.maximum(2 * tp + fp + fn, 1e-12),

@@ -271,6 +271,12 @@ class DlrunConfig:
     trainer: TrainerConfig = key(TrainerConfig(), "")
 
 
+# The groups whose keys dlrun reads itself (a key added there with `+` is a typo), and the registry
+# groups, whose keys are their builders' arguments (or a user's `_target_` component's).
+FIXED_GROUPS = tuple(f.name for f in fields(DlrunConfig) if is_dataclass(f.type))
+REGISTRY_GROUPS = tuple(f.name for f in fields(DlrunConfig) if f.type is Any)
+
+
 def register():
     """Put the schema in Hydra's ConfigStore (idempotent), before any composition."""
     ConfigStore.instance().store(name=NAME, node=DlrunConfig)
