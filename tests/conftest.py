@@ -36,9 +36,9 @@ def cli(tmp_path):
     return run
 
 
-def start(cli, *args):
+def start(cli, *args, env=None):
     """`dlrun ARGS` started in the background (for signals), in the cli fixture's directories."""
-    env = {**os.environ, "DLRUN_OUTPUTS": str(cli.outputs), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "DLRUN_OUTPUTS": str(cli.outputs), "OMP_NUM_THREADS": "1", **(env or {})}
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.Popen([str(DLRUN), *args], cwd=cli.cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

@@ -87,3 +87,44 @@ def test_a_mid_epoch_resume_under_torchrun_counts_every_process_once(tmp_path):
     for a, b in zip(whole, resumed):
         for key in ("train/loss", "train/accuracy", "val/loss"):
             assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5), key
+
+
+def test_a_kill_9_of_torchrun_stops_its_workers_and_only_rank_0_speaks(tmp_path):
+    """torchrun starts each worker in a session of its own: killing torchrun's process group
+    with SIGKILL reaches only torchrun. Its workers stop on their own (SIGTERM at their parent's
+    death), rank 0 saving the exact position in last.pt; a resume under torchrun completes."""
+    import signal
+    import time
+
+    env = {**os.environ, "DLRUN_OUTPUTS": str(tmp_path / "outputs"), "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    args = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "dlrun", "trainer.progress=false", "plots=[]",
+            "report=false", "device=cpu", "trainer.max_epochs=200", "trainer.early_stopping.enabled=false",
+            "trainer.batch_size=16"]
+    proc = subprocess.Popen([*args, "hydra.run.dir=run"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "run" / "metrics.csv").is_file():
+        assert time.time() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() is not None else ""
+        time.sleep(0.1)
+    workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                               text=True).stdout.split()]
+    assert len(workers) == 2
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    while any(_alive(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers), "a worker outlived torchrun by 10 s"
+    summary = summary_of(tmp_path / "run")
+    assert summary["status"] == "interrupted" and (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    assert "dlrun-rank-" not in (tmp_path / "run" / "run.log").read_text()
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is gone, only not yet reaped
+        return stat.read().split()[2] != "Z"

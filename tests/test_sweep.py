@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import shlex
 import signal
 import sqlite3
@@ -10,7 +11,7 @@ import time
 import pytest
 from matplotlib.image import imread
 
-from conftest import SMOKE, chromium, render_in_chromium, summary_of
+from conftest import PACED_ENV, SMOKE, chromium, paced, render_in_chromium, summary_of
 from dlrun.device import gpu_for_job
 from test_safety import start, wait_for
 
@@ -117,6 +118,48 @@ def test_a_killed_or_interrupted_sweep_resumed_ends_like_a_straight_one(cli):
     assert resume[0] == "-m" and resume[-1] == "resume=true"
     cli(*resume)  # the command exactly as printed
     assert outcome(cli.cwd / "stopped") == outcome(cli.cwd / "straight")
+
+
+def test_ctrl_c_stops_an_optuna_sweep_with_its_leaderboard_and_the_printed_command_continues_it(cli):
+    args = [*QUIET, "hparams_search=random_lr", "optimizer=sgd", "hydra.sweeper.n_trials=3", "trainer.max_epochs=3",
+            *paced(0.02), "hydra.sweep.dir=search"]
+    proc = start(cli, "-m", *args, env=PACED_ENV)
+    wait_for(cli.cwd / "search" / "1" / "metrics.csv")  # the second trial is training
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert not (cli.cwd / "search" / ".stopping").exists()
+    rows = {r["job"]: r["status"] for r in leaderboard(cli.cwd / "search")}
+    assert rows == {"0": "completed", "1": "interrupted"}
+    assert "sweep interrupted: 1 completed, 1 interrupted" in err.strip().splitlines()[-1]
+    resume = resume_command(err)
+    assert resume[-1] == "resume=true"
+    cli(*resume, env=PACED_ENV)  # the command exactly as printed
+    rows = {r["job"]: r["status"] for r in leaderboard(cli.cwd / "search")}
+    assert sorted(rows.values()) == ["completed"] * 3 + ["superseded"]  # trial 1's point was asked again
+    assert rows["1"] == "superseded" and not (cli.cwd / "search" / ".stopping").exists()
+
+
+def test_a_second_ctrl_c_while_a_sweep_winds_down_exits_at_once_and_leaves_no_mark(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from dlrun.sweep import Leaderboard, stop_requested
+
+    monkeypatch.setenv("DLRUN_SWEEP_PROCESS", "")
+    (tmp_path / ".stopping").write_text("143")  # left by a sweep process that is gone (kill -9)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        Leaderboard().on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}, "logger": "csv"}))
+        assert stop_requested(tmp_path) is None  # a new sweep process is not stopping
+        os.kill(os.getpid(), signal.SIGINT)  # the first: the sweep winds down
+        assert stop_requested(tmp_path) == 130
+        with pytest.raises(SystemExit) as stopped:
+            os.kill(os.getpid(), signal.SIGINT)  # the second, between jobs: at once
+            time.sleep(1)
+        assert stopped.value.code == 130 and stop_requested(tmp_path) is None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def test_sigterm_stops_a_parallel_sweep_and_its_resume_ends_like_a_straight_one(cli):

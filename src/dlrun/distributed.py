@@ -9,6 +9,8 @@ ranks run in a temporary directory that is removed when they finish.
 """
 
 import os
+import signal
+import sys
 
 import torch
 import torch.distributed as dist
@@ -34,6 +36,7 @@ def setup(device):
     rank, size, local = world()
     if size == 1 or active():
         return device
+    _stop_with_the_launcher()
     if device.type == "cuda":
         if local >= torch.cuda.device_count():
             raise ConfigError(f"torchrun started {size} processes, but this machine has {torch.cuda.device_count()} "
@@ -42,6 +45,21 @@ def setup(device):
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return device
+
+
+def _stop_with_the_launcher():
+    """torchrun starts its workers in sessions of their own, so a kill -9 of torchrun (or of its
+    process group) leaves nothing to stop them: on Linux each worker asks the kernel for SIGTERM
+    when its parent dies, and stops on it as on any SIGTERM (the step ends, last.pt is written,
+    exit 143). Elsewhere nothing changes."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    if os.getppid() == 1:  # the launcher died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def shard():

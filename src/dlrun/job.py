@@ -83,7 +83,10 @@ def run_from_hydra(cfg):
                         "%s; submitit requeues it (after a time limit, at most hydra.launcher.max_num_timeout times)",
                         RunDir(run_dir).checkpoint("last"))
             return float("nan")
-        if isinstance(exc, KeyboardInterrupt):
+        stopped = isinstance(exc, KeyboardInterrupt) or exc.status == "interrupted"
+        if stopped and int(os.environ.get("RANK", "0")) > 0:
+            pass  # under torchrun rank 0 alone says where the run is and how it continues
+        elif isinstance(exc, KeyboardInterrupt):
             _say_stopped(run_dir)
         elif exc.status == "pruned":  # an Optuna trial stopped by its pruner: the sweep goes on
             console.console.print(f"job {run_dir.name}: {exc}", highlight=False)
@@ -94,7 +97,7 @@ def run_from_hydra(cfg):
         code = getattr(exc, "exit_code", 130)
         if not multirun:
             sys.exit(code)
-        if isinstance(exc, KeyboardInterrupt) or exc.status == "interrupted":  # the sweep stops with its job
+        if stopped:  # the sweep stops with its job
             sweep.request_stop(folder, code)
         return float("nan")
     except Exception:  # a bug: recorded by run(); Hydra shows the traceback (in a sweep, run.log has it)
@@ -233,7 +236,10 @@ def record_kept_unless_started(run_dir):
 
 
 def _remove_unstarted(run_dir):
-    """Remove what Hydra put in a run directory that never started (and nothing else)."""
+    """Remove what Hydra put in a run directory that never started (and nothing else): a job that
+    started in an earlier attempt (it has a summary.json) keeps all it has."""
+    if RunDir(run_dir).summary.is_file():
+        return
     logging.shutdown()
     shutil.rmtree(RunDir(run_dir).hydra, ignore_errors=True)
     RunDir(run_dir).log.unlink(missing_ok=True)

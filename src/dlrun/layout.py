@@ -1,5 +1,5 @@
-"""The layout of a run directory: the one module that knows where each file of
-a run lives. Everything else asks it for paths (torch-free)."""
+"""The layout of run and sweep directories: the one module that knows where each file of
+a run or a sweep lives. Everything else asks it for paths (torch-free)."""
 
 import os
 import shutil
@@ -52,6 +52,37 @@ class RunDir:
 
     def fold(self, index):
         return RunDir(self.root / f"fold_{index}")
+
+
+class SweepDir:
+    """The files of one sweep, whichever sweeper and launcher ran it:
+
+        multirun.yaml (the sweep's command and config: what a resume is checked against)
+        <n>/ (job n, a RunDir)  summary.csv  summary.md  summary_by_configuration.csv
+        paired_comparison.json  leaderboard.html  curves.png  objective_vs_*.png
+        optuna.db  optuna_best.json (the Optuna sweeper)
+        .stopping (while an interrupted sweep winds down: the signal's exit code)
+    """
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def __str__(self):
+        return str(self.root)
+
+    multirun = property(lambda self: self.root / "multirun.yaml")
+    stopping = property(lambda self: self.root / ".stopping")
+    summary_csv = property(lambda self: self.root / "summary.csv")
+    summary_md = property(lambda self: self.root / "summary.md")
+    by_configuration = property(lambda self: self.root / "summary_by_configuration.csv")
+    paired = property(lambda self: self.root / "paired_comparison.json")
+    leaderboard = property(lambda self: self.root / "leaderboard.html")
+    curves = property(lambda self: self.root / "curves.png")
+    optuna_db = property(lambda self: self.root / "optuna.db")
+    optuna_best = property(lambda self: self.root / "optuna_best.json")
+
+    def job(self, number):
+        return RunDir(self.root / str(number))
 
 
 def run_of_checkpoint(path):

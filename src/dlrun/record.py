@@ -15,7 +15,8 @@ TEXT, NUMBER, FLAG, TABLE, ROWS, NONE = (str,), (int, float), (bool,), (dict,), 
 # field: (the types its value may have, what it says)
 FIELDS = {
     "format": ((int,), "the format of this record"),
-    "status": (TEXT, "running, then completed, failed, diverged, interrupted or pruned"),
+    "status": (TEXT, "running, then completed, failed, diverged, interrupted, pruned, or superseded (an "
+                     "interrupted Optuna trial whose point a continued sweep asked again)"),
     "error": (TEXT, "the first line of the error, when not completed"),
     "task": (TEXT, "train, eval, inspect, lr_find or predict"),
     "run_dir": (TEXT, "where the run is"),

@@ -25,7 +25,7 @@ from dlrun import artifacts, record, tracking
 from dlrun.config import flat_items, run_overrides
 from dlrun.errors import ConfigError, DlrunError
 from dlrun.interrupt import EXIT_CODES
-from dlrun.layout import RunDir
+from dlrun.layout import RunDir, SweepDir
 
 HEADLINE = ("accuracy", "f1_macro", "roc_auc", "rmse", "mae", "r2")
 
@@ -191,17 +191,17 @@ def write(folder, paths=None, pending=()):
          "best_epoch": None, "wall_time_s": None, "error": "", "path": folder / name} for name, overrides in pending])
     metric_cols = sorted({k for r in rows for k in r if k.startswith("test/")})
     columns = COLUMNS + metric_cols + ["error"]
-    artifacts.write_csv(folder / "summary.csv", rows, columns)
+    artifacts.write_csv(SweepDir(folder).summary_csv, rows, columns)
     groups = by_configuration(rows)
     if groups:
-        artifacts.write_csv(folder / "summary_by_configuration.csv", groups)
+        artifacts.write_csv(SweepDir(folder).by_configuration, groups)
     paired = paired_comparison(rows)
     if paired:
-        artifacts.write_json(folder / "paired_comparison.json", paired)
+        artifacts.write_json(SweepDir(folder).paired, paired)
     labels = _labels(rows)
     plot_files = [*_plot_curves(folder, rows, labels), *_plot_objective(folder, rows)]
-    artifacts.write_text(folder / "summary.md", _markdown(rows, columns, groups, paired))
-    artifacts.write_text(folder / "leaderboard.html", _html(folder, rows, columns, groups, plot_files, paired))
+    artifacts.write_text(SweepDir(folder).summary_md, _markdown(rows, columns, groups, paired))
+    artifacts.write_text(SweepDir(folder).leaderboard, _html(folder, rows, columns, groups, plot_files, paired))
     return rows, paired
 
 
@@ -320,7 +320,7 @@ def _plot_curves(folder, rows, labels):
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(fontsize=8)
-    path = folder / "curves.png"
+    path = SweepDir(folder).curves
     save(fig, path)
     return [path]
 
@@ -382,7 +382,7 @@ def sweep_command(folder):
     its Hydra config), the overrides without `resume=` and what dlrun adds (mode, directory)."""
     from omegaconf import OmegaConf
 
-    saved = OmegaConf.load(Path(folder) / "multirun.yaml").hydra
+    saved = OmegaConf.load(SweepDir(folder).multirun).hydra
     task = [str(o) for o in saved.overrides.task if not str(o).startswith("resume=")]
     hydra = [str(o) for o in saved.overrides.hydra if not str(o).startswith(("hydra.mode=", "hydra.sweep.dir="))]
     return task, hydra, saved
@@ -419,7 +419,7 @@ def check_resumable(folder, overrides, config_dir=None):
     from dlrun.composition import compose
 
     folder = Path(folder)
-    if not (folder / "multirun.yaml").is_file():
+    if not SweepDir(folder).multirun.is_file():
         return
     before, _, _ = sweep_command(folder)
     now = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/", "resume="))]
@@ -448,39 +448,52 @@ def check_resumable(folder, overrides, config_dir=None):
                   "(another hydra.sweep.dir).")
 
 
-STOPPING = ".stopping"  # in a sweep directory while an interrupted sweep winds down: the signal's exit code
-
-
 def request_stop(folder, exit_code):
     """Mark the sweep in `folder` as interrupted: no further job starts (job.run_from_hydra reads
     the mark), and the sweep ends with `exit_code` once its running jobs have saved their state."""
-    marker = Path(folder) / STOPPING
+    marker = SweepDir(folder).stopping
     if not marker.is_file():
         artifacts.write_text(marker, str(exit_code))
 
 
 def stop_requested(folder):
     """The exit code of a requested stop of the sweep in `folder`, or None."""
-    marker = Path(folder) / STOPPING
+    marker = SweepDir(folder).stopping
     return int(marker.read_text()) if marker.is_file() else None
 
 
+def _clear_stop(folder):
+    SweepDir(folder).stopping.unlink(missing_ok=True)
+
+
 def _stop(folder, exit_code):
-    """End an interrupted sweep: the leaderboard with its interrupted and not started jobs, the
-    command that continues it, and the signal's exit code."""
+    """End an interrupted sweep, whichever sweeper ran it: the leaderboard with its interrupted
+    and not started jobs, the command that continues it, and the signal's exit code. The mark
+    goes first, so that nothing here can leave it behind."""
+    _clear_stop(folder)
     jobs = planned_jobs(folder)
-    pending = [(str(k), job) for k, job in enumerate(jobs or []) if not (folder / str(k)).is_dir()]
+    pending = [(str(k), job) for k, job in enumerate(jobs or []) if not SweepDir(folder).job(k).root.is_dir()]
     rows, _ = write(folder, pending=pending)
     counts = {status: sum(r["status"] == status for r in rows) for status in ("completed", "interrupted", "failed")}
     left = f"{len(pending)} not started" if jobs is not None else "the trials left not started"
-    (folder / STOPPING).unlink()
     _end_tracked_sweep(folder, "KILLED")
     from dlrun.console import error
 
     error(f"sweep interrupted: {counts['completed']} completed, {counts['interrupted']} interrupted, "
-          f"{counts['failed']} failed, {left}; leaderboard: {folder / 'summary.md'}. "
+          f"{counts['failed']} failed, {left}; leaderboard: {SweepDir(folder).summary_md}. "
           f"Resume with: {resume_command(folder)}")
     sys.exit(exit_code)
+
+
+def _stop_at_once(folder):
+    """A second Ctrl-C while the sweep winds down: exit now, with one line; every file written so
+    far is whole (written atomically), and the resume command continues from there."""
+    _clear_stop(folder)
+    from dlrun.console import error
+
+    resume = f" Resume with: {resume_command(folder)}" if SweepDir(folder).multirun.is_file() else ""
+    error(f"sweep stopped at once by a second Ctrl-C; the leaderboard was not updated.{resume}")
+    sys.exit(EXIT_CODES[signal.SIGINT])
 
 
 class Leaderboard(Callback):
@@ -500,9 +513,11 @@ class Leaderboard(Callback):
                 error(str(exc))
                 sys.exit(exc.exit_code)
 
+        _clear_stop(folder)  # left by a process that is gone (kill -9): this sweep is not stopping
+
         def handle(signum, frame):
             if signum == signal.SIGINT and stop_requested(folder) is not None:
-                raise KeyboardInterrupt  # a second Ctrl-C: at once
+                _stop_at_once(folder)
             folder.mkdir(parents=True, exist_ok=True)
             request_stop(folder, EXIT_CODES[signum])
 
@@ -522,11 +537,16 @@ class Leaderboard(Callback):
         _end_tracked_sweep(folder, "FAILED" if failed else "FINISHED")
         done = sum(r["status"] == "completed" for r in rows)
         more = {status: sum(r["status"] == status for r in rows) for status in ("interrupted", "pruned")}
-        print(f"leaderboard: {folder / 'summary.md'} ({done} completed, {len(failed)} failed"
+        print(f"leaderboard: {SweepDir(folder).summary_md} ({done} completed, {len(failed)} failed"
               + "".join(f", {n} {status}" for status, n in more.items() if n) + ")")
         if paired:
             print(paired["verdict"])
-        if failed:
+        if more["interrupted"]:  # left so by the launcher (a SLURM job out of requeues): the sweep is not done
+            from dlrun.console import error
+
+            error(f"{more['interrupted']} job(s) interrupted and not continued; their summary.json says why. "
+                  f"Resume with: {resume_command(folder)}")
+        if failed or more["interrupted"]:
             sys.exit(1)
 
 
@@ -576,10 +596,10 @@ def main(args, prog="dlrun leaderboard", always_fresh=False):
         print(f"{prog}: no runs in {empty} (a sweep directory, or run directories with summary.json or .hydra/)",
               file=sys.stderr)
         return 2
-    sweep_dir = len(parsed.paths) == 1 and (Path(parsed.paths[0]) / "multirun.yaml").is_file()
+    sweep_dir = len(parsed.paths) == 1 and SweepDir(parsed.paths[0]).multirun.is_file()
     # A sweep's leaderboard goes into the sweep; one of chosen runs, into a directory of its own.
     folder = parsed.out or (Path(parsed.paths[0]) if sweep_dir and not always_fresh else fresh_compare_dir())
     folder.mkdir(parents=True, exist_ok=True)
     rows, _ = write(folder, parsed.paths)
-    print(f"{len(rows)} runs -> {folder / 'leaderboard.html'}")
+    print(f"{len(rows)} runs -> {SweepDir(folder).leaderboard}")
     return 0

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from dlrun import record
 from dlrun.errors import ConfigError, unknown_choice
+from dlrun.layout import SweepDir
 from dlrun.metric_names import mode_of
 from dlrun.pruning import PRUNERS, hand_to_jobs
 from dlrun.search_space import Param, parse_space
@@ -92,7 +93,9 @@ class OptunaSweeper(Sweeper):
             fixed, space = self._search_space(arguments)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        storage = self.storage or f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
+        # the sweep's record, as Hydra's basic sweeper writes it: a stop and a resume read it
+        OmegaConf.save(self.config, SweepDir(sweep_dir).multirun)
+        storage = self.storage or f"sqlite:///{SweepDir(sweep_dir).optuna_db.resolve()}"
         study = optuna.create_study(study_name=self.study_name, storage=storage, direction=self.direction,
                                     load_if_exists=True)
         if self.pruner:
@@ -140,9 +143,10 @@ class OptunaSweeper(Sweeper):
         for trial in stale:
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
             study.enqueue_trial(trial.params)
-            summary = sweep_dir / str(trial.number) / "summary.json"
+            summary = SweepDir(sweep_dir).job(trial.number).summary
             if summary.is_file():
-                record.update(summary, status="interrupted", error="the sweep was interrupted; this trial was run again")
+                record.update(summary, status="superseded",
+                              error="interrupted with the sweep; its point was asked again as a new trial")
 
 
 @contextlib.contextmanager
@@ -216,7 +220,7 @@ def _interval(key, low, high, tags):
 
 def _status(sweep_dir, number):
     """The status that a trial's job recorded in its summary.json (None without one)."""
-    summary = sweep_dir / str(number) / "summary.json"
+    summary = SweepDir(sweep_dir).job(number).summary
     return record.read(summary).get("status") if summary.is_file() else None
 
 
@@ -237,6 +241,6 @@ def _write_best(study, sweep_dir):
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = {"best_value": study.best_value, "best_params": study.best_params,
             "best_trial": study.best_trial.number} if complete else {}
-    (sweep_dir / "optuna_best.json").write_text(json.dumps({
+    SweepDir(sweep_dir).optuna_best.write_text(json.dumps({
         "direction": study.direction.name.lower(), "trials": len(study.trials), "complete": len(complete), **best},
         indent=2) + "\n")

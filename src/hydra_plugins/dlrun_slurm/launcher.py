@@ -40,7 +40,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
             try:
                 requeue(signal.SIGUSR2, None)  # exits once the job is requeued
             except submitit.core.utils.UncompletedJobError as exc:  # max_num_timeout time limits reached
-                _not_requeued(Path(result.working_dir), exc)
+                _not_requeued(Path(result.hydra_cfg.hydra.runtime.output_dir), exc)  # the job's own directory
         return result
 
     def checkpoint(self, sweep_overrides, *args):
