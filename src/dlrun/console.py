@@ -78,35 +78,44 @@ def _summary_rows(summary):
         return rows
     if summary.get("evaluated"):
         rows.append(("evaluated", summary["evaluated"]))
-    if summary.get("cv"):
-        rows.append(("folds", len(summary["folds"])))
-        prefix = "test/" if summary.get("test") else "val/"  # the full table is in summary.json and the report
-        for key, stat in summary["cv"].items():
-            if key != "best_value" and not key.startswith(prefix):
-                continue
+    rows += _cv_rows(summary, monitor) if summary.get("cv") else _run_rows(summary, monitor)
+    rows.append(("wall time", f"{summary.get('wall_time_s', 0):.1f} s"))
+    return rows
+
+
+def _cv_rows(summary, monitor):
+    """A cross-validation: mean and std over the folds (the full table is in summary.json and the report)."""
+    rows = [("folds", len(summary["folds"]))]
+    prefix = "test/" if summary.get("test") else "val/"
+    for key, stat in summary["cv"].items():
+        if key == "best_value" or key.startswith(prefix):
             name = f"best {monitor.get('name')}" if key == "best_value" else key
             rows.append((f"{name} (mean ± std)", f"{_fmt(stat['mean'])} ± {_fmt(stat['std'])}"))
-    else:
-        if summary.get("task") == "train":
-            rows.append(("epochs run", summary.get("epochs_run")))
-            if summary.get("stop_reason"):
-                rows.append(("stopped by", summary["stop_reason"]))
-            if summary.get("overfit_check"):
-                check = summary["overfit_check"]
-                rows.append(("overfit check", f"{'passed' if check['passed'] else 'FAILED'}: loss "
-                             f"{check['first_loss']:.4f} -> {check['best_loss']:.4f}"))
-            if monitor.get("best_epoch") is not None:
-                rows.append((f"best {shown(monitor.get('name', ''), summary.get('problem'))}",
-                             f"{_fmt(monitor.get('best_value'))} (epoch {monitor.get('best_epoch')})"))
-        if summary.get("tested_weights"):
-            rows.append(("tested weights", summary["tested_weights"]))
-        test = {k: v for k, v in (summary.get("test") or {}).items() if isinstance(v, float)}
-        rows += [(shown(f"test/{k}", summary.get("problem")), _fmt(v)) for k, v in test.items()]
-        last = {k: v for k, v in (summary.get("test_last") or {}).items() if isinstance(v, float)}
-        rows += [(shown(f"test/{k}", summary.get("problem")) + " (last)", _fmt(v)) for k, v in last.items()]
-        if not test:
-            rows.append(("test", "no test split (split.test=0)"))
-    rows.append(("wall time", f"{summary.get('wall_time_s', 0):.1f} s"))
+    return rows
+
+
+def _run_rows(summary, monitor):
+    """One run: how training went and what the tested weights scored."""
+    rows = []
+    if summary.get("task") == "train":
+        rows.append(("epochs run", summary.get("epochs_run")))
+        if summary.get("stop_reason"):
+            rows.append(("stopped by", summary["stop_reason"]))
+        if summary.get("overfit_check"):
+            check = summary["overfit_check"]
+            rows.append(("overfit check", f"{'passed' if check['passed'] else 'FAILED'}: loss "
+                         f"{check['first_loss']:.4f} -> {check['best_loss']:.4f}"))
+        if monitor.get("best_epoch") is not None:
+            rows.append((f"best {shown(monitor.get('name', ''), summary.get('problem'))}",
+                         f"{_fmt(monitor.get('best_value'))} (epoch {monitor.get('best_epoch')})"))
+    if summary.get("tested_weights"):
+        rows.append(("tested weights", summary["tested_weights"]))
+    test = {k: v for k, v in (summary.get("test") or {}).items() if isinstance(v, float)}
+    rows += [(shown(f"test/{k}", summary.get("problem")), _fmt(v)) for k, v in test.items()]
+    last = {k: v for k, v in (summary.get("test_last") or {}).items() if isinstance(v, float)}
+    rows += [(shown(f"test/{k}", summary.get("problem")) + " (last)", _fmt(v)) for k, v in last.items()]
+    if not test:
+        rows.append(("test", "no test split (split.test=0)"))
     return rows
 
 

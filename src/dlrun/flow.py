@@ -83,26 +83,11 @@ def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter,
     """Train (or evaluate, inspect, test learning rates), then test and write the results; the
     plots go to `painter` (plot_workers.PlotWorkers); `observers` are the MLflow run
     (tracking.TrackedRun) and the Optuna trial (pruning.Trial), each None when not asked for."""
-    tracker, _ = observers
     devices.seed_everything(cfg.seed + (cfg.cv.fold or 0))  # each fold its own initial weights
     summary = Summary(run.root, cfg, device)
-    data = build.dataset(cfg, raw)
-    _without_validation(cfg, data, summary)
-    validate.check_monitor(cfg.trainer.monitor, data.task)
-    net = build.model(cfg, data)
-    if ckpt is not None and cfg.task == "train":
-        build.keep_path(data, ckpt)
-    about = {"init_from": _init_from(cfg, net) if ckpt is None else None}
-    loop = build.loop(cfg, data, net, device, overrides, sources)  # applies model.freeze, so the summary counts it
-    if data.extra.get("streamed"):
-        _phase(cfg, data.extra["streamed_why"])
-    about.update(model_summary=inspection.model_summary(net, data.input_shape),
-                 data_summary=inspection.data_summary(data))
-    summary.start(data, about)
-    if tracker is not None:
-        tracker.start()
+    data, loop = _prepare(cfg, run, device, overrides, sources, raw, ckpt, summary, observers[0])
     with summary.timed("first_look"):
-        _first_look(cfg, run, data, about, summary.data, painter)
+        _first_look(cfg, run, data, summary.data, painter)
     if cfg.task == "inspect":
         painter.wait()
         return summary.finish("completed", FitState())
@@ -124,25 +109,50 @@ def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter,
             distributed.shutdown()
             return summary.finish("completed", state)
     try:
-        with summary.timed("evaluation"):
-            if cfg.task == "train":
-                _weights_to_test(cfg, run, loop, data, state, summary)
-            _decision_threshold(cfg, run, loop, data, summary)
-            ev = _test(cfg, run, loop, data)
-            _interpretation(run, loop, ev, data, summary)
-        with summary.timed("plots"):  # the time the run waits for them: drawn in parallel, begun during training
-            _plots(cfg, run, loop, data, ev, state, summary.data, painter)
-        with summary.timed("export"):
-            _export(cfg, run, loop, data)
-        result = summary.conclude("completed", state, ev.metrics if ev else None)
-        if cfg.report:
-            _phase(cfg, "writing report.html")
-            with summary.timed("report"):
-                report.write(run.root, result, cfg, ev.per_class if ev else None, state.history)
+        _results(cfg, run, loop, data, state, summary, painter)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM while the results are written
         raise _interrupted_in_results(exc, cfg, run, summary, state) from None
     distributed.shutdown()
     return summary.write()
+
+
+def _prepare(cfg, run, device, overrides, sources, raw, ckpt, summary, tracker):
+    """The data, the model and its loop, and the start of the record (and of the MLflow run)."""
+    data = build.dataset(cfg, raw)
+    _without_validation(cfg, data, summary)
+    validate.check_monitor(cfg.trainer.monitor, data.task)
+    net = build.model(cfg, data)
+    if ckpt is not None and cfg.task == "train":
+        build.keep_path(data, ckpt)
+    about = {"init_from": _init_from(cfg, net) if ckpt is None else None}
+    loop = build.loop(cfg, data, net, device, overrides, sources)  # applies model.freeze, so the summary counts it
+    if data.extra.get("streamed"):
+        _phase(cfg, data.extra["streamed_why"])
+    about.update(model_summary=inspection.model_summary(net, data.input_shape),
+                 data_summary=inspection.data_summary(data))
+    summary.start(data, about)
+    if tracker is not None:
+        tracker.start()
+    return data, loop
+
+
+def _results(cfg, run, loop, data, state, summary, painter):
+    """Test the weights to test, then the tables, plots, exports and report (summary.json last)."""
+    with summary.timed("evaluation"):
+        if cfg.task == "train":
+            _weights_to_test(cfg, run, loop, data, state, summary)
+        _decision_threshold(cfg, run, loop, data, summary)
+        ev = _test(cfg, run, loop, data)
+        _interpretation(run, loop, ev, data, summary)
+    with summary.timed("plots"):  # the time the run waits for them: drawn in parallel, begun during training
+        _plots(cfg, run, loop, data, ev, state, summary.data, painter)
+    with summary.timed("export"):
+        _export(cfg, run, loop, data)
+    result = summary.conclude("completed", state, ev.metrics if ev else None)
+    if cfg.report:
+        _phase(cfg, "writing report.html")
+        with summary.timed("report"):
+            report.write(run.root, result, cfg, ev.per_class if ev else None, state.history)
 
 
 def _predict(cfg, run, device):
@@ -221,10 +231,37 @@ def _interrupted_in_results(signal, cfg, run, summary, state):
 
 
 def _fit(cfg, loop, state, run, summary, observers):
+    """Train `loop` from `state`: checkpoints into `run`, each epoch to its observers (metrics.csv,
+    run.log, the display, MLflow, TensorBoard, the Optuna trial), and the end recorded truthfully."""
     tensorboard = _tensorboard(cfg, run)
-    tracker, trial = observers
+    log.info("training on %s from epoch %d", loop.device, state.epoch)
+    _averaging_note(cfg, loop)
+    try:
+        with StopFlag() as flag, TrainingProgress(cfg.trainer.max_epochs, cfg.trainer.batch_size, cfg.trainer.monitor,
+                                                  loop.task, state.epoch, _shows(cfg)) as progress, \
+                debugging.profiled(loop, run.profile, cfg.trainer.profile_steps, note=lambda t: _phase(cfg, t)), \
+                debugging.anomaly_detection(cfg.trainer.detect_anomaly):
+            watchers = _epoch_watchers(cfg, loop, run, progress, (*observers, tensorboard))
+            loop.fit(state, _checkpoint_writer(run), flag, on_epoch=lambda st, row: [w(st, row) for w in watchers],
+                     on_step=progress.step, on_validation=_step_validations(cfg, run, state))
+            if state.timed_out:
+                _phase(cfg, f"trainer.max_time={cfg.trainer.max_time:g} s reached at step {state.step}: "
+                            f"checkpoints/last.pt holds the exact position (continue with: dlrun ckpt_path={run.root} "
+                            f"trainer.max_time=...); the results are those of best.pt.")
+        if cfg.trainer.overfit_batches:
+            summary.data["overfit_check"] = verdict = debugging.overfit_verdict(state.history, cfg.trainer.overfit_batches)
+            _phase(cfg, verdict["text"])
+    except (Diverged, pruning.Pruned, Interrupted) as exc:
+        raise _fit_stopped(exc, state, run, summary) from None
+    finally:
+        if tensorboard is not None:
+            tensorboard.close()
 
-    written = {}  # the state written last and its bytes: an epoch's best and last are one state, serialized once
+
+def _checkpoint_writer(run):
+    """save(name, state) for the loop: rank 0 writes checkpoints/<name>.pt; an epoch's best and last
+    are one state, serialized once."""
+    written = {}
 
     def save(name, ckpt):
         if not distributed.is_main():  # rank 0 keeps the checkpoints; the others' scratch holds none
@@ -233,28 +270,42 @@ def _fit(cfg, loop, state, run, summary, observers):
             written.update(state=ckpt, data=checkpoint.serialize(ckpt))
         checkpoint.write(run.checkpoint(name), written["data"])
 
-    def on_epoch(state, row):
+    return save
+
+
+def _epoch_watchers(cfg, loop, run, progress, observers):
+    """What sees each finished epoch (state, row): the record (metrics.csv, run.log), the display,
+    and the observers asked for (the MLflow run, the Optuna trial, TensorBoard; None when not)."""
+    tracker, trial, tensorboard = observers
+
+    def record(state, row):
         artifacts.write_csv(run.metrics, state.history)
         log.info("epoch %d: %s", state.epoch, {k: round(v, 6) for k, v in row.items()})
         progress.epoch(state, row)
         if state.stopped_early:
             es = cfg.trainer.early_stopping
-            note = (f"early stopping at epoch {state.epoch}: {cfg.trainer.monitor} has not improved by more than "
-                    f"{es.min_delta} for {es.patience} epochs; the best, {state.best_value:.4f}, was at epoch "
-                    f"{state.best_epoch} (checkpoints/best.pt).")
-            _phase(cfg, note)
-        if tracker is not None:
-            tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, state.epoch)
-        if tensorboard is not None:
-            for key, value in row.items():
-                if key != "epoch":
-                    tensorboard.add_scalar(key, value, state.epoch)
-            tensorboard.flush()
-        if trial is not None:
-            trial.after_epoch(state.epoch, cfg.trainer.monitor, row[cfg.trainer.monitor],
-                              last=not loop.policy.running(state))
+            _phase(cfg, f"early stopping at epoch {state.epoch}: {cfg.trainer.monitor} has not improved by more than "
+                        f"{es.min_delta} for {es.patience} epochs; the best, {state.best_value:.4f}, was at epoch "
+                        f"{state.best_epoch} (checkpoints/best.pt).")
 
-    # validations within epochs; a resume keeps those up to its checkpoint's step
+    def scalars(state, row):
+        values = {k: v for k, v in row.items() if k != "epoch"}
+        if tracker is not None:
+            tracker.log_metrics(values, state.epoch)
+        if tensorboard is not None:
+            for key, value in values.items():
+                tensorboard.add_scalar(key, value, state.epoch)
+            tensorboard.flush()
+
+    def report_to_trial(state, row):
+        trial.after_epoch(state.epoch, cfg.trainer.monitor, row[cfg.trainer.monitor], last=not loop.policy.running(state))
+
+    return [record, scalars] + ([report_to_trial] if trial is not None else [])
+
+
+def _step_validations(cfg, run, state):
+    """on_validation(state, row) for validations within epochs, into val_steps.csv; a resume keeps
+    the rows up to its checkpoint's step."""
     val_steps = [row for row in _read_rows(run.val_steps) if float(row["step"]) <= state.step]
 
     def on_validation(state, row):
@@ -263,39 +314,24 @@ def _fit(cfg, loop, state, run, summary, observers):
         shown = ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("val/"))
         _phase(cfg, f"step {row['step']} (epoch {row['epoch']:.2f}): {shown}")
 
-    log.info("training on %s from epoch %d", loop.device, state.epoch)
-    _averaging_note(cfg, loop)
-    try:
-        with StopFlag() as flag, TrainingProgress(cfg.trainer.max_epochs, cfg.trainer.batch_size, cfg.trainer.monitor,
-                                                  loop.task, state.epoch, _shows(cfg)) as progress, \
-                debugging.profiled(loop, run.profile, cfg.trainer.profile_steps, note=lambda t: _phase(cfg, t)), \
-                debugging.anomaly_detection(cfg.trainer.detect_anomaly):
-            loop.fit(state, save, flag, on_epoch=on_epoch, on_step=progress.step, on_validation=on_validation)
-            if state.timed_out:
-                note = (f"trainer.max_time={cfg.trainer.max_time:g} s reached at step {state.step}: checkpoints/last.pt "
-                        f"holds the exact position (continue with: dlrun ckpt_path={run.root} trainer.max_time=...); "
-                        f"the results are those of best.pt.")
-                _phase(cfg, note)
-        if cfg.trainer.overfit_batches:
-            summary.data["overfit_check"] = verdict = debugging.overfit_verdict(state.history, cfg.trainer.overfit_batches)
-            _phase(cfg, verdict["text"])
-    except Diverged as exc:
+    return on_validation
+
+
+def _fit_stopped(exc, state, run, summary):
+    """The record of a fit that did not run its course, and the error that says so."""
+    if isinstance(exc, pruning.Pruned):
+        summary.finish("pruned", state, error=exc)
+        return exc
+    if isinstance(exc, Diverged):
         kept = (f"checkpoints/last.pt keeps epoch {state.epoch}, the last good one." if run.checkpoint("last").is_file()
                 else "No checkpoint had been written yet.")
         error = Diverged(f"{exc} {kept} Try a lower optimizer.lr, gradient clipping (regularization=grad_clip), or "
                          f"trainer.skip_nonfinite=N to skip that many bad batches.")
         summary.finish("diverged", state, error=error)
-        raise error from None
-    except pruning.Pruned as exc:
-        summary.finish("pruned", state, error=exc)
-        raise
-    except Interrupted as exc:
-        error = Interrupted(f"{exc} Resume with: dlrun ckpt_path={run.root}", exc.exit_code)
-        summary.finish("interrupted", state, error=error)
-        raise error from None
-    finally:
-        if tensorboard is not None:
-            tensorboard.close()
+        return error
+    error = Interrupted(f"{exc} Resume with: dlrun ckpt_path={run.root}", exc.exit_code)
+    summary.finish("interrupted", state, error=error)
+    return error
 
 
 def _read_rows(path):
@@ -313,16 +349,16 @@ def _averaging_note(cfg, loop):
                     f"is validated, kept in best.pt, evaluated and exported")
 
 
-def _first_look(cfg, run, data, about, record, painter):
-    """The model and data summaries, and the plots of the data, before training."""
+def _first_look(cfg, run, data, record, painter):
+    """The model and data summaries of the record, and the plots of the data, before training."""
     if not distributed.is_main():
         return
-    inspection.show(about["model_summary"], about["data_summary"], full=cfg.show_config == "full" or
+    inspection.show(record["model_summary"], record["data_summary"], full=cfg.show_config == "full" or
                     cfg.task == "inspect", enabled=cfg.show_config != "none")
     if cfg.plots:
         from dlrun import plots
 
-        jobs, skipped = plots.data_jobs(run.plots, cfg.plots, data, about["data_summary"], cfg.regularization.augment,
+        jobs, skipped = plots.data_jobs(run.plots, cfg.plots, data, record["data_summary"], cfg.regularization.augment,
                                         cfg.seed)
         painter.submit(jobs)
         _skipped(skipped, record)

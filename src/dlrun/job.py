@@ -78,28 +78,7 @@ def run_from_hydra(cfg):
             summary = run(cfg, where, keep_failed=multirun, job_num=hydra_cfg.job.num if multirun else None,
                           show_config=not multirun, config_dir=_user_config_dir(hydra_cfg))
     except (KeyboardInterrupt, DlrunError) as exc:
-        if multirun and preemption.is_set():  # the cluster launcher requeues the job; the sweep goes on
-            log.warning("stopped by the cluster's scheduler (preemption or time limit) with its exact position in "
-                        "%s; submitit requeues it (after a time limit, at most hydra.launcher.max_num_timeout times)",
-                        RunDir(run_dir).checkpoint("last"))
-            return float("nan")
-        stopped = isinstance(exc, KeyboardInterrupt) or exc.status == "interrupted"
-        if stopped and int(os.environ.get("RANK", "0")) > 0:
-            pass  # under torchrun rank 0 alone says where the run is and how it continues
-        elif isinstance(exc, KeyboardInterrupt):
-            _say_stopped(run_dir)
-        elif exc.status == "pruned":  # an Optuna trial stopped by its pruner: the sweep goes on
-            console.console.print(f"job {run_dir.name}: {exc}", highlight=False)
-        else:
-            console.error(str(exc))
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-        code = getattr(exc, "exit_code", 130)
-        if not multirun:
-            sys.exit(code)
-        if stopped:  # the sweep stops with its job
-            sweep.request_stop(folder, code)
-        return float("nan")
+        return _ended_early(exc, run_dir, folder if multirun else None)
     except Exception:  # a bug: recorded by run(); Hydra shows the traceback (in a sweep, run.log has it)
         if not multirun:
             raise
@@ -108,6 +87,36 @@ def run_from_hydra(cfg):
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports
         console.summary_table(summary)
     return summary["objective"]
+
+
+def _ended_early(exc, run_dir, folder):
+    """A run that stopped (a signal, the sweep's stop, preemption) or failed as it may (a
+    DlrunError): say so once, and exit with its code, or in a sweep (`folder`) return NaN and
+    stop the sweep with a stopped job."""
+    from dlrun import sweep
+
+    if folder is not None and preemption.is_set():  # the cluster launcher requeues the job; the sweep goes on
+        log.warning("stopped by the cluster's scheduler (preemption or time limit) with its exact position in "
+                    "%s; submitit requeues it (after a time limit, at most hydra.launcher.max_num_timeout times)",
+                    RunDir(run_dir).checkpoint("last"))
+        return float("nan")
+    stopped = isinstance(exc, KeyboardInterrupt) or exc.status == "interrupted"
+    if stopped and int(os.environ.get("RANK", "0")) > 0:
+        pass  # under torchrun rank 0 alone says where the run is and how it continues
+    elif isinstance(exc, KeyboardInterrupt):
+        _say_stopped(run_dir)
+    elif exc.status == "pruned":  # an Optuna trial stopped by its pruner: the sweep goes on
+        console.console.print(f"job {run_dir.name}: {exc}", highlight=False)
+    else:
+        console.error(str(exc))
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise exc
+    code = getattr(exc, "exit_code", 130)
+    if folder is None:
+        sys.exit(code)
+    if stopped:  # the sweep stops with its job
+        sweep.request_stop(folder, code)
+    return float("nan")
 
 
 @contextlib.contextmanager

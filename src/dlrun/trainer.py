@@ -173,21 +173,9 @@ class Loop:
             for hook in self.step_hooks:
                 hook()
             # A stop, a step checkpoint or a validation waits for the end of an accumulation window.
-            if window_end:
-                signum, timed_out = self._stop_reason(stop_flag)
-                if signum or timed_out or (i + 1 < total and self.policy.due(self.policy.checkpoint_every, state)):
-                    sums = distributed.summed(loss_sum, correct, count)
-                    state.partial = {"batch": i + 1, **dict(zip(RUNNING_SUMS, sums))}
-                    if signum or timed_out:
-                        self._stop_mid_epoch(state, save, signum)
-                        return None, 0.0  # the time budget ran out (a signal raises instead)
-                    save("last", self.state_dict(state, mid_epoch=True))
-                    state.partial = None
-                if i + 1 < total and on_validation is not None and self.policy.due(self.policy.val_every, state):
-                    on_validation(state, {"step": state.step, "epoch": state.epoch + (i + 1) / total,
-                                          **{f"val/{k}": v for k, v in self.validate().items()}})
-                    self.model.train()
-                    self.freezing.apply(self.model, state.epoch)
+            if window_end and self._window_end(state, save, stop_flag, on_validation, (i + 1, total),
+                                               (loss_sum, correct, count)):
+                return None, 0.0  # the time budget ran out (a signal raises instead)
             if on_step is not None and time.perf_counter() >= next_refresh:
                 self._check_bad_steps(state)  # host-device sync, a few times a second
                 on_step(i + 1, total)
@@ -200,6 +188,25 @@ class Loop:
         if self.task != "regression":
             row["train/accuracy"] = sums[1] / sums[2]
         return row, samples_per_s
+
+    def _window_end(self, state, save, stop_flag, on_validation, place, sums):
+        """After an optimizer step: stop (True: the time budget ran out; a signal raises), write
+        the step checkpoint or validate, as the policy says. `place` is (batches done, total)."""
+        done, total = place
+        signum, timed_out = self._stop_reason(stop_flag)
+        if signum or timed_out or (done < total and self.policy.due(self.policy.checkpoint_every, state)):
+            state.partial = {"batch": done, **dict(zip(RUNNING_SUMS, distributed.summed(*sums)))}
+            if signum or timed_out:
+                self._stop_mid_epoch(state, save, signum)
+                return True
+            save("last", self.state_dict(state, mid_epoch=True))
+            state.partial = None
+        if done < total and on_validation is not None and self.policy.due(self.policy.val_every, state):
+            on_validation(state, {"step": state.step, "epoch": state.epoch + done / total,
+                                  **{f"val/{k}": v for k, v in self.validate().items()}})
+            self.model.train()
+            self.freezing.apply(self.model, state.epoch)
+        return False
 
     def _hits(self, out, y):
         if self.task == "binary":

@@ -44,9 +44,12 @@ def check_config(cfg):
         choices = argument.choices
         _check_value(key, value, argument.kind, argument.rule,
                      choices.names() if isinstance(choices, schema.Table) else choices)
-    if cfg.split.val + cfg.split.test >= 1:
-        raise ConfigError(
-            f"split.val={cfg.split.val} + split.test={cfg.split.test} leaves no training data; keep the sum below 1.")
+    _check_packages(cfg)
+    _check_together(cfg)
+
+
+def _check_packages(cfg):
+    """The optional packages that an export or a logger needs (and the tracking server)."""
     if cfg.export == "onnx":
         missing = [p for p in ONNX_PACKAGES if importlib.util.find_spec(p) is None]
         if missing:
@@ -62,6 +65,14 @@ def check_config(cfg):
         from dlrun import tracking
 
         tracking.check_server(tracking.tracking_uri(cfg))
+
+
+def _check_together(cfg):
+    """What keys allow together: splits that leave training data, a fold of the folds, the keys
+    each task needs, a mode that agrees with the monitor."""
+    if cfg.split.val + cfg.split.test >= 1:
+        raise ConfigError(
+            f"split.val={cfg.split.val} + split.test={cfg.split.test} leaves no training data; keep the sum below 1.")
     if cfg.cv.fold is not None and cfg.cv.fold >= cfg.cv.folds:
         raise ConfigError(f"cv.fold={cfg.cv.fold} is out of range; with cv.folds={cfg.cv.folds} it must be in "
                           f"0..{cfg.cv.folds - 1}.")
