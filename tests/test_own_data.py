@@ -56,7 +56,10 @@ def test_the_users_config_directory_shows_in_help_and_list_wherever_the_flag_sta
     conf = str(EXAMPLE / "conf")
     for argv in (["--config-dir", conf, "list", "model"], ["list", f"--config-dir={conf}", "model"],
                  ["list", "model", "-cd", conf], [f"hydra.searchpath=[file://{conf}]", "list", "model"]):
-        assert cli._config_dirs(argv) == ([conf], ["list", "model"])
+        with pytest.raises(SystemExit) as listed:
+            cli.main(argv)
+        out = capsys.readouterr().out
+        assert listed.value.code == 0 and "two_layer (yours)" in out and "dataset=" not in out
     text = listing.help_text([conf])
     assert "model: cnn, logistic, mlp, resnet18, torchvision, vgg_fast; yours: two_layer" in text
     assert "; yours: moons" in text and "yours" not in listing.help_text()

@@ -5,7 +5,6 @@ import json
 import os
 import shlex
 import signal
-import sqlite3
 import time
 
 import pytest
@@ -216,8 +215,7 @@ def test_optuna_search_persists_and_continues_after_interruption(cli):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     cli("-m", *args)
-    db = sqlite3.connect(cli.cwd / "search" / "optuna.db")
-    states = [s for (s,) in db.execute("select state from trials")]
+    states = [t.state.name for t in study_of(cli.cwd / "search").trials]
     assert states.count("COMPLETE") == 3
     best = json.loads((cli.cwd / "search" / "optuna_best.json").read_text())
     assert best["complete"] == 3 and set(best["best_params"]) == {"optimizer.lr", "optimizer.momentum"}
@@ -230,12 +228,8 @@ def test_a_continued_optuna_study_explores_new_points(cli):
     args = [*QUIET, "hparams_search=random_lr", "optimizer=sgd", "trainer.max_epochs=1", "hydra.sweep.dir=search"]
     cli("-m", *args, "hydra.sweeper.n_trials=3")
     cli("-m", *args, "hydra.sweeper.n_trials=6")  # the same study, three more trials
-    db = sqlite3.connect(cli.cwd / "search" / "optuna.db")
-    values = db.execute("select trial_id, param_name, param_value from trial_params order by trial_id").fetchall()
-    points = {}
-    for trial, name, value in values:
-        points.setdefault(trial, {})[name] = value
-    assert len(points) == 6 and len({tuple(sorted(p.items())) for p in points.values()}) == 6
+    points = [tuple(sorted(t.params.items())) for t in study_of(cli.cwd / "search").trials]
+    assert len(points) == 6 and len(set(points)) == 6
 
 
 def test_optuna_takes_hydras_sweep_syntax_and_the_presets_warn_nothing(cli):
@@ -250,12 +244,9 @@ def test_optuna_takes_hydras_sweep_syntax_and_the_presets_warn_nothing(cli):
 
 
 def test_a_log_tag_on_the_command_line_samples_on_a_log_scale_and_others_are_refused(cli):
-    import optuna
-
     cli("-m", *QUIET, "hparams_search=random_lr", "optimizer=sgd", "hydra.sweeper.n_trials=2", "trainer.max_epochs=1",
         "optimizer.lr=tag(log,interval(1e-6,1e-2))", "hydra.sweep.dir=search")
-    study = optuna.load_study(study_name=None, storage=f"sqlite:///{cli.cwd / 'search' / 'optuna.db'}")
-    lr = study.trials[0].distributions["optimizer.lr"]
+    lr = study_of(cli.cwd / "search").trials[0].distributions["optimizer.lr"]
     assert lr.log and (lr.low, lr.high) == (1e-6, 1e-2)
     refused = cli("-m", *QUIET, "hparams_search=random_lr", "optimizer=sgd", "hydra.sweep.dir=refused",
                   "optimizer.lr=tag(grid,interval(1e-6,1e-2))", check=False)
@@ -282,12 +273,17 @@ PRUNED_SEARCH = ["hydra/sweeper=dlrun_optuna", "hydra.sweeper.pruner=median", "h
                  "hydra.sweeper.warmup_epochs=0", "trainer.monitor=val/accuracy", "trainer.max_epochs=3"]
 
 
+def study_of(sweep):
+    """The sweep's Optuna study, through Optuna's own API."""
+    import optuna
+
+    return optuna.load_study(study_name=None, storage=f"sqlite:///{sweep / 'optuna.db'}")
+
+
 def trial_states(sweep):
-    db = sqlite3.connect(sweep / "optuna.db")
-    states = dict(db.execute("select number, state from trials").fetchall())
-    reported = dict(db.execute("select t.number, count(*) from trial_intermediate_values v join trials t "
-                               "on t.trial_id = v.trial_id group by t.number").fetchall())
-    return states, reported
+    trials = study_of(sweep).trials
+    return ({t.number: t.state.name for t in trials},
+            {t.number: len(t.intermediate_values) for t in trials if t.intermediate_values})
 
 
 def test_a_median_pruner_stops_the_trials_that_fall_behind(cli):
