@@ -12,8 +12,6 @@ from conftest import DLRUN, SMOKE, summary_of
 from dlrun.data.base import Part
 from dlrun.data.batches import DeviceTransform, TensorBatches
 
-pytestmark = pytest.mark.slow
-
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 
 
@@ -26,6 +24,7 @@ def test_shards_of_an_epoch_are_disjoint_and_equal():
     assert not set(shards[0].tolist()) & set(shards[1].tolist())
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_gloo(tmp_path):
     env = {**os.environ, "DLRUN_OUTPUTS": str(tmp_path / "outputs"), "OMP_NUM_THREADS": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
@@ -46,6 +45,7 @@ def test_torchrun_two_processes_gloo(tmp_path):
             "(trainer.batch_size=128 per process)") in " ".join(proc.stderr.split())
 
 
+@pytest.mark.slow
 def test_accumulation_under_torchrun_equals_the_larger_batch(tmp_path):
     """Two processes: batches of 16 accumulated 4 times (gradients all-reduced once per window)
     give the weights of batches of 64."""
@@ -64,6 +64,7 @@ def test_accumulation_under_torchrun_equals_the_larger_batch(tmp_path):
         assert torch.allclose(value, weights["small"][key], atol=1e-5), key
 
 
+@pytest.mark.slow
 def test_a_mid_epoch_resume_under_torchrun_counts_every_process_once(tmp_path):
     """Stopped mid-epoch by its time budget and resumed, a 2-process run's metrics equal those of
     the run that was never stopped: the checkpoint carries the running sums of both processes."""
@@ -89,6 +90,7 @@ def test_a_mid_epoch_resume_under_torchrun_counts_every_process_once(tmp_path):
             assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5), key
 
 
+@pytest.mark.slow
 def test_a_kill_9_of_torchrun_stops_its_workers_and_only_rank_0_speaks(tmp_path):
     """torchrun starts each worker in a session of its own: killing torchrun's process group
     with SIGKILL reaches only torchrun. Its workers stop on their own (SIGTERM at their parent's

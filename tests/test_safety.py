@@ -12,8 +12,6 @@ import torch
 from conftest import PACED_ENV, SMOKE, paced, start, summary_of
 from dlrun.trainer import MEASURED
 
-pytestmark = pytest.mark.slow
-
 # Long enough to interrupt: small batches, many epochs, no early stopping.
 LONG = ["trainer.progress=false", "plots=[]", "report=false", "trainer.batch_size=16", "trainer.max_epochs=6",
         "trainer.early_stopping.enabled=false", "model.hidden_sizes=[512,256]"]
@@ -34,6 +32,7 @@ def same_weights(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_divergence_stops_with_status_and_keeps_last_good_checkpoint(cli):
     args = [*SMOKE, "dataset=diabetes", "optimizer=sgd", "scheduler=exponential", "scheduler.gamma=100",
             "trainer.max_epochs=8", "trainer.early_stopping.enabled=false", "hydra.run.dir=run"]
@@ -77,6 +76,7 @@ def nan_at_first(bad=2):
 """
 
 
+@pytest.mark.slow
 def test_skip_nonfinite_skips_bad_batches_before_giving_up(cli):
     (cli.cwd / "nan_plugin.py").write_text(PLUGIN)
     (cli.cwd / "my_conf" / "loss").mkdir(parents=True)
@@ -93,6 +93,7 @@ def test_skip_nonfinite_skips_bad_batches_before_giving_up(cli):
     assert not (cli.cwd / "strict" / "checkpoints" / "last.pt").exists()
 
 
+@pytest.mark.slow
 def test_csv_with_missing_values_is_refused(cli):
     (cli.cwd / "d.csv").write_text("a,b,y\n1,2,0\nnan,3,1\n4,,0\n")
     proc = cli(*SMOKE, "dataset=csv", "dataset.path=d.csv", "dataset.target=y", check=False)
@@ -100,6 +101,7 @@ def test_csv_with_missing_values_is_refused(cli):
     assert "column 'a' has a missing value ('nan') on line 3" in " ".join(proc.stderr.split())
 
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_saves_exact_position_and_resume_matches(cli):
     cli(*LONG, "hydra.run.dir=straight")
     proc = start(cli, *LONG, "hydra.run.dir=stopped")
@@ -117,6 +119,7 @@ def test_sigterm_mid_epoch_saves_exact_position_and_resume_matches(cli):
     assert same_weights(weights(cli.cwd / "straight"), weights(cli.cwd / "stopped"))
 
 
+@pytest.mark.slow
 def test_a_time_budget_ends_with_results_and_resumes_exactly(cli):
     # 330 batches of at least 10 ms each: 1 s is a fraction of the run on any machine
     timed = [*LONG, *paced(0.01)]
@@ -132,6 +135,7 @@ def test_a_time_budget_ends_with_results_and_resumes_exactly(cli):
     assert same_weights(weights(cli.cwd / "straight"), weights(cli.cwd / "budget"))
 
 
+@pytest.mark.slow
 def test_sigint_exits_130_and_writes_last_checkpoint(cli):
     proc = start(cli, *LONG, "hydra.run.dir=run")
     wait_for(cli.cwd / "run" / "metrics.csv")
@@ -142,6 +146,7 @@ def test_sigint_exits_130_and_writes_last_checkpoint(cli):
     assert ckpt["fit"]["partial"] is not None or ckpt["fit"]["epoch"] >= 1
 
 
+@pytest.mark.slow
 def test_second_ctrl_c_exits_at_once_and_leaves_whole_files(cli):
     proc = start(cli, *LONG, "trainer.max_epochs=50", "hydra.run.dir=run")
     wait_for(cli.cwd / "run" / "checkpoints" / "last.pt")
@@ -155,6 +160,7 @@ def test_second_ctrl_c_exits_at_once_and_leaves_whole_files(cli):
         torch.load(cli.cwd / "run" / "checkpoints" / name, weights_only=True)
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_is_bit_exact(cli):
     cli(*LONG, "hydra.run.dir=straight")
     run = cli.cwd / "killed"
@@ -191,6 +197,7 @@ class Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.slow
 def test_checkpoint_that_would_run_code_is_refused(cli, tmp_path):
     marker = tmp_path / "pwned"
     torch.save({"format": 1, "model": Payload(marker)}, tmp_path / "evil.pt")
@@ -201,6 +208,7 @@ def test_checkpoint_that_would_run_code_is_refused(cli, tmp_path):
         assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_truncated_foreign_and_mismatched_checkpoints_say_which(cli, tmp_path):
     cli(*SMOKE, "plots=[]", "hydra.run.dir=good")
     good = (cli.cwd / "good" / "checkpoints" / "last.pt").read_bytes()

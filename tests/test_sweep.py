@@ -14,8 +14,6 @@ from conftest import PACED_ENV, SMOKE, chromium, paced, render_in_chromium, summ
 from dlrun.device import gpu_for_job
 from test_safety import start, wait_for
 
-pytestmark = pytest.mark.slow
-
 QUIET = [*SMOKE, "plots=[]", "report=false"]
 
 
@@ -24,6 +22,7 @@ def leaderboard(sweep):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_grid_sweep_leaderboard_cell_by_cell(cli):
     cli("-m", *QUIET, "model=mlp,logistic", "optimizer.lr=0.001,0.01", "hydra.sweep.dir=sweep")
     sweep = cli.cwd / "sweep"
@@ -49,6 +48,7 @@ def test_grid_sweep_leaderboard_cell_by_cell(cli):
     assert (sweep / "curves.png").is_file() and "<h2>Config keys that differ</h2>" in page
 
 
+@pytest.mark.slow
 def test_a_failing_job_is_a_row_and_the_sweep_exits_non_zero(cli):
     proc = cli("-m", *QUIET, "optimizer.lr=0.001,-1,0.01", "hydra.sweep.dir=sweep", check=False)
     assert proc.returncode == 1
@@ -57,6 +57,7 @@ def test_a_failing_job_is_a_row_and_the_sweep_exits_non_zero(cli):
     assert rows["0"]["status"] == rows["2"]["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_seed_sweep_reports_mean_std_and_whether_one_configuration_is_better(cli):
     out = cli("-m", *QUIET, "model=mlp,logistic", "seed=1,2,3", "hydra.sweep.dir=sweep").stdout
     sweep = cli.cwd / "sweep"
@@ -90,6 +91,7 @@ def resume_command(stderr):
     return shlex.split(stderr.strip().splitlines()[-1].split("Resume with: ")[1])[1:]
 
 
+@pytest.mark.slow
 def test_a_killed_or_interrupted_sweep_resumed_ends_like_a_straight_one(cli):
     args = [*QUIET, "trainer.max_epochs=4", "model.hidden_sizes=[512,256]", "trainer.batch_size=16",
             "optimizer.lr=0.001,0.002,0.003"]
@@ -119,6 +121,7 @@ def test_a_killed_or_interrupted_sweep_resumed_ends_like_a_straight_one(cli):
     assert outcome(cli.cwd / "stopped") == outcome(cli.cwd / "straight")
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_an_optuna_sweep_with_its_leaderboard_and_the_printed_command_continues_it(cli):
     args = [*QUIET, "hparams_search=random_lr", "optimizer=sgd", "hydra.sweeper.n_trials=3", "trainer.max_epochs=3",
             *paced(0.02), "hydra.sweep.dir=search"]
@@ -161,6 +164,7 @@ def test_a_second_ctrl_c_while_a_sweep_winds_down_exits_at_once_and_leaves_no_ma
             signal.signal(sig, handler)
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_parallel_sweep_and_its_resume_ends_like_a_straight_one(cli):
     args = [*QUIET, "trainer.max_epochs=6", "model.hidden_sizes=[512,256]", "trainer.batch_size=16",
             "optimizer.lr=0.001,0.002,0.003,0.004"]
@@ -178,6 +182,7 @@ def test_sigterm_stops_a_parallel_sweep_and_its_resume_ends_like_a_straight_one(
     assert outcome(cli.cwd / "stopped") == outcome(cli.cwd / "straight")
 
 
+@pytest.mark.slow
 def test_a_resumed_sweep_must_be_the_same_sweep(cli):
     conf = cli.cwd / "conf" / "model"
     conf.mkdir(parents=True)
@@ -202,11 +207,13 @@ def test_a_resumed_sweep_must_be_the_same_sweep(cli):
                                                                                  "overrides.yaml"]
 
 
+@pytest.mark.slow
 def test_resume_needs_a_sweep_directory(cli):
     proc = cli("-m", *QUIET, "resume=true", check=False)
     assert proc.returncode == 2 and "hydra.sweep.dir=<the sweep directory>" in proc.stderr
 
 
+@pytest.mark.slow
 def test_optuna_search_persists_and_continues_after_interruption(cli):
     args = [*QUIET, "hparams_search=random_lr", "optimizer=sgd", "hydra.sweeper.n_trials=3",
             "trainer.max_epochs=3", "trainer.batch_size=16", "hydra.sweep.dir=search"]
@@ -224,6 +231,7 @@ def test_optuna_search_persists_and_continues_after_interruption(cli):
     assert min(float(r["objective"]) for r in completed) == pytest.approx(best["best_value"])
 
 
+@pytest.mark.slow
 def test_a_continued_optuna_study_explores_new_points(cli):
     args = [*QUIET, "hparams_search=random_lr", "optimizer=sgd", "trainer.max_epochs=1", "hydra.sweep.dir=search"]
     cli("-m", *args, "hydra.sweeper.n_trials=3")
@@ -232,6 +240,7 @@ def test_a_continued_optuna_study_explores_new_points(cli):
     assert len(points) == 6 and len(set(points)) == 6
 
 
+@pytest.mark.slow
 def test_optuna_takes_hydras_sweep_syntax_and_the_presets_warn_nothing(cli):
     proc = cli("-m", *QUIET, "hparams_search=mlp_digits", "hydra.sweeper.n_trials=3", "trainer.max_epochs=1",
                "optimizer.lr=interval(0.01,0.02)", "model.dropout=0.1,0.2", "hydra.sweep.dir=search")
@@ -243,6 +252,7 @@ def test_optuna_takes_hydras_sweep_syntax_and_the_presets_warn_nothing(cli):
                                                                                                "[512,256]")
 
 
+@pytest.mark.slow
 def test_a_log_tag_on_the_command_line_samples_on_a_log_scale_and_others_are_refused(cli):
     cli("-m", *QUIET, "hparams_search=random_lr", "optimizer=sgd", "hydra.sweeper.n_trials=2", "trainer.max_epochs=1",
         "optimizer.lr=tag(log,interval(1e-6,1e-2))", "hydra.sweep.dir=search")
@@ -254,6 +264,7 @@ def test_a_log_tag_on_the_command_line_samples_on_a_log_scale_and_others_are_ref
     assert len(refused.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_grid_search_runs_every_point_once_and_ends(cli):
     presets = cli.cwd / "conf" / "hparams_search"
     presets.mkdir(parents=True)
@@ -286,6 +297,7 @@ def trial_states(sweep):
             {t.number: len(t.intermediate_values) for t in trials if t.intermediate_values})
 
 
+@pytest.mark.slow
 def test_a_median_pruner_stops_the_trials_that_fall_behind(cli):
     """A grid in the order 0.03, 1e-5, 1e-6 (seed 5): the first trial runs in full; the two tiny
     learning rates fall behind it at their first epoch and stop there."""
@@ -303,6 +315,7 @@ def test_a_median_pruner_stops_the_trials_that_fall_behind(cli):
     assert states == {0: "COMPLETE", 1: "PRUNED", 2: "PRUNED"} and reported == {0: 3, 1: 1, 2: 1}
 
 
+@pytest.mark.slow
 def test_pruning_works_with_the_parallel_launcher(cli):
     """Trials in parallel processes report to the one study (SQLite in the sweep directory)."""
     cli("-m", *QUIET, *PRUNED_SEARCH, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
@@ -329,6 +342,7 @@ BAD_SPACES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override,message", BAD_SPACES.values(), ids=BAD_SPACES.keys())
 def test_bad_search_space_fails_before_any_job(cli, override, message):
     proc = cli("-m", *QUIET, "hparams_search=random_lr", "optimizer=sgd", override, "hydra.sweep.dir=search",
@@ -337,6 +351,7 @@ def test_bad_search_space_fails_before_any_job(cli, override, message):
     assert not (cli.cwd / "search" / "0").exists()
 
 
+@pytest.mark.slow
 def test_twenty_parallel_jobs_end_complete_with_one_leaderboard(cli):
     cli("-m", *QUIET, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "seed=range(0,20)",
         "trainer.max_epochs=1", "hydra.sweep.dir=load")
@@ -349,6 +364,7 @@ def test_twenty_parallel_jobs_end_complete_with_one_leaderboard(cli):
         torch.load(cli.cwd / "load" / str(i) / "checkpoints" / "last.pt", weights_only=True)
 
 
+@pytest.mark.slow
 def test_leaderboard_rebuilds_for_any_set_of_runs(cli):
     cli(*QUIET, "hydra.run.dir=a")
     cli(*QUIET, "optimizer.lr=0.01", "hydra.run.dir=b")
@@ -370,6 +386,7 @@ def test_leaderboard_rebuilds_for_any_set_of_runs(cli):
         assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_compare_puts_any_runs_on_one_page(cli):
     for momentum in ("0.0", "0.9"):
         cli(*SMOKE, "plots=[]", "optimizer=sgd", f"optimizer.momentum={momentum}", f"hydra.run.dir=m{momentum}")

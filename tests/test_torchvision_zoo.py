@@ -105,7 +105,6 @@ def test_missing_files_say_how_to_get_them(tmp_path):
         DATASETS.build({"name": "svhn", "root": str(tmp_path), "download": False})
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("arch", [a for a in architectures() if not a.startswith("regnet")])
 def test_every_classifier_gets_a_new_head(arch):
     """Built on the meta device (no memory, no time): the ImageNet classifier is found and replaced."""

@@ -11,8 +11,6 @@ from PIL import Image
 from conftest import SMOKE, summary_of
 from dlrun.data import DATASETS
 
-pytestmark = pytest.mark.slow
-
 RNG = np.random.default_rng(0)
 
 
@@ -72,6 +70,7 @@ def test_cifar10_checksums_are_verified_by_default(tmp_path):
         DATASETS.build({"name": "cifar10", "root": str(tmp_path), "download": False})
 
 
+@pytest.mark.slow
 def test_mnist_cnn_run_through_the_cli(cli):
     write_mnist(cli.cwd / "data", "MNIST")
     cli(*SMOKE, "dataset=mnist", "dataset.root=data", "dataset.download=false", "model=cnn",
@@ -81,6 +80,7 @@ def test_mnist_cnn_run_through_the_cli(cli):
     assert summary["classes"][0] == "0 - zero"
 
 
+@pytest.mark.slow
 def test_cifar10_with_augmentation_through_the_cli(cli):
     write_cifar10(cli.cwd / "data")
     cli(*SMOKE, "dataset=cifar10", "dataset.root=data", "dataset.download=false", "dataset.verify_checksums=false",
@@ -89,6 +89,7 @@ def test_cifar10_with_augmentation_through_the_cli(cli):
     assert summary["status"] == "completed" and summary["sizes"]["test"] == 20
 
 
+@pytest.mark.slow
 def test_image_folder_streams_through_a_dataloader(cli):
     for _c, colour in enumerate(["red", "blue", "green"]):
         folder = cli.cwd / "images" / f"class_{colour}"
@@ -102,12 +103,14 @@ def test_image_folder_streams_through_a_dataloader(cli):
     assert sum(summary["sizes"].values()) == 24
 
 
+@pytest.mark.slow
 def test_resnet18_on_fake_data(cli):
     cli(*SMOKE, "dataset=fake", "dataset.size=40", "dataset.image_size=[3,16,16]", "dataset.num_classes=4",
         "model=resnet18", "trainer.max_epochs=1", "trainer.batch_size=20", "plots=[]", "hydra.run.dir=run")
     assert summary_of(cli.cwd / "run")["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_pretrained_weights_offline_is_a_clear_error(cli, tmp_path):
     # A proxy on a closed local port makes the download fail here and on any machine that is online.
     offline = {"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}
@@ -119,6 +122,7 @@ def test_pretrained_weights_offline_is_a_clear_error(cli, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_cifar10_fast_recipe_runs_on_cifar_shaped_fake_data(cli):
     """bf16 autocast, channels_last, device augmentation and one-cycle, on CPU (compile is left to GPUs)."""
     cli("experiment=cifar10_fast", "trainer.progress=false", "dataset=fake", "dataset.size=80",
