@@ -4,6 +4,7 @@ YAML presets over it (fast: no torch import)."""
 
 import argparse
 import sys
+import textwrap
 from dataclasses import is_dataclass
 from pathlib import Path
 
@@ -71,6 +72,9 @@ Examples:
 == Config groups (group=option) ==
 {groups}
 
+== Top-level keys (key=value; dlrun list shows their defaults and allowed values) ==
+{keys}
+
 == More ==
   dlrun list [GROUP...]       every option of every group with its arguments and defaults
   dlrun --cfg job [ARGS]      print the composed config without running
@@ -97,7 +101,9 @@ def help_text(config_dirs=()):
         shipped = [name for name in found if name not in own]
         lines.append(f"{group}: {', '.join(shipped)}" + (f"{'; ' if shipped else ''}yours: {', '.join(own)}" if own
                                                         else ""))
-    return HELP.format(groups="\n".join(lines))
+    keys = sorted({key.split(".")[0] for key, _ in schema.leaves()} - set(groups(config_dirs)))
+    return HELP.format(groups="\n".join(lines), keys=textwrap.fill(", ".join(keys), 100, initial_indent="  ",
+                                                                    subsequent_indent="  "))
 
 
 def _text(value):
