@@ -22,9 +22,9 @@ from torch import nn
 import dlrun
 from dlrun import build, models
 from dlrun import data as datasets
-from dlrun.fit_policy import FitState
-from dlrun.interrupt import StopFlag
 from dlrun.models import MODELS, Network
+from dlrun.tasks.interrupt import StopFlag
+from dlrun.train.fit_policy import FitState
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 VARIANTS = [("fp32", []), ("bf16", ["device.precision=bf16"]),

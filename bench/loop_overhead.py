@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 import dlrun
 from dlrun import build
-from dlrun.fit_policy import FitState
-from dlrun.interrupt import StopFlag
+from dlrun.tasks.interrupt import StopFlag
+from dlrun.train.fit_policy import FitState
 
 SIGNALS = Path(__file__).resolve().parent.parent / "docs" / "examples" / "signals"
 # (label, overrides, config directory, sampling): the plain loops draw their rows the same way

@@ -12,8 +12,8 @@ import torch
 
 import dlrun
 from dlrun import build
-from dlrun.fit_policy import FitState
-from dlrun.interrupt import StopFlag
+from dlrun.tasks.interrupt import StopFlag
+from dlrun.train.fit_policy import FitState
 
 
 def rss_mb():

@@ -25,8 +25,8 @@ def measure(kind, rows, device_name, epochs=3):
     import dlrun
     from dlrun import build
     from dlrun.data import DATASETS, Data
-    from dlrun.fit_policy import FitState
-    from dlrun.interrupt import StopFlag
+    from dlrun.tasks.interrupt import StopFlag
+    from dlrun.train.fit_policy import FitState
 
     @DATASETS.register("bench_rows")
     def bench_rows(n, kind):

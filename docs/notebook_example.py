@@ -16,10 +16,11 @@ import torch
 from omegaconf import OmegaConf
 
 import dlrun
-from dlrun import build, checkpoint, plots
-from dlrun.evaluation import evaluate
-from dlrun.fit_policy import FitState
-from dlrun.interrupt import StopFlag
+from dlrun import build
+from dlrun.results import checkpoint, plots
+from dlrun.results.evaluation import evaluate
+from dlrun.tasks.interrupt import StopFlag
+from dlrun.train.fit_policy import FitState
 
 out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="dlrun-notebook-"))
 

@@ -50,7 +50,7 @@ def run_dirs(outputs):
 
 
 def summary_of(run_dir):
-    from dlrun import record
+    from dlrun.results import record
 
     return record.read(Path(run_dir) / "summary.json")
 
@@ -101,8 +101,8 @@ def built_loop(*overrides):
     import torch
 
     from dlrun import build
-    from dlrun import device as devices
     from dlrun.api import compose
+    from dlrun.train import device as devices
 
     cfg = compose(list(overrides))
     build.load_components(cfg)

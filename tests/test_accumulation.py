@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from conftest import NoStop, StopAt, built_loop
-from dlrun.fit_policy import FitState
-from dlrun.trainer import Interrupted
+from dlrun.train.fit_policy import FitState
+from dlrun.train.trainer import Interrupted
 
 # digits: 1,257 training rows, not a multiple of 64; no dropout, no BatchNorm.
 BASE = ["trainer.max_epochs=1", "model.dropout=0.0", "trainer.early_stopping.enabled=false", "plots=[]",

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from conftest import NoStop, StopAt, built_loop, summary_of
-from dlrun import checkpoint
-from dlrun.averaging import _ema
-from dlrun.fit_policy import FitState
-from dlrun.trainer import Interrupted
+from dlrun.results import checkpoint
+from dlrun.train.averaging import _ema
+from dlrun.train.fit_policy import FitState
+from dlrun.train.trainer import Interrupted
 
 QUIET = ["trainer.progress=false", "plots=[]", "report=false", "show_config=none"]
 

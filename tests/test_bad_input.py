@@ -9,7 +9,7 @@ import torch
 
 import dlrun
 from conftest import SMOKE
-from dlrun import composition
+from dlrun.config import composition
 from dlrun.errors import ConfigError, DlrunError
 
 CASES = {
@@ -172,14 +172,14 @@ def test_unwritable_output_directory(cli, tmp_path):
 
 
 def test_leaderboard_of_a_missing_directory_is_an_error_and_creates_nothing(tmp_path, capsys):
-    from dlrun import sweep
+    from dlrun.sweeps import sweep
 
     assert sweep.main([str(tmp_path / "no" / "such")]) == 2
     assert "no such directory" in capsys.readouterr().err and not (tmp_path / "no").exists()
 
 
 def test_an_empty_outputs_variable_means_the_default(monkeypatch):
-    from dlrun.config import outputs_root
+    from dlrun.config.sources import outputs_root
 
     monkeypatch.setenv("DLRUN_OUTPUTS", "")
     assert str(outputs_root()) == "outputs"

@@ -8,11 +8,12 @@ import torch
 from sklearn import metrics as skm
 
 import dlrun
-from dlrun import checkpoint, inspection, metrics
 from dlrun.data import DATASETS, one_vs_rest
 from dlrun.data.base import Part
 from dlrun.data.batches import DeviceTransform, TensorBatches
 from dlrun.errors import ConfigError
+from dlrun.results import checkpoint, metrics
+from dlrun.tasks import inspection
 
 QUIET = ["trainer.progress=false", "show_config=none", "dataset.positive_class=4", "model=logistic",
          "trainer.max_epochs=10"]

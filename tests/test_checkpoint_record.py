@@ -9,9 +9,9 @@ import torch
 
 import dlrun
 from conftest import SMOKE
-from dlrun import checkpoint
 from dlrun.errors import DlrunError
 from dlrun.models import build
+from dlrun.results import checkpoint
 
 CNN = [*SMOKE, "model=cnn", "model.channels=[4,8]", "plots=[]", "report=false"]
 

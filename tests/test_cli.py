@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import SMOKE, run_dirs, summary_of
-from dlrun.trainer import MEASURED
+from dlrun.train.trainer import MEASURED
 
 
 def read_rows(path):
@@ -50,8 +50,8 @@ def test_smoke_run_writes_a_complete_run_directory(cli):
 def test_export_round_trip_matches_the_model(cli):
     cli(*SMOKE, "export=torchscript")
     (run_dir,) = run_dirs(cli.outputs)
-    from dlrun.checkpoint import load
     from dlrun.models import build
+    from dlrun.results.checkpoint import load
 
     state = load(run_dir / "checkpoints" / "best.pt")
     model = build(state["config"]["model"], (1, 8, 8), 10).eval()
@@ -70,8 +70,8 @@ def test_export_round_trip_matches_the_model(cli):
 def test_onnx_export_round_trip(cli):
     ort = pytest.importorskip("onnxruntime")  # an optional extra: pip install 'dlrun[onnx]'
     cli(*SMOKE, "export=onnx", "plots=[]", "hydra.run.dir=run")
-    from dlrun.checkpoint import load
     from dlrun.models import build
+    from dlrun.results.checkpoint import load
 
     state = load(cli.cwd / "run" / "checkpoints" / "best.pt")
     model = build(state["config"]["model"], (1, 8, 8), 10).eval()
@@ -114,7 +114,7 @@ def test_eval_of_best_checkpoint_reproduces_test_metrics(cli):
 
 @pytest.mark.slow
 def test_two_runs_in_the_same_second_get_their_own_directories(cli):
-    from dlrun.config import reserve_dir
+    from dlrun.config.sources import reserve_dir
 
     base = cli.cwd / "outputs" / "same"
     assert [reserve_dir(base).name for _ in range(3)] == ["same", "same_1", "same_2"]

@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from dlrun import loss, metrics, optimizer, scheduler
 from dlrun.api import compose
 from dlrun.data import DATASETS, Data, prepare
 from dlrun.data.base import Part
@@ -16,7 +15,9 @@ from dlrun.errors import ConfigError
 from dlrun.models import MODELS
 from dlrun.models import build as build_model
 from dlrun.models.base import make_activation
-from dlrun.regularization import l1_penalty, penalized_weights
+from dlrun.results import metrics
+from dlrun.train import loss, optimizer, scheduler
+from dlrun.train.regularization import l1_penalty, penalized_weights
 
 SPLIT = OmegaConf.create({"strategy": "stratified", "val": 0.2, "test": 0.2})
 
@@ -277,7 +278,7 @@ def test_data_contract_rejects_unknown_task():
 
 
 def test_the_reliability_diagram_draws_the_bins_of_the_ece():
-    from dlrun import plots
+    from dlrun.results import plots
 
     logits = torch.randn(200, 3, generator=torch.Generator().manual_seed(0))
     p = metrics.Predictions("multiclass", logits, torch.randint(0, 3, (200,), generator=torch.Generator().manual_seed(1)))

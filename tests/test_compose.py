@@ -5,11 +5,11 @@ import sys
 
 import pytest
 
-from dlrun import validate
 from dlrun.api import compose
 from dlrun.build import load_components
-from dlrun.config import conf_dir
-from dlrun.listing import groups
+from dlrun.config import validate
+from dlrun.config.listing import groups
+from dlrun.config.sources import conf_dir
 
 OPTIONS = [(g, p.stem) for g in groups() for p in sorted((conf_dir() / g).glob("*.yaml"))]
 # Options whose required values (???) a user must supply.
@@ -128,8 +128,8 @@ def test_every_option_runs_one_tiny_epoch(group, option, tmp_path):
 def test_absent_accelerators_are_a_clear_error(name):
     import torch
 
-    from dlrun.device import available, select
     from dlrun.errors import ConfigError
+    from dlrun.train.device import available, select
 
     if name in available():
         assert select(name).type == name
@@ -159,7 +159,7 @@ def test_the_schema_reads_each_choice_list_from_the_table_that_implements_it():
     (the listing test above reads the same tables before torch is imported)."""
     import importlib
 
-    from dlrun import schema
+    from dlrun.config import schema
 
     tables = [f.metadata["choices"] for _, f in schema.leaves() if isinstance(f.metadata.get("choices"), schema.Table)]
     tables += [a.choices for a in schema.ARGUMENTS.values() if isinstance(a.choices, schema.Table)]

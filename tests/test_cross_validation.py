@@ -7,9 +7,9 @@ import pytest
 
 import dlrun
 from conftest import SMOKE
-from dlrun import flow
-from dlrun.artifacts import read_csv
 from dlrun.errors import ConfigError
+from dlrun.results.artifacts import read_csv
+from dlrun.tasks import flow
 
 QUICK = [*SMOKE, "dataset=iris", "plots=[curves]"]
 

@@ -10,8 +10,8 @@ import torch
 import dlrun
 from conftest import NoStop, built_loop, summary_of
 from dlrun.errors import DlrunError
-from dlrun.fit_policy import FitState
-from dlrun.loss import LOSSES
+from dlrun.train.fit_policy import FitState
+from dlrun.train.loss import LOSSES
 
 QUIET = ["trainer.progress=false", "report=false", "plots=[]", "show_config=none"]
 

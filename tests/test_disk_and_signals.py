@@ -13,7 +13,7 @@ import pytest
 
 import dlrun
 from conftest import SMOKE, start, summary_of
-from dlrun.artifacts import WriteError
+from dlrun.results.artifacts import WriteError
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_a_checkpoint_that_does_not_fit_fails_the_run_with_the_os_reason(small_d
 
 
 def test_a_report_that_does_not_fit_is_a_failed_run_never_completed(small_disk, monkeypatch):
-    from dlrun import report
+    from dlrun.results import report
 
     monkeypatch.setattr(report, "render", lambda *args: "x" * 8_000_000)  # a report larger than the disk
     run_dir = small_disk("4m") / "run"

@@ -125,7 +125,7 @@ def test_every_yaml_block_is_the_shipped_file_or_composes(page, path, block, tmp
     """A block naming a shipped file says what that file holds; any other composes when pasted there."""
     import yaml
 
-    from dlrun.composition import compose
+    from dlrun.config.composition import compose
 
     data = yaml.safe_load(block)
     assert path is not None, f"a YAML block in {page} does not say which file it is (# conf/<group>/<option>.yaml)"

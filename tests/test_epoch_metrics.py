@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import dlrun
-from dlrun import metrics
 from dlrun.api import compose
 from dlrun.errors import ConfigError
+from dlrun.results import metrics
 
 QUIET = ["trainer.progress=false", "show_config=none", "plots=[]", "report=false", "trainer.max_epochs=2"]
 
@@ -40,7 +40,7 @@ def test_regression_errors_are_scikit_learns_in_the_targets_units():
 
 
 def test_probability_metrics_each_epoch_only_when_asked(tmp_path):
-    from dlrun import artifacts
+    from dlrun.results import artifacts
 
     plain = dlrun.run(QUIET, run_dir=tmp_path / "plain")
     columns = artifacts.read_csv(tmp_path / "plain" / "metrics.csv")[0]
@@ -51,7 +51,7 @@ def test_probability_metrics_each_epoch_only_when_asked(tmp_path):
               run_dir=tmp_path / "asked")
     columns = artifacts.read_csv(tmp_path / "asked" / "metrics.csv")[0]
     assert "val/ece" in columns and "val/roc_auc" in columns and "val/log_loss" not in columns
-    from dlrun import validate
+    from dlrun.config import validate
 
     with pytest.raises(ConfigError, match="trainer.val_metrics=f1_macro is not known"):
         validate.check_config(compose(["trainer.val_metrics=[f1_macro]"]))
@@ -59,7 +59,7 @@ def test_probability_metrics_each_epoch_only_when_asked(tmp_path):
 
 def test_last_checkpoint_at_its_interval_and_after_the_final_epoch():
     from conftest import NoStop, built_loop
-    from dlrun.fit_policy import FitState
+    from dlrun.train.fit_policy import FitState
 
     loop = built_loop("trainer.max_epochs=5", "trainer.checkpoint.every_n_epochs=2", "trainer.early_stopping.enabled=false",
                       "plots=[]")
@@ -72,8 +72,8 @@ def test_last_checkpoint_at_its_interval_and_after_the_final_epoch():
 
 def test_an_epochs_best_and_last_are_one_state_written_once(tmp_path):
     from conftest import NoStop, built_loop
-    from dlrun import checkpoint
-    from dlrun.fit_policy import FitState
+    from dlrun.results import checkpoint
+    from dlrun.train.fit_policy import FitState
 
     loop = built_loop("trainer.max_epochs=3", "trainer.early_stopping.enabled=false", "plots=[]")
     written = []
@@ -89,7 +89,8 @@ def test_an_epochs_best_and_last_are_one_state_written_once(tmp_path):
 
 
 def test_the_mode_follows_the_monitor_unless_set_and_a_contradiction_is_refused(tmp_path):
-    from dlrun import artifacts, validate
+    from dlrun.config import validate
+    from dlrun.results import artifacts
 
     summary = dlrun.run([*QUIET, "trainer.monitor=val/accuracy", "trainer.max_epochs=4", "optimizer.lr=0.003"],
                         run_dir=tmp_path / "acc")
@@ -108,8 +109,8 @@ def test_the_curves_plot_marks_the_fit_policys_best_epoch_with_min_delta():
     """With min_delta, an epoch whose loss is lower by less than min_delta is not better: the plot
     marks the epoch the fit policy chose (best.pt's), not the lowest point of the curve."""
     from conftest import NoStop, built_loop
-    from dlrun import plots
-    from dlrun.fit_policy import FitState
+    from dlrun.results import plots
+    from dlrun.train.fit_policy import FitState
 
     loop = built_loop("trainer.max_epochs=6", "trainer.early_stopping.min_delta=0.2",
                       "trainer.early_stopping.patience=10", "plots=[curves]")

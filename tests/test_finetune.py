@@ -7,10 +7,12 @@ import torch
 
 import dlrun
 from conftest import summary_of
-from dlrun import checkpoint, finetune, optimizer
 from dlrun.data import DATASETS, keep_classes
 from dlrun.errors import ConfigError
 from dlrun.models import build as build_model
+from dlrun.results import checkpoint
+from dlrun.tasks import finetune
+from dlrun.train import optimizer
 
 QUIET = ["experiment=smoke", "trainer.progress=false", "plots=[]", "report=false", "show_config=none"]
 
@@ -123,7 +125,7 @@ def _regularization():
 def test_the_report_says_where_the_weights_came_from():
     from omegaconf import OmegaConf
 
-    from dlrun import report
+    from dlrun.results import report
 
     summary = {"status": "completed", "task": "train", "overrides": ["init_from=source"],
                "init_from": {"path": "source/checkpoints/best.pt", "loaded": 4, "of": 6}}

@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from dlrun import sweep
+from dlrun.sweeps import sweep
 
 
 def row(job, overrides, objective, monitor="val/loss", mode="min", status="completed"):

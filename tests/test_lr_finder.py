@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from conftest import summary_of
-from dlrun import build, lr_finder
-from dlrun import device as devices
+from dlrun import build
 from dlrun.api import compose
+from dlrun.tasks import lr_finder
+from dlrun.train import device as devices
 
 
 def _curve(spike=False):

@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from dlrun import build
-from dlrun import optimizer as optimizers
 from dlrun.api import compose
-from dlrun.fit_policy import FitState
-from dlrun.interrupt import StopFlag
-from dlrun.step import GuardedUpdate
-from dlrun.trainer import Diverged
+from dlrun.tasks.interrupt import StopFlag
+from dlrun.train import optimizer as optimizers
+from dlrun.train.fit_policy import FitState
+from dlrun.train.step import GuardedUpdate
+from dlrun.train.trainer import Diverged
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 OPTIMIZERS = ["sgd", "adam", "adamw", "rmsprop"]

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import dlrun
-from dlrun import cli, listing
+from dlrun import cli
+from dlrun.config import listing
 from dlrun.data import DATASETS, Data
 from dlrun.errors import DlrunError
 

@@ -18,7 +18,7 @@ def test_built_wheel_carries_configs_and_the_sweeper(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {"PYTHONPATH": str(tmp_path / "site"), "PATH": ""}
-    code = ("import dlrun.config as c, hydra_plugins.dlrun_optuna as p; print(c.conf_dir()); "
+    code = ("import dlrun.config.sources as c, hydra_plugins.dlrun_optuna as p; print(c.conf_dir()); "
             "from dlrun.cli import main; main(['--cfg', 'job', 'model=cnn', 'hparams_search=random_lr'])")
     proc = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

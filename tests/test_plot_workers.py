@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from dlrun import plot_workers, plots
+from dlrun.results import plot_workers, plots
 
 
 def _jobs(folder):

@@ -1,4 +1,4 @@
-"""summary.json is one typed, versioned record (dlrun.record): what a run writes is declared, and
+"""summary.json is one typed, versioned record (dlrun.results.record): what a run writes is declared, and
 what reads it is refused a record it cannot understand."""
 
 import json
@@ -8,8 +8,8 @@ import pytest
 
 import dlrun
 from conftest import REPO, SMOKE
-from dlrun import record
 from dlrun.errors import DlrunError
+from dlrun.results import record
 
 
 def test_a_run_writes_only_declared_fields_of_their_types_with_the_format(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import PACED_ENV, SMOKE, paced, start, summary_of
-from dlrun.trainer import MEASURED
+from dlrun.train.trainer import MEASURED
 
 # Long enough to interrupt: small batches, many epochs, no early stopping.
 LONG = ["trainer.progress=false", "plots=[]", "report=false", "trainer.batch_size=16", "trainer.max_epochs=6",
@@ -52,7 +52,7 @@ def test_divergence_stops_with_status_and_keeps_last_good_checkpoint(cli):
 PLUGIN = """
 import torch
 import torch.nn.functional as F
-from dlrun.loss import LOSSES
+from dlrun.train.loss import LOSSES
 
 
 class NanAtFirst(torch.nn.Module):
@@ -227,7 +227,7 @@ def test_truncated_foreign_and_mismatched_checkpoints_say_which(cli, tmp_path):
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
-    from dlrun.artifacts import atomic_write
+    from dlrun.results.artifacts import atomic_write
 
     target = tmp_path / "file.bin"
     atomic_write(target, lambda f: f.write(b"old"))

@@ -8,8 +8,8 @@ from dlrun.api import compose
 from dlrun.data.base import Part
 from dlrun.data.batches import DeviceTransform, LoaderBatches, TensorBatches
 from dlrun.errors import ConfigError
-from dlrun.fit_policy import FitState
-from dlrun.trainer import Interrupted
+from dlrun.train.fit_policy import FitState
+from dlrun.train.trainer import Interrupted
 
 CPU = torch.device("cpu")
 
@@ -108,7 +108,7 @@ def _shuffled_head(options):
 
 
 def test_an_unknown_scheme_and_the_old_key_are_one_clear_line():
-    from dlrun import validate
+    from dlrun.config import validate
 
     with pytest.raises(ConfigError, match="sampling=bootstrap is not known. Choose one of: oversample, replacement, shuffle"):
         validate.check_config(compose(["trainer.sampling=bootstrap"]))

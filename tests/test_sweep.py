@@ -11,7 +11,7 @@ import pytest
 from matplotlib.image import imread
 
 from conftest import PACED_ENV, SMOKE, chromium, paced, render_in_chromium, summary_of
-from dlrun.device import gpu_for_job
+from dlrun.train.device import gpu_for_job
 from test_safety import start, wait_for
 
 QUIET = [*SMOKE, "plots=[]", "report=false"]
@@ -145,7 +145,7 @@ def test_ctrl_c_stops_an_optuna_sweep_with_its_leaderboard_and_the_printed_comma
 def test_a_second_ctrl_c_while_a_sweep_winds_down_exits_at_once_and_leaves_no_mark(tmp_path, monkeypatch):
     from omegaconf import OmegaConf
 
-    from dlrun.sweep import Leaderboard, stop_requested
+    from dlrun.sweeps.sweep import Leaderboard, stop_requested
 
     monkeypatch.setenv("DLRUN_SWEEP_PROCESS", "")
     (tmp_path / ".stopping").write_text("143")  # left by a sweep process that is gone (kill -9)
@@ -407,7 +407,7 @@ def test_compare_puts_any_runs_on_one_page(cli):
 
 
 def test_objective_plot_axes():
-    from dlrun.sweep import objective_figure
+    from dlrun.sweeps.sweep import objective_figure
 
     fig = objective_figure("optimizer.lr", [("0.1", 0.5, True), ("0.001", 0.9, False), ("0.01", 0.7, False)],
                            "val/loss", "objective: val/loss (lower is better)")

@@ -10,8 +10,9 @@ import torch
 
 import dlrun
 from conftest import DLRUN, PACED_ENV, SMOKE, paced, summary_of
-from dlrun import inspection, progress
-from dlrun.fit_policy import FitState
+from dlrun.tasks import inspection
+from dlrun.train import progress
+from dlrun.train.fit_policy import FitState
 
 
 class Clock:

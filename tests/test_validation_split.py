@@ -40,7 +40,7 @@ def test_split_val_zero_trains_on_every_training_row_and_tests_the_last_weights(
 
 
 def dlrun_history(run_dir):
-    from dlrun import artifacts
+    from dlrun.results import artifacts
 
     return artifacts.read_csv(run_dir / "metrics.csv")
 

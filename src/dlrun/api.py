@@ -6,7 +6,7 @@
 
 Building blocks with plain arguments live in their modules:
 `dlrun.data.DATASETS.build({"name": "digits"})`, `dlrun.models.build(...)`,
-`dlrun.trainer.Loop`, `dlrun.metrics`, and every plot in `dlrun.plots`.
+`dlrun.train.trainer.Loop`, `dlrun.results.metrics`, and every plot in `dlrun.results.plots`.
 """
 
 import logging
@@ -14,8 +14,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from dlrun import composition, config, job
+from dlrun.config import composition
+from dlrun.config import sources as config
 from dlrun.layout import RunDir
+from dlrun.tasks import job
 
 
 def compose(overrides=(), config_dir=None):
@@ -40,19 +42,19 @@ def list_models(pattern="*"):
 
 
 def list_optimizers(pattern="*"):
-    from dlrun.optimizer import OPTIMIZERS
+    from dlrun.train.optimizer import OPTIMIZERS
 
     return OPTIMIZERS.names(pattern)
 
 
 def list_schedulers(pattern="*"):
-    from dlrun.scheduler import SCHEDULERS
+    from dlrun.train.scheduler import SCHEDULERS
 
     return SCHEDULERS.names(pattern)
 
 
 def list_losses(pattern="*"):
-    from dlrun.loss import LOSSES
+    from dlrun.train.loss import LOSSES
 
     return LOSSES.names(pattern)
 

@@ -7,15 +7,16 @@ import torch
 from omegaconf import OmegaConf
 
 from dlrun import data as datasets
-from dlrun import distributed, loss, models, optimizer, scheduler
-from dlrun.averaging import Averaging
+from dlrun import models
 from dlrun.data.batches import DeviceTransform, device_budget, limit, make_batches, resident_bytes
 from dlrun.errors import ConfigError
-from dlrun.finetune import Freezing
-from dlrun.fit_policy import FitPolicy
-from dlrun.metric_names import PROBABILITY_METRICS, mode_of
-from dlrun.regularization import set_dropout
-from dlrun.trainer import Loop
+from dlrun.results.metric_names import PROBABILITY_METRICS, mode_of
+from dlrun.tasks.finetune import Freezing
+from dlrun.train import distributed, loss, optimizer, scheduler
+from dlrun.train.averaging import Averaging
+from dlrun.train.fit_policy import FitPolicy
+from dlrun.train.regularization import set_dropout
+from dlrun.train.trainer import Loop
 
 
 def plain(node):

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import hydra
 
-from dlrun import __version__, config, layout
-from dlrun.composition import command_line, compose
+from dlrun import __version__, layout
+from dlrun.config import sources as config
+from dlrun.config.composition import command_line, compose
 from dlrun.errors import ConfigError, DlrunError
-from dlrun.job import record_kept_unless_started
+from dlrun.tasks.job import record_kept_unless_started
 
 
 def _flags(args):
@@ -37,7 +38,7 @@ def _flags(args):
     return flags
 
 
-SUBCOMMANDS = {"list": "dlrun.listing", "leaderboard": "dlrun.sweep", "compare": "dlrun.compare"}
+SUBCOMMANDS = {"list": "dlrun.config.listing", "leaderboard": "dlrun.sweeps.sweep", "compare": "dlrun.sweeps.compare"}
 
 
 def versions_line():
@@ -81,7 +82,7 @@ def prepare_argv(argv):
                           "A single run resumes with ckpt_path=<its run directory>.")
     overrides, run_dir, args.config_dir = config.plan_run(overrides, multirun, args.config_dir)
     if multirun and _asks_resume(overrides):
-        from dlrun import sweep
+        from dlrun.sweeps import sweep
 
         sweep.check_resumable(user_dir, overrides, args.config_dir)
     if args.config_path is None and args.config_name is None:
@@ -106,7 +107,7 @@ def prepare_argv(argv):
 
 @hydra.main(version_base="1.3", config_path=str(config.conf_dir()), config_name="config")
 def _hydra_main(cfg):
-    from dlrun.job import run_from_hydra
+    from dlrun.tasks.job import run_from_hydra
 
     return run_from_hydra(cfg)
 
@@ -149,7 +150,7 @@ def main(argv=None):
         # `list` shows the user's configs too; the runs that leaderboard and compare read carry their own.
         sys.exit(module.main(rest[1:], config_dirs) if sub == "list" else module.main(rest[1:]))
     if wants_help:
-        from dlrun.listing import help_text
+        from dlrun.config.listing import help_text
 
         print(help_text(config_dirs), end="")
         sys.exit(0)
@@ -197,7 +198,7 @@ def _records_kept(argv, run_dir):
     (`run_dir`) and the completed jobs that a resumed sweep skips keep their records as they were."""
     sweep_dir = config.value_of(argv, "hydra.sweep.dir")
     if sweep_dir and _asks_resume(argv) and Path(sweep_dir).is_dir():
-        from dlrun.sweep import job_dirs
+        from dlrun.sweeps.sweep import job_dirs
 
         dirs = job_dirs([sweep_dir])
     else:

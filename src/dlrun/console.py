@@ -6,7 +6,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from dlrun.metric_names import shown
+from dlrun.results.metric_names import shown
 
 console = Console()
 errors = Console(stderr=True)

@@ -11,13 +11,13 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import OmegaConf
 
-from dlrun import record
 from dlrun.errors import ConfigError, unknown_choice
 from dlrun.layout import SweepDir
-from dlrun.metric_names import mode_of
-from dlrun.pruning import PRUNERS, hand_to_jobs
-from dlrun.search_space import Param, parse_space
-from dlrun.sweep import stop_requested
+from dlrun.results import record
+from dlrun.results.metric_names import mode_of
+from dlrun.sweeps.pruning import PRUNERS, hand_to_jobs
+from dlrun.sweeps.search_space import Param, parse_space
+from dlrun.sweeps.sweep import stop_requested
 
 SAMPLERS = ("tpe", "random", "grid")
 DIRECTIONS = ("auto", "minimize", "maximize")
@@ -126,7 +126,7 @@ class OptunaSweeper(Sweeper):
                 # else: left running, as a killed sweep leaves it: the continued study asks it again
             returns.append(results)
             remaining -= len(trials)
-            if stopped:  # the sweep was interrupted (dlrun.sweep.Leaderboard ends it)
+            if stopped:  # the sweep was interrupted (dlrun.sweeps.sweep.Leaderboard ends it)
                 break
         _write_best(study, sweep_dir)
         return returns

@@ -15,8 +15,9 @@ cluster job of dlrun needs.
 import signal
 from pathlib import Path
 
-from dlrun import interrupt, record
 from dlrun.layout import RunDir
+from dlrun.results import record
+from dlrun.tasks import interrupt
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 
 

@@ -16,10 +16,12 @@ from pathlib import Path
 
 from omegaconf import open_dict
 
-from dlrun import artifacts, console, layout, record, validate
+from dlrun import console, layout
+from dlrun.config import validate
 from dlrun.errors import DlrunError, first_line
-from dlrun.interrupt import preemption, stops_raise
 from dlrun.layout import RunDir
+from dlrun.results import artifacts, record
+from dlrun.tasks.interrupt import preemption, stops_raise
 
 log = logging.getLogger("dlrun")
 
@@ -34,7 +36,7 @@ def run(cfg, run_dir, keep_failed=False, **flow_args):
     run_dir = Path(run_dir)
     try:
         validate.check_config(cfg)
-        from dlrun.flow import execute
+        from dlrun.tasks.flow import execute
 
         with stops_raise():
             return execute(cfg, run_dir, **flow_args)
@@ -57,7 +59,7 @@ def run_from_hydra(cfg):
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from dlrun import sweep
+    from dlrun.sweeps import sweep
 
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun rank 0 speaks; the others only warn
         log.setLevel(logging.WARNING)
@@ -93,7 +95,7 @@ def _ended_early(exc, run_dir, folder):
     """A run that stopped (a signal, the sweep's stop, preemption) or failed as it may (a
     DlrunError): say so once, and exit with its code, or in a sweep (`folder`) return NaN and
     stop the sweep with a stopped job."""
-    from dlrun import sweep
+    from dlrun.sweeps import sweep
 
     if folder is not None and preemption.is_set():  # the cluster launcher requeues the job; the sweep goes on
         log.warning("stopped by the cluster's scheduler (preemption or time limit) with its exact position in "
@@ -125,7 +127,7 @@ def _stops_with_the_sweep(folder, every_s=0.2):
     is interrupted: the signal reached only the launcher's process, which marks the sweep
     (sweep.request_stop). Until the job is over, a SIGTERM outside the run's own handlers is
     ignored, so the one sent here can never kill the worker."""
-    from dlrun import sweep
+    from dlrun.sweeps import sweep
 
     over, lock = threading.Event(), threading.Lock()
 

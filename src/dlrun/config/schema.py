@@ -102,7 +102,7 @@ def choices_of(meta):
     return options.names() if isinstance(options, Table) else list(options)
 
 
-MONITOR = Table("dlrun.metric_names", "MONITORED", light=True)
+MONITOR = Table("dlrun.results.metric_names", "MONITORED", light=True)
 BATCH_LIMIT = Rule("a count of batches >= 1, a fraction in (0, 1], or null",
                    lambda v: not isinstance(v, bool) and (v >= 1 if isinstance(v, int) else
                                                           isinstance(v, float) and 0 < v <= 1))
@@ -147,7 +147,7 @@ class TrainerConfig:
     accumulate_grad_batches: int = key(1, "K: one optimizer step per K batches", at_least(1))
     monitor: str = key("val/loss", "drives best.pt, early stopping and the plateau scheduler", choices=MONITOR)
     val_metrics: Any = key([], "probability metrics validated every epoch besides the cheap ones, or all",
-                           choices=Table("dlrun.metric_names", "PROBABILITY_METRICS", ("all",), light=True))
+                           choices=Table("dlrun.results.metric_names", "PROBABILITY_METRICS", ("all",), light=True))
     mode: str = key("auto", "auto (follows the monitor) | min | max", choices=("auto", "min", "max"))
     test_weights: str = key("auto", "weights tested: best | last | both | auto (best, or last without validation)",
                             choices=("auto", "best", "last", "both"))
@@ -176,7 +176,7 @@ class DeviceConfig:
                     choices=("auto", "cpu", "cuda", "mps"))
     deterministic: bool = key(False, "deterministic algorithms and cuDNN flags")
     precision: str = key("fp32", "autocast precision (a gradient scaler for fp16)",
-                         choices=Table("dlrun.device", "PRECISIONS"))
+                         choices=Table("dlrun.train.device", "PRECISIONS"))
     channels_last: bool = key(False, "channels-last memory format for image models")
     compile: bool = key(False, "torch.compile the model")
     compile_mode: str = key("default", "torch.compile's mode")
@@ -254,7 +254,7 @@ class DlrunConfig:
     plots: list[str] = key(["class_counts", "samples", "curves", "lr", "confusion", "per_class", "confidence",
                             "reliability", "roc", "pr_curve", "misclassified", "embeddings", "weights", "filters",
                             "regression"], "plots written to plots/ (those that do not apply are skipped); "
-                           "embeddings_tsne is drawn when added", choices=Table("dlrun.plots", "NAMES", light=True))
+                           "embeddings_tsne is drawn when added", choices=Table("dlrun.results.plots", "NAMES", light=True))
     report: bool = key(True, "report.html in the run directory")
     show_config: str = key("short", "short | full | none", choices=("short", "full", "none"))
     probabilities: bool = key(False, "predictions.csv also gets one prob_<class> column per class")
@@ -355,7 +355,7 @@ ARGUMENTS = {
     "dataset.size": Argument(int, at_least(1)),
     "dataset.n_samples": Argument(int, at_least(1)),
     "dataset.channels": Argument(int, choices=(1, 3)),
-    "dataset.threshold_metric": Argument(str, choices=Table("dlrun.metrics", "THRESHOLD_METRICS")),
+    "dataset.threshold_metric": Argument(str, choices=Table("dlrun.results.metrics", "THRESHOLD_METRICS")),
     "scheduler.warmup_epochs": Argument(int, at_least(0)),
     "scheduler.gamma": Argument(float, above(0)),
     "scheduler.step_size": Argument(int, at_least(1)),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dlrun.errors import DlrunError
-from dlrun.fit_policy import FitState
+from dlrun.train.fit_policy import FitState
 
 BETA = 0.98          # the running average that decides when to stop
 BLOW_UP = 4.0        # stop when the smoothed loss exceeds this multiple of its minimum

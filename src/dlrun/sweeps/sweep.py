@@ -21,11 +21,12 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from dlrun import artifacts, record, tracking
-from dlrun.config import flat_items, run_overrides
+from dlrun.config.sources import flat_items, run_overrides
 from dlrun.errors import ConfigError, DlrunError
-from dlrun.interrupt import EXIT_CODES
 from dlrun.layout import RunDir, SweepDir
+from dlrun.results import artifacts, record
+from dlrun.sweeps import tracking
+from dlrun.tasks.interrupt import EXIT_CODES
 
 HEADLINE = ("accuracy", "f1_macro", "roc_auc", "rmse", "mae", "r2")
 
@@ -299,7 +300,7 @@ def _plot_curves(folder, rows, labels):
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    from dlrun.plots import save
+    from dlrun.results.plots import save
 
     histories = {r["job"]: artifacts.read_csv(RunDir(r["path"]).metrics) for r in rows
                  if RunDir(r["path"]).metrics.is_file()}
@@ -331,7 +332,7 @@ def _number(text):
 
 def _plot_objective(folder, rows):
     """objective_vs_<param>.png for each swept parameter."""
-    from dlrun.plots import save
+    from dlrun.results.plots import save
 
     done = [r for r in rows if r["status"] == "completed" and _finite(r["objective"])]
     files = []
@@ -416,7 +417,7 @@ def check_resumable(folder, overrides, config_dir=None):
     touches the sweep directory."""
     from omegaconf import OmegaConf
 
-    from dlrun.composition import compose
+    from dlrun.config.composition import compose
 
     folder = Path(folder)
     if not SweepDir(folder).multirun.is_file():
@@ -568,7 +569,7 @@ def fresh_compare_dir():
     """A new outputs/compare/DATE/TIME directory (reserved: two at once get _1, _2...)."""
     from datetime import datetime
 
-    from dlrun.config import outputs_root, reserve_dir
+    from dlrun.config.sources import outputs_root, reserve_dir
 
     now = datetime.now()
     return reserve_dir(outputs_root() / "compare" / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S"))

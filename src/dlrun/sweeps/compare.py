@@ -2,7 +2,7 @@
 or both) in a fresh directory: every run's curves overlaid, a link to each run's report, and a
 table of only the config keys that differ."""
 
-from dlrun import sweep
+from dlrun.sweeps import sweep
 
 
 def main(args):

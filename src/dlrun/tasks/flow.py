@@ -11,33 +11,23 @@ import logging
 import numpy as np
 from omegaconf import open_dict
 
-from dlrun import (
-    artifacts,
-    build,
-    checkpoint,
-    config,
-    console,
-    debugging,
-    distributed,
-    inspection,
-    job,
-    plot_workers,
-    pruning,
-    registry,
-    report,
-    tracking,
-    validate,
-)
+from dlrun import build, console, registry
 from dlrun import data as datasets
-from dlrun import device as devices
+from dlrun.config import sources as config
+from dlrun.config import validate
 from dlrun.errors import ConfigError, DlrunError
-from dlrun.evaluation import evaluate, write_tables
-from dlrun.fit_policy import FitState
-from dlrun.interrupt import StopFlag
 from dlrun.layout import RunDir
-from dlrun.progress import TrainingProgress
-from dlrun.summary import Summary
-from dlrun.trainer import Diverged, Interrupted
+from dlrun.results import artifacts, checkpoint, plot_workers, report
+from dlrun.results.evaluation import evaluate, write_tables
+from dlrun.results.summary import Summary
+from dlrun.sweeps import pruning, tracking
+from dlrun.tasks import debugging, inspection, job
+from dlrun.tasks.interrupt import StopFlag
+from dlrun.train import device as devices
+from dlrun.train import distributed
+from dlrun.train.fit_policy import FitState
+from dlrun.train.progress import TrainingProgress
+from dlrun.train.trainer import Diverged, Interrupted
 
 log = logging.getLogger("dlrun")
 
@@ -158,7 +148,9 @@ def _results(cfg, run, loop, data, state, summary, painter):
 def _predict(cfg, run, device):
     """task=predict: the checkpoint's model and preprocessing on new inputs, into predictions.csv
     (a run directory's best.pt, else its last.pt)."""
-    from dlrun import deployment, finetune, models, predict
+    from dlrun import models
+    from dlrun.results import deployment
+    from dlrun.tasks import finetune, predict
 
     summary = Summary(run.root, cfg, device)
     path = checkpoint.resolve(cfg.ckpt_path, "ckpt_path", finetune.WEIGHTS_FIRST)
@@ -191,7 +183,8 @@ def _model_spec(ckpt, path, trusted):
 
 def _lr_find(cfg, run, loop, summary):
     """The learning-rate range test: lr_find.csv, plots/lr_find.png and the suggestions."""
-    from dlrun import lr_finder, plots
+    from dlrun.results import plots
+    from dlrun.tasks import lr_finder
 
     spec = cfg.lr_find
     _phase(cfg, f"learning-rate range test: {spec.steps} steps from lr {spec.min_lr:g} to {spec.max_lr:g}; "
@@ -211,7 +204,7 @@ def _init_from(cfg, net):
     """Start from another run's weights (init_from): what was loaded, or None."""
     if not cfg.init_from:
         return None
-    from dlrun import finetune
+    from dlrun.tasks import finetune
 
     loaded = finetune.init_from(net, cfg.init_from, build.patterns(cfg.init_from_exclude), cfg.trust_unverified_ckpt)
     _phase(cfg, finetune.describe(loaded))
@@ -356,7 +349,7 @@ def _first_look(cfg, run, data, record, painter):
     inspection.show(record["model_summary"], record["data_summary"], full=cfg.show_config == "full" or
                     cfg.task == "inspect", enabled=cfg.show_config != "none")
     if cfg.plots:
-        from dlrun import plots
+        from dlrun.results import plots
 
         jobs, skipped = plots.data_jobs(run.plots, cfg.plots, data, record["data_summary"], cfg.regularization.augment,
                                         cfg.seed)
@@ -464,7 +457,7 @@ def _decision_threshold(cfg, run, loop, data, summary):
     if data.task != "binary":
         return
     if cfg.dataset.get("threshold") == "auto":
-        from dlrun.metrics import best_threshold
+        from dlrun.results.metrics import best_threshold
 
         metric = cfg.dataset.get("threshold_metric", "f1")
         out, y, _, _ = loop.predict(loop.val_batches)
@@ -508,7 +501,7 @@ def _plots(cfg, run, loop, data, ev, state, record, painter):
     """The plots of the results (without a test split, only those of training), and those of the
     data begun before training, all on disk when this returns."""
     if cfg.plots:
-        from dlrun import plots
+        from dlrun.results import plots
 
         _phase(cfg, f"drawing plots into {run.plots}")
         jobs, skipped = plots.result_jobs(run.plots, cfg.plots, loop, data, ev, state)
@@ -519,7 +512,7 @@ def _plots(cfg, run, loop, data, ev, state, record, painter):
 
 def _export(cfg, run, loop, data):
     if cfg.export:
-        from dlrun import export
+        from dlrun.results import export
 
         _phase(cfg, f"exporting the model ({cfg.export})")
         export.write(cfg.export, loop.eval_model, {**build.preprocessing(data), "threshold": loop.threshold},

@@ -5,8 +5,8 @@ another type; every reader (sweeps, leaderboards, compare, tracking, the Optuna 
 through `read`, which refuses a record of a newer format with one line.
 """
 
-from dlrun import artifacts
 from dlrun.errors import DlrunError
+from dlrun.results import artifacts
 
 FORMAT = 1
 

@@ -22,11 +22,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from dlrun import artifacts, record
-from dlrun import config as configs
-from dlrun.config import flat_items
+from dlrun.config import sources as configs
+from dlrun.config.sources import flat_items
 from dlrun.errors import DlrunError, first_line
 from dlrun.layout import RunDir
+from dlrun.results import artifacts, record
 
 SWEEP = "DLRUN_MLFLOW_SWEEP"  # the sweep's tracking URI, experiment and parent run, as JSON
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param's value

@@ -17,15 +17,16 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from dlrun import checkpoint, distributed, metrics
-from dlrun import device as devices
-from dlrun.averaging import Averaging
 from dlrun.errors import DlrunError
-from dlrun.finetune import Freezing
-from dlrun.fit_policy import FitPolicy, FitState
-from dlrun.interrupt import EXIT_CODES
-from dlrun.regularization import l1_penalty, mix, penalized_weights
-from dlrun.step import GuardedUpdate
+from dlrun.results import checkpoint, metrics
+from dlrun.tasks.finetune import Freezing
+from dlrun.tasks.interrupt import EXIT_CODES
+from dlrun.train import device as devices
+from dlrun.train import distributed
+from dlrun.train.averaging import Averaging
+from dlrun.train.fit_policy import FitPolicy, FitState
+from dlrun.train.regularization import l1_penalty, mix, penalized_weights
+from dlrun.train.step import GuardedUpdate
 
 REFRESH_S = 0.25
 RUNNING_SUMS = ("loss_sum", "correct", "count")  # of an epoch so far, kept by a mid-epoch checkpoint

@@ -12,8 +12,8 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from dlrun import schema
-from dlrun.config import conf_dir, flat_items
+from dlrun.config import schema
+from dlrun.config.sources import conf_dir, flat_items
 from dlrun.errors import unknown_choice
 
 HIDDEN = {"hydra"}  # Hydra's own groups: see dlrun --hydra-help

@@ -11,9 +11,9 @@ from typing import Any, get_args, get_origin
 
 from omegaconf import OmegaConf
 
-from dlrun import schema
+from dlrun.config import schema
 from dlrun.errors import ConfigError, unknown_choice
-from dlrun.metric_names import monitor_names, natural_mode
+from dlrun.results.metric_names import monitor_names, natural_mode
 
 ONNX_PACKAGES = ("onnx", "onnxscript")
 
@@ -62,7 +62,7 @@ def _check_packages(cfg):
         if importlib.util.find_spec("mlflow") is None:
             raise ConfigError("logger=mlflow needs the mlflow package: pip install mlflow "
                               "(or pip install 'dlrun[tracking]'). CSV metrics are written either way.")
-        from dlrun import tracking
+        from dlrun.sweeps import tracking
 
         tracking.check_server(tracking.tracking_uri(cfg))
 
@@ -154,10 +154,10 @@ def check_monitor(monitor, task):
 
 def check_components(cfg):
     """Every group names a registered builder (or a _target_) with known arguments."""
-    from dlrun import loss, optimizer, scheduler
     from dlrun.build import plain
     from dlrun.data import DATASETS
     from dlrun.models import MODELS
+    from dlrun.train import loss, optimizer, scheduler
 
     registries = {"dataset": DATASETS, "model": MODELS, "optimizer": optimizer.OPTIMIZERS,
                   "scheduler": scheduler.SCHEDULERS, "loss": loss.LOSSES}

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from dlrun.errors import DlrunError, os_reason
 from dlrun.layout import RunDir, run_of_checkpoint
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parent.parent  # the dlrun package (this module is in dlrun/config)
 
 
 def conf_dir():
@@ -95,7 +95,7 @@ def stored_run(ckpt_path):
     composed it without the run-specific ones, and where its own code came from (see
     code_sources). Both from the checkpoint itself, so that a checkpoint moved elsewhere keeps
     its config, else the overrides from its run directory's .hydra/overrides.yaml."""
-    from dlrun import checkpoint
+    from dlrun.results import checkpoint
 
     path = Path(ckpt_path).expanduser()
     try:

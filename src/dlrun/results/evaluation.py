@@ -4,8 +4,8 @@ from dataclasses import dataclass
 
 import torch
 
-from dlrun import artifacts, metrics
 from dlrun.layout import RunDir
+from dlrun.results import artifacts, metrics
 
 
 @dataclass

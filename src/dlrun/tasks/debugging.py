@@ -7,8 +7,8 @@ import sys
 
 import torch
 
-from dlrun import distributed
 from dlrun.errors import DlrunError
+from dlrun.train import distributed
 
 NEAR_ZERO = 0.05  # a validation loss below this on the memorised batches counts as fitted
 

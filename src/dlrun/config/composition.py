@@ -17,7 +17,8 @@ from hydra.core.override_parser.types import OverrideType
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf import OmegaConf, ValidationError
 
-from dlrun import config, schema
+from dlrun.config import schema
+from dlrun.config import sources as config
 from dlrun.errors import ConfigError, DlrunError, did_you_mean, unknown_choice
 
 schema.register()  # before Hydra composes anything: conf/config.yaml's first default
@@ -193,7 +194,7 @@ def _groups():
 def _workable(bad_key, overrides, config_dir):
     """name -> the user's override of `bad_key` rewritten for `name`, if it composes and passes
     validation, else None."""
-    from dlrun import validate
+    from dlrun.config import validate
 
     def attempt(name):
         rewritten = [_renamed(o, bad_key, name) for o in overrides]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlrun import artifacts
+from dlrun.results import artifacts
 
 SIZE = (8, 6)   # inches; saved at DPI, so every PNG is 800x600 pixels
 DPI = 100
@@ -456,7 +456,7 @@ def result_jobs(folder, wanted, loop, data, ev, state, seed=0):
 
 
 def _reliability(p):
-    from dlrun.metrics import calibration_bins
+    from dlrun.results.metrics import calibration_bins
 
     return _job(reliability, calibration_bins(p.confidence, p.correct)[1])
 
@@ -465,7 +465,7 @@ def _misclassified(data, p, limit=25):
     import torch
 
     from dlrun.data.batches import DeviceTransform
-    from dlrun.metrics import top_losses
+    from dlrun.results.metrics import top_losses
 
     shown, losses = top_losses(p, limit)
     if not len(shown):

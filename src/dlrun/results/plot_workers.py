@@ -28,7 +28,7 @@ def _ready():
 
     import numpy as np
 
-    from dlrun import plots
+    from dlrun.results import plots
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     fig, (lines, image) = plots._figure(2, size=(4, 2))
@@ -68,7 +68,7 @@ def worker_count(plots):
 def _main_module_hidden():
     """A spawned process imports the parent's __main__ first: a user's script that calls
     dlrun.run() without an `if __name__ == "__main__":` guard would run again in every worker.
-    The workers need only dlrun.plots, so they are started with an empty __main__."""
+    The workers need only dlrun.results.plots, so they are started with an empty __main__."""
     main = sys.modules["__main__"]
     sys.modules["__main__"] = types.ModuleType("__main__")
     try:

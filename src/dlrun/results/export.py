@@ -9,8 +9,8 @@ import warnings
 
 import torch
 
-from dlrun.artifacts import atomic_write, write_text
-from dlrun.deployment import Deployed, describe
+from dlrun.results.artifacts import atomic_write, write_text
+from dlrun.results.deployment import Deployed, describe
 
 
 def write(kind, model, preprocessing, folder, threshold=0.5):

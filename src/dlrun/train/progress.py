@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from dlrun.console import console
-from dlrun.metric_names import REGRESSION_SCALARS
+from dlrun.results.metric_names import REGRESSION_SCALARS
 
 
 class _BarWithNote(Progress):

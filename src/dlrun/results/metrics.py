@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from sklearn import metrics as skm
 
-from dlrun import deployment
+from dlrun.results import deployment
 
 
 def decide(task, probs, threshold=0.5):

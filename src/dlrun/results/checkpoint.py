@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 from dlrun import __version__
-from dlrun.artifacts import atomic_write
 from dlrun.errors import DlrunError
 from dlrun.layout import RunDir
+from dlrun.results.artifacts import atomic_write
 
 FORMAT = 2  # 2: the checksum covers every field (1: tensors only)
 

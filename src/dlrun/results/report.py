@@ -6,9 +6,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from dlrun import artifacts
 from dlrun.layout import RunDir
-from dlrun.metric_names import shown
+from dlrun.results import artifacts
+from dlrun.results.metric_names import shown
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1100px;

@@ -3,7 +3,7 @@ checkpoint policy, as plain values, and the state that a checkpoint carries."""
 
 from dataclasses import dataclass, field
 
-from dlrun import metrics
+from dlrun.results import metrics
 
 
 @dataclass

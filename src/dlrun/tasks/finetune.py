@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dlrun import checkpoint
 from dlrun.errors import ConfigError, DlrunError
+from dlrun.results import checkpoint
 
 # A run's weights to use: its best.pt (its chosen weights), else its last.pt.
 WEIGHTS_FIRST = ("best", "last")

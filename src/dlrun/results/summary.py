@@ -10,11 +10,12 @@ import platform
 import time
 from datetime import datetime
 
-from dlrun import __version__, record
-from dlrun.config import run_overrides
+from dlrun import __version__
+from dlrun.config.sources import run_overrides
 from dlrun.errors import first_line
 from dlrun.layout import RunDir
-from dlrun.metric_names import mode_of
+from dlrun.results import record
+from dlrun.results.metric_names import mode_of
 
 
 def versions():
@@ -151,6 +152,6 @@ def _stop_reason(status, state, task):
 
 
 def _world_size():
-    from dlrun.distributed import shard
+    from dlrun.train.distributed import shard
 
     return shard()[1]
