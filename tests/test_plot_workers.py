@@ -44,7 +44,7 @@ def test_a_failing_plot_fails_where_the_run_waits(tmp_path):
 def test_a_script_without_a_main_guard_starts_workers_once(tmp_path):
     script = tmp_path / "train.py"
     script.write_text("from pathlib import Path\n"
-                      "from dlrun import plot_workers, plots\n"
+                      "from dlrun.results import plot_workers, plots\n"
                       "Path('runs.txt').open('a').write('ran\\n')\n"
                       "with plot_workers.PlotWorkers(2) as painter:\n"
                       "    painter.submit([plots.Job(plots.per_class, ([{'class': 'a', 'accuracy': 1.0, 'support': 3}],),"
