@@ -23,7 +23,7 @@ import dlrun
 from dlrun import build, models
 from dlrun import data as datasets
 from dlrun.models import MODELS, Network
-from dlrun.tasks.interrupt import StopFlag
+from dlrun.stopping import Stop
 from dlrun.train.fit_policy import FitState
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
@@ -76,7 +76,7 @@ def dlrun_epoch(model, data, overrides, batch, device):
     cfg = dlrun.compose([f"trainer.batch_size={batch}", "optimizer=sgd", "optimizer.lr=0.01", "optimizer.momentum=0.9",
                          "trainer.progress=false", *overrides])
     loop = build.loop(cfg, data, model, device)
-    state, flag = FitState(), StopFlag()
+    state, flag = FitState(), Stop()
     return lambda: loop.train_epoch(state, None, flag)
 
 

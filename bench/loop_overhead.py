@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 import dlrun
 from dlrun import build
-from dlrun.tasks.interrupt import StopFlag
+from dlrun.stopping import Stop
 from dlrun.train.fit_policy import FitState
 
 SIGNALS = Path(__file__).resolve().parent.parent / "docs" / "examples" / "signals"
@@ -49,7 +49,7 @@ def setup(overrides, config_dir):
 
 def dlrun_epoch(cfg, data, net):
     loop = build.loop(cfg, data, net, torch.device("cpu"))
-    state, flag = FitState(), StopFlag()
+    state, flag = FitState(), Stop()
     return lambda: loop.train_epoch(state, None, flag)
 
 

@@ -12,7 +12,7 @@ import torch
 
 import dlrun
 from dlrun import build
-from dlrun.tasks.interrupt import StopFlag
+from dlrun.stopping import Stop
 from dlrun.train.fit_policy import FitState
 
 
@@ -33,7 +33,7 @@ def main():
     torch.manual_seed(0)
     data = build.dataset(cfg)
     loop = build.loop(cfg, data, build.model(cfg, data), torch.device("cpu"))
-    state, flag, samples = FitState(), StopFlag(), []
+    state, flag, samples = FitState(), Stop(), []
     for _ in range(args.epochs):
         loop.train_epoch(state, None, flag)
         loop.validate()

@@ -25,7 +25,7 @@ def measure(kind, rows, device_name, epochs=3):
     import dlrun
     from dlrun import build
     from dlrun.data import DATASETS, Data
-    from dlrun.tasks.interrupt import StopFlag
+    from dlrun.stopping import Stop
     from dlrun.train.fit_policy import FitState
 
     @DATASETS.register("bench_rows")
@@ -44,7 +44,7 @@ def measure(kind, rows, device_name, epochs=3):
     torch.manual_seed(0)
     data = build.dataset(cfg)
     loop = build.loop(cfg, data, build.model(cfg, data), torch.device(dlrun_device(device_name)))
-    state, flag, times = FitState(), StopFlag(), []
+    state, flag, times = FitState(), Stop(), []
     for _ in range(epochs):
         start = time.perf_counter()
         loop.train_epoch(state, None, flag)

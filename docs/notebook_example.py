@@ -19,7 +19,7 @@ import dlrun
 from dlrun import build
 from dlrun.results import checkpoint, plots
 from dlrun.results.evaluation import evaluate
-from dlrun.tasks.interrupt import StopFlag
+from dlrun.stopping import Stop
 from dlrun.train.fit_policy import FitState
 
 out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="dlrun-notebook-"))
@@ -43,7 +43,7 @@ def save(name, state):
     checkpoint.save(out / "steps" / f"{name}.pt", state)
 
 
-state = loop.fit(FitState(), save, StopFlag())
+state = loop.fit(FitState(), save, Stop())
 print(f"trained {state.epoch} epochs; best {cfg.trainer.monitor} {state.best_value:.4f} at epoch {state.best_epoch}")
 
 # 4. Evaluate: per-sample predictions, metrics and the per-class table.

@@ -2,12 +2,13 @@
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from dlrun.stopping import Reason, Stop
 
 # Test processes run side by side (pytest -n): one torch thread each, as the `dlrun` subprocesses
 # below get, instead of every process spreading over every core.
@@ -111,20 +112,16 @@ def built_loop(*overrides):
     return build.loop(cfg, data, build.model(cfg, data), torch.device("cpu"))
 
 
-class NoStop:
-    """A stop flag that is never raised."""
-
-    signum = None
-
-
-class StopAt:
-    """A stop flag (as for SIGTERM) that is raised at its n-th reading; the loop reads it at the
-    end of each optimizer step."""
+class StopAt(Stop):
+    """A stop (as on SIGTERM) asked for at its n-th reading; the loop reads it at the end of each
+    optimizer step."""
 
     def __init__(self, n):
+        super().__init__()
         self.reads, self.n = 0, n
 
-    @property
-    def signum(self):
+    def why(self):
         self.reads += 1
-        return signal.SIGTERM if self.reads >= self.n else None
+        if self.reads >= self.n and self.reason is None:
+            self.reason = Reason("SIGTERM", 143)
+        return super().why()

@@ -5,7 +5,8 @@ resume continues exactly."""
 import pytest
 import torch
 
-from conftest import NoStop, StopAt, built_loop
+from conftest import StopAt, built_loop
+from dlrun.stopping import Stop
 from dlrun.train.fit_policy import FitState
 from dlrun.train.trainer import Interrupted
 
@@ -20,7 +21,7 @@ def _loop(*overrides):
 
 def _trained(*overrides):
     loop = _loop(*overrides)
-    state = loop.fit(FitState(), lambda name, ckpt: None, NoStop())
+    state = loop.fit(FitState(), lambda name, ckpt: None, Stop())
     return loop, state
 
 
@@ -50,6 +51,6 @@ def test_a_stop_waits_for_the_window_and_the_resume_is_exact():
     assert position["step"] == 5 and position["partial"]["batch"] == 15  # after whole windows only
     resumed = _loop(*options)
     state = resumed.load_state_dict(saved["last"], "last")
-    resumed.fit(state, lambda name, ckpt: None, NoStop())
+    resumed.fit(state, lambda name, ckpt: None, Stop())
     for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
         assert torch.equal(a, b)

@@ -5,8 +5,9 @@ evaluated and exported, and a resume continues bit for bit."""
 import pytest
 import torch
 
-from conftest import NoStop, StopAt, built_loop, summary_of
+from conftest import StopAt, built_loop, summary_of
 from dlrun.results import checkpoint
+from dlrun.stopping import Stop
 from dlrun.train.averaging import _ema
 from dlrun.train.fit_policy import FitState
 from dlrun.train.trainer import Interrupted
@@ -28,12 +29,12 @@ def test_ema_update_with_warmup_matches_the_formula():
 def test_a_resume_continues_both_weights_bit_for_bit(options):
     args = [*QUIET, "trainer.max_epochs=3", *options]
     straight = built_loop(*args)
-    straight.fit(FitState(), lambda name, ckpt: None, NoStop())
+    straight.fit(FitState(), lambda name, ckpt: None, Stop())
     stopped, saved = built_loop(*args), {}
     with pytest.raises(Interrupted):
         stopped.fit(FitState(), saved.__setitem__, StopAt(47))  # in epoch 3
     resumed = built_loop(*args)
-    resumed.fit(resumed.load_state_dict(saved["last"], "last"), lambda name, ckpt: None, NoStop())
+    resumed.fit(resumed.load_state_dict(saved["last"], "last"), lambda name, ckpt: None, Stop())
     for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
         assert torch.equal(a, b)
     for a, b in zip(straight.eval_model.state_dict().values(), resumed.eval_model.state_dict().values()):
@@ -45,7 +46,7 @@ def test_swa_averages_the_epoch_ends_from_its_start_and_re_estimates_batchnorm()
     loop = built_loop(*QUIET, "trainer.max_epochs=4", "trainer.averaging.kind=swa", "trainer.averaging.swa_start=3",
                       "trainer.averaging.swa_lr=0.005", "model=cnn", "model.batchnorm=true", "model.channels=[8]")
     ends = []
-    state = loop.fit(FitState(), lambda name, ckpt: None, NoStop(),
+    state = loop.fit(FitState(), lambda name, ckpt: None, Stop(),
                      on_epoch=lambda state, row: ends.append({k: v.clone() for k, v in loop.model.named_parameters()}))
     averaged = dict(loop.averaging.model.module.named_parameters())
     assert int(loop.averaging.model.n_averaged) == 2

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 import dlrun
-from conftest import NoStop, built_loop, summary_of
+from conftest import built_loop, summary_of
 from dlrun.errors import DlrunError
+from dlrun.stopping import Stop
 from dlrun.train.fit_policy import FitState
 from dlrun.train.loss import LOSSES
 
@@ -79,12 +80,12 @@ def _loop(*overrides):
 def test_step_checkpoints_hold_exact_positions():
     saved = []
     straight = _loop("trainer.checkpoint.every_n_steps=7")
-    straight.fit(FitState(), lambda name, ckpt: saved.append(_written(ckpt)) if name == "last" else None, NoStop())
+    straight.fit(FitState(), lambda name, ckpt: saved.append(_written(ckpt)) if name == "last" else None, Stop())
     mid = [c for c in saved if c["fit"]["partial"]]
     assert [c["fit"]["step"] for c in mid] == [7, 14, 21, 28, 35]  # steps 20 and 40 end epochs
     resumed = _loop("trainer.checkpoint.every_n_steps=7")
     state = resumed.load_state_dict(mid[2], "step 21")
-    resumed.fit(state, lambda name, ckpt: None, NoStop())
+    resumed.fit(state, lambda name, ckpt: None, Stop())
     for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
         assert torch.equal(a, b)
 

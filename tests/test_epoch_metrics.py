@@ -9,6 +9,7 @@ import dlrun
 from dlrun.api import compose
 from dlrun.errors import ConfigError
 from dlrun.results import metrics
+from dlrun.stopping import Stop
 
 QUIET = ["trainer.progress=false", "show_config=none", "plots=[]", "report=false", "trainer.max_epochs=2"]
 
@@ -58,26 +59,26 @@ def test_probability_metrics_each_epoch_only_when_asked(tmp_path):
 
 
 def test_last_checkpoint_at_its_interval_and_after_the_final_epoch():
-    from conftest import NoStop, built_loop
+    from conftest import built_loop
     from dlrun.train.fit_policy import FitState
 
     loop = built_loop("trainer.max_epochs=5", "trainer.checkpoint.every_n_epochs=2", "trainer.early_stopping.enabled=false",
                       "plots=[]")
     written = []
-    loop.fit(FitState(), lambda name, ckpt: written.append((name, ckpt["fit"]["epoch"])), NoStop())
+    loop.fit(FitState(), lambda name, ckpt: written.append((name, ckpt["fit"]["epoch"])), Stop())
     assert [epoch for name, epoch in written if name == "last"] == [2, 4, 5]
     best = [epoch for name, epoch in written if name == "best"]
     assert best == sorted(set(best)) and len(best) <= 5  # only epochs that improved the monitor
 
 
 def test_an_epochs_best_and_last_are_one_state_written_once(tmp_path):
-    from conftest import NoStop, built_loop
+    from conftest import built_loop
     from dlrun.results import checkpoint
     from dlrun.train.fit_policy import FitState
 
     loop = built_loop("trainer.max_epochs=3", "trainer.early_stopping.enabled=false", "plots=[]")
     written = []
-    loop.fit(FitState(), lambda name, ckpt: written.append((name, ckpt)), NoStop())
+    loop.fit(FitState(), lambda name, ckpt: written.append((name, ckpt)), Stop())
     first_best = next(i for i, (name, _) in enumerate(written) if name == "best")
     assert written[first_best + 1][0] == "last" and written[first_best + 1][1] is written[first_best][1]
     assert written[first_best][1]["fit"]["epoch"] == 1  # the state at the end of that epoch
@@ -108,13 +109,13 @@ def test_the_mode_follows_the_monitor_unless_set_and_a_contradiction_is_refused(
 def test_the_curves_plot_marks_the_fit_policys_best_epoch_with_min_delta():
     """With min_delta, an epoch whose loss is lower by less than min_delta is not better: the plot
     marks the epoch the fit policy chose (best.pt's), not the lowest point of the curve."""
-    from conftest import NoStop, built_loop
+    from conftest import built_loop
     from dlrun.results import plots
     from dlrun.train.fit_policy import FitState
 
     loop = built_loop("trainer.max_epochs=6", "trainer.early_stopping.min_delta=0.2",
                       "trainer.early_stopping.patience=10", "plots=[curves]")
-    state = loop.fit(FitState(), lambda name, ckpt: None, NoStop())
+    state = loop.fit(FitState(), lambda name, ckpt: None, Stop())
     lowest = min(state.history, key=lambda row: row["val/loss"])["epoch"]
     assert state.best_epoch != lowest  # the two differ in this run (seeded)
     data = type("Data", (), {"task": "multiclass"})()

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from dlrun import build
 from dlrun.api import compose
-from dlrun.tasks.interrupt import StopFlag
+from dlrun.stopping import Stop
 from dlrun.train import optimizer as optimizers
 from dlrun.train.fit_policy import FitState
 from dlrun.train.step import GuardedUpdate
@@ -127,8 +127,8 @@ def _loop(device, skip_nonfinite, bad_batches):
 def test_accelerator_path_stops_at_the_read_with_true_numbers_and_finite_weights(device):
     loop = _loop(device, skip_nonfinite=1, bad_batches={1, 2, 4})
     state = FitState()
-    with pytest.raises(Diverged) as raised, StopFlag() as flag:
-        loop.fit(state, _no_save, flag)
+    with pytest.raises(Diverged) as raised:
+        loop.fit(state, _no_save, Stop())
     message = " ".join(str(raised.value).split())
     assert "the training loss became nan at step 1 (epoch 1)" in message
     steps = len(loop.train_batches)  # the whole epoch ran before the (only) read
@@ -142,8 +142,7 @@ def test_accelerator_path_stops_at_the_read_with_true_numbers_and_finite_weights
 def test_skip_nonfinite_allows_that_many_on_every_device(device):
     loop = _loop(device, skip_nonfinite=2, bad_batches={2, 5})
     state = FitState()
-    with StopFlag() as flag:
-        loop.fit(state, _no_save, flag)
+    loop.fit(state, _no_save, Stop())
     assert state.skipped == 2 and state.epoch == 1
     row = state.history[0]
     assert row["train/loss"] == row["train/loss"]  # the skipped batches' NaN losses are not in the mean
@@ -162,8 +161,7 @@ def test_epoch_means_equal_a_plain_computation_over_the_training_set():
         group["lr"] = 0.0
     state = FitState()
     order = loop.train_batches.state_dict(mid_epoch=False)
-    with StopFlag() as flag:
-        row, _ = loop.train_epoch(state, _no_save, flag)
+    row, _ = loop.train_epoch(state, _no_save, Stop())
     loop.train_batches.load_state_dict(order)  # the same batches again
     losses, hits, n = 0.0, 0, 0
     with torch.no_grad():

@@ -3,11 +3,12 @@
 import pytest
 import torch
 
-from conftest import NoStop, StopAt, built_loop
+from conftest import StopAt, built_loop
 from dlrun.api import compose
 from dlrun.data.base import Part
 from dlrun.data.batches import DeviceTransform, LoaderBatches, TensorBatches
 from dlrun.errors import ConfigError
+from dlrun.stopping import Stop
 from dlrun.train.fit_policy import FitState
 from dlrun.train.trainer import Interrupted
 
@@ -90,12 +91,12 @@ def test_a_stop_and_resume_with_replacement_equals_a_straight_run():
     options = ["trainer.sampling=replacement", "trainer.max_epochs=2", "trainer.early_stopping.enabled=false",
                "model.dropout=0.0", "plots=[]", "report=false"]
     straight = built_loop(*options)
-    straight.fit(FitState(), lambda name, ckpt: None, NoStop())
+    straight.fit(FitState(), lambda name, ckpt: None, Stop())
     stopped, saved = built_loop(*options), {}
     with pytest.raises(Interrupted):
         stopped.fit(FitState(), saved.__setitem__, StopAt(27))  # mid-way through the second epoch
     resumed = built_loop(*options)
-    resumed.fit(resumed.load_state_dict(saved["last"], "last"), lambda name, ckpt: None, NoStop())
+    resumed.fit(resumed.load_state_dict(saved["last"], "last"), lambda name, ckpt: None, Stop())
     for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
         assert torch.equal(a, b)
     assert not torch.equal(straight.model.head.weight, _shuffled_head(options))
@@ -103,7 +104,7 @@ def test_a_stop_and_resume_with_replacement_equals_a_straight_run():
 
 def _shuffled_head(options):
     loop = built_loop(*[o for o in options if not o.startswith("trainer.sampling")])
-    loop.fit(FitState(), lambda name, ckpt: None, NoStop())
+    loop.fit(FitState(), lambda name, ckpt: None, Stop())
     return loop.model.head.weight
 
 

@@ -142,23 +142,23 @@ def test_ctrl_c_stops_an_optuna_sweep_with_its_leaderboard_and_the_printed_comma
     assert rows["1"] == "superseded" and not (cli.cwd / "search" / ".stopping").exists()
 
 
-def test_a_second_ctrl_c_while_a_sweep_winds_down_exits_at_once_and_leaves_no_mark(tmp_path, monkeypatch):
+def test_a_second_ctrl_c_while_a_sweep_winds_down_exits_at_once_and_leaves_no_mark(tmp_path):
     from omegaconf import OmegaConf
 
-    from dlrun.sweeps.sweep import Leaderboard, stop_requested
+    from dlrun.stopping import SweepStop
+    from dlrun.sweeps.sweep import Leaderboard
 
-    monkeypatch.setenv("DLRUN_SWEEP_PROCESS", "")
     (tmp_path / ".stopping").write_text("143")  # left by a sweep process that is gone (kill -9)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         Leaderboard().on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}, "logger": "csv"}))
-        assert stop_requested(tmp_path) is None  # a new sweep process is not stopping
+        assert SweepStop(tmp_path).requested() is None  # a new sweep process is not stopping
         os.kill(os.getpid(), signal.SIGINT)  # the first: the sweep winds down
-        assert stop_requested(tmp_path) == 130
+        assert SweepStop(tmp_path).requested() == 130
         with pytest.raises(SystemExit) as stopped:
             os.kill(os.getpid(), signal.SIGINT)  # the second, between jobs: at once
             time.sleep(1)
-        assert stopped.value.code == 130 and stop_requested(tmp_path) is None
+        assert stopped.value.code == 130 and SweepStop(tmp_path).requested() is None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

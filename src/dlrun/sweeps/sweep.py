@@ -16,7 +16,6 @@ import shlex
 import signal
 import statistics
 import sys
-import threading
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -25,8 +24,8 @@ from dlrun.config.sources import flat_items, run_overrides
 from dlrun.errors import ConfigError, DlrunError
 from dlrun.layout import RunDir, SweepDir
 from dlrun.results import artifacts, record
+from dlrun.stopping import EXIT_CODES, SweepStop
 from dlrun.sweeps import tracking
-from dlrun.tasks.interrupt import EXIT_CODES
 
 HEADLINE = ("accuracy", "f1_macro", "roc_auc", "rmse", "mae", "r2")
 
@@ -449,29 +448,11 @@ def check_resumable(folder, overrides, config_dir=None):
                   "(another hydra.sweep.dir).")
 
 
-def request_stop(folder, exit_code):
-    """Mark the sweep in `folder` as interrupted: no further job starts (job.run_from_hydra reads
-    the mark), and the sweep ends with `exit_code` once its running jobs have saved their state."""
-    marker = SweepDir(folder).stopping
-    if not marker.is_file():
-        artifacts.write_text(marker, str(exit_code))
-
-
-def stop_requested(folder):
-    """The exit code of a requested stop of the sweep in `folder`, or None."""
-    marker = SweepDir(folder).stopping
-    return int(marker.read_text()) if marker.is_file() else None
-
-
-def _clear_stop(folder):
-    SweepDir(folder).stopping.unlink(missing_ok=True)
-
-
 def _stop(folder, exit_code):
     """End an interrupted sweep, whichever sweeper ran it: the leaderboard with its interrupted
     and not started jobs, the command that continues it, and the signal's exit code. The mark
     goes first, so that nothing here can leave it behind."""
-    _clear_stop(folder)
+    SweepStop(folder).clear()
     jobs = planned_jobs(folder)
     pending = [(str(k), job) for k, job in enumerate(jobs or []) if not SweepDir(folder).job(k).root.is_dir()]
     rows, _ = write(folder, pending=pending)
@@ -489,7 +470,7 @@ def _stop(folder, exit_code):
 def _stop_at_once(folder):
     """A second Ctrl-C while the sweep winds down: exit now, with one line; every file written so
     far is whole (written atomically), and the resume command continues from there."""
-    _clear_stop(folder)
+    SweepStop(folder).clear()
     from dlrun.console import error
 
     resume = f" Resume with: {resume_command(folder)}" if SweepDir(folder).multirun.is_file() else ""
@@ -504,7 +485,6 @@ class Leaderboard(Callback):
 
     def on_multirun_start(self, config, **kwargs):
         folder = Path(config.hydra.sweep.dir)
-        os.environ[SWEEP_PROCESS] = str(os.getpid())  # the launcher's worker processes inherit it
         if config.get("logger") == "mlflow":
             try:
                 tracking.start_sweep(config, folder)
@@ -514,23 +494,15 @@ class Leaderboard(Callback):
                 error(str(exc))
                 sys.exit(exc.exit_code)
 
-        _clear_stop(folder)  # left by a process that is gone (kill -9): this sweep is not stopping
-
-        def handle(signum, frame):
-            if signum == signal.SIGINT and stop_requested(folder) is not None:
-                _stop_at_once(folder)
-            folder.mkdir(parents=True, exist_ok=True)
-            request_stop(folder, EXIT_CODES[signum])
-
-        if threading.current_thread() is threading.main_thread():
-            for signum in EXIT_CODES:
-                signal.signal(signum, handle)
+        stop = SweepStop(folder)
+        stop.clear()  # left by a process that is gone (kill -9): this sweep is not stopping
+        stop.install(at_once=lambda: _stop_at_once(folder))
 
     def on_multirun_end(self, config, **kwargs):
         folder = Path(config.hydra.sweep.dir)
         if not folder.is_dir():
             return
-        code = stop_requested(folder)
+        code = SweepStop(folder).requested()
         if code is not None:
             _stop(folder, code)
         rows, paired = write(folder)
@@ -555,14 +527,6 @@ def _end_tracked_sweep(folder, status):
     """With logger=mlflow, the leaderboard goes to the sweep's parent run, which ends with `status`."""
     if os.environ.get(tracking.SWEEP):
         tracking.end_sweep(folder, status)
-
-
-SWEEP_PROCESS = "DLRUN_SWEEP_PROCESS"  # the pid of the process that runs the sweep's launcher
-
-
-def in_launcher_worker():
-    """Whether this process runs sweep jobs for a launcher in another process (joblib)."""
-    return os.environ.get(SWEEP_PROCESS, str(os.getpid())) != str(os.getpid())
 
 
 def fresh_compare_dir():

@@ -11,7 +11,7 @@ import logging
 import numpy as np
 from omegaconf import open_dict
 
-from dlrun import build, console, registry
+from dlrun import build, console, registry, stopping
 from dlrun import data as datasets
 from dlrun.config import sources as config
 from dlrun.config import validate
@@ -22,7 +22,6 @@ from dlrun.results.evaluation import evaluate, write_tables
 from dlrun.results.summary import Summary
 from dlrun.sweeps import pruning, tracking
 from dlrun.tasks import debugging, inspection, job
-from dlrun.tasks.interrupt import StopFlag
 from dlrun.train import device as devices
 from dlrun.train import distributed
 from dlrun.train.fit_policy import FitState
@@ -230,12 +229,12 @@ def _fit(cfg, loop, state, run, summary, observers):
     log.info("training on %s from epoch %d", loop.device, state.epoch)
     _averaging_note(cfg, loop)
     try:
-        with StopFlag() as flag, TrainingProgress(cfg.trainer.max_epochs, cfg.trainer.batch_size, cfg.trainer.monitor,
-                                                  loop.task, state.epoch, _shows(cfg)) as progress, \
+        with TrainingProgress(cfg.trainer.max_epochs, cfg.trainer.batch_size, cfg.trainer.monitor,
+                              loop.task, state.epoch, _shows(cfg)) as progress, \
                 debugging.profiled(loop, run.profile, cfg.trainer.profile_steps, note=lambda t: _phase(cfg, t)), \
                 debugging.anomaly_detection(cfg.trainer.detect_anomaly):
             watchers = _epoch_watchers(cfg, loop, run, progress, (*observers, tensorboard))
-            loop.fit(state, _checkpoint_writer(run), flag, on_epoch=lambda st, row: [w(st, row) for w in watchers],
+            loop.fit(state, _checkpoint_writer(run), stopping.current(), on_epoch=lambda st, row: [w(st, row) for w in watchers],
                      on_step=progress.step, on_validation=_step_validations(cfg, run, state))
             if state.timed_out:
                 _phase(cfg, f"trainer.max_time={cfg.trainer.max_time:g} s reached at step {state.step}: "

@@ -9,40 +9,39 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from omegaconf import open_dict
 
-from dlrun import console, layout
+from dlrun import console, layout, stopping
 from dlrun.config import validate
 from dlrun.errors import DlrunError, first_line
 from dlrun.layout import RunDir
 from dlrun.results import artifacts, record
-from dlrun.tasks.interrupt import preemption, stops_raise
 
 log = logging.getLogger("dlrun")
 
 
-def run(cfg, run_dir, keep_failed=False, **flow_args):
+def run(cfg, run_dir, keep_failed=False, sweep_dir=None, **flow_args):
     """The one run path (the CLI, `dlrun.run()`, every sweep job and every
     cross-validation fold): check the config, run the flow in `run_dir`, and
     record a failure in summary.json before raising it. Returns the summary.
 
     A run that fails before it starts leaves no directory behind, unless
-    `keep_failed` (a sweep's job, a fold) records the failure there."""
+    `keep_failed` (a sweep's job, a fold) records the failure there. Stops are
+    stopping.current()'s, and a job of the sweep in `sweep_dir` stops with it."""
     run_dir = Path(run_dir)
     try:
         validate.check_config(cfg)
         from dlrun.tasks.flow import execute
 
-        with stops_raise():
+        with stopping.current().watching(sweep_dir):
             return execute(cfg, run_dir, **flow_args)
-    except KeyboardInterrupt:  # a second Ctrl-C in training, or a stop outside it; every file is whole
-        _fail(KeyboardInterrupt("stopped at once by a signal; checkpoints/last.pt, if there is one, is the last "
-                                "saved position"), run_dir, keep=keep_failed, status="interrupted")
+    except KeyboardInterrupt as exc:  # a second Ctrl-C in training, or a stop outside it; every file is whole
+        what = str(exc).splitlines()[0] if str(exc) else "stopped by a signal"
+        _fail(KeyboardInterrupt(f"{what}; checkpoints/last.pt, if there is one, is the last saved position"),
+              run_dir, keep=keep_failed, status="interrupted")
         raise
     except BaseException as exc:
         _fail(exc, run_dir, keep=keep_failed, status=getattr(exc, "status", "failed"))
@@ -59,15 +58,13 @@ def run_from_hydra(cfg):
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from dlrun.sweeps import sweep
-
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun rank 0 speaks; the others only warn
         log.setLevel(logging.WARNING)
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     folder = Path(hydra_cfg.sweep.dir)
-    if multirun and sweep.stop_requested(folder) is not None:  # an interrupted sweep starts no further job
+    if multirun and stopping.SweepStop(folder).requested() is not None:  # a stopping sweep starts no further job
         _remove_unstarted(run_dir)
         return float("nan")
     if multirun and cfg.resume:
@@ -75,10 +72,10 @@ def run_from_hydra(cfg):
         if done is not None:
             return done
     try:
-        with _stops_with_the_sweep(folder) if multirun and sweep.in_launcher_worker() else contextlib.nullcontext(), \
-                _where_this_rank_writes(run_dir, multirun) as where:
-            summary = run(cfg, where, keep_failed=multirun, job_num=hydra_cfg.job.num if multirun else None,
-                          show_config=not multirun, config_dir=_user_config_dir(hydra_cfg))
+        with _where_this_rank_writes(run_dir, multirun) as where:
+            summary = run(cfg, where, keep_failed=multirun, sweep_dir=folder if multirun else None,
+                          job_num=hydra_cfg.job.num if multirun else None, show_config=not multirun,
+                          config_dir=_user_config_dir(hydra_cfg))
     except (KeyboardInterrupt, DlrunError) as exc:
         return _ended_early(exc, run_dir, folder if multirun else None)
     except Exception:  # a bug: recorded by run(); Hydra shows the traceback (in a sweep, run.log has it)
@@ -95,9 +92,7 @@ def _ended_early(exc, run_dir, folder):
     """A run that stopped (a signal, the sweep's stop, preemption) or failed as it may (a
     DlrunError): say so once, and exit with its code, or in a sweep (`folder`) return NaN and
     stop the sweep with a stopped job."""
-    from dlrun.sweeps import sweep
-
-    if folder is not None and preemption.is_set():  # the cluster launcher requeues the job; the sweep goes on
+    if folder is not None and stopping.current().preempted:  # the cluster launcher requeues the job; the sweep goes on
         log.warning("stopped by the cluster's scheduler (preemption or time limit) with its exact position in "
                     "%s; submitit requeues it (after a time limit, at most hydra.launcher.max_num_timeout times)",
                     RunDir(run_dir).checkpoint("last"))
@@ -117,38 +112,8 @@ def _ended_early(exc, run_dir, folder):
     if folder is None:
         sys.exit(code)
     if stopped:  # the sweep stops with its job
-        sweep.request_stop(folder, code)
+        stopping.SweepStop(folder).request(code)
     return float("nan")
-
-
-@contextlib.contextmanager
-def _stops_with_the_sweep(folder, every_s=0.2):
-    """A job in a launcher's worker process stops, saving its state as on SIGTERM, when its sweep
-    is interrupted: the signal reached only the launcher's process, which marks the sweep
-    (sweep.request_stop). Until the job is over, a SIGTERM outside the run's own handlers is
-    ignored, so the one sent here can never kill the worker."""
-    from dlrun.sweeps import sweep
-
-    over, lock = threading.Event(), threading.Lock()
-
-    def watch():
-        while not over.wait(every_s):
-            if sweep.stop_requested(folder) is not None:
-                with lock:
-                    if not over.is_set():
-                        os.kill(os.getpid(), signal.SIGTERM)
-                return
-
-    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    watcher = threading.Thread(target=watch, name="dlrun-sweep-stop", daemon=True)
-    watcher.start()
-    try:
-        yield
-    finally:
-        with lock:
-            over.set()
-        watcher.join()
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

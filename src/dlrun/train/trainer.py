@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from dlrun import stopping
 from dlrun.errors import DlrunError
 from dlrun.results import checkpoint, metrics
 from dlrun.tasks.finetune import Freezing
-from dlrun.tasks.interrupt import EXIT_CODES
 from dlrun.train import device as devices
 from dlrun.train import distributed
 from dlrun.train.averaging import Averaging
@@ -42,7 +42,8 @@ class Diverged(DlrunError):
 
 
 class Interrupted(DlrunError):
-    """Stopped by a signal after writing the `last` checkpoint."""
+    """Stopped (a signal, the sweep's stop, preemption: see stopping.py) after writing the `last`
+    checkpoint."""
 
     status = "interrupted"
 
@@ -87,7 +88,6 @@ class Loop:
         forward = distributed.wrap(self.model, self.device)
         self.forward = torch.compile(forward, mode=self.compile_mode) if self.compile_mode else forward
         self.update = GuardedUpdate(self.optimizer, self.device, self.precision, self.clip_mode, self.clip_max)
-        self.deadline = None  # perf_counter time at which the time budget runs out (set by fit)
         self.autocast = devices.autocast(self.device, self.precision) or contextlib.nullcontext()
         self.l1_weights = penalized_weights(self.model) if self.l1 else None
         self.mixing = self.mixup_alpha > 0 or self.cutmix_alpha > 0
@@ -100,16 +100,20 @@ class Loop:
         self.freezing.apply(self.model, 0)
 
     # ----------------------------------------------------------------- fitting
-    def fit(self, state, save, stop_flag, on_epoch=None, on_step=None, on_validation=None):
+    def fit(self, state, save, stop, on_epoch=None, on_step=None, on_validation=None):
         """Train until the policy stops; `save(name, state_dict)` keeps the `best`
         and `last` checkpoints. Returns the final state. `on_step(done, total)` refreshes
         progress; `on_validation(state, row)` receives the mid-epoch validations
         (policy.val_every).
 
-        With a time budget (`policy.max_time`), the step that exhausts it is the last: last.pt
-        gets the exact position, and a resume continues from there."""
+        `stop` (a stopping.Stop) is read after each optimizer step: a stop saves the exact
+        position in last.pt and raises Interrupted; with a time budget (`policy.max_time`), the
+        step that exhausts it is the last, and a resume continues from there."""
         state.timed_out = False
-        self.deadline = None if self.policy.max_time is None else time.perf_counter() + self.policy.max_time
+        with stop.training(self.policy.max_time):
+            return self._fit(state, save, stop, on_epoch, on_step, on_validation)
+
+    def _fit(self, state, save, stop, on_epoch, on_step, on_validation):
         while self.policy.running(state):
             started = time.perf_counter()
             if self._swa_owns_schedule(state.epoch):
@@ -117,7 +121,7 @@ class Loop:
             lr = self.schedule.lr()
             if self.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(self.device)
-            train, samples_per_s = self.train_epoch(state, save, stop_flag, on_step, on_validation)
+            train, samples_per_s = self.train_epoch(state, save, stop, on_step, on_validation)
             if state.timed_out:
                 break
             if self.averaging is not None:
@@ -141,7 +145,7 @@ class Loop:
                 on_epoch(state, row)
         return state
 
-    def train_epoch(self, state, save, stop_flag, on_step=None, on_validation=None):
+    def train_epoch(self, state, save, stop, on_step=None, on_validation=None):
         """One pass over the training batches; returns the epoch's train metrics and the
         training samples per second (all processes together).
 
@@ -174,7 +178,7 @@ class Loop:
             for hook in self.step_hooks:
                 hook()
             # A stop, a step checkpoint or a validation waits for the end of an accumulation window.
-            if window_end and self._window_end(state, save, stop_flag, on_validation, (i + 1, total),
+            if window_end and self._window_end(state, save, stop, on_validation, (i + 1, total),
                                                (loss_sum, correct, count)):
                 return None, 0.0  # the time budget ran out (a signal raises instead)
             if on_step is not None and time.perf_counter() >= next_refresh:
@@ -190,15 +194,15 @@ class Loop:
             row["train/accuracy"] = sums[1] / sums[2]
         return row, samples_per_s
 
-    def _window_end(self, state, save, stop_flag, on_validation, place, sums):
+    def _window_end(self, state, save, stop, on_validation, place, sums):
         """After an optimizer step: stop (True: the time budget ran out; a signal raises), write
         the step checkpoint or validate, as the policy says. `place` is (batches done, total)."""
         done, total = place
-        signum, timed_out = self._stop_reason(stop_flag)
-        if signum or timed_out or (done < total and self.policy.due(self.policy.checkpoint_every, state)):
+        code, timed_out = self._stop_reason(stop)
+        if code or timed_out or (done < total and self.policy.due(self.policy.checkpoint_every, state)):
             state.partial = {"batch": done, **dict(zip(RUNNING_SUMS, distributed.summed(*sums)))}
-            if signum or timed_out:
-                self._stop_mid_epoch(state, save, signum)
+            if code or timed_out:
+                self._stop_mid_epoch(state, save, code, stop)
                 return True
             save("last", self.state_dict(state, mid_epoch=True))
             state.partial = None
@@ -278,21 +282,23 @@ class Loop:
                 f"{bad.count} non-finite step(s) by step {state.step}, more than the {self.policy.skip_nonfinite} "
                 f"allowed. None of them changed the weights.")
 
-    def _stop_reason(self, stop_flag):
-        """(the number of the signal that stops training or 0, whether the time budget ran out).
+    def _stop_reason(self, stop):
+        """(the exit code of a stop that ends the run or 0, whether the time budget ran out).
         Under DDP all processes stop at the same step, as soon as one of them has a reason (a
         signal may reach one process only): one all-reduce of two numbers per optimizer step."""
-        timed_out = self.deadline is not None and time.perf_counter() >= self.deadline
-        return distributed.max_across((int(stop_flag.signum or 0), int(timed_out)), self.device)
+        reason = stop.why()
+        code = reason.exit_code if reason is not None and reason.ends_run else 0
+        return distributed.max_across((code, int(reason is stopping.TIME_BUDGET)), self.device)
 
-    def _stop_mid_epoch(self, state, save, signum):
-        """Keep the exact position in the `last` checkpoint; a signal then raises Interrupted,
-        an exhausted time budget marks the state as timed out."""
-        state.timed_out = not signum
+    def _stop_mid_epoch(self, state, save, code, stop):
+        """Keep the exact position in the `last` checkpoint; a stop then raises Interrupted, an
+        exhausted time budget marks the state as timed out."""
+        state.timed_out = not code
         save("last", self.state_dict(state, mid_epoch=True))
-        if signum:
-            raise Interrupted(f"interrupted at step {state.step} (epoch {state.epoch + 1}); the last checkpoint "
-                              f"holds the exact position.", EXIT_CODES.get(signum, 1))
+        if code:
+            cause = stop.reason.cause if stop.reason is not None else "another process's stop"  # DDP
+            raise Interrupted(f"stopped by {cause} at step {state.step} (epoch {state.epoch + 1}); the last "
+                              f"checkpoint holds the exact position.", code)
 
     # -------------------------------------------------------------- evaluating
     @torch.inference_mode()

@@ -15,9 +15,9 @@ from dlrun.errors import ConfigError, unknown_choice
 from dlrun.layout import SweepDir
 from dlrun.results import record
 from dlrun.results.metric_names import mode_of
+from dlrun.stopping import SweepStop
 from dlrun.sweeps.pruning import PRUNERS, hand_to_jobs
 from dlrun.sweeps.search_space import Param, parse_space
-from dlrun.sweeps.sweep import stop_requested
 
 SAMPLERS = ("tpe", "random", "grid")
 DIRECTIONS = ("auto", "minimize", "maximize")
@@ -114,7 +114,7 @@ class OptunaSweeper(Sweeper):
             trials = [study.ask() for _ in range(min(self.n_jobs, remaining))]
             overrides = [tuple(fixed) + tuple(p.override(t) for p in space) for t in trials]
             results = self.launcher.launch(overrides, initial_job_idx=trials[0].number)
-            stopped = stop_requested(sweep_dir) is not None
+            stopped = SweepStop(sweep_dir).requested() is not None
             for trial, result in zip(trials, results):
                 value = _objective(result)
                 if _status(sweep_dir, trial.number) == "pruned":

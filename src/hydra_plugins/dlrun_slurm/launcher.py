@@ -15,9 +15,9 @@ cluster job of dlrun needs.
 import signal
 from pathlib import Path
 
+from dlrun import stopping
 from dlrun.layout import RunDir
 from dlrun.results import record
-from dlrun.tasks import interrupt
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 
 
@@ -37,7 +37,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
             result = super().__call__(sweep_overrides, *args)
         finally:
             signal.signal(signal.SIGUSR2, requeue)
-        if interrupt.preemption.is_set() and callable(requeue):
+        if stopping.current().preempted and callable(requeue):
             try:
                 requeue(signal.SIGUSR2, None)  # exits once the job is requeued
             except submitit.core.utils.UncompletedJobError as exc:  # max_num_timeout time limits reached
@@ -60,8 +60,6 @@ def _not_requeued(job_dir, exc):
 
 
 def _stop_for_requeue(signum, frame):
-    """SLURM's preemption or time-limit signal: the run stops as it does on SIGTERM."""
-    interrupt.preemption.set()
-    on_sigterm = signal.getsignal(signal.SIGTERM)
-    if callable(on_sigterm):
-        on_sigterm(signal.SIGTERM, frame)
+    """SLURM's preemption or time-limit signal: the run stops as it does on SIGTERM, with the cause
+    that makes its sweep go on (see dlrun/stopping.py)."""
+    stopping.current().request(stopping.Reason("preemption", stopping.EXIT_CODES[signal.SIGTERM]))
