@@ -61,7 +61,12 @@ class SweepDir:
         <n>/ (job n, a RunDir)  summary.csv  summary.md  summary_by_configuration.csv
         paired_comparison.json  leaderboard.html  curves.png  objective_vs_*.png
         optuna.db  optuna_best.json (the Optuna sweeper)
-        .stopping (while an interrupted sweep winds down: the signal's exit code)
+        optuna_study.json (the study and pruner each job reports to: dlrun.sweeps.pruning)
+        .mlflow_sweep.json (with logger=mlflow, the experiment and parent run of the jobs' runs)
+        .stopping (while an interrupted sweep winds down: the signal's exit code; dlrun.stopping)
+
+    These files are how the sweep's process and its jobs, in whatever process a launcher runs
+    them, share what they must (nothing goes through the environment).
     """
 
     def __init__(self, root):
@@ -80,6 +85,8 @@ class SweepDir:
     curves = property(lambda self: self.root / "curves.png")
     optuna_db = property(lambda self: self.root / "optuna.db")
     optuna_best = property(lambda self: self.root / "optuna_best.json")
+    optuna_study = property(lambda self: self.root / "optuna_study.json")
+    mlflow_sweep = property(lambda self: self.root / ".mlflow_sweep.json")
 
     def job(self, number):
         return RunDir(self.root / str(number))

@@ -1,18 +1,17 @@
 """Optuna pruning for the trials of a sweep (`hydra.sweeper.pruner=median|hyperband`).
 
-The sweeper (hydra_plugins/dlrun_optuna) hands its study to the jobs through the environment,
-which every launcher passes on; a job, which is the trial of its job number, reports each
+The sweeper (hydra_plugins/dlrun_optuna) hands its study to the jobs in a file of the sweep
+directory (layout.SweepDir.optuna_study), which a job reads in whatever process or node a
+launcher runs it; a job, which is the trial of its job number, reports each
 epoch's monitored value to the study and stops with status `pruned` when the pruner says so.
 The sweeper then tells the study that the trial was pruned. Trials of parallel jobs share the
 study's storage (SQLite in the sweep directory).
 """
 
-import json
-import os
-
 from dlrun.errors import ConfigError, DlrunError
+from dlrun.layout import SweepDir
+from dlrun.results import artifacts
 
-STUDY = "DLRUN_OPTUNA_STUDY"  # storage, study name and pruner, as JSON
 PRUNERS = ("median", "hyperband")
 
 
@@ -22,10 +21,11 @@ class Pruned(DlrunError):
     status = "pruned"
 
 
-def hand_to_jobs(storage, study_name, pruner, warmup_epochs, startup_trials):
-    """Set by the sweeper before it launches trials."""
-    os.environ[STUDY] = json.dumps({"storage": storage, "study": study_name, "pruner": pruner,
-                                    "warmup_epochs": warmup_epochs, "startup_trials": startup_trials})
+def hand_to_jobs(sweep_dir, storage, study_name, pruner, warmup_epochs, startup_trials):
+    """Written by the sweeper before it launches trials (pruner None: the jobs report nothing)."""
+    artifacts.write_json(SweepDir(sweep_dir).optuna_study, {
+        "storage": storage, "study": study_name, "pruner": pruner, "warmup_epochs": warmup_epochs,
+        "startup_trials": startup_trials})
 
 
 def _pruner(spec, max_epochs):
@@ -58,12 +58,13 @@ class Trial:
                          f"promising next to the other trials.")
 
 
-def trial_of(job_num, max_epochs, world_size):
-    """The trial to report to, in a sweep whose sweeper prunes; None otherwise."""
-    spec = os.environ.get(STUDY)
-    if not spec or job_num is None:
+def trial_of(sweep_dir, job_num, max_epochs, world_size):
+    """The trial to report to, for job `job_num` of the sweep in `sweep_dir` when its sweeper
+    prunes; None otherwise."""
+    file = SweepDir(sweep_dir).optuna_study if sweep_dir is not None else None
+    if file is None or job_num is None or not file.is_file():
         return None
-    spec = json.loads(spec)
+    spec = artifacts.read_json(file)
     if not spec["pruner"]:
         return None
     if world_size > 1:  # one process's decision would leave the others waiting for it

@@ -251,7 +251,6 @@ def _markdown(rows, columns, groups, paired=None):
 
 def _html(folder, rows, columns, groups, plot_files, paired=None):
     import base64
-    import os
 
     def cell(row, key):
         text = html.escape(_fmt(row.get(key)))
@@ -448,7 +447,7 @@ def check_resumable(folder, overrides, config_dir=None):
                   "(another hydra.sweep.dir).")
 
 
-def _stop(folder, exit_code):
+def _stop(config, folder, exit_code):
     """End an interrupted sweep, whichever sweeper ran it: the leaderboard with its interrupted
     and not started jobs, the command that continues it, and the signal's exit code. The mark
     goes first, so that nothing here can leave it behind."""
@@ -458,7 +457,7 @@ def _stop(folder, exit_code):
     rows, _ = write(folder, pending=pending)
     counts = {status: sum(r["status"] == status for r in rows) for status in ("completed", "interrupted", "failed")}
     left = f"{len(pending)} not started" if jobs is not None else "the trials left not started"
-    _end_tracked_sweep(folder, "KILLED")
+    _end_tracked_sweep(config, folder, "KILLED")
     from dlrun.console import error
 
     error(f"sweep interrupted: {counts['completed']} completed, {counts['interrupted']} interrupted, "
@@ -504,10 +503,10 @@ class Leaderboard(Callback):
             return
         code = SweepStop(folder).requested()
         if code is not None:
-            _stop(folder, code)
+            _stop(config, folder, code)
         rows, paired = write(folder)
         failed = [r for r in rows if r["status"] in ("failed", "diverged")]
-        _end_tracked_sweep(folder, "FAILED" if failed else "FINISHED")
+        _end_tracked_sweep(config, folder, "FAILED" if failed else "FINISHED")
         done = sum(r["status"] == "completed" for r in rows)
         more = {status: sum(r["status"] == status for r in rows) for status in ("interrupted", "pruned")}
         print(f"leaderboard: {SweepDir(folder).summary_md} ({done} completed, {len(failed)} failed"
@@ -523,9 +522,9 @@ class Leaderboard(Callback):
             sys.exit(1)
 
 
-def _end_tracked_sweep(folder, status):
+def _end_tracked_sweep(config, folder, status):
     """With logger=mlflow, the leaderboard goes to the sweep's parent run, which ends with `status`."""
-    if os.environ.get(tracking.SWEEP):
+    if config.get("logger") == "mlflow":
         tracking.end_sweep(folder, status)
 
 

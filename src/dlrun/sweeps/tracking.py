@@ -7,15 +7,14 @@ in the same directory continues the same MLflow run (its id is kept in the run d
 
 A sweep is one experiment (named after the sweep directory) holding a parent run for the sweep
 and one child run per job; the parent gets the leaderboard. The sweep's process creates both and
-hands them to its jobs through the environment, which every launcher passes on (joblib's
-workers, SLURM's jobs).
+hands them to its jobs in a file of the sweep directory (layout.SweepDir.mlflow_sweep), which a
+job reads in whatever process or node a launcher runs it (joblib's workers, SLURM's jobs).
 
 The tracking URI is `mlflow.tracking_uri`, else $MLFLOW_TRACKING_URI, else a SQLite store in the
 outputs directory (outputs/mlflow.db, artifacts in outputs/mlartifacts).
 """
 
 import contextlib
-import json
 import os
 import urllib.request
 from pathlib import Path
@@ -25,10 +24,9 @@ from omegaconf import OmegaConf
 from dlrun.config import sources as configs
 from dlrun.config.sources import flat_items
 from dlrun.errors import DlrunError, first_line
-from dlrun.layout import RunDir
+from dlrun.layout import RunDir, SweepDir
 from dlrun.results import artifacts, record
 
-SWEEP = "DLRUN_MLFLOW_SWEEP"  # the sweep's tracking URI, experiment and parent run, as JSON
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param's value
 
 
@@ -80,14 +78,16 @@ def flat_params(cfg):
 
 
 class TrackedRun:
-    """One dlrun run as an MLflow run (rank 0 only), begun by `start` once the run has started."""
+    """One dlrun run as an MLflow run (rank 0 only), begun by `start` once the run has started; a
+    job of the sweep in `sweep_dir` is a child run of the sweep's."""
 
-    def __init__(self, cfg, run_dir):
+    def __init__(self, cfg, run_dir, sweep_dir=None):
         self.cfg, self.run = cfg, RunDir(run_dir)
+        self.sweep_file = SweepDir(sweep_dir).mlflow_sweep if sweep_dir is not None else None
         self.client = self.run_id = None
 
     def start(self):
-        sweep = json.loads(os.environ[SWEEP]) if os.environ.get(SWEEP) else None
+        sweep = artifacts.read_json(self.sweep_file) if self.sweep_file and self.sweep_file.is_file() else None
         uri = sweep["uri"] if sweep else tracking_uri(self.cfg)
         self.client = _client(uri)
         if self.run.mlflow_run.is_file():  # a resume in this directory: the same MLflow run goes on
@@ -145,13 +145,13 @@ def _is_number(value):
 
 
 @contextlib.contextmanager
-def tracked(cfg, run_dir, enabled):
+def tracked(cfg, run_dir, enabled, sweep_dir=None):
     """The MLflow run of this run around its work (None unless `enabled` and logger=mlflow); it
     ends FINISHED, or KILLED after an interruption, or FAILED."""
     if not enabled or cfg.logger != "mlflow":
         yield None
         return
-    run = TrackedRun(cfg, run_dir)
+    run = TrackedRun(cfg, run_dir, sweep_dir)
     try:
         yield run
     except BaseException as exc:
@@ -161,16 +161,11 @@ def tracked(cfg, run_dir, enabled):
     run.finish("FINISHED")
 
 
-def _sweep_record(sweep_dir):
-    """The sweep's tracking URI, experiment and parent run, kept for a resumed sweep."""
-    return Path(sweep_dir) / ".mlflow_sweep.json"
-
-
 def start_sweep(cfg, sweep_dir):
     """The sweep's experiment and parent run (created, or found again when the sweep is resumed),
-    handed to the jobs through the environment."""
+    in the sweep directory's record that its jobs read."""
     sweep_dir = Path(sweep_dir)
-    record = _sweep_record(sweep_dir)
+    record = SweepDir(sweep_dir).mlflow_sweep
     if record.is_file():
         sweep = artifacts.read_json(record)
         _client(sweep["uri"]).update_run(sweep["parent_run_id"], status="RUNNING")
@@ -184,12 +179,11 @@ def start_sweep(cfg, sweep_dir):
         sweep = {"uri": uri, "experiment_id": experiment, "parent_run_id": parent.info.run_id}
         sweep_dir.mkdir(parents=True, exist_ok=True)
         artifacts.write_json(record, sweep)
-    os.environ[SWEEP] = json.dumps(sweep)
 
 
 def end_sweep(sweep_dir, status):
     """The leaderboard into the parent run, and its status."""
-    record = _sweep_record(sweep_dir)
+    record = SweepDir(sweep_dir).mlflow_sweep
     if not record.is_file():
         return
     sweep = artifacts.read_json(record)

@@ -31,11 +31,13 @@ from dlrun.train.trainer import Diverged, Interrupted
 log = logging.getLogger("dlrun")
 
 
-def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=None, config_dir=None):
+def execute(cfg, run_dir, show_config=False, job_num=None, sweep_dir=None, overrides=None, raw=None,
+            config_dir=None):
     """Run the config in `run_dir`; returns the summary (also in summary.json).
 
     The caller has run `validate.check_config` (before torch was imported);
-    `job_num` is the job's number in a sweep (it picks a GPU when there are several).
+    `job_num` is the job's number in the sweep in `sweep_dir` (it picks a GPU when there are
+    several; the sweep's files say whether it is an Optuna trial or an MLflow child run).
     With `cv.folds > 1`, each fold is one call of this function (see cross_validate).
     `overrides` (default: the run directory's) are recorded in checkpoints, with the user's
     `config_dir` and where the plugins came from; `raw` is the dataset builder's data when the
@@ -50,7 +52,7 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
     if show_config and distributed.is_main():
         console.show_config(cfg, overrides, device)
     if cfg.cv.folds > 1 and cfg.cv.fold is None:
-        return cross_validate(cfg, run, device, overrides, config_dir)
+        return cross_validate(cfg, run, device, overrides, config_dir, sweep_dir)
     if cfg.task == "predict":
         return _predict(cfg, run, device)
     ckpt = checkpoint.load(cfg.ckpt_path, unverified=cfg.trust_unverified_ckpt) if cfg.ckpt_path else None
@@ -62,9 +64,10 @@ def execute(cfg, run_dir, show_config=False, job_num=None, overrides=None, raw=N
     # Plot workers start now, so that their imports overlap with loading the data and training.
     workers = plot_workers.worker_count(cfg.plots) if distributed.is_main() and cfg.task in ("train", "eval") else 0
     # rank 0 alone tracks the run; the trial of a pruning sweep (one process: see trial_of)
-    trial = pruning.trial_of(job_num, cfg.trainer.max_epochs, distributed.shard()[1]) if cfg.task == "train" else None
-    with plot_workers.PlotWorkers(workers) as painter, \
-            tracking.tracked(cfg, run.root, distributed.is_main() and cfg.task in ("train", "eval")) as tracker:
+    trial = (pruning.trial_of(sweep_dir, job_num, cfg.trainer.max_epochs, distributed.shard()[1])
+             if cfg.task == "train" else None)
+    tracks = distributed.is_main() and cfg.task in ("train", "eval")
+    with plot_workers.PlotWorkers(workers) as painter, tracking.tracked(cfg, run.root, tracks, sweep_dir) as tracker:
         return _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter, (tracker, trial))
 
 
@@ -518,7 +521,7 @@ def _export(cfg, run, loop, data):
                      run.checkpoints, loop.threshold)
 
 
-def cross_validate(cfg, run, device, overrides, config_dir=None):
+def cross_validate(cfg, run, device, overrides, config_dir=None, sweep_dir=None):
     """k-fold cross-validation: fold i is a whole run in fold_<i>/ (cv.fold=i);
     the parent gets folds.csv, mean and std of every metric, and its own report.
 
@@ -534,8 +537,8 @@ def cross_validate(cfg, run, device, overrides, config_dir=None):
     rows, results = [], []
     for i in range(cfg.cv.folds):
         _phase(cfg, f"fold {i + 1} of {cfg.cv.folds} (cv.fold={i}) in {run.fold(i).root}")
-        result = job.run(_fold_config(cfg, i, source), run.fold(i).root, keep_failed=True, overrides=overrides,
-                         raw=raw, config_dir=config_dir)
+        result = job.run(_fold_config(cfg, i, source), run.fold(i).root, keep_failed=True, sweep_dir=sweep_dir,
+                         overrides=overrides, raw=raw, config_dir=config_dir)
         results.append(result)
         rows.append(_fold_row(i, result))
     artifacts.write_csv(run.folds, rows)

@@ -98,8 +98,7 @@ class OptunaSweeper(Sweeper):
         storage = self.storage or f"sqlite:///{SweepDir(sweep_dir).optuna_db.resolve()}"
         study = optuna.create_study(study_name=self.study_name, storage=storage, direction=self.direction,
                                     load_if_exists=True)
-        if self.pruner:
-            hand_to_jobs(storage, self.study_name, self.pruner, self.warmup_epochs, self.startup_trials)
+        hand_to_jobs(sweep_dir, storage, self.study_name, self.pruner, self.warmup_epochs, self.startup_trials)
         # A continued study draws new points: the sampler's seed moves on with the trials already in it
         # (the same seed again would propose the first trials' values again).
         study.sampler = self._sampler(self.seed + len(study.trials), space)
