@@ -136,3 +136,26 @@ def test_a_csv_runs_features_are_named_by_their_columns_in_the_record_and_the_re
     assert names == ["height", "colour=blue", "colour=red", "count"]  # one-hot levels sorted
     report = (tmp_path / "run" / "report.html").read_text()
     assert all(f"<td>{name}</td>" in report for name in names)
+
+
+EXIT_WATCHER = '''
+import atexit, os, pathlib, threading, time
+out = pathlib.Path(os.environ["WATCH_DIR"])
+atexit.register(lambda: (out / "atexit").write_text("ran"))
+threading.Thread(target=lambda: (time.sleep(1), (out / "thread").write_text("joined"))).start()
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bad", [False, True])
+def test_the_command_ends_as_the_interpreter_would_and_keeps_its_exit_code(cli, tmp_path, bad):
+    """The `dlrun` script skips only the interpreter's teardown of its modules (bench/RESULTS.md:
+    about a second): a plugin's exit handler runs, its thread is joined, the output is whole and
+    the exit code is the run's."""
+    (tmp_path / "exit_watcher.py").write_text(EXIT_WATCHER)
+    failing = ["dataset=csv", f"dataset.path={tmp_path / 'none.csv'}", "dataset.target=y"] if bad else []
+    done = cli(*SMOKE, "plugins=[exit_watcher]", "plots=[]", "report=false", *failing, check=False,
+               env={"PYTHONPATH": str(tmp_path), "WATCH_DIR": str(tmp_path)})
+    assert done.returncode == (2 if bad else 0), done.stderr  # 2: the data file named does not exist
+    assert (tmp_path / "atexit").read_text() == "ran" and (tmp_path / "thread").read_text() == "joined"
+    assert ("none.csv" in done.stderr) if bad else ("test/accuracy" in done.stdout)

@@ -115,7 +115,9 @@ def _hydra_main(cfg):
 def command():
     """The `dlrun` console script: `main`, then an exit that runs every exit handler (logs closed,
     plot workers and other threads joined, buffers flushed) but skips the interpreter's teardown of
-    the loaded modules, which takes about a second once torch is imported and saves nothing."""
+    the loaded modules, which takes about a second once torch is imported and saves nothing
+    (measured in bench/RESULTS.md; tests/test_terminal.py checks that a plugin's exit handler
+    and thread still finish and that the exit code is the run's)."""
     try:
         main()
         code = 0
