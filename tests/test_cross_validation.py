@@ -9,7 +9,7 @@ import dlrun
 from conftest import SMOKE
 from dlrun.errors import ConfigError
 from dlrun.results.artifacts import read_csv
-from dlrun.tasks import flow
+from dlrun.tasks import evaluate
 
 QUICK = [*SMOKE, "dataset=iris", "plots=[curves]"]
 
@@ -83,7 +83,7 @@ def test_a_failure_after_the_start_is_recorded_by_the_python_api(tmp_path, monke
     def broken(*args):
         raise RuntimeError("plots broke")
 
-    monkeypatch.setattr(flow, "_test", broken)
+    monkeypatch.setattr(evaluate, "_test", broken)
     with pytest.raises(RuntimeError):
         dlrun.run(QUICK, run_dir=tmp_path / "run")
     summary = _summary(tmp_path / "run")
@@ -94,7 +94,7 @@ def test_a_failing_fold_is_recorded_in_the_fold_and_in_the_parent(tmp_path, monk
     def broken(*args):
         raise RuntimeError("fold broke")
 
-    monkeypatch.setattr(flow, "_test", broken)
+    monkeypatch.setattr(evaluate, "_test", broken)
     with pytest.raises(RuntimeError):
         dlrun.run([*QUICK, "cv.folds=3"], run_dir=tmp_path / "run")
     fold, parent = _summary(tmp_path / "run" / "fold_0"), _summary(tmp_path / "run")

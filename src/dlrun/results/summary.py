@@ -80,7 +80,7 @@ class Summary:
             skipped_batches=state.skipped,
             monitor={**self.data["monitor"], "best_value": state.best_value, "best_epoch": state.best_epoch},
             objective=state.best_value,
-            # measured again with every metric where the flow could (see flow._weights_to_test)
+            # measured again with every metric where the flow could (see tasks/evaluate.py)
             best_val=self.data.get("best_val") or {k: v for k, v in best.items() if k.startswith("val/")} or None,
             test=test,
             throughput=_throughput(state.history),

@@ -37,7 +37,7 @@ def run(cfg, run_dir, keep_failed=False, sweep_dir=None, **flow_args):
         from dlrun.tasks.flow import execute
 
         with stopping.current().watching(sweep_dir):
-            return execute(cfg, run_dir, sweep_dir=sweep_dir, **flow_args)
+            return execute(cfg, run_dir, run, sweep_dir=sweep_dir, **flow_args)
     except KeyboardInterrupt as exc:  # a second Ctrl-C in training, or a stop outside it; every file is whole
         what = str(exc).splitlines()[0] if str(exc) else "stopped by a signal"
         _fail(KeyboardInterrupt(f"{what}; checkpoints/last.pt, if there is one, is the last saved position"),

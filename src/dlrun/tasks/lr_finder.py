@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from dlrun.errors import DlrunError
+from dlrun.results import artifacts
+from dlrun.tasks import messages
 from dlrun.train.fit_policy import FitState
 
 BETA = 0.98          # the running average that decides when to stop
@@ -126,3 +128,21 @@ def _window_loss(loop, state, window):
         total += float(loss.detach()) * y.shape[0]
         count += y.shape[0]
     return total / count
+
+
+def task(cfg, run_dir, loop, summary):
+    """The learning-rate range test: lr_find.csv, plots/lr_find.png and the suggestions."""
+    from dlrun.results import plots
+
+    spec = cfg.lr_find
+    messages.phase(cfg, f"learning-rate range test: {spec.steps} steps from lr {spec.min_lr:g} to {spec.max_lr:g}; "
+                   f"every state is restored afterwards")
+    test = run(loop, spec.min_lr, spec.max_lr, spec.steps)
+    suggestions = test.suggestions()
+    smoothed = test.smoothed
+    artifacts.write_csv(run_dir.lr_find, [{"lr": lr, "loss": loss, "smoothed": smooth}
+                                      for lr, loss, smooth in zip(test.lrs, test.losses, smoothed)])
+    plots.save(plots.lr_range(test.lrs, test.losses, smoothed, suggestions), run_dir.plots / "lr_find.png")
+    summary.data["lr_find"] = {"suggestions": suggestions, "recommended": "valley", "steps": len(test.lrs),
+                               "stop_reason": test.stop_reason}
+    return summary.finish("completed", FitState())

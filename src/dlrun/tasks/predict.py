@@ -9,8 +9,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dlrun import build, registry
 from dlrun.data.csv_file import parse_numbers
-from dlrun.errors import ConfigError
+from dlrun.errors import ConfigError, DlrunError
+from dlrun.results import artifacts, checkpoint
+from dlrun.results.summary import Summary
+from dlrun.tasks import messages
+from dlrun.train.fit_policy import FitState
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -164,3 +169,39 @@ def rows(ids, out, pre, threshold=0.5, probabilities=False):
             row.update({f"prob_{name}": float(p) for name, p in zip(names, probs)})
         table.append(row)
     return table
+
+
+def task(cfg, run, device):
+    """task=predict: the checkpoint's model and preprocessing on new inputs, into predictions.csv
+    (a run directory's best.pt, else its last.pt)."""
+    from dlrun import models
+    from dlrun.results import deployment
+    from dlrun.tasks import finetune
+
+    summary = Summary(run.root, cfg, device)
+    path = checkpoint.resolve(cfg.ckpt_path, "ckpt_path", finetune.WEIGHTS_FIRST)
+    ckpt = checkpoint.load(path, unverified=cfg.trust_unverified_ckpt)
+    pre, spec = ckpt["preprocessing"], _model_spec(ckpt, path, cfg.trust_run_code)
+    net = models.build({k: v for k, v in spec.items() if k not in ("input_shape", "num_outputs")},
+                       spec["input_shape"], spec["num_outputs"])
+    checkpoint.load_model_state(net, ckpt, path)
+    x, ids = read(cfg.predict.input, pre)
+    messages.phase(cfg, f"predicting {len(ids)} input(s) from {cfg.predict.input}")
+    out = outputs(deployment.Deployed(net, pre), x, device, cfg.trainer.eval_batch_size)
+    threshold = pre.get("threshold") or build.threshold(cfg)
+    artifacts.write_csv(run.predictions, rows(ids, out, pre, threshold, cfg.probabilities))
+    summary.data.update(problem=pre["task"], classes=pre["class_names"], predicted={
+        "input": str(cfg.predict.input), "rows": len(ids), "checkpoint": str(path),
+        "file": str(run.predictions)})
+    return summary.finish("completed", FitState())
+
+
+def _model_spec(ckpt, path, trusted):
+    """The checkpoint's model, to be built by its registered name: a checkpoint is data, so an
+    import path in it (`_target_`, at any depth) is followed only with trust_run_code=true."""
+    spec = dict(ckpt["model_spec"])
+    targets = list(registry.targets(spec))
+    if targets and not trusted:
+        raise DlrunError(f"{path} names code to build its model ({', '.join(targets)}). A checkpoint is read as "
+                         f"data: add trust_run_code=true if you trust where it came from.")
+    return spec

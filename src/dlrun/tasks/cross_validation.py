@@ -1,0 +1,79 @@
+"""k-fold cross-validation (cv.folds > 1): a loop of whole runs, one per fold, around the run
+path; the parent run gets folds.csv, the mean and std of every metric, and its own report."""
+
+import numpy as np
+from omegaconf import open_dict
+
+from dlrun import build
+from dlrun import data as datasets
+from dlrun.config import sources as config
+from dlrun.errors import DlrunError
+from dlrun.layout import RunDir
+from dlrun.results import artifacts, report
+from dlrun.results.summary import Summary
+from dlrun.tasks import messages
+
+
+def cross_validate(cfg, run, device, overrides, run_fold, config_dir=None, sweep_dir=None):
+    """k-fold cross-validation: fold i is a whole run in fold_<i>/ (cv.fold=i), run by
+    `run_fold` (the run path, job.run); the parent gets folds.csv, mean and std of every
+    metric, and its own report.
+
+    Resuming (ckpt_path=<this run>) continues every fold from its last.pt (a
+    completed fold at max_epochs is only evaluated again); task=eval evaluates
+    every fold's best.pt. The data is loaded once, and a split that cannot be made
+    (more folds than rows of a class) is refused before anything is written."""
+    raw = build.raw_dataset(cfg)
+    datasets.split_rows(raw, cfg.split, (cfg.cv.folds, 0, cfg.cv.stratified), cfg.seed)  # labels only
+    summary = Summary(run.root, cfg, device)
+    summary.start_cv()
+    source = RunDir(config.run_dir_of(cfg.ckpt_path)) if cfg.ckpt_path else None
+    rows, results = [], []
+    for i in range(cfg.cv.folds):
+        messages.phase(cfg, f"fold {i + 1} of {cfg.cv.folds} (cv.fold={i}) in {run.fold(i).root}")
+        result = run_fold(_fold_config(cfg, i, source), run.fold(i).root, keep_failed=True, sweep_dir=sweep_dir,
+                          overrides=overrides, raw=raw, config_dir=config_dir)
+        results.append(result)
+        rows.append(_fold_row(i, result))
+    artifacts.write_csv(run.folds, rows)
+    result = summary.conclude_cv(rows, _mean_std(rows), results)
+    if cfg.report:
+        report.write(run.root, result, cfg)
+    return summary.write()
+
+
+def _fold_config(cfg, fold, source):
+    """The config of one fold: its index, and its own checkpoint when resuming or evaluating."""
+    fold_cfg = cfg.copy()
+    with open_dict(fold_cfg):
+        fold_cfg.cv.fold = fold
+        fold_cfg.ckpt_path = None
+        if source is not None:
+            ckpt = source.fold(fold).checkpoint("best" if cfg.task == "eval" else "last")
+            if ckpt.is_file():
+                fold_cfg.ckpt_path = str(ckpt)
+            elif cfg.task == "eval":
+                raise DlrunError(f"ckpt_path={cfg.ckpt_path} is a {cfg.cv.folds}-fold run, but fold {fold} has no "
+                                 f"checkpoints/best.pt to evaluate.")
+    return fold_cfg
+
+
+def _fold_row(fold, result):
+    """One fold's line of folds.csv: its best epoch, and its test metrics, or (without a
+    test split) its validation metrics at the best epoch."""
+    monitor = result.get("monitor", {})
+    row = {"fold": fold, "epochs_run": result.get("epochs_run"), "best_epoch": monitor.get("best_epoch"),
+           "best_value": monitor.get("best_value")}
+    row.update({f"test/{k}": v for k, v in (result.get("test") or {}).items() if isinstance(v, float)})
+    row.update({k: v for k, v in (result.get("best_val") or {}).items() if isinstance(v, float)})
+    return row
+
+
+def _mean_std(rows):
+    """Mean and standard deviation over folds of every metric that has a value."""
+    stats = {}
+    for key in (k for k in rows[0] if k not in ("fold", "best_epoch", "epochs_run")):
+        values = np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=float)
+        if not np.isnan(values).all():  # e.g. no best value when evaluating
+            stats[key] = {"mean": float(np.nanmean(values)), "std": float(np.nanstd(values))}
+    return stats

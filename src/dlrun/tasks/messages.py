@@ -1,0 +1,30 @@
+"""What a run tells its user as it goes: one line per phase, in run.log and (with progress on,
+rank 0 only) in the terminal."""
+
+import logging
+
+from dlrun import console
+from dlrun.train import distributed
+
+log = logging.getLogger("dlrun")
+
+
+def phase(cfg, text):
+    """What happens next or why training stopped: one line in run.log and, with progress on, in
+    the terminal (above the live display while it runs)."""
+    log.info("%s", text)
+    if shows(cfg):
+        console.console.print(f"[dim]>[/] {text}", highlight=False, soft_wrap=True)
+
+
+def shows(cfg):
+    """Whether this process prints progress (under torchrun, rank 0 only)."""
+    return bool(cfg.trainer.progress) and distributed.is_main()
+
+
+def skipped(reasons, record):
+    """Plots that were asked for and do not apply: each named with why, in run.log and the summary."""
+    for name, why in reasons.items():
+        log.info("plot %s skipped: %s", name, why)
+    if reasons:
+        record["plots_skipped"] = {**record.get("plots_skipped", {}), **reasons}
