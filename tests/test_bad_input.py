@@ -172,9 +172,9 @@ def test_unwritable_output_directory(cli, tmp_path):
 
 
 def test_leaderboard_of_a_missing_directory_is_an_error_and_creates_nothing(tmp_path, capsys):
-    from dlrun.sweeps import sweep
+    from dlrun.sweeps import leaderboard
 
-    assert sweep.main([str(tmp_path / "no" / "such")]) == 2
+    assert leaderboard.main([str(tmp_path / "no" / "such")]) == 2
     assert "no such directory" in capsys.readouterr().err and not (tmp_path / "no").exists()
 
 

@@ -146,7 +146,7 @@ def test_a_second_ctrl_c_while_a_sweep_winds_down_exits_at_once_and_leaves_no_ma
     from omegaconf import OmegaConf
 
     from dlrun.stopping import SweepStop
-    from dlrun.sweeps.sweep import Leaderboard
+    from dlrun.sweeps.callback import Leaderboard
 
     (tmp_path / ".stopping").write_text("143")  # left by a sweep process that is gone (kill -9)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -407,7 +407,7 @@ def test_compare_puts_any_runs_on_one_page(cli):
 
 
 def test_objective_plot_axes():
-    from dlrun.sweeps.sweep import objective_figure
+    from dlrun.sweeps.pages import objective_figure
 
     fig = objective_figure("optimizer.lr", [("0.1", 0.5, True), ("0.001", 0.9, False), ("0.01", 0.7, False)],
                            "val/loss", "objective: val/loss (lower is better)")

@@ -38,7 +38,7 @@ def _flags(args):
     return flags
 
 
-SUBCOMMANDS = {"list": "dlrun.config.listing", "leaderboard": "dlrun.sweeps.sweep", "compare": "dlrun.sweeps.compare"}
+SUBCOMMANDS = {"list": "dlrun.config.listing", "leaderboard": "dlrun.sweeps.leaderboard", "compare": "dlrun.sweeps.compare"}
 
 
 def versions_line():
@@ -82,9 +82,9 @@ def prepare_argv(argv):
                           "A single run resumes with ckpt_path=<its run directory>.")
     overrides, run_dir, args.config_dir = config.plan_run(overrides, multirun, args.config_dir)
     if multirun and _asks_resume(overrides):
-        from dlrun.sweeps import sweep
+        from dlrun.sweeps import resume
 
-        sweep.check_resumable(user_dir, overrides, args.config_dir)
+        resume.check_resumable(user_dir, overrides, args.config_dir)
     if args.config_path is None and args.config_name is None:
         compose(overrides, args.config_dir, multirun)
     flags = _flags(args)
@@ -200,7 +200,7 @@ def _records_kept(argv, run_dir):
     (`run_dir`) and the completed jobs that a resumed sweep skips keep their records as they were."""
     sweep_dir = config.value_of(argv, "hydra.sweep.dir")
     if sweep_dir and _asks_resume(argv) and Path(sweep_dir).is_dir():
-        from dlrun.sweeps.sweep import job_dirs
+        from dlrun.sweeps.rows import job_dirs
 
         dirs = job_dirs([sweep_dir])
     else:

@@ -2,8 +2,8 @@
 or both) in a fresh directory: every run's curves overlaid, a link to each run's report, and a
 table of only the config keys that differ."""
 
-from dlrun.sweeps import sweep
+from dlrun.sweeps import leaderboard
 
 
 def main(args):
-    return sweep.main(args, prog="dlrun compare", always_fresh=True)
+    return leaderboard.main(args, prog="dlrun compare", always_fresh=True)

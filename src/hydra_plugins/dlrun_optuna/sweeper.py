@@ -125,7 +125,7 @@ class OptunaSweeper(Sweeper):
                 # else: left running, as a killed sweep leaves it: the continued study asks it again
             returns.append(results)
             remaining -= len(trials)
-            if stopped:  # the sweep was interrupted (dlrun.sweeps.sweep.Leaderboard ends it)
+            if stopped:  # the sweep was interrupted (dlrun.sweeps.callback.Leaderboard ends it)
                 break
         _write_best(study, sweep_dir)
         return returns

@@ -1,0 +1,96 @@
+"""The Hydra callback around a multirun (conf/config.yaml): the sweep's stop (dlrun/stopping.py)
+installed as it starts, the leaderboard written as it ends, and the exit code of the whole sweep."""
+
+import signal
+import sys
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+
+from dlrun.errors import DlrunError
+from dlrun.layout import SweepDir
+from dlrun.stopping import EXIT_CODES, SweepStop
+from dlrun.sweeps import tracking
+from dlrun.sweeps.pages import write
+from dlrun.sweeps.resume import planned_jobs, resume_command
+
+
+def _stop(config, folder, exit_code):
+    """End an interrupted sweep, whichever sweeper ran it: the leaderboard with its interrupted
+    and not started jobs, the command that continues it, and the signal's exit code. The mark
+    goes first, so that nothing here can leave it behind."""
+    SweepStop(folder).clear()
+    jobs = planned_jobs(folder)
+    pending = [(str(k), job) for k, job in enumerate(jobs or []) if not SweepDir(folder).job(k).root.is_dir()]
+    rows, _ = write(folder, pending=pending)
+    counts = {status: sum(r["status"] == status for r in rows) for status in ("completed", "interrupted", "failed")}
+    left = f"{len(pending)} not started" if jobs is not None else "the trials left not started"
+    _end_tracked_sweep(config, folder, "KILLED")
+    from dlrun.console import error
+
+    error(f"sweep interrupted: {counts['completed']} completed, {counts['interrupted']} interrupted, "
+          f"{counts['failed']} failed, {left}; leaderboard: {SweepDir(folder).summary_md}. "
+          f"Resume with: {resume_command(folder)}")
+    sys.exit(exit_code)
+
+
+def _stop_at_once(folder):
+    """A second Ctrl-C while the sweep winds down: exit now, with one line; every file written so
+    far is whole (written atomically), and the resume command continues from there."""
+    SweepStop(folder).clear()
+    from dlrun.console import error
+
+    resume = f" Resume with: {resume_command(folder)}" if SweepDir(folder).multirun.is_file() else ""
+    error(f"sweep stopped at once by a second Ctrl-C; the leaderboard was not updated.{resume}")
+    sys.exit(EXIT_CODES[signal.SIGINT])
+
+
+class Leaderboard(Callback):
+    """Around a multirun: the first Ctrl-C or SIGTERM between jobs stops the sweep (one during a
+    job stops that job, which stops the sweep: job.run_from_hydra); at the end, the leaderboard,
+    and a non-zero exit if a job failed or the sweep was interrupted."""
+
+    def on_multirun_start(self, config, **kwargs):
+        folder = Path(config.hydra.sweep.dir)
+        if config.get("logger") == "mlflow":
+            try:
+                tracking.start_sweep(config, folder)
+            except DlrunError as exc:  # before any job: one line
+                from dlrun.console import error
+
+                error(str(exc))
+                sys.exit(exc.exit_code)
+
+        stop = SweepStop(folder)
+        stop.clear()  # left by a process that is gone (kill -9): this sweep is not stopping
+        stop.install(at_once=lambda: _stop_at_once(folder))
+
+    def on_multirun_end(self, config, **kwargs):
+        folder = Path(config.hydra.sweep.dir)
+        if not folder.is_dir():
+            return
+        code = SweepStop(folder).requested()
+        if code is not None:
+            _stop(config, folder, code)
+        rows, paired = write(folder)
+        failed = [r for r in rows if r["status"] in ("failed", "diverged")]
+        _end_tracked_sweep(config, folder, "FAILED" if failed else "FINISHED")
+        done = sum(r["status"] == "completed" for r in rows)
+        more = {status: sum(r["status"] == status for r in rows) for status in ("interrupted", "pruned")}
+        print(f"leaderboard: {SweepDir(folder).summary_md} ({done} completed, {len(failed)} failed"
+              + "".join(f", {n} {status}" for status, n in more.items() if n) + ")")
+        if paired:
+            print(paired["verdict"])
+        if more["interrupted"]:  # left so by the launcher (a SLURM job out of requeues): the sweep is not done
+            from dlrun.console import error
+
+            error(f"{more['interrupted']} job(s) interrupted and not continued; their summary.json says why. "
+                  f"Resume with: {resume_command(folder)}")
+        if failed or more["interrupted"]:
+            sys.exit(1)
+
+
+def _end_tracked_sweep(config, folder, status):
+    """With logger=mlflow, the leaderboard goes to the sweep's parent run, which ends with `status`."""
+    if config.get("logger") == "mlflow":
+        tracking.end_sweep(folder, status)

@@ -1,0 +1,193 @@
+"""The leaderboard's files, written from its rows: summary.csv and summary.md (sorted by the
+objective, the best row marked), summary_by_configuration.csv, paired_comparison.json,
+leaderboard.html, curves.png and a plot of the objective against each swept parameter."""
+
+import html
+import os
+from pathlib import Path
+
+from dlrun.layout import RunDir, SweepDir
+from dlrun.results import artifacts
+from dlrun.sweeps.rows import (
+    COLUMNS,
+    differing_config,
+    finite,
+    job_dirs,
+    job_row,
+    legend_labels,
+    override_values,
+    rank,
+    swept_parameters,
+)
+from dlrun.sweeps.stats import by_configuration, paired_comparison
+
+
+def write(folder, paths=None, pending=()):
+    """Write the leaderboard files into `folder`; returns the ranked rows and the paired comparison
+    (or None). `pending`: (job name, overrides) of the jobs of an interrupted sweep that did not
+    start, listed as such."""
+    folder = Path(folder)
+    rows = rank([job_row(d) for d in job_dirs(paths or [folder])] + [
+        {"job": name, "overrides": " ".join(overrides), "status": "not started", "objective": None,
+         "best_epoch": None, "wall_time_s": None, "error": "", "path": folder / name} for name, overrides in pending])
+    metric_cols = sorted({k for r in rows for k in r if k.startswith("test/")})
+    columns = COLUMNS + metric_cols + ["error"]
+    artifacts.write_csv(SweepDir(folder).summary_csv, rows, columns)
+    groups = by_configuration(rows)
+    if groups:
+        artifacts.write_csv(SweepDir(folder).by_configuration, groups)
+    paired = paired_comparison(rows)
+    if paired:
+        artifacts.write_json(SweepDir(folder).paired, paired)
+    labels = legend_labels(rows)
+    plot_files = [*_plot_curves(folder, rows, labels), *_plot_objective(folder, rows)]
+    artifacts.write_text(SweepDir(folder).summary_md, _markdown(rows, columns, groups, paired))
+    artifacts.write_text(SweepDir(folder).leaderboard, _html(folder, rows, columns, groups, plot_files, paired))
+    return rows, paired
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+def _markdown(rows, columns, groups, paired=None):
+    lines = [f"# Sweep leaderboard ({len(rows)} jobs, {_objective(rows)}; * marks the best)", "",
+             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(r.get(c)).replace("|", "\\|") for c in columns) + " |" for r in rows]
+    if groups:
+        keys = list(groups[0])
+        lines += ["", "## Mean and standard deviation over seeds", "", "| " + " | ".join(keys) + " |",
+                  "|" + "---|" * len(keys)]
+        lines += ["| " + " | ".join(_fmt(g.get(k)) for k in keys) + " |" for g in groups]
+    if paired:
+        lines += ["", "## Is one configuration better than the other?", "", paired["verdict"]]
+    return "\n".join(lines) + "\n"
+
+
+def _html(folder, rows, columns, groups, plot_files, paired=None):
+    import base64
+
+    def cell(row, key):
+        text = html.escape(_fmt(row.get(key)))
+        report = RunDir(row["path"]).report if key == "job" and "path" in row else None
+        if report is not None and report.is_file():  # each job's own report, relative to this page
+            return f'<td><a href="{html.escape(os.path.relpath(report, folder))}">{text}</a></td>'
+        return f"<td>{text}</td>"
+
+    def table(data, keys):
+        head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
+        body = "".join("<tr>" + "".join(cell(r, k) for k in keys) + "</tr>" for r in data)
+        return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
+
+    images = "".join(f'<figure><img alt="{p.stem}" src="data:image/png;base64,'
+                     f'{base64.b64encode(p.read_bytes()).decode()}"></figure>' for p in plot_files)
+    seeds = f"<h2>Over seeds</h2>{table(groups, list(groups[0]))}" if groups else ""
+    if paired:
+        seeds += f"<h2>Is one configuration better than the other?</h2><p>{html.escape(paired['verdict'])}</p>"
+    differ = differing_config(rows)
+    keys = [k for k in (differ[0] if differ else {}) if k != "job"]
+    config = (f"<h2>Config keys that differ</h2>{table(differ, ['job', *keys])}" if keys else "")
+    style = ("body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25rem .5rem}th{background:#f3f3f3}"
+             "img{max-width:100%}.scroll{overflow-x:auto}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>dlrun: {len(rows)} runs compared</title>"
+            f"<style>{style}</style></head><body><h1>{len(rows)} runs compared</h1><p>{html.escape(_objective(rows))}; "
+            f"* marks the best. Each job links to its own report.</p>{table(rows, columns)}{images}{config}{seeds}"
+            f"</body></html>\n")
+
+
+def _objective(rows):
+    """The objective and its direction, in words (each one, when runs monitored different metrics)."""
+    monitors = list(dict.fromkeys((r["monitor"], r.get("mode", "min")) for r in rows if r.get("monitor")))
+    if not monitors:
+        return "no run has an objective yet"
+    said = [f"{monitor} at the best epoch ({'lower' if mode == 'min' else 'higher'} is better)"
+            for monitor, mode in monitors]
+    if len(said) == 1:
+        return f"objective: {said[0]}"
+    return f"objectives: {'; '.join(said)}; runs are ranked against those of the same objective only"
+
+
+def _plot_curves(folder, rows, labels):
+    """curves.png: every run's monitored metric and losses per epoch, one line per run."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    from dlrun.results.plots import save
+
+    histories = {r["job"]: artifacts.read_csv(RunDir(r["path"]).metrics) for r in rows
+                 if RunDir(r["path"]).metrics.is_file()}
+    histories = {job: h for job, h in histories.items() if h}
+    monitor = next((r.get("monitor") for r in rows if r.get("monitor")), None)
+    if not histories or monitor is None:
+        return []
+    fig = Figure(figsize=(12, 5), dpi=100, layout="constrained")
+    axes = fig.subplots(1, 2)
+    for job, history in histories.items():
+        epochs = [int(row["epoch"]) for row in history]
+        line, = axes[0].plot(epochs, [_number(row.get(monitor)) for row in history], marker="o", markersize=3,
+                             label=labels[job])
+        axes[1].plot(epochs, [_number(row.get("train/loss")) for row in history], "-", color=line.get_color())
+        axes[1].plot(epochs, [_number(row.get("val/loss")) for row in history], "--", color=line.get_color())
+    axes[0].set(title=f"{monitor} per epoch", xlabel="epoch", ylabel=monitor)
+    axes[1].set(title="loss per epoch (train solid, val dashed)", xlabel="epoch", ylabel="loss")
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].legend(fontsize=8)
+    path = SweepDir(folder).curves
+    save(fig, path)
+    return [path]
+
+
+def _number(text):
+    return float(text) if text not in (None, "") else float("nan")
+
+
+def _plot_objective(folder, rows):
+    """objective_vs_<param>.png for each swept parameter."""
+    from dlrun.results.plots import save
+
+    done = [r for r in rows if r["status"] == "completed" and finite(r["objective"])]
+    files = []
+    for key in swept_parameters(rows):
+        points = []
+        for r in done:
+            value = override_values(r).get(key)
+            if value is not None:
+                points.append((value, r["objective"], r is done[0]))
+        if points:
+            path = folder / f"objective_vs_{key.replace('/', '_')}.png"
+            save(objective_figure(key, points, done[0].get("monitor") or "objective", _objective(done)), path)
+            files.append(path)
+    return files
+
+
+def objective_figure(key, points, monitor, objective):
+    """The objective against one parameter: `points` are (value as text, objective, is best).
+    Numbers spanning a factor of 10 or more get a log axis; categories are in order of value."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 5), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    numeric = all(_is_number(v) for v, _, _ in points)
+    points = sorted(points, key=lambda p: float(p[0]) if numeric else p[0])
+    xs = [float(v) if numeric else v for v, _, _ in points]
+    ax.scatter(xs, [o for _, o, _ in points], s=40)
+    for x, (_, value, best) in zip(xs, points):
+        if best:
+            ax.scatter([x], [value], s=200, marker="*", color="tab:red", label="best", zorder=3)
+            ax.legend()
+    if numeric and min(xs) > 0 and max(xs) / min(xs) >= 10:  # log-spaced values, e.g. learning rates
+        ax.set_xscale("log")
+    ax.set(title=f"Objective vs {key} ({objective.rpartition('(')[2].rstrip(')')})", xlabel=key, ylabel=monitor)
+    return fig
+
+
+def _is_number(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,107 @@
+"""The rows of a leaderboard: the run directories of a sweep (or any runs), one row per job read
+from its summary.json, ranked by the objective; the swept values and the config keys that differ."""
+
+import json
+import math
+from pathlib import Path
+
+from dlrun.config.sources import flat_items, run_overrides
+from dlrun.layout import RunDir
+from dlrun.results import record
+
+HEADLINE = ("accuracy", "f1_macro", "roc_auc", "rmse", "mae", "r2")
+
+
+def job_dirs(paths):
+    """Run directories under `paths` (a sweep directory, run directories, or both)."""
+    found = []
+    for path in map(Path, paths):
+        if RunDir(path).summary.is_file() or RunDir(path).hydra.is_dir():
+            found.append(path)
+        else:
+            found += sorted((p for p in path.iterdir() if p.is_dir() and RunDir(p).hydra.is_dir()),
+                            key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+    return found
+
+
+def job_row(run_dir):
+    """One leaderboard row from a run directory (a job that died early is 'failed')."""
+    overrides = [o for o in run_overrides(run_dir) if not o.startswith("resume=")]  # how, not what, it ran
+    row = {"job": run_dir.name, "overrides": " ".join(overrides), "status": "failed", "objective": None,
+           "best_epoch": None, "wall_time_s": None, "error": "", "path": run_dir}
+    file = RunDir(run_dir).summary
+    if not file.is_file():
+        row["error"] = "no summary.json (the job did not start)"
+        return row
+    summary = record.read(file)
+    test = summary.get("test") or {}
+    row.update(status=summary.get("status", "failed"), objective=summary.get("objective"),
+               best_epoch=(summary.get("monitor") or {}).get("best_epoch"), wall_time_s=summary.get("wall_time_s"),
+               error=summary.get("error", ""), monitor=(summary.get("monitor") or {}).get("name"),
+               mode=(summary.get("monitor") or {}).get("mode", "min"))
+    row.update({f"test/{k}": test[k] for k in HEADLINE if isinstance(test.get(k), (int, float))})
+    return row
+
+
+def rank(rows):
+    """Completed rows by objective (best first, per the monitor's mode), then the others. Runs
+    with different monitors are never ranked against each other: each monitor is ranked on its
+    own (the first run's monitor first), with its own best."""
+    done = [r for r in rows if r["status"] == "completed" and finite(r["objective"])]
+    monitors = list(dict.fromkeys((r.get("monitor"), r.get("mode", "min")) for r in done))
+    ranked = []
+    for monitor, mode in monitors:
+        group = sorted((r for r in done if (r.get("monitor"), r.get("mode", "min")) == (monitor, mode)),
+                       key=lambda r: r["objective"], reverse=mode == "max")
+        for i, r in enumerate(group):
+            r["rank"], r["best"] = i + 1, "*" if i == 0 else ""
+        ranked += group
+    rest = [r for r in rows if r not in done]
+    for r in rest:
+        r["rank"], r["best"] = None, ""
+    return ranked + rest
+
+
+def finite(value):
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def override_values(row):
+    """A row's overrides as {key: value text}."""
+    return dict(o.partition("=")[::2] for o in row["overrides"].split())
+
+
+def swept_parameters(rows):
+    """Override keys whose values differ between jobs."""
+    values = {}
+    for r in rows:
+        for key, value in override_values(r).items():
+            values.setdefault(key, set()).add(value)
+    return [k for k, v in values.items() if len(v) > 1]
+
+
+COLUMNS = ["rank", "best", "job", "overrides", "status", "objective", "best_epoch", "wall_time_s"]
+
+
+def differing_config(rows):
+    """For each run, the keys of its resolved config (.hydra/config.yaml) whose values differ
+    between the runs: what a comparison is about. Read as data, nothing is instantiated."""
+    from omegaconf import OmegaConf
+
+    configs = []
+    for r in rows:
+        file = RunDir(r["path"]).hydra / "config.yaml"
+        configs.append(dict(flat_items(OmegaConf.to_container(OmegaConf.load(file)))) if file.is_file() else {})
+    keys = sorted({k for c in configs for k in c})
+    differ = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+    return [{"job": r["job"], **{k: c.get(k) for k in differ}} for r, c in zip(rows, configs)]
+
+
+def legend_labels(rows):
+    """A legend label per run: its swept values (or its job name when nothing was swept)."""
+    swept = swept_parameters(rows)
+    labels = {}
+    for r in rows:
+        values = override_values(r)
+        labels[r["job"]] = " ".join(f"{k}={values[k]}" for k in swept if k in values) or r["job"]
+    return labels
