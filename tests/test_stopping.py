@@ -91,11 +91,17 @@ def test_the_sweeps_first_signal_marks_it_and_a_second_ctrl_c_ends_it_at_once(tm
     ended = []
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        SweepStop(tmp_path).install(at_once=lambda: ended.append(True))
+        sweep = SweepStop(tmp_path)
+        sweep.install(at_once=lambda: ended.append(True))
         os.kill(os.getpid(), signal.SIGTERM)
         assert SweepStop(tmp_path).requested() == 143 and not ended
         os.kill(os.getpid(), signal.SIGINT)
-        assert ended and SweepStop(tmp_path).requested() == 143  # the first code stays
+        assert ended == [True] and SweepStop(tmp_path).requested() == 143  # the first code stays
+        sweep.wind_down()  # the sweep's process ends the stopped sweep: its file goes first
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert SweepStop(tmp_path).requested() is None  # not marked again
+        os.kill(os.getpid(), signal.SIGINT)
+        assert ended == [True, True]  # a second Ctrl-C while it winds down: at once
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -116,3 +122,27 @@ def test_the_loop_reads_the_stop_after_each_step_and_keeps_the_exact_position():
     assert raised.value.exit_code == 143
     assert str(raised.value).startswith(f"stopped by preemption at step {steps} (epoch 2)")
     assert saved["last"]["fit"]["step"] == steps and saved["last"]["fit"]["partial"]["batch"] == 2 and state.epoch == 1
+
+
+PACKAGE = '''
+import os, signal, time
+import stopped_pkg.part
+VALUE = stopped_pkg.part.VALUE
+if os.environ.pop("STOP_IN_IMPORT", None):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)
+'''
+
+
+def test_a_stop_inside_an_import_leaves_the_package_importable(tmp_path, monkeypatch):
+    (tmp_path / "stopped_pkg").mkdir()
+    (tmp_path / "stopped_pkg" / "__init__.py").write_text(PACKAGE)
+    (tmp_path / "stopped_pkg" / "part.py").write_text("VALUE = 7\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("STOP_IN_IMPORT", "1")
+    stop = Stop()
+    with pytest.raises(Stopped), stop.watching():
+        import stopped_pkg  # noqa: F401
+    import stopped_pkg
+
+    assert stopped_pkg.VALUE == 7

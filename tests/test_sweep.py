@@ -183,6 +183,30 @@ def test_sigterm_stops_a_parallel_sweep_and_its_resume_ends_like_a_straight_one(
 
 
 @pytest.mark.slow
+def test_two_quick_ctrl_c_to_a_sweeps_process_group_exit_at_once_and_the_resume_completes_every_job(cli):
+    """As a terminal sends Ctrl-C: to every process of the group, twice, 50 ms apart."""
+    import subprocess
+
+    from conftest import DLRUN
+
+    args = ["-m", *QUIET, "plugins=[paced]", "trainer.max_epochs=30", "seed=1,2,3", "hydra.sweep.dir=sweep"]
+    env = {**os.environ, **PACED_ENV, "DLRUN_OUTPUTS": str(cli.outputs), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([str(DLRUN), *args], cwd=cli.cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for(cli.cwd / "sweep" / "0" / "checkpoints" / "last.pt")
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("dlrun error: sweep stopped at once by a second Ctrl-C")
+    assert not (cli.cwd / "sweep" / ".stopping").exists()
+    cli(*args, "resume=true", env=PACED_ENV)
+    assert [r["status"] for r in leaderboard(cli.cwd / "sweep")] == ["completed"] * 3
+    assert all((cli.cwd / "sweep" / job / "run.log").is_file() for job in "012")
+
+
+@pytest.mark.slow
 def test_a_resumed_sweep_must_be_the_same_sweep(cli):
     conf = cli.cwd / "conf" / "model"
     conf.mkdir(parents=True)

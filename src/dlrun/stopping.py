@@ -33,6 +33,7 @@ as soon as one has a reason, and a worker whose launcher dies gets SIGTERM
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -130,9 +131,24 @@ class Stop:
                 yield self
             finally:
                 self._watching = outer
+                if self.reason is not None:
+                    forget_interrupted_imports()
 
 
 _current = Stop()
+
+
+def forget_interrupted_imports():
+    """A stop that raised inside an import (of matplotlib, say, as the plots begin) leaves the
+    submodules imported so far in sys.modules without their package, and a later import of the
+    package (the sweep's leaderboard) would find them and fail. They are forgotten, so that the
+    next import is whole."""
+    while True:
+        orphans = [name for name in list(sys.modules) if "." in name and name.rpartition(".")[0] not in sys.modules]
+        if not orphans:
+            return
+        for name in orphans:
+            del sys.modules[name]
 
 
 def current():
@@ -189,13 +205,15 @@ def _watch(stop, sweep_dir, handled):
 
 
 class SweepStop:
-    """The stop of the sweep in `folder`, as the file of the protocol above."""
+    """The stop of the sweep in `folder`, as the file of the protocol above; in the sweep's own
+    process also whether the sweep is winding down (its file already removed)."""
 
     def __init__(self, folder):
         from dlrun.layout import SweepDir
 
         self.folder = SweepDir(folder).root
         self.marker = SweepDir(folder).stopping
+        self.winding_down = False
 
     def request(self, exit_code):
         """Mark the sweep as stopping: no further job starts, running jobs save and stop."""
@@ -213,15 +231,22 @@ class SweepStop:
     def clear(self):
         self.marker.unlink(missing_ok=True)
 
+    def wind_down(self):
+        """The sweep's process ends the stopped sweep: the file goes first, so that nothing after
+        can leave it behind; a signal from now on does not mark the sweep again."""
+        self.winding_down = True
+        self.clear()
+
     def install(self, at_once):
         """The sweep process's handler of SIGINT and SIGTERM between jobs, for the sweep's life
         (main thread only): the first signal stops the sweep; a second Ctrl-C calls `at_once()`,
         which ends the process."""
 
         def handle(signum, frame):
-            if signum == signal.SIGINT and self.requested() is not None:
+            if signum == signal.SIGINT and (self.winding_down or self.requested() is not None):
                 at_once()
-            self.request(EXIT_CODES[signum])
+            if not self.winding_down:
+                self.request(EXIT_CODES[signum])
 
         if threading.current_thread() is threading.main_thread():
             for sig in EXIT_CODES:

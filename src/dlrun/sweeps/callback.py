@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from dlrun.errors import DlrunError
+from dlrun.errors import DlrunError, first_line
 from dlrun.layout import SweepDir
 from dlrun.stopping import EXIT_CODES, SweepStop
 from dlrun.sweeps import tracking
@@ -15,11 +15,11 @@ from dlrun.sweeps.pages import write
 from dlrun.sweeps.resume import planned_jobs, resume_command
 
 
-def _stop(config, folder, exit_code):
+def _stop(config, stop, exit_code):
     """End an interrupted sweep, whichever sweeper ran it: the leaderboard with its interrupted
-    and not started jobs, the command that continues it, and the signal's exit code. The mark
-    goes first, so that nothing here can leave it behind."""
-    SweepStop(folder).clear()
+    and not started jobs, the command that continues it, and the signal's exit code."""
+    folder = stop.folder
+    stop.wind_down()
     jobs = planned_jobs(folder)
     pending = [(str(k), job) for k, job in enumerate(jobs or []) if not SweepDir(folder).job(k).root.is_dir()]
     rows, _ = write(folder, pending=pending)
@@ -61,17 +61,30 @@ class Leaderboard(Callback):
                 error(str(exc))
                 sys.exit(exc.exit_code)
 
-        stop = SweepStop(folder)
-        stop.clear()  # left by a process that is gone (kill -9): this sweep is not stopping
-        stop.install(at_once=lambda: _stop_at_once(folder))
+        self.stop = SweepStop(folder)
+        self.stop.clear()  # left by a process that is gone (kill -9): this sweep is not stopping
+        self.stop.install(at_once=lambda: _stop_at_once(folder))
 
     def on_multirun_end(self, config, **kwargs):
+        """The leaderboard; Hydra would turn an exception here into a warning and exit 0, so a
+        leaderboard that cannot be written is one line and exit 1."""
         folder = Path(config.hydra.sweep.dir)
         if not folder.is_dir():
             return
-        code = SweepStop(folder).requested()
+        try:
+            self._end(config, folder)
+        except Exception as exc:
+            from dlrun.console import error
+
+            error(f"the leaderboard of {folder} could not be written ({first_line(exc)}); rebuild it with: "
+                  f"dlrun leaderboard {folder}")
+            sys.exit(getattr(self, "stopped_with", None) or 1)
+
+    def _end(self, config, folder):
+        stop = getattr(self, "stop", None) or SweepStop(folder)
+        self.stopped_with = code = stop.requested()
         if code is not None:
-            _stop(config, folder, code)
+            _stop(config, stop, code)
         rows, paired = write(folder)
         failed = [r for r in rows if r["status"] in ("failed", "diverged")]
         _end_tracked_sweep(config, folder, "FAILED" if failed else "FINISHED")
