@@ -8,7 +8,7 @@ import torch
 from conftest import StopAt, built_loop, summary_of
 from dlrun.results import checkpoint
 from dlrun.stopping import Stop
-from dlrun.train.averaging import _ema
+from dlrun.train.averaging import ema_update
 from dlrun.train.fit_policy import FitState
 from dlrun.train.trainer import Interrupted
 
@@ -17,9 +17,9 @@ QUIET = ["trainer.progress=false", "plots=[]", "report=false", "show_config=none
 
 def test_ema_update_with_warmup_matches_the_formula():
     averaged, current = [torch.zeros(3), torch.tensor(5)], [torch.ones(3), torch.tensor(7)]
-    _ema(0.999, True)(averaged, current, torch.tensor(4))  # decay min(0.999, 5/14)
+    ema_update(0.999, True)(averaged, current, torch.tensor(4))  # decay min(0.999, 5/14)
     assert torch.allclose(averaged[0], torch.full((3,), 1 - 5 / 14)) and averaged[1] == 7  # integers copied
-    _ema(0.9, False)(averaged, current, torch.tensor(100))
+    ema_update(0.9, False)(averaged, current, torch.tensor(100))
     assert torch.allclose(averaged[0], torch.full((3,), 0.9 * (1 - 5 / 14) + 0.1))
 
 

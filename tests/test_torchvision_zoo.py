@@ -11,7 +11,7 @@ from conftest import SMOKE, summary_of
 from dlrun.data import DATASETS
 from dlrun.errors import ConfigError, DlrunError
 from dlrun.models import build as build_model
-from dlrun.models.torchvision_models import _new_head, architectures
+from dlrun.models.torchvision_models import architectures, new_head
 from test_vision import write_idx
 
 RNG = np.random.default_rng(1)
@@ -113,7 +113,7 @@ def test_every_classifier_gets_a_new_head(arch):
     from dlrun.models.torchvision_models import AUXILIARY
 
     with torch.device("meta"):
-        net = _new_head(models.get_model(arch, **AUXILIARY.get(arch, {})), 7, arch)
+        net = new_head(models.get_model(arch, **AUXILIARY.get(arch, {})), 7, arch)
     final = net.head if isinstance(net.head, torch.nn.Linear) else [m for m in net.modules()
                                                                    if isinstance(m, torch.nn.Conv2d)][-1]
     assert getattr(final, "out_features", getattr(final, "out_channels", None)) == 7

@@ -40,7 +40,7 @@ def torchvision_model(input_shape, num_outputs, arch="resnet18", pretrained=Fals
     _adapt_input(net, input_shape[0], pretrained)
     if small_input:
         _small_stem(net, arch)
-    return _new_head(net, num_outputs, arch)
+    return new_head(net, num_outputs, arch)
 
 
 def download_failed(arch, weights, exc):
@@ -78,7 +78,7 @@ def _small_stem(net, arch):
     net.maxpool = nn.Identity()
 
 
-def _new_head(net, num_outputs, arch):
+def new_head(net, num_outputs, arch):
     """The last layer with 1,000 outputs is the ImageNet classifier: a linear one is removed and a
     new head takes its inputs; a convolutional one (SqueezeNet) is replaced in place."""
     name, last = [(n, m) for n, m in net.named_modules()

@@ -15,7 +15,7 @@ from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
 from dlrun.errors import ConfigError
 
 
-def _ema(decay, warmup):
+def ema_update(decay, warmup):
     """The EMA update for AveragedModel: averaged <- decay * averaged + (1 - decay) * current on
     floating-point tensors (integer buffers, e.g. BatchNorm's batch count, are copied). With
     `warmup`, the decay is min(decay, (1 + n) / (10 + n)) after n updates, so the first
@@ -41,7 +41,7 @@ class Averaging:
                  swa_lr=None):
         self.kind = kind  # ema or swa (the config check has refused anything else)
         if kind == "ema":
-            self.model = AveragedModel(model, multi_avg_fn=_ema(ema_decay, ema_warmup), use_buffers=True)
+            self.model = AveragedModel(model, multi_avg_fn=ema_update(ema_decay, ema_warmup), use_buffers=True)
             self.start_epoch = 0
         else:
             self.model = AveragedModel(model)
