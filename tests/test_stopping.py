@@ -62,10 +62,12 @@ def test_a_new_run_starts_without_the_last_ones_reason():
         assert stop.why() is None
 
 
-def test_outside_a_run_a_request_is_only_recorded():
+def test_a_request_before_a_run_stops_it_as_it_begins():
     stop = Stop()
-    stop.request(Reason("preemption", 143))
-    assert stop.preempted
+    stop.request(Reason("preemption", 143))  # SLURM's signal just before the job starts: nothing raises
+    with pytest.raises(Stopped) as raised, stop.watching():
+        pytest.fail("the run starts although it was asked to stop")
+    assert raised.value.exit_code == 143 and stop.preempted  # what the SLURM launcher reads, to requeue
 
 
 @pytest.mark.parametrize("in_training", [False, True])

@@ -76,6 +76,7 @@ class Stop:
         self.deadline = None    # time.perf_counter() value at which the time budget runs out
         self._in_training = False
         self._watching = False
+        self._past = False      # the reason is that of a run that is over (read after it, then dropped)
 
     def why(self):
         """The reason to stop now, or None: the stop asked for, else the exhausted time budget."""
@@ -95,9 +96,10 @@ class Stop:
 
     def request(self, reason):
         """Ask the run to stop (the first reason stays); in a run outside training this raises at
-        once. Outside a run (`watching`) there is nothing to stop."""
-        if self.reason is None:
-            self.reason = reason
+        once. Outside a run (`watching`) it is kept for the next run, which stops as it begins (a
+        scheduler's signal just before the job starts)."""
+        if self.reason is None or self._past:
+            self.reason, self._past = reason, False
         if self._watching and not self._in_training:
             raise Stopped(f"stopped by {self.reason.cause}", self.reason.exit_code)
 
@@ -122,15 +124,21 @@ class Stop:
 
     @contextlib.contextmanager
     def watching(self, sweep_dir=None):
-        """Around one run: a fresh reason, the signal handlers (in the main thread; signals can be
-        handled nowhere else) and, for a job of a sweep, the watch of the sweep's stop."""
-        self.reason, self.deadline, self._in_training = None, None, False
+        """Around one run: the signal handlers (in the main thread; signals can be handled nowhere
+        else) and, for a job of a sweep, the watch of the sweep's stop. The reason of an earlier
+        run is dropped; one asked for since is this run's, and it stops at once."""
+        if self._past:
+            self.reason, self._past = None, False
+        self.deadline, self._in_training = None, False
         with _handlers({sig: self.handle for sig in EXIT_CODES}) as handled, _watch(self, sweep_dir, handled):
             outer, self._watching = self._watching, True  # a fold of a cross-validation is a run in a run
             try:
+                if self.reason is not None:
+                    raise Stopped(f"stopped by {self.reason.cause}", self.reason.exit_code)
                 yield self
             finally:
                 self._watching = outer
+                self._past = not outer
                 if self.reason is not None:
                     forget_interrupted_imports()
 
