@@ -16,13 +16,16 @@ Across processes a sweep's stop is one file, `.stopping` in the sweep directory
 (layout.SweepDir.stopping), holding the exit code (130 or 143):
 
 - whoever sees a stop first writes it: the sweep's own process on a signal between jobs
-  (`SweepStop.handle`), or a job that a signal stopped;
+  (`SweepStop.install`), or a job that a signal stopped;
 - every job of a sweep, in whatever process its launcher runs it (Hydra's own process, joblib's
   workers, a SLURM node), watches the file and stops as on SIGTERM when it appears, and no job
   starts once it is there;
 - the sweep's process removes it when the sweep starts and before it ends, so that nothing a
   killed process left behind can wedge a later continuation;
-- a second Ctrl-C in the sweep's process exits at once, with one line.
+- a second Ctrl-C in the sweep's process exits at once, with one line, also while it winds down.
+
+The other files a sweep's processes share (the Optuna study, the MLflow parent run) are listed
+by layout.SweepDir: nothing passes through the environment.
 
 A preempted SLURM job is not a sweep stop: it stops itself (cause "preemption") and is
 requeued, and its sweep goes on. Under torchrun the loop makes every rank stop at the same step
