@@ -104,7 +104,10 @@ class Stop:
         if self.reason is None or self._past:
             self.reason, self._past = reason, False
         if self._watching and not self._in_training:
-            raise Stopped(f"stopped by {self.reason.cause}", self.reason.exit_code)
+            raise self._stopped()
+
+    def _stopped(self):
+        return Stopped(f"stopped by {self.reason.cause}", self.reason.exit_code)
 
     @property
     def preempted(self):
@@ -123,7 +126,7 @@ class Stop:
             self._in_training = False
             self.deadline = None
         if self._watching and self.reason is not None and self.reason.ends_run:
-            raise Stopped(f"stopped by {self.reason.cause}", self.reason.exit_code)
+            raise self._stopped()
 
     @contextlib.contextmanager
     def watching(self, sweep_dir=None):
@@ -137,7 +140,7 @@ class Stop:
             outer, self._watching = self._watching, True  # a fold of a cross-validation is a run in a run
             try:
                 if self.reason is not None:
-                    raise Stopped(f"stopped by {self.reason.cause}", self.reason.exit_code)
+                    raise self._stopped()
                 yield self
             finally:
                 self._watching = outer
@@ -147,6 +150,11 @@ class Stop:
 
 
 _current = Stop()
+
+
+def current():
+    """This process's Stop."""
+    return _current
 
 
 def forget_interrupted_imports():
@@ -161,10 +169,6 @@ def forget_interrupted_imports():
         for name in orphans:
             del sys.modules[name]
 
-
-def current():
-    """This process's Stop."""
-    return _current
 
 
 @contextlib.contextmanager

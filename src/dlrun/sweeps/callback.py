@@ -50,6 +50,9 @@ class Leaderboard(Callback):
     job stops that job, which stops the sweep: job.run_from_hydra); at the end, the leaderboard,
     and a non-zero exit if a job failed or the sweep was interrupted."""
 
+    stop = None          # the sweep's stop (stopping.SweepStop), from the multirun's start
+    stopped_with = None  # the exit code of a stopped sweep, once its end has read it
+
     def on_multirun_start(self, config, **kwargs):
         folder = Path(config.hydra.sweep.dir)
         if config.get("logger") == "mlflow":
@@ -78,10 +81,10 @@ class Leaderboard(Callback):
 
             error(f"the leaderboard of {folder} could not be written ({first_line(exc)}); rebuild it with: "
                   f"dlrun leaderboard {folder}")
-            sys.exit(getattr(self, "stopped_with", None) or 1)
+            sys.exit(self.stopped_with or 1)
 
     def _end(self, config, folder):
-        stop = getattr(self, "stop", None) or SweepStop(folder)
+        stop = self.stop or SweepStop(folder)
         self.stopped_with = code = stop.requested()
         if code is not None:
             _stop(config, stop, code)
