@@ -4,6 +4,7 @@ Every message is checked in-process through `dlrun.run()` (the same run path
 as the command); a few cases go through the real CLI for the exit code, the
 absence of a traceback and the absence of leftovers."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -152,15 +153,33 @@ def test_full_traceback_on_request(cli):
 
 @pytest.mark.parametrize("content,message", [
     ({"format": 99, "model": {}}, "is a dlrun checkpoint of format 99; this dlrun"),
+    ({"format": 1, "model": {}}, "is an incomplete dlrun checkpoint: it lacks config, overrides, preprocessing"),
     ({"weight": torch.zeros(2, 2)}, "holds only a model's weights (a state_dict), not a dlrun checkpoint"),
     ([1, 2], "is a PyTorch file holding a list, not a dlrun checkpoint"),
-], ids=["newer format", "state_dict", "other data"])
+], ids=["newer format", "incomplete", "state_dict", "other data"])
 def test_a_pytorch_file_that_is_not_a_checkpoint_says_what_it_is(tmp_path, content, message):
     torch.save(content, tmp_path / "file.pt")
     for task in ("train", "eval"):
         with pytest.raises(DlrunError) as raised:
             dlrun.run([*SMOKE, f"task={task}", f"ckpt_path={tmp_path / 'file.pt'}"], run_dir=tmp_path / "run")
         assert message in str(raised.value) and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("drop,task,message", [
+    ("preprocessing", "predict", "lacks preprocessing, which evaluating and predicting need"),
+    ("optimizer", "train", "lacks optimizer, which resuming needs"),
+])
+def test_an_incomplete_checkpoint_is_named_as_incomplete(tmp_path, drop, task, message):
+    from dlrun.results import checkpoint
+
+    dlrun.run([*SMOKE, "plots=[]", "report=false"], run_dir=tmp_path / "trained")
+    state = checkpoint.load(tmp_path / "trained" / "checkpoints" / "last.pt")
+    del state[drop], state["checksum"], state["format"]
+    checkpoint.save(tmp_path / "cut.pt", state)  # a valid checksum over what is left
+    np.save(tmp_path / "new.npy", np.zeros((2, 8, 8), np.float32))
+    with pytest.raises(DlrunError, match="is an incomplete dlrun checkpoint: it " + message):
+        dlrun.run([*SMOKE, f"task={task}", f"ckpt_path={tmp_path / 'cut.pt'}", f"predict.input={tmp_path / 'new.npy'}"],
+                  run_dir=tmp_path / "run")
 
 
 def test_unwritable_output_directory(cli, tmp_path):

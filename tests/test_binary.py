@@ -103,6 +103,16 @@ def test_threshold_auto_is_chosen_on_validation_used_on_test_and_kept(tmp_path):
     assert (tmp_path / "run" / "plots" / "pr_curve.png").is_file() and (tmp_path / "run" / "confused_pairs.csv").is_file()
     page = (tmp_path / "run" / "report.html").read_text()
     assert "Most confused pairs" in page and "Decision threshold" in page and "Weights per layer" in page
+    assert summary["positive_class"] == "4" and "<th>recall of &#x27;4&#x27;</th>" in page and "<th>positive class</th>" in page
+
+
+def test_the_terminal_names_the_positive_class_and_shows_an_equal_log_loss_once(cli):
+    proc = cli("dataset=breast_cancer", "trainer.max_epochs=2", "plots=[]", "report=false", "hydra.run.dir=run",
+               env={"COLUMNS": "80"})
+    table = [line for line in proc.stdout.splitlines() if line.startswith("│")]
+    assert any("test/precision of 'benign'" in line for line in table)
+    assert any("test/loss = log_loss" in line for line in table) and not any("test/log_loss" in line for line in table)
+    assert all(len(line) <= 80 for line in table)
 
 
 def test_monitoring_the_positive_f1_and_filters(tmp_path):

@@ -62,8 +62,9 @@ def test_export_round_trip_matches_the_model(cli):
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream, still loads
         scripted = torch.jit.load(str(run_dir / "checkpoints" / "best.torchscript.pt"))
     x = torch.rand(5, 1, 8, 8)
-    # the export takes pixel values 0-255 and returns probabilities (its preprocessing is inside)
-    assert torch.allclose(scripted(x * 255), torch.softmax(model(x), 1), atol=1e-6)
+    # the export takes digits' own pixel values (0-16) and returns probabilities (its preprocessing is inside)
+    assert torch.allclose(scripted(x * 16), torch.softmax(model(x), 1), atol=1e-6)
+    assert "pixel values 0-16" in (run_dir / "checkpoints" / "best.json").read_text()
 
 
 @pytest.mark.slow
@@ -78,7 +79,7 @@ def test_onnx_export_round_trip(cli):
     model.load_state_dict(state["model"])
     session = ort.InferenceSession(str(cli.cwd / "run" / "checkpoints" / "best.onnx"))
     x = torch.rand(7, 1, 8, 8)  # a batch size other than the export's: the batch dimension is dynamic
-    (out,) = session.run(None, {session.get_inputs()[0].name: (x * 255).numpy()})
+    (out,) = session.run(None, {session.get_inputs()[0].name: (x * 16).numpy()})
     assert torch.allclose(torch.from_numpy(out), torch.softmax(model(x), 1).detach(), atol=1e-5)
 
 

@@ -108,6 +108,43 @@ def test_predicting_the_training_rows_gives_the_runs_own_test_predictions(tmp_pa
     assert ours.std() > 10  # original units (the targets range over hundreds), not standardised
 
 
+def test_digits_own_pixels_give_the_runs_predictions_and_other_scales_are_named(tmp_path):
+    """load_digits().images (values 0..16, what the dataset holds) are what the model takes: its
+    test rows come out as the run's own predictions; pixels on another scale or missing are named."""
+    dlrun.run([*QUIET, "export=torchscript"], run_dir=tmp_path / "run")
+    images = skd.load_digits().images
+    test = _table(tmp_path / "run" / "predictions.csv")
+    np.save(tmp_path / "digits.npy", images[[int(r["index"]) for r in test]])
+    predict = ["task=predict", f"ckpt_path={tmp_path / 'run'}", "show_config=none"]
+    summary = dlrun.run([*predict, f"predict.input={tmp_path / 'digits.npy'}"], run_dir=tmp_path / "predicted")
+    assert [r["predicted"] for r in _table(tmp_path / "predicted" / "predictions.csv")] == [r["predicted"] for r in test]
+    assert "warnings" not in summary["predicted"]
+    assert json.loads((tmp_path / "run" / "checkpoints" / "best.json").read_text())["input"]["kind"] == \
+        "image pixel values 0-16 (float)"
+    np.save(tmp_path / "bytes.npy", images * 255 / 16)
+    with pytest.raises(ConfigError, match="pixel values 0..255, and the model takes pixel values 0-16.*multiply them "
+                                          "by 16/255"):
+        dlrun.run([*predict, f"predict.input={tmp_path / 'bytes.npy'}"], run_dir=tmp_path / "bytes")
+    holed = images.copy()
+    holed[7, 3, 3] = np.nan
+    np.save(tmp_path / "holed.npy", holed)
+    with pytest.raises(ConfigError, match="row 7 .counting from 0. holds a missing or infinite value"):
+        dlrun.run([*predict, f"predict.input={tmp_path / 'holed.npy'}"], run_dir=tmp_path / "holed")
+    np.save(tmp_path / "unit.npy", images / 16)
+    summary = dlrun.run([*predict, f"predict.input={tmp_path / 'unit.npy'}"], run_dir=tmp_path / "unit")
+    assert "multiply them by 16 first" in summary["predicted"]["warnings"][0]
+
+
+def test_table_rows_far_outside_the_training_range_are_a_warning(tabular, tmp_path):
+    rows = _table(tabular / "new.csv")
+    rows[3]["b"] = "5000"  # trained on values near 50
+    _csv(tmp_path / "far.csv", [list(r.values()) for r in rows], list(rows[0]))
+    summary = dlrun.run(["task=predict", f"ckpt_path={tabular / 'run'}", f"predict.input={tmp_path / 'far.csv'}",
+                         "show_config=none"], run_dir=tmp_path / "run")
+    (warning,) = summary["predicted"]["warnings"]
+    assert "1 of 20 rows have values far outside" in warning and "column 'b': 5000..5000" in warning
+
+
 def _digit_images(folder, count=6):
     folder.mkdir()
     images = skd.load_digits().images[:count]
@@ -124,10 +161,10 @@ def test_predict_on_a_folder_of_images_equals_the_export(tmp_path):
     rows = _table(tmp_path / "predicted" / "predictions.csv")
     assert summary["predicted"]["rows"] == 6 and rows[0]["file"] == "digit_0.png"
     probs = torch.tensor([[float(r[f"prob_{c}"]) for c in range(10)] for r in rows])
-    exported = _torchscript(tmp_path / "run")(torch.tensor(pixels)[:, None])
+    exported = _torchscript(tmp_path / "run")(torch.tensor(pixels)[:, None] * 16 / 255)  # digits' scale: 0-16
     assert torch.allclose(exported, probs, atol=1e-6)
     assert sum(int(r["predicted"]) == i for i, r in enumerate(rows)) >= 5  # the digits themselves, nearly all
-    np.save(tmp_path / "pixels.npy", pixels)  # (N, H, W): one channel implied
+    np.save(tmp_path / "pixels.npy", pixels * 16 / 255)  # (N, H, W): one channel implied
     dlrun.run(["task=predict", f"ckpt_path={tmp_path / 'run'}", f"predict.input={tmp_path / 'pixels.npy'}",
                "show_config=none"], run_dir=tmp_path / "from_array")
     assert [r["predicted"] for r in _table(tmp_path / "from_array" / "predictions.csv")] == \
@@ -137,6 +174,11 @@ def test_predict_on_a_folder_of_images_equals_the_export(tmp_path):
         dlrun.run(["task=predict", f"ckpt_path={tmp_path / 'run'}", f"predict.input={tmp_path / 'new'}"],
                   run_dir=tmp_path / "bad")
     (tmp_path / "new" / "colour.png").unlink()
+    (tmp_path / "new" / "empty.png").write_bytes(b"")
+    with pytest.raises(ConfigError, match="empty.png cannot be read .it is empty"):
+        dlrun.run(["task=predict", f"ckpt_path={tmp_path / 'run'}", f"predict.input={tmp_path / 'new'}"],
+                  run_dir=tmp_path / "bad1")
+    (tmp_path / "new" / "empty.png").unlink()
     Image.new("L", (10, 8)).save(tmp_path / "new" / "wide.png")
     with pytest.raises(ConfigError, match="wide.png is 10x8 pixels and the model was trained on 8x8"):
         dlrun.run(["task=predict", f"ckpt_path={tmp_path / 'run'}", f"predict.input={tmp_path / 'new'}"],

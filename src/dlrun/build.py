@@ -105,7 +105,8 @@ def preprocessing(data):
             "image_std": _cpu(data.std), "feature_mean": _cpu(data.extra.get("feature_mean")),
             "feature_std": _cpu(data.extra.get("feature_std")), "target_mean": _cpu(scale[0]),
             "target_std": _cpu(scale[1]), "resize": data.extra.get("resize"),
-            "raw_shape": list(data.extra.get("raw_shape", data.input_shape)), **data.extra.get("input_spec", {})}
+            "raw_shape": list(data.extra.get("raw_shape", data.input_shape)), "pixel_max": data.extra.get("pixel_max"),
+            "input_range": data.extra.get("input_range"), **data.extra.get("input_spec", {})}
 
 
 def record(cfg, data, overrides, sources=None):

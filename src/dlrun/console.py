@@ -106,17 +106,29 @@ def _run_rows(summary, monitor):
             rows.append(("overfit check", f"{'passed' if check['passed'] else 'FAILED'}: loss "
                          f"{check['first_loss']:.4f} -> {check['best_loss']:.4f}"))
         if monitor.get("best_epoch") is not None:
-            rows.append((f"best {shown(monitor.get('name', ''), summary.get('problem'))}",
+            rows.append((f"best {_shown(monitor.get('name', ''), summary)}",
                          f"{_fmt(monitor.get('best_value'))} (epoch {monitor.get('best_epoch')})"))
     if summary.get("tested_weights"):
         rows.append(("tested weights", summary["tested_weights"]))
     test = {k: v for k, v in (summary.get("test") or {}).items() if isinstance(v, float)}
-    rows += [(shown(f"test/{k}", summary.get("problem")), _fmt(v)) for k, v in test.items()]
+    rows += [(_shown(f"test/{k}", summary), _fmt(v)) for k, v in _distinct(test).items()]
     last = {k: v for k, v in (summary.get("test_last") or {}).items() if isinstance(v, float)}
-    rows += [(shown(f"test/{k}", summary.get("problem")) + " (last)", _fmt(v)) for k, v in last.items()]
+    rows += [(_shown(f"test/{k}", summary) + " (last)", _fmt(v)) for k, v in _distinct(last).items()]
     if not test:
         rows.append(("test", "no test split (split.test=0)"))
     return rows
+
+
+def _shown(name, summary):
+    return shown(name, summary.get("problem"), summary.get("positive_class"))
+
+
+def _distinct(metrics):
+    """The test metrics for the table, a log loss equal to the loss (plain cross-entropy) shown once,
+    as `loss = log_loss`; summary.json keeps both."""
+    if "log_loss" in metrics and "loss" in metrics and abs(metrics["log_loss"] - metrics["loss"]) < 5e-5:
+        metrics = {("loss = log_loss" if k == "loss" else k): v for k, v in metrics.items() if k != "log_loss"}
+    return metrics
 
 
 def _fmt(value):

@@ -31,6 +31,9 @@ class Data:
     `input_spec`: what task=predict needs to read new inputs: for tables, `columns`, one
     {"name", "levels"} per source column (levels: its one-hot categories, or None for a
     number); for images loaded from files, `load_size` and `channels`.
+    `pixel_max`: for float images, the raw pixel value the builder scaled to 1.0 (digits: 16,
+    its values are 0..16), so a trained model takes pixels as the user has them; uint8 images
+    are 255, other float images are taken as they are (1.0).
     """
 
     x: object
@@ -46,6 +49,7 @@ class Data:
     standardize: bool = False
     image: bool = False
     input_spec: dict = None  # how raw inputs become rows of x: {"columns": [...]} or {"load_size", "channels"}
+    pixel_max: float = None
 
 
 @dataclass
@@ -133,6 +137,7 @@ def prepare(data, split, cv_fold=None, seed=0):
         prepared.extra["input_spec"] = data.input_spec
     if not isinstance(data.x, torch.utils.data.Dataset):
         prepared.extra["source_dtype"] = str(getattr(data.x, "dtype", "")).replace("torch.", "")
+    _record_input_range(prepared, data.pixel_max)
     if data.standardize:
         _standardize(prepared)
     if data.task == "regression":
@@ -295,6 +300,41 @@ def _num_outputs(p):
     if p.task == "binary":
         return 1
     return p.train.y.shape[1]
+
+
+def feature_names(input_spec, width):
+    """The name of each of the `width` columns of x, from the dataset's input spec (what task=predict
+    reads too): a table's column, or `column=level` for each one-hot level of a categorical one;
+    0, 1, 2... for data without named columns."""
+    names = []
+    for column in (input_spec or {}).get("columns", []):
+        levels = column.get("levels")
+        names += [f"{column['name']}={level}" for level in levels] if levels else [column["name"]]
+    return names if len(names) == width else [str(i) for i in range(width)]
+
+
+def pixel_max(x, declared=None):
+    """The raw pixel value that a model trained on images `x` takes as 1.0 (see Data.pixel_max)."""
+    return float(declared or (255.0 if getattr(x, "dtype", None) == torch.uint8 else 1.0))
+
+
+def _record_input_range(p, declared_pixel_max):
+    """What task=predict checks new inputs against, in the user's units: for images the pixel
+    scale and the training pixels' smallest and largest values, for tables each feature's range
+    before standardisation. Data read from files one row at a time (a torch Dataset) records no
+    range: its files give the scale."""
+    x = p.train.x
+    if p.image:
+        p.extra["pixel_max"] = pixel_max(x, declared_pixel_max)
+    if not torch.is_tensor(x) or not len(x):
+        return
+    if p.image:
+        scale = 1.0 if x.dtype == torch.uint8 else p.extra["pixel_max"]
+        low, high = torch.aminmax(x)
+        p.extra["input_range"] = [float(low) * scale, float(high) * scale]
+    elif x.dim() == 2:
+        low, high = torch.aminmax(x.float(), dim=0)
+        p.extra["input_range"] = [low, high]
 
 
 def _standardize(p):

@@ -9,10 +9,11 @@ from dlrun.errors import ConfigError
 
 @DATASETS.register("digits")
 def digits():
-    """8x8 grey images (values 0..16) as (N, 1, 8, 8) floats in [0, 1]."""
+    """8x8 grey images (values 0..16) as (N, 1, 8, 8) floats in [0, 1]; a trained model takes
+    the 0..16 values, as load_digits() gives them."""
     bunch = skd.load_digits()
     x = (bunch.images / 16.0).astype(np.float32)[:, None]
-    return Data(x=x, y=bunch.target, class_names=[str(c) for c in bunch.target_names], image=True)
+    return Data(x=x, y=bunch.target, class_names=[str(c) for c in bunch.target_names], image=True, pixel_max=16)
 
 
 def _bundled(loader, task):

@@ -222,5 +222,5 @@ def image_folder(root, image_size=64, channels=3):
         raise DlrunError(f"dataset.root={root}: {exc}") from None
     _check_images(root, [path for path, _ in dataset.samples])
     return Data(x=dataset, y=dataset.targets, class_names=list(dataset.classes),
-                mean=(0.5,) * channels, std=(0.5,) * channels, image=True,
+                mean=(0.5,) * channels, std=(0.5,) * channels, image=True, pixel_max=255,
                 input_spec={"load_size": image_size, "channels": channels})

@@ -23,6 +23,10 @@ from dlrun.layout import RunDir
 from dlrun.results.artifacts import atomic_write
 
 FORMAT = 2  # 2: the checksum covers every field (1: tensors only)
+# What every checkpoint dlrun writes holds (Loop.state_dict and build.record): the weights with
+# the run's record, which evaluating and predicting need, and the training state a resume needs.
+RECORD = ("model", "config", "overrides", "preprocessing", "model_spec")
+TRAINING = ("optimizer", "schedule", "update", "fit", "batches", "rng")
 
 
 def save(path, state):
@@ -116,6 +120,20 @@ def load(path, map_location="cpu", unverified=False):
     return state
 
 
+def require_training_state(state, path):
+    """A resume continues the optimizer, schedule, sampling and generators: a checkpoint without
+    them is named as incomplete (before any comparison of settings)."""
+    _require(state, TRAINING, path, "resuming needs")
+
+
+def _require(state, keys, path, purpose):
+    missing = [key for key in keys if key not in state]
+    if missing:
+        raise DlrunError(f"{path} is an incomplete dlrun checkpoint: it lacks {', '.join(missing)}, which {purpose} "
+                         f"(every checkpoint dlrun writes holds them). It was cut down or written by other code; use "
+                         f"the run's checkpoints/last.pt or best.pt.")
+
+
 def record_of(path):
     """What a checkpoint records of its run's composition: its command-line `overrides` and the
     `sources` of its own code ({} for a file without them). Memory-mapped: reading them does not
@@ -155,9 +173,12 @@ def check_same_model_and_data(state, config, path):
 
 def _check_format(state, path):
     """A dlrun checkpoint of this format, or one line on what the file is instead."""
-    if isinstance(state, dict) and state.get("format") == FORMAT and "model" in state:
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        _require(state, RECORD, path, "evaluating and predicting need")
         return
     if isinstance(state, dict) and "format" in state:
+        if state.get("format") == 1 and "config" not in state:  # format 1 always held the record
+            _require(state, RECORD, path, "evaluating and predicting need")
         raise DlrunError(f"{path} is a dlrun checkpoint of format {state['format']!r}; this dlrun "
                          f"({__version__}) reads format {FORMAT}. Use the dlrun version that wrote it.")
     if isinstance(state, dict) and state and all(torch.is_tensor(v) for v in state.values()):

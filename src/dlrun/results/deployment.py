@@ -2,14 +2,17 @@
 in the target's own units) out. `task=predict` runs it, and the exports are it, so an
 exported model and `dlrun task=predict` give the same outputs for the same rows.
 
-Raw inputs are what a user has: images as pixel values 0-255 (N, C, H, W); tabular rows as
-the feature vector in the columns' order (one-hot columns expanded), before
+Raw inputs are what a user has: images as pixel values (N, C, H, W) on the scale the
+training data came in (0-255 for image files, 0-16 for scikit-learn's digits: `pixel_scale`);
+tabular rows as the feature vector in the columns' order (one-hot columns expanded), before
 standardisation. `describe` writes that contract beside an export.
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from dlrun.results.metric_names import positive_class
 
 
 def outputs(task, out, target_mean=None, target_std=None):
@@ -25,6 +28,12 @@ def outputs(task, out, target_mean=None, target_std=None):
     return torch.softmax(out, 1)
 
 
+def pixel_scale(preprocessing):
+    """The raw pixel value an image model takes as 1.0: recorded by the dataset (Data.pixel_max);
+    255 for a checkpoint written before dlrun recorded it."""
+    return float(preprocessing.get("pixel_max") or 255.0)
+
+
 def _buffer(values, shape):
     return None if values is None else torch.as_tensor(values, dtype=torch.float32).view(shape)
 
@@ -38,6 +47,7 @@ class Deployed(nn.Module):
         self.task = preprocessing["task"]
         self.image = bool(preprocessing["image"])
         self.resize = preprocessing.get("resize")
+        self.pixel_max = pixel_scale(preprocessing)
         if self.image:
             mean, std = preprocessing.get("image_mean"), preprocessing.get("image_std")
             shape = (1, -1, 1, 1)
@@ -52,7 +62,7 @@ class Deployed(nn.Module):
     def forward(self, x):
         x = x.float()
         if self.image:
-            x = x / 255.0
+            x = x / self.pixel_max
             if self.resize:
                 x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear", antialias=True,
                                   align_corners=False)
@@ -68,10 +78,12 @@ def describe(preprocessing, threshold=0.5):
     return {
         "task": task,
         "input": {"shape": ["batch", *preprocessing["raw_shape"]],
-                  "kind": "image pixel values 0-255 (float)" if image else "feature rows before standardisation",
+                  "kind": f"image pixel values 0-{pixel_scale(preprocessing):g} (float)" if image else
+                          "feature rows before standardisation",
                   **({} if image else {"columns": preprocessing.get("columns")})},
         "output": ("values in the target's units" if task == "regression" else
                    "probabilities (batch, classes)"),
         "class_names": preprocessing.get("class_names") or [],
-        **({"threshold": threshold, "positive_class": preprocessing["class_names"][1]} if task == "binary" else {}),
+        **({"threshold": threshold, "positive_class": positive_class(task, preprocessing["class_names"])}
+           if task == "binary" else {}),
     }

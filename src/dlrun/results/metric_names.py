@@ -41,7 +41,18 @@ def monitor_names(task):
         [] if task == "regression" else ["train/accuracy"])
 
 
-def shown(name, task):
+def positive_class(task, class_names):
+    """A binary task's positive class: class 1, the one its precision, recall, F1, average
+    precision and decision threshold are of (None for other tasks)."""
+    return str(class_names[1]) if task == "binary" and class_names and len(class_names) > 1 else None
+
+
+def shown(name, task, positive=None):
     """A metric's name as the terminal and the report show it: a regression loss is computed
-    on standardised targets (the other regression metrics are in the target's own units)."""
-    return f"{name} (standardised)" if task == "regression" and name.endswith("loss") else name
+    on standardised targets (the other regression metrics are in the target's own units); a
+    binary task's positive-class metrics name that class."""
+    if task == "regression" and name.endswith("loss"):
+        return f"{name} (standardised)"
+    if positive is not None and name.rpartition("/")[2] in BINARY_SCALARS:
+        return f"{name} of '{positive}'"
+    return name

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from dlrun.results import artifacts
+from dlrun.results.metric_names import positive_class
 
 SIZE = (8, 6)   # inches; saved at DPI, so every PNG is 800x600 pixels
 DPI = 100
@@ -374,7 +375,8 @@ PLOTS = {
     "confidence": lambda r: [("confidence", _job(confidence, r.p.confidence, r.p.correct) if r.classify else None)],
     "reliability": lambda r: [("reliability", _reliability(r.p) if r.classify else None)],
     "per_class": lambda r: [("per_class", _job(per_class, r.ev.per_class) if r.classify else None)],
-    "pr_curve": lambda r: [("pr_curve", _job(pr_curve, r.p.true, r.p.probs[:, 1], r.data.class_names[1], r.threshold,
+    "pr_curve": lambda r: [("pr_curve", _job(pr_curve, r.p.true, r.p.probs[:, 1],
+                                             positive_class(r.data.task, r.data.class_names), r.threshold,
                                              {k: r.ev.metrics[k] for k in ("precision", "recall", "average_precision")})
                             if r.data.task == "binary" and r.p.true.any() else None)],
     "filters": lambda r: [("filters", _filters(r.model))],

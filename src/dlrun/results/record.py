@@ -27,6 +27,7 @@ FIELDS = {
     "model": (TEXT + NONE, "the model's registered name or _target_"),
     "problem": (TEXT + NONE, "multiclass, binary or regression"),
     "classes": (ROWS + NONE, "the class names"),
+    "positive_class": (TEXT + NONE, "binary tasks: the class that precision, recall, F1 and the threshold are of"),
     "sizes": (TABLE, "train, val and test sizes"),
     "device": (TEXT, "the device it trained on"),
     "seed": ((int,), "the seed"),

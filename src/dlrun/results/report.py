@@ -97,11 +97,12 @@ def render(summary, config, per_class=None, history=None, plot_files=()):
 def _header(summary, title):
     status = html.escape(summary["status"])
     monitor = summary.get("monitor", {})
-    best = monitor.get("name") and shown(monitor["name"], summary.get("problem"))
+    best = monitor.get("name") and shown(monitor["name"], summary.get("problem"), summary.get("positive_class"))
     overview = {
         "started": summary.get("started_at"), "stopped by": summary.get("stop_reason"),
         "error": summary.get("error"), "evaluated checkpoint": summary.get("evaluated"),
-        "problem": summary.get("problem"), "device": summary.get("device"), "epochs run": summary.get("epochs_run"),
+        "problem": summary.get("problem"), "positive class": summary.get("positive_class"),
+        "device": summary.get("device"), "epochs run": summary.get("epochs_run"),
         f"best {best}": monitor.get("best_value"), "best epoch": monitor.get("best_epoch"),
         "wall time (s)": summary.get("wall_time_s"), "run directory": summary.get("run_dir"),
         "validation": summary.get("validation"), "tested weights": summary.get("tested_weights"),
@@ -122,14 +123,14 @@ def _started_from(loaded):
 
 
 def _results(summary, per_class):
-    problem = summary.get("problem")
-    test = {shown(k, problem): v for k, v in (summary.get("test") or {}).items() if isinstance(v, (int, float))}
+    problem, positive = summary.get("problem"), summary.get("positive_class")
+    test = {shown(k, problem, positive): v for k, v in (summary.get("test") or {}).items() if isinstance(v, (int, float))}
     heading = "Test metrics (mean over folds)" if summary.get("cv") else "Test metrics"
     if summary.get("test_last"):
         heading = f"Test metrics of {summary['tested_weights'].split(';')[0]}"
     body = [f"<h3>{html.escape(heading)}</h3>", _pairs(test) if test else "<p>No test metrics (no test split).</p>"]
     if summary.get("test_last"):
-        last = {shown(k, problem): v for k, v in summary["test_last"].items() if isinstance(v, (int, float))}
+        last = {shown(k, problem, positive): v for k, v in summary["test_last"].items() if isinstance(v, (int, float))}
         body += ["<h3>Test metrics of the last epoch's weights</h3>", _pairs(last)]
     if summary.get("cv"):
         label = {"best_value": f"best {summary.get('monitor', {}).get('name')}"}

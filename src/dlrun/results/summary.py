@@ -15,7 +15,7 @@ from dlrun.config.sources import run_overrides
 from dlrun.errors import first_line
 from dlrun.layout import RunDir
 from dlrun.results import record
-from dlrun.results.metric_names import mode_of
+from dlrun.results.metric_names import mode_of, positive_class
 
 
 def versions():
@@ -54,7 +54,8 @@ class Summary:
 
     def start(self, data, about=None):
         """The run starts: what the data is (and `about`: the model and data summaries)."""
-        self.data.update(problem=data.task, classes=data.class_names, sizes={
+        self.data.update(problem=data.task, classes=data.class_names,
+                         positive_class=positive_class(data.task, data.class_names), sizes={
             "train": len(data.train), "val": len(data.val), "test": len(data.test)}, **(about or {}))
         self.write()
 
@@ -92,7 +93,7 @@ class Summary:
         """The parent record of a cross-validation: one row per fold, mean/std of every metric,
         and the class counts of every fold's splits; what the data is comes from the first fold."""
         first = results[0]
-        self.data.update({k: first.get(k) for k in ("problem", "classes")})
+        self.data.update({k: first.get(k) for k in ("problem", "classes", "positive_class")})
         counts = {str(i): (r.get("data_summary") or {}).get("class_counts") for i, r in enumerate(results)}
         if all(counts.values()):
             self.data["data_summary"] = {"class_counts_per_fold": counts}

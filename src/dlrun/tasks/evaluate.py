@@ -5,6 +5,7 @@ recorded with what is done and the command that finishes it."""
 from dlrun import build
 from dlrun.results import artifacts, checkpoint, report
 from dlrun.results.evaluation import evaluate, write_tables
+from dlrun.results.metric_names import positive_class
 from dlrun.tasks import inspection, messages
 from dlrun.train.trainer import Interrupted
 
@@ -81,8 +82,8 @@ def _decision_threshold(cfg, run, loop, data, summary):
         p = loop.predictions(out, y)
         loop.threshold, value = best_threshold(p.true, p.probs[:, 1], metric)
         summary.data["threshold"] = {"value": loop.threshold, "chosen_by": f"validation {metric}", f"val_{metric}": value}
-        messages.phase(cfg, f"decision threshold {loop.threshold:.4f}: the best {metric} of '{data.class_names[1]}' on the "
-                       f"validation split ({value:.4f})")
+        messages.phase(cfg, f"decision threshold {loop.threshold:.4f}: the best {metric} of "
+                       f"'{positive_class(data.task, data.class_names)}' on the validation split ({value:.4f})")
         best = run.checkpoint("best")
         if best.is_file() and cfg.task == "train":
             ckpt = checkpoint.load(best)

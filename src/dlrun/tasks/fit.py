@@ -4,7 +4,7 @@ recorded truthfully (completed, the time budget, diverged, pruned or stopped).""
 
 import logging
 
-from dlrun import console, stopping
+from dlrun import stopping
 from dlrun.results import artifacts, checkpoint
 from dlrun.sweeps import pruning
 from dlrun.tasks import debugging, messages
@@ -47,12 +47,10 @@ def warn_if_world_changed(ckpt, batch_size):
     """A run continued by another number of processes than trained it steps with another global
     batch (trainer.batch_size is per process): said, with both numbers, not silently changed."""
     before, now = ckpt.get("world_size", 1), distributed.shard()[1]
-    if before != now and distributed.is_main():
-        text = (f"this run was trained by {before} process(es) and continues with {now}: the global batch changes "
-                f"from {before * batch_size} to {now * batch_size} (trainer.batch_size={batch_size} per process), "
-                f"and the learning rate and schedule are not adjusted")
-        log.warning("%s", text)
-        console.error(text, title="warning")
+    if before != now:
+        messages.warn(f"this run was trained by {before} process(es) and continues with {now}: the global batch "
+                      f"changes from {before * batch_size} to {now * batch_size} (trainer.batch_size={batch_size} "
+                      f"per process), and the learning rate and schedule are not adjusted")
 
 
 def _checkpoint_writer(run):

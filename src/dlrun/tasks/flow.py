@@ -54,6 +54,7 @@ def execute(cfg, run_dir, run_fold, show_config=False, job_num=None, sweep_dir=N
         for folder in (run.root, run.checkpoints, run.plots):
             artifacts.remove_stale_temporaries(folder)
     if ckpt is not None and cfg.task == "train":
+        checkpoint.require_training_state(ckpt, cfg.ckpt_path)
         checkpoint.check_same_model_and_data(ckpt, build.plain(cfg), cfg.ckpt_path)
     # Plot workers start now, so that their imports overlap with loading the data and training.
     workers = plot_workers.worker_count(cfg.plots) if distributed.is_main() and cfg.task in ("train", "eval") else 0

@@ -10,6 +10,7 @@ import torch
 from rich.table import Table
 
 from dlrun.console import console
+from dlrun.data.base import feature_names
 from dlrun.models.base import trial_forward
 
 log = logging.getLogger("dlrun")
@@ -78,17 +79,6 @@ def data_summary(data):
 def _counts(y, names):
     counts = np.bincount(y.view(-1).long().numpy(), minlength=len(names))
     return {name: int(c) for name, c in zip(names, counts)}
-
-
-def feature_names(input_spec, width):
-    """The name of each of the `width` columns of x, from the dataset's input spec (what task=predict
-    reads too): a table's column, or `column=level` for each one-hot level of a categorical one;
-    0, 1, 2... for data without named columns."""
-    names = []
-    for column in (input_spec or {}).get("columns", []):
-        levels = column.get("levels")
-        names += [f"{column['name']}={level}" for level in levels] if levels else [column["name"]]
-    return names if len(names) == width else [str(i) for i in range(width)]
 
 
 def _features(data):

@@ -17,6 +17,15 @@ def phase(cfg, text):
         console.console.print(f"[dim]>[/] {text}", highlight=False, soft_wrap=True)
 
 
+def warn(text):
+    """Something the user should know that does not stop the run: in run.log and, on rank 0, in the
+    terminal (whatever trainer.progress says). Returns `text`, for the summary."""
+    log.warning("%s", text)
+    if distributed.is_main():
+        console.error(text, title="warning")
+    return text
+
+
 def shows(cfg):
     """Whether this process prints progress (under torchrun, rank 0 only)."""
     return bool(cfg.trainer.progress) and distributed.is_main()
