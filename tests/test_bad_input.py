@@ -54,6 +54,10 @@ CASES = {
     "eval without checkpoint": (["task=eval"], "task=eval needs ckpt_path"),
     "unknown plot": (["plots=[curvez]"], "Did you mean 'curves'?"),
     "missing plugin": (["plugins=[no_such_plugin]"], "cannot import 'no_such_plugin'"),
+    "threshold of a multiclass task": (["dataset.threshold=0.7"], "dataset.threshold=0.7 is the decision threshold of a "
+                                                                  "binary task, and this dataset's task is multiclass"),
+    "tracking to ftp": (["logger=mlflow", "mlflow.tracking_uri=ftp://nowhere"],
+                        "mlflow.tracking_uri=ftp://nowhere: MLflow cannot track to a 'ftp' URI"),
     "infinite lr": (["optimizer.lr=inf"], "optimizer.lr=inf: expected a finite number"),
     "huge lr": (["optimizer.lr=1e400"], "optimizer.lr=inf: expected a finite number"),
     "negative focal gamma": (["loss=focal", "loss.gamma=-2"], "loss.gamma=-2 is out of range; it must be >= 0"),
@@ -116,6 +120,20 @@ def test_bad_input_fails_clearly_and_leaves_nothing(tmp_path, monkeypatch, args,
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("source,message", [
+    ("raise RuntimeError('no licence')\n", "plugins: 'broken' failed as it was imported: RuntimeError: no licence "
+                                           "(PATH:1)"),
+    ("def f(:\n    pass\n", "plugins: 'broken' failed as it was imported: SyntaxError: invalid syntax (PATH:1)"),
+    ("import no_such_dependency\n", "plugins: 'broken' failed as it was imported: ModuleNotFoundError: No module "
+                                     "named 'no_such_dependency' (PATH:1)"),
+], ids=["raises", "syntax error", "missing dependency"])
+def test_a_plugin_that_fails_as_it_is_imported_is_named_with_where(cli, source, message):
+    (cli.cwd / "broken.py").write_text(source)
+    proc = cli(*SMOKE, "plugins=[broken]", env={"PYTHONPATH": str(cli.cwd)}, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "dlrun error: " + message.replace("PATH", str(cli.cwd / "broken.py"))
+
+
 def test_every_option_of_a_swept_group_is_checked():
     with pytest.raises(ConfigError, match="model=mlpp is not known. Did you mean 'mlp'?"):
         composition.compose(["model=cnn,mlpp"], multirun=True)
@@ -129,10 +147,17 @@ def test_every_option_of_a_swept_group_is_checked():
     (["optimizer.lr=0"], "optimizer.lr=0 is out of range; it must be > 0"),
     (["dataset=csv", "dataset.path=missing.csv", "dataset.target=y"], "missing.csv: no such file"),
     (["--config-dir=nowhere"], "--config-dir nowhere: no such directory"),
-], ids=["option", "key", "sweep", "range", "missing file", "config dir"])
-def test_bad_input_through_the_cli_exits_nonzero_with_one_line(cli, args, message):
+    (["--epochs", "5"], "--epochs is not an option of dlrun: settings are key=value overrides. Did you mean "
+                        "trainer.max_epochs=5?"),
+    (["model", "cnn"], "'model cnn' is not an override: write model=cnn"),
+    (["dataset.name=my", "data"], "quote the whole override, spaces included: 'dataset.name=my data'"),
+    (["~plugins"], "~plugins deletes plugins, which every run reads: give it a value instead"),
+    (["ckpt_path=nothing"], "ckpt_path=nothing: no such file or directory"),
+], ids=["option", "key", "sweep", "range", "missing file", "config dir", "flag", "space for =", "unquoted space",
+        "deleted key", "missing checkpoint"])
+def test_bad_input_through_the_cli_exits_2_with_one_line(cli, args, message):
     proc = cli(*SMOKE, *args, check=False)
-    assert proc.returncode in (1, 2)
+    assert proc.returncode == 2  # what the command line asks for: one rule for every such error
     assert message in " ".join(proc.stderr.split())
     assert "Traceback" not in proc.stderr + proc.stdout
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
@@ -180,6 +205,18 @@ def test_an_incomplete_checkpoint_is_named_as_incomplete(tmp_path, drop, task, m
     with pytest.raises(DlrunError, match="is an incomplete dlrun checkpoint: it " + message):
         dlrun.run([*SMOKE, f"task={task}", f"ckpt_path={tmp_path / 'cut.pt'}", f"predict.input={tmp_path / 'new.npy'}"],
                   run_dir=tmp_path / "run")
+
+
+def test_a_run_killed_before_its_first_checkpoint_says_there_is_nothing_to_resume(tmp_path):
+    killed = tmp_path / "killed"  # what a SIGKILL during the first epoch leaves
+    killed.mkdir()
+    (killed / "run.log").write_text("training on cpu from epoch 0\n")
+    (killed / ".summary.json.x1y2.tmp").write_text('{"status": "runn')
+    for task in ("train", "eval"):
+        with pytest.raises(DlrunError, match="is a run directory without checkpoints .it has no summary.json: it was "
+                                             "killed early.: it stopped before the first one was written"):
+            dlrun.run([*SMOKE, f"task={task}", f"ckpt_path={killed}"], run_dir=tmp_path / "run")
+    assert sorted(p.name for p in killed.iterdir()) == ["run.log"]  # the cut write's temporary file is gone
 
 
 def test_unwritable_output_directory(cli, tmp_path):

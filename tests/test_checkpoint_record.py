@@ -55,6 +55,7 @@ def test_a_checkpoint_moved_elsewhere_resumes_with_its_own_config(cnn_run, tmp_p
     (["dataset.name=iris"], "dataset.name='digits' -> 'iris'"),
     (["optimizer.lr=1e6"], "optimizer.lr=0.001 -> 1000000.0"),
     (["regularization.weight_decay=0.1"], "regularization.weight_decay=0.0 -> 0.1"),
+    (["seed=7"], "seed=42 -> 7"),  # the seed drew the split; the generators continue from the checkpoint
 ])
 def test_a_resume_that_changes_what_it_restores_is_refused_and_the_run_kept(cnn_run, change, message):
     before = (cnn_run / "summary.json").read_text()

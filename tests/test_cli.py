@@ -91,6 +91,7 @@ def test_resumed_run_equals_a_straight_run(cli):
     cli(*common, "trainer.max_epochs=2", "hydra.run.dir=resumed")
     cli("ckpt_path=resumed/checkpoints/last.pt", "trainer.max_epochs=4", "trainer.progress=false")
     straight, resumed = cli.cwd / "straight", cli.cwd / "resumed"
+    assert "resuming from resumed/checkpoints/last.pt: 2 epoch(s) done, step " in (resumed / "run.log").read_text()
     a = torch.load(straight / "checkpoints/last.pt", weights_only=True)
     b = torch.load(resumed / "checkpoints/last.pt", weights_only=True)
     assert b["fit"]["epoch"] == 4
@@ -104,12 +105,18 @@ def test_resumed_run_equals_a_straight_run(cli):
 @pytest.mark.slow
 def test_eval_of_best_checkpoint_reproduces_test_metrics(cli):
     cli(*SMOKE, "hydra.run.dir=trained")
-    cli("task=eval", "ckpt_path=trained/checkpoints/best.pt", "trainer.progress=false")
+    proc = cli("task=eval", "ckpt_path=trained", "trainer.progress=false")  # a run directory: its best.pt
     trained = summary_of(cli.cwd / "trained")
     (evaluated,) = [d for d in run_dirs(cli.outputs)]
     result = summary_of(evaluated)
     assert result["task"] == "eval" and result["status"] == "completed"
-    assert result["test"] == trained["test"]
+    assert result["test"] == trained["test"] and result["evaluated"] == "trained/checkpoints/best.pt"
+    best = trained["monitor"]["best_epoch"]
+    assert result["tested_weights"].startswith(f"best.pt (epoch {best}")
+    assert result["epochs_run"] == best and result["monitor"]["best_epoch"] == best  # what the weights went through
+    # the overrides typed, apart from those the checkpoint's run was composed with
+    assert "overrides: task=eval ckpt_path=trained trainer.progress=false; the checkpoint's run: experiment=smoke" in \
+        " ".join(proc.stdout.split())
     assert (evaluated / "predictions.csv").read_text() == (cli.cwd / "trained" / "predictions.csv").read_text()
 
 

@@ -36,6 +36,17 @@ def test_init_from_loads_exactly_the_matching_tensors(source_run):
     for name in ("features.1.weight", "features.1.bias", "features.4.weight", "features.4.bias"):
         assert torch.equal(after[name], source[name]) and not torch.equal(after[name], before[name])
     assert torch.equal(after["head.weight"], before["head.weight"])
+    assert report["warning"] is None  # the same architecture: its body fits
+
+
+def test_init_from_another_architecture_warns_that_little_fits(tmp_path):
+    donor = build_model({"name": "cnn", "channels": [4], "hidden": 8}, (1, 8, 8), 3)
+    torch.save(donor.state_dict(), tmp_path / "cnn.pt")
+    net = build_model({"name": "mlp", "hidden_sizes": [8]}, (1, 8, 8), 3)
+    report = finetune.init_from(net, tmp_path / "cnn.pt", model_name="mlp")
+    assert report["loaded"] == 2 and torch.equal(net.head.weight, donor.head.weight)
+    assert report["warning"].startswith(f"init_from: only 2 of the source's {len(donor.state_dict())} tensors fit "
+                                        f"this model (head.weight, head.bias): the source is another architecture")
 
 
 def test_init_from_can_leave_the_head_fresh(source_run):

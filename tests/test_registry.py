@@ -78,3 +78,15 @@ def test_registries_are_complete_right_after_import_in_a_fresh_interpreter():
             "print(DATASETS.build({'name': 'iris'}).task, dlrun.list_models('*res*'), dlrun.list_optimizers('adam*'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
     assert out.split() == ["multiclass", "['resnet18']", "['adam',", "'adamw']"]
+
+
+def test_the_api_lists_what_the_command_line_takes(tmp_path):
+    import dlrun
+
+    assert {"run", "compose", "list_datasets", "list_models"} <= set(dir(dlrun))
+    # dataset= options (a YAML over the synthetic builder) and registered builders alike
+    assert dlrun.list_datasets("synthetic*") == ["synthetic", "synthetic_imbalanced"]
+    (tmp_path / "dataset").mkdir()
+    (tmp_path / "dataset" / "my_digits.yaml").write_text("name: digits\n")
+    assert "my_digits" in dlrun.list_datasets(config_dir=tmp_path) and "my_digits" not in dlrun.list_datasets()
+    assert dlrun.compose(["dataset=my_digits"], config_dir=str(tmp_path)).dataset.name == "digits"

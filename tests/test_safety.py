@@ -111,7 +111,7 @@ def test_sigterm_mid_epoch_saves_exact_position_and_resume_matches(cli):
     _, err = proc.communicate(timeout=120)
     # The run takes several seconds more than the signal's delay: exit 0 would mean it was ignored.
     assert proc.returncode == 143, err
-    assert "stopped by SIGTERM at step" in err and f"Resume with: dlrun ckpt_path={cli.cwd / 'stopped'}" in err
+    assert "dlrun: stopped by SIGTERM at step" in err and f"Resume with: dlrun ckpt_path={cli.cwd / 'stopped'}" in err
     summary = summary_of(cli.cwd / "stopped")
     assert summary["status"] == "interrupted"
     cli("ckpt_path=stopped", "trainer.progress=false")

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import dlrun
+from conftest import summary_of
 from dlrun.data import DATASETS, Data
 from dlrun.errors import ConfigError
 
@@ -31,6 +32,9 @@ def test_split_val_zero_trains_on_every_training_row_and_tests_the_last_weights(
     assert summary["monitor"]["name"] == "train/loss" and summary["best_val"] is None
     assert summary["validation"].startswith("none (split.val=0): all 1527 training rows train")
     assert summary["tested_weights"] == "the last epoch's (epoch 4)"
+    # ranked by the held-out test loss, not by the loss on the rows it trained on; no "best" epoch kept
+    assert (summary["objective"], summary["objective_metric"]) == (summary["test"]["loss"], "test/loss")
+    assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
     assert not any(k.startswith("val/") for k in dlrun_history(tmp_path / "run")[0])
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     evaluated = dlrun.run([*QUIET, "task=eval", f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.pt'}"],
@@ -47,7 +51,8 @@ def dlrun_history(run_dir):
 
 def test_what_needs_validation_rows_is_refused_without_them(tmp_path):
     for extra, key in ((["trainer.monitor=val/accuracy", "trainer.mode=max"], "trainer.monitor=val/accuracy"),
-                       (["dataset.positive_class=4", "dataset.threshold=auto"], "dataset.threshold=auto")):
+                       (["dataset.positive_class=4", "dataset.threshold=auto"], "dataset.threshold=auto"),
+                       (["trainer.test_weights=both"], "trainer.test_weights=both")):
         with pytest.raises(ConfigError, match=f"{key} needs validation rows, and split.val=0 keeps none"):
             dlrun.run([*QUIET, "split.val=0", *extra], run_dir=tmp_path / "refused")
         assert not (tmp_path / "refused").exists()
@@ -77,3 +82,17 @@ def test_both_weights_are_tested_into_two_tables(tmp_path):
     last_only = dlrun.run([*QUIET, "trainer.max_epochs=12", "trainer.test_weights=last", "optimizer.lr=0.05",
                            "trainer.early_stopping.patience=3", "plots=[]", "report=false"], run_dir=tmp_path / "last")
     assert last_only["test"]["loss"] == pytest.approx(summary["test_last"]["loss"])
+
+
+def test_runs_without_validation_are_ranked_by_their_held_out_test_loss(tmp_path):
+    from dlrun.sweeps import pages
+
+    for lr in ("0.01", "0.0001"):
+        dlrun.run([*QUIET, "split.val=0", "trainer.max_epochs=2", f"optimizer.lr={lr}", "plots=[]", "report=false"],
+                  run_dir=tmp_path / "runs" / lr)
+    rows, _ = pages.write(tmp_path / "board", [tmp_path / "runs"])
+    assert [r["job"] for r in rows] == ["0.01", "0.0001"]  # the larger step learns more in two epochs
+    for r in rows:
+        assert r["monitor"] == "test/loss" and r["objective"] == summary_of(r["path"])["test"]["loss"]
+    title = (tmp_path / "board" / "summary.md").read_text().splitlines()[0]
+    assert "objective: test/loss of the tested weights (the runs have no validation rows" in title

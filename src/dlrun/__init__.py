@@ -12,6 +12,10 @@ __all__ = ["__version__", "run", "compose", "list_datasets", "list_models", "lis
 _API = ("run", "compose", "list_datasets", "list_models", "list_optimizers", "list_schedulers", "list_losses")
 
 
+def __dir__():
+    return sorted({*globals(), *_API})
+
+
 def __getattr__(name):
     if name in _API:
         from dlrun import api

@@ -27,36 +27,48 @@ def compose(overrides=(), config_dir=None):
     return composition.compose(overrides, config_dir)
 
 
-def list_datasets(pattern="*"):
-    """Registered dataset names matching a shell-style pattern (your plugins' included)."""
+def _choices(group, registry, pattern, config_dir):
+    """What `group=` takes (its YAML options: the shipped ones and those in `config_dir`) and what
+    `group.name=` takes (the registered builders, your plugins' included), matching `pattern`."""
+    import fnmatch
+
+    from dlrun.config import listing
+
+    options = listing.options(group, [config_dir] if config_dir else [])
+    return sorted({n for n in options if fnmatch.fnmatchcase(n, pattern)} | set(registry.names(pattern)))
+
+
+def list_datasets(pattern="*", config_dir=None):
+    """The datasets you can name (`dataset=` options and registered builders) matching a shell-style
+    pattern: ``dlrun.list_datasets("synthetic*")``."""
     from dlrun.data import DATASETS
 
-    return DATASETS.names(pattern)
+    return _choices("dataset", DATASETS, pattern, config_dir)
 
 
-def list_models(pattern="*"):
-    """Registered model names matching a shell-style pattern: ``dlrun.list_models("*res*")``."""
+def list_models(pattern="*", config_dir=None):
+    """The models you can name matching a shell-style pattern: ``dlrun.list_models("*res*")``."""
     from dlrun.models import MODELS
 
-    return MODELS.names(pattern)
+    return _choices("model", MODELS, pattern, config_dir)
 
 
-def list_optimizers(pattern="*"):
+def list_optimizers(pattern="*", config_dir=None):
     from dlrun.train.optimizer import OPTIMIZERS
 
-    return OPTIMIZERS.names(pattern)
+    return _choices("optimizer", OPTIMIZERS, pattern, config_dir)
 
 
-def list_schedulers(pattern="*"):
+def list_schedulers(pattern="*", config_dir=None):
     from dlrun.train.scheduler import SCHEDULERS
 
-    return SCHEDULERS.names(pattern)
+    return _choices("scheduler", SCHEDULERS, pattern, config_dir)
 
 
-def list_losses(pattern="*"):
+def list_losses(pattern="*", config_dir=None):
     from dlrun.train.loss import LOSSES
 
-    return LOSSES.names(pattern)
+    return _choices("loss", LOSSES, pattern, config_dir)
 
 
 def run(overrides=(), run_dir=None, config_dir=None):

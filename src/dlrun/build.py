@@ -1,6 +1,7 @@
 """Turn the composed config into the objects the loop drives."""
 
 import importlib
+import traceback
 from types import SimpleNamespace
 
 import torch
@@ -33,12 +34,27 @@ def namespace(node):
 
 
 def import_plugins(names):
-    """Import users' modules so their components register themselves."""
+    """Import users' modules so their components register themselves; a module that is not found,
+    or fails as it is imported, is one line naming it, the error and where it was raised."""
     for name in names or []:
         try:
             importlib.import_module(name)
-        except ImportError as exc:
+        except ModuleNotFoundError as exc:
+            if exc.name != name and not name.startswith(f"{exc.name}."):  # the plugin is there; its import failed
+                raise ConfigError(f"plugins: '{name}' failed as it was imported: {_raised_at(exc)}") from None
             raise ConfigError(f"plugins: cannot import '{name}' ({exc}). Is it on PYTHONPATH?") from None
+        except Exception as exc:  # a plugin is the user's code: any error in it is theirs to fix
+            raise ConfigError(f"plugins: '{name}' failed as it was imported: {_raised_at(exc)}") from None
+
+
+def _raised_at(exc):
+    """'RuntimeError: boom (plugin.py:3)': the error's last line and the place in the user's file."""
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg} ({exc.filename}:{exc.lineno})"
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if "importlib" not in f.filename and not f.filename.startswith("<")]
+    where = f" ({own[-1].filename}:{own[-1].lineno})" if own else ""
+    return f"{traceback.format_exception_only(exc)[-1].strip()}{where}"
 
 
 def load_components(cfg):
@@ -51,7 +67,12 @@ def raw_dataset(cfg):
     if not isinstance(raw, datasets.Data):
         raise ConfigError(f"dataset builder returned {type(raw).__name__}, not dlrun.data.Data.")
     kept = datasets.keep_classes(raw, plain(cfg.dataset.get("classes")))
-    return datasets.one_vs_rest(kept, cfg.dataset.get("positive_class"))
+    data = datasets.one_vs_rest(kept, cfg.dataset.get("positive_class"))
+    if data.task != "binary" and cfg.dataset.get("threshold", 0.5) != 0.5:
+        raise ConfigError(f"dataset.threshold={cfg.dataset.threshold} is the decision threshold of a binary task, and "
+                          f"this dataset's task is {data.task}: remove it, or make the task binary with "
+                          f"dataset.positive_class=<class>.")
+    return data
 
 
 def dataset(cfg, raw=None):

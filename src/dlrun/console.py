@@ -13,12 +13,17 @@ errors = Console(stderr=True)
 
 
 def error(message, title="error"):
-    errors.print(f"[bold red]dlrun {title}:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    """One line on stderr: 'dlrun error: ...' (red), 'dlrun warning: ...', or with title None a stop
+    the user asked for, 'dlrun: stopped by SIGINT ...' (yellow)."""
+    colour = "red" if title == "error" else "yellow"
+    errors.print(f"[bold {colour}]dlrun{f' {title}' if title else ''}:[/] {escape(message)}", highlight=False,
+                 soft_wrap=True)
 
 
-def show_config(cfg, overrides, device):
+def show_config(cfg, overrides, device, stored=()):
     """The config at the start of a run: `show_config=short` names the components and the
-    overrides given, `full` prints the whole tree, `none` nothing."""
+    overrides given, `full` prints the whole tree, `none` nothing. `stored`: the overrides that
+    composed the checkpoint's run (plan_run puts them first), shown apart from those typed."""
     if cfg.show_config == "full":
         tree = Tree("[bold]config[/]")
         _add(tree, OmegaConf.to_container(cfg, resolve=True))
@@ -29,8 +34,11 @@ def show_config(cfg, overrides, device):
         parts[2] += f" (lr {cfg.optimizer.lr:g})"
         console.print(f"[bold]dlrun {cfg.task}[/]  {'  '.join(parts)}  device={cfg.device.name} -> {device}  "
                       f"seed={cfg.seed}", highlight=False, soft_wrap=True)
-        given = " ".join(overrides) if overrides else "none (the defaults)"
-        console.print(f"[dim]overrides: {escape(given)}   (show_config=full prints the whole config)[/]",
+        stored = list(stored) if list(overrides[:len(stored)]) == list(stored) else []
+        typed = overrides[len(stored):]
+        given = " ".join(typed) if typed else "none (the defaults)"
+        kept = f"; the checkpoint's run: {' '.join(stored)}" if stored else ""
+        console.print(f"[dim]overrides: {escape(given + kept)}   (show_config=full prints the whole config)[/]",
                       highlight=False, soft_wrap=True)
 
 

@@ -4,14 +4,16 @@ import difflib
 
 
 class DlrunError(Exception):
-    """A problem the user can fix (missing data, unusable file, divergence)."""
+    """A problem the user can fix that the run met as it went (an unreadable file, divergence):
+    exit 1. What the command line or config asks for that cannot be (an unknown key or value, a
+    file or directory named there that is not there) is a ConfigError: exit 2."""
 
     exit_code = 1
     status = "failed"  # what summary.json records for a run that stops with it
 
 
 class ConfigError(DlrunError):
-    """The composed config is invalid; raised before any work is done."""
+    """The composed config is invalid, or names a file that is not there; raised before any work is done."""
 
     exit_code = 2
 

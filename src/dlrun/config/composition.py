@@ -36,9 +36,50 @@ def command_line(argv):
     args, extras = parser.parse_known_args(argv)
     unknown = [e for e in extras if e.startswith("-")]
     if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        raise ConfigError(_not_a_flag(unknown[0], argv))
     args.overrides = [*args.overrides, *extras]
     return args
+
+
+def _not_a_flag(flag, argv):
+    """`--epochs 5`: dlrun's settings are overrides; the key the flag's name is closest to, with the
+    value that followed it."""
+    name, _, value = flag.lstrip("-").replace("-", "_").partition("=")
+    after = argv[argv.index(flag) + 1:] if flag in argv else []
+    value = value or (after[0] if after and "=" not in after[0] and not after[0].startswith("-") else "<value>")
+    keys = _base_keys([], None)
+    leaves = {}
+    for key in keys:
+        leaves.setdefault(key.rpartition(".")[2], key)
+    close = difflib.get_close_matches(name, list(leaves), n=1, cutoff=0.6) or [k for k in leaves if name in k][:1]
+    hint = f" Did you mean {leaves[close[0]]}={value}?" if close else ""
+    return f"{flag} is not an option of dlrun: settings are key=value overrides.{hint} (dlrun --help lists the keys.)"
+
+
+def check_words(overrides):
+    """A word without '=' is not an override (Hydra would say only that it cannot parse it): `model
+    cnn` is model=cnn, and a value with a space (`dataset.root=my dir`) needs quotes."""
+    for i, word in enumerate(overrides):
+        if word.startswith("~"):  # ~key deletes a key: not one the schema declares, which every run reads
+            key = word[1:].split("=")[0]
+            if schema.spec(key) is not None or key in _groups():
+                raise ConfigError(f"{word} deletes {key}, which every run reads: give it a value instead "
+                                  f"({key}=...; dlrun --help says what it takes).")
+            continue
+        if "=" in word:
+            continue
+        before, after = (overrides[i - 1] if i else None), (overrides[i + 1] if i + 1 < len(overrides) else None)
+        if after is not None and "=" not in after:
+            raise ConfigError(f"'{word} {after}' is not an override: write {word}={after} (key=value, no spaces).")
+        if before is not None and "=" in before and not _is_key(word):
+            raise ConfigError(f"'{word}' is not key=value. If it belongs to the value before it, quote the whole "
+                              f"override, spaces included: '{before} {word}' (the shell split it at the space).")
+        raise ConfigError(f"'{word}' is not key=value: write {word}=<value>.")
+
+
+def _is_key(word):
+    """Whether `word` names a key or group of dlrun's config (as opposed to a piece of a value)."""
+    return schema.spec(word) is not None or word.split(".")[0] in _groups() | {k.split(".")[0] for k, _ in schema.leaves()}
 
 
 def compose(overrides=(), config_dir=None, multirun=False):
@@ -47,6 +88,7 @@ def compose(overrides=(), config_dir=None, multirun=False):
     `config_dir` is a user's --config-dir (searched before the shipped configs).
     With `multirun`, every option of a swept group is composed once."""
     overrides = list(overrides)
+    check_words(overrides)
     _check_keys_given(overrides)
     probes = _probes(overrides) if multirun else [overrides]
     cfg = None

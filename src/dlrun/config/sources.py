@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from dlrun.errors import DlrunError, os_reason
+from dlrun.errors import ConfigError, DlrunError, os_reason
 from dlrun.layout import RunDir, run_of_checkpoint
 
 PACKAGE = Path(__file__).resolve().parent.parent  # the dlrun package (this module is in dlrun/config)
@@ -80,7 +80,7 @@ def run_dir_of(ckpt_path):
     if path.is_dir():
         return path
     if not path.is_file():
-        raise DlrunError(f"ckpt_path={ckpt_path}: no such file or directory.")
+        raise ConfigError(f"ckpt_path={ckpt_path}: no such file or directory.")
     return run_of_checkpoint(path)
 
 

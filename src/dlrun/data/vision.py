@@ -214,7 +214,7 @@ def image_folder(root, image_size=64, channels=3):
 
     folder = Path(root).expanduser()
     if not folder.is_dir():
-        raise DlrunError(f"dataset.root={root}: no such directory. It must hold one sub-folder of images per class.")
+        raise ConfigError(f"dataset.root={root}: no such directory. It must hold one sub-folder of images per class.")
     steps = [*load_steps(image_size, channels), transforms.ToTensor()]
     try:
         dataset = ImageFolder(str(folder), transform=transforms.Compose(steps), loader=_load_image)

@@ -18,15 +18,19 @@ from pathlib import Path
 import torch
 
 from dlrun import __version__
-from dlrun.errors import DlrunError
+from dlrun.errors import ConfigError, DlrunError
 from dlrun.layout import RunDir
-from dlrun.results.artifacts import atomic_write
+from dlrun.results import record
+from dlrun.results.artifacts import atomic_write, remove_stale_temporaries
 
 FORMAT = 2  # 2: the checksum covers every field (1: tensors only)
 # What every checkpoint dlrun writes holds (Loop.state_dict and build.record): the weights with
 # the run's record, which evaluating and predicting need, and the training state a resume needs.
 RECORD = ("model", "config", "overrides", "preprocessing", "model_spec")
 TRAINING = ("optimizer", "schedule", "update", "fit", "batches", "rng")
+# A run directory's weights to use (evaluate, predict, init_from): its best.pt, its chosen
+# weights, else its last.pt; a resume continues from last.pt (resolve's default).
+WEIGHTS_FIRST = ("best", "last")
 
 
 def save(path, state):
@@ -85,18 +89,33 @@ def resolve(path, key="ckpt_path", prefer=("last", "best")):
     path = Path(path).expanduser()
     if path.is_dir():
         run = RunDir(path)
-        path = next((run.checkpoint(name) for name in prefer if run.checkpoint(name).is_file()),
-                    run.checkpoint(prefer[0]))
+        found = next((run.checkpoint(name) for name in prefer if run.checkpoint(name).is_file()), None)
+        if found is None and (run.summary.is_file() or (path / "run.log").is_file()):
+            _no_checkpoint_yet(run, key)
+        path = found or run.checkpoint(prefer[0])
     if not path.is_file():
-        raise DlrunError(f"{key}={path}: no such checkpoint file. Give a .pt file or a run directory "
+        raise ConfigError(f"{key}={path}: no such checkpoint file. Give a .pt file or a run directory "
                          f"that has checkpoints/last.pt.")
     return path
 
 
-def load(path, map_location="cpu", unverified=False):
+def _no_checkpoint_yet(run, key):
+    """A run directory without checkpoints: it stopped before its first was written (or trains
+    none). Said so, and the temporary files of writes a kill cut short are removed."""
+    for folder in (run.root, run.checkpoints):
+        if folder.is_dir():
+            remove_stale_temporaries(folder)
+    status = record.read(run.summary).get("status") if run.summary.is_file() else None
+    said = f" (its summary.json says '{status}')" if status else " (it has no summary.json: it was killed early)"
+    raise DlrunError(f"{key}={run.root} is a run directory without checkpoints{said}: it stopped before the first "
+                     f"one was written, so there is nothing to continue or evaluate. Start the run again.")
+
+
+def load(path, map_location="cpu", unverified=False, prefer=("last", "best")):
     """Load a dlrun checkpoint safely, or say exactly why it cannot be used. `unverified`: the
-    user accepts a checkpoint without a checksum (trust_unverified_ckpt=true)."""
-    path = resolve(path)
+    user accepts a checkpoint without a checksum (trust_unverified_ckpt=true); `prefer`: which of
+    a run directory's checkpoints (see resolve)."""
+    path = resolve(path, prefer=prefer)
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one has no directory
         raise DlrunError(f"{path} is truncated or not a PyTorch checkpoint (it is not a complete zip archive).")
     try:
@@ -148,7 +167,8 @@ def record_of(path):
 
 # What a resume restores from the checkpoint, so a different configured value would be
 # recorded but not used: the model, the data, and the optimizer with its hyperparameters
-# (the learning rate and weight decay live in the optimizer's restored state). The data's
+# (the learning rate and weight decay live in the optimizer's restored state), and the seed
+# (it drew the split, and the generators continue from their saved state). The data's
 # location may change (data moved to another disk or machine).
 RESTORED = {"model": None, "dataset": None, "optimizer": None,
             "regularization": ("weight_decay", "decay_norm_and_bias")}
@@ -158,7 +178,7 @@ MAY_MOVE = ("root", "download")
 def check_same_model_and_data(state, config, path):
     """A resume continues what the checkpoint was trained with: refuse a change, naming it."""
     stored = state.get("config") or {}
-    changed = []
+    changed = [] if stored.get("seed") == config.get("seed") else [f"seed={stored.get('seed')!r} -> {config.get('seed')!r}"]
     for group, keys in RESTORED.items():
         before, after = stored.get(group) or {}, config.get(group) or {}
         names_first = sorted(set(before) | set(after), key=lambda k: (k not in ("name", "_target_"), str(k)))
@@ -168,7 +188,8 @@ def check_same_model_and_data(state, config, path):
     if changed:
         raise DlrunError(
             f"ckpt_path={path} was trained with other settings than this run asks for ({'; '.join(changed[:3])}). "
-            f"A resume continues the same model, data and optimizer state: drop those overrides, or start a new run.")
+            f"A resume continues the same model, data, seed and optimizer state: drop those overrides, or start a new "
+            f"run.")
 
 
 def _check_format(state, path):

@@ -56,3 +56,13 @@ def shown(name, task, positive=None):
     if positive is not None and name.rpartition("/")[2] in BINARY_SCALARS:
         return f"{name} of '{positive}'"
     return name
+
+
+def objective_of(monitor, best_value, test):
+    """(value, name) of a run's objective, what a sweep ranks and optimises: the monitored value
+    at the best epoch; for a run without validation rows (it monitors the training loss or
+    accuracy), the same metric on its held-out test split when it has one."""
+    split, _, metric = monitor.partition("/")
+    if split == "train" and isinstance((test or {}).get(metric), (int, float)):
+        return test[metric], f"test/{metric}"
+    return best_value, monitor

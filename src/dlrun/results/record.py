@@ -35,7 +35,9 @@ FIELDS = {
     "overrides": (ROWS, "the command-line overrides"),
     "versions": (TABLE, "library versions"),
     "monitor": (TABLE, "name, mode, best_value, best_epoch"),
-    "objective": (NUMBER + NONE, "the best monitored value: what sweeps optimise"),
+    "objective": (NUMBER + NONE, "what sweeps rank and optimise: the best monitored value (without validation "
+                                 "rows, the test split's value of the monitored metric)"),
+    "objective_metric": (TEXT + NONE, "the metric the objective is: the monitor, or test/<metric> without validation"),
     "epochs_run": ((int,) + NONE, "epochs trained"),
     "stopped_early": (FLAG, "whether early stopping ended training"),
     "steps": ((int,), "optimizer steps (skipped non-finite ones too)"),

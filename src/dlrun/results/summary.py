@@ -15,7 +15,7 @@ from dlrun.config.sources import run_overrides
 from dlrun.errors import first_line
 from dlrun.layout import RunDir
 from dlrun.results import record
-from dlrun.results.metric_names import mode_of, positive_class
+from dlrun.results.metric_names import mode_of, objective_of, positive_class
 
 
 def versions():
@@ -72,6 +72,7 @@ class Summary:
         if error:
             self.data["error"] = first_line(error)
         best = next((row for row in state.history if row["epoch"] == state.best_epoch), {})
+        objective, objective_metric = objective_of(self.data["monitor"]["name"], state.best_value, test)
         self.data.update(
             status=status,
             epochs_run=state.epoch,
@@ -80,7 +81,8 @@ class Summary:
             steps=state.step,
             skipped_batches=state.skipped,
             monitor={**self.data["monitor"], "best_value": state.best_value, "best_epoch": state.best_epoch},
-            objective=state.best_value,
+            objective=objective,
+            objective_metric=objective_metric,
             # measured again with every metric where the flow could (see tasks/evaluate.py)
             best_val=self.data.get("best_val") or {k: v for k, v in best.items() if k.startswith("val/")} or None,
             test=test,

@@ -30,7 +30,7 @@ def _stop(config, stop, exit_code):
 
     error(f"sweep interrupted: {counts['completed']} completed, {counts['interrupted']} interrupted, "
           f"{counts['failed']} failed, {left}; leaderboard: {SweepDir(folder).summary_md}. "
-          f"Resume with: {resume_command(folder)}")
+          f"Resume with: {resume_command(folder)}", title=None)
     sys.exit(exit_code)
 
 
@@ -41,7 +41,7 @@ def _stop_at_once(folder):
     from dlrun.console import error
 
     resume = f" Resume with: {resume_command(folder)}" if SweepDir(folder).multirun.is_file() else ""
-    error(f"sweep stopped at once by a second Ctrl-C; the leaderboard was not updated.{resume}")
+    error(f"sweep stopped at once by a second Ctrl-C; the leaderboard was not updated.{resume}", title=None)
     sys.exit(EXIT_CODES[signal.SIGINT])
 
 

@@ -46,23 +46,33 @@ def write(folder, paths=None, pending=()):
     return rows, paired
 
 
-def _fmt(value):
+def _fmt(value, key=""):
+    """A cell: seconds to a tenth, other numbers with four decimals, or four significant digits
+    when they are that small (a training loss of 0.00003 is not 0.0000)."""
     if isinstance(value, float):
-        return f"{value:.4f}"
+        if key.endswith("_s"):
+            return f"{value:.1f}"
+        return f"{value:.3g}" if value and abs(value) < 0.01 else f"{value:.4f}"
     return "" if value is None else str(value)
+
+
+def _paired_heading(paired):
+    pairs = len(paired["pairs"])
+    return ("Is one configuration better than the other?" if pairs == 1 else
+            f"Which configurations are better? ({pairs} paired comparisons, Holm-corrected)")
 
 
 def _markdown(rows, columns, groups, paired=None):
     lines = [f"# Sweep leaderboard ({len(rows)} jobs, {_objective(rows)}; * marks the best)", "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_fmt(r.get(c)).replace("|", "\\|") for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(_fmt(r.get(c), c).replace("|", "\\|") for c in columns) + " |" for r in rows]
     if groups:
         keys = list(groups[0])
         lines += ["", "## Mean and standard deviation over seeds", "", "| " + " | ".join(keys) + " |",
                   "|" + "---|" * len(keys)]
-        lines += ["| " + " | ".join(_fmt(g.get(k)) for k in keys) + " |" for g in groups]
+        lines += ["| " + " | ".join(_fmt(g.get(k), k) for k in keys) + " |" for g in groups]
     if paired:
-        lines += ["", "## Is one configuration better than the other?", "", paired["verdict"]]
+        lines += ["", f"## {_paired_heading(paired)}", "", *[f"- {line}" for line in paired["verdict"].splitlines()]]
     return "\n".join(lines) + "\n"
 
 
@@ -70,7 +80,7 @@ def _html(folder, rows, columns, groups, plot_files, paired=None):
     import base64
 
     def cell(row, key):
-        text = html.escape(_fmt(row.get(key)))
+        text = html.escape(_fmt(row.get(key), key))
         report = RunDir(row["path"]).report if key == "job" and "path" in row else None
         if report is not None and report.is_file():  # each job's own report, relative to this page
             return f'<td><a href="{html.escape(os.path.relpath(report, folder))}">{text}</a></td>'
@@ -85,7 +95,8 @@ def _html(folder, rows, columns, groups, plot_files, paired=None):
                      f'{base64.b64encode(p.read_bytes()).decode()}"></figure>' for p in plot_files)
     seeds = f"<h2>Over seeds</h2>{table(groups, list(groups[0]))}" if groups else ""
     if paired:
-        seeds += f"<h2>Is one configuration better than the other?</h2><p>{html.escape(paired['verdict'])}</p>"
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in paired["verdict"].splitlines())
+        seeds += f"<h2>{html.escape(_paired_heading(paired))}</h2><ul>{items}</ul>"
     differ = differing_config(rows)
     keys = [k for k in (differ[0] if differ else {}) if k != "job"]
     config = (f"<h2>Config keys that differ</h2>{table(differ, ['job', *keys])}" if keys else "")
@@ -98,12 +109,20 @@ def _html(folder, rows, columns, groups, plot_files, paired=None):
             f"</body></html>\n")
 
 
+def _where(objective):
+    if objective.startswith("test/"):
+        return "of the tested weights (the runs have no validation rows: the held-out test split ranks them)"
+    if objective.startswith("train/"):
+        return "at the best epoch (no validation or test rows: the training rows rank the runs)"
+    return "at the best epoch"
+
+
 def _objective(rows):
     """The objective and its direction, in words (each one, when runs monitored different metrics)."""
     monitors = list(dict.fromkeys((r["monitor"], r.get("mode", "min")) for r in rows if r.get("monitor")))
     if not monitors:
         return "no run has an objective yet"
-    said = [f"{monitor} at the best epoch ({'lower' if mode == 'min' else 'higher'} is better)"
+    said = [f"{monitor} {_where(monitor)} ({'lower' if mode == 'min' else 'higher'} is better)"
             for monitor, mode in monitors]
     if len(said) == 1:
         return f"objective: {said[0]}"

@@ -37,7 +37,8 @@ def job_row(run_dir):
     test = summary.get("test") or {}
     row.update(status=summary.get("status", "failed"), objective=summary.get("objective"),
                best_epoch=(summary.get("monitor") or {}).get("best_epoch"), wall_time_s=summary.get("wall_time_s"),
-               error=summary.get("error", ""), monitor=(summary.get("monitor") or {}).get("name"),
+               error=summary.get("error", ""),
+               monitor=summary.get("objective_metric") or (summary.get("monitor") or {}).get("name"),
                mode=(summary.get("monitor") or {}).get("mode", "min"))
     row.update({f"test/{k}": test[k] for k in HEADLINE if isinstance(test.get(k), (int, float))})
     return row

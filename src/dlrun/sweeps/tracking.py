@@ -16,6 +16,7 @@ outputs directory (outputs/mlflow.db, artifacts in outputs/mlartifacts).
 
 import contextlib
 import os
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from omegaconf import OmegaConf
 
 from dlrun.config import sources as configs
 from dlrun.config.sources import flat_items
-from dlrun.errors import DlrunError, first_line
+from dlrun.errors import ConfigError, DlrunError, first_line
 from dlrun.layout import RunDir, SweepDir
 from dlrun.results import artifacts, record
 
@@ -36,9 +37,18 @@ def tracking_uri(cfg):
     return uri or f"sqlite:///{(configs.outputs_root() / 'mlflow.db').resolve()}"
 
 
+# The tracking stores MLflow opens by URI scheme ("" for a plain path).
+SCHEMES = ("", "file", "http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
+
+
 def check_server(uri):
-    """A tracking server that does not answer is one clear error before the run starts (MLflow's
-    own client would retry for minutes, then raise a traceback)."""
+    """A URI MLflow cannot track to, or a tracking server that does not answer, is one clear error
+    before the run starts (MLflow's own client would raise a KeyError for an unknown scheme, or
+    retry for minutes, then raise a traceback)."""
+    scheme = urllib.parse.urlparse(uri).scheme.partition("+")[0]  # postgresql+psycopg2 is postgresql
+    if scheme not in SCHEMES and len(scheme) > 1:  # one letter: a Windows drive
+        raise ConfigError(f"mlflow.tracking_uri={uri}: MLflow cannot track to a '{scheme}' URI. Use a path, or a URI "
+                          f"of one of: {', '.join(s + '://' for s in SCHEMES if s)}.")
     if not uri.startswith(("http://", "https://")):
         return
     try:

@@ -2,6 +2,8 @@
 tables, plots and exports, and the report (summary.json last); a stop while they are written is
 recorded with what is done and the command that finishes it."""
 
+from pathlib import Path
+
 from dlrun import build
 from dlrun.results import artifacts, checkpoint, report
 from dlrun.results.evaluation import evaluate, write_tables
@@ -46,6 +48,19 @@ def _tested_weights(setting, has_validation):
     if setting == "auto":
         return "best" if has_validation else "last"
     return setting
+
+
+def held_by(ckpt, path):
+    """Which weights a checkpoint holds, in the words of a training run's tested weights:
+    'best.pt (epoch 7, the best val/loss)', 'last.pt (epoch 30; the best val/loss was epoch 25)';
+    a mid-epoch stop's checkpoint is part of the way through the next epoch."""
+    fit, monitor = ckpt["fit"], ckpt["config"]["trainer"]["monitor"]
+    at = f"epoch {fit['epoch']}" + (" and part of the next" if fit.get("partial") else "")
+    if fit.get("best_epoch") is None:
+        return f"{Path(path).name} ({at})"
+    if fit["best_epoch"] == fit["epoch"] and not fit.get("partial"):
+        return f"{Path(path).name} ({at}, the best {monitor})"
+    return f"{Path(path).name} ({at}; the best {monitor} was epoch {fit['best_epoch']})"
 
 
 def _weights_to_test(cfg, run, loop, data, state, summary):

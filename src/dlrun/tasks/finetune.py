@@ -12,31 +12,30 @@ from torch import nn
 from dlrun.errors import ConfigError, DlrunError
 from dlrun.results import checkpoint
 
-# A run's weights to use: its best.pt (its chosen weights), else its last.pt.
-WEIGHTS_FIRST = ("best", "last")
-
 
 def _source_weights(path, unverified):
-    """The model tensors of a dlrun checkpoint, or of a plain state_dict file, loaded safely."""
+    """(the model tensors, the model's name or None) of a dlrun checkpoint, or of a plain
+    state_dict file, loaded safely."""
     try:
-        return checkpoint.load(path, unverified=unverified)["model"]
+        state = checkpoint.load(path, unverified=unverified)
+        return state["model"], (state.get("model_spec") or {}).get("name")
     except DlrunError as exc:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:
             raise exc from None
         if isinstance(state, dict) and state and all(torch.is_tensor(v) for v in state.values()):
-            return state
+            return state, None
         raise
 
 
-def init_from(model, path, exclude=(), unverified=False):
-    """Copy every tensor of the source whose name and shape match into `model`, except those
-    whose names match an `exclude` pattern (the rest keep their fresh initialisation: a new head
-    when the number of classes differs, or when `head.*` is excluded). Returns what happened,
-    for the summary and the terminal; refuses a source that fits nothing."""
-    path = checkpoint.resolve(path, "init_from", WEIGHTS_FIRST)
-    source = _source_weights(path, unverified)
+def init_from(model, path, exclude=(), unverified=False, model_name=None):
+    """Copy every tensor of the source whose name and shape match into `model` (registered as
+    `model_name`), except those whose names match an `exclude` pattern (the rest keep their fresh
+    initialisation: a new head when the number of classes differs, or when `head.*` is excluded).
+    Returns what happened, for the summary and the terminal; refuses a source that fits nothing."""
+    path = checkpoint.resolve(path, "init_from", checkpoint.WEIGHTS_FIRST)
+    source, source_name = _source_weights(path, unverified)
     excluded = [k for k in source if any(fnmatch.fnmatchcase(k, p) for p in exclude)]
     for pattern in exclude:
         if not any(fnmatch.fnmatchcase(k, pattern) for k in source):
@@ -52,7 +51,20 @@ def init_from(model, path, exclude=(), unverified=False):
                           f"of the same model architecture.")
     model.load_state_dict({k: source[k] for k in loaded}, strict=False)
     return {"path": str(path), "loaded": len(loaded), "of": len(target),
-            "fresh": [k for k in target if k not in loaded], "shape_differs": reshaped, "excluded": excluded}
+            "fresh": [k for k in target if k not in loaded], "shape_differs": reshaped, "excluded": excluded,
+            "warning": _other_architecture(loaded, source, target, source_name, model_name)}
+
+
+def _other_architecture(loaded, source, target, source_name, model_name):
+    """A warning when most of both models' tensors do not fit: the few that do (a head of the same
+    size) would sit on features they were never trained with."""
+    if 2 * len(loaded) > min(len(source), len(target)):
+        return None
+    models = (f" (it is a '{source_name}' model; this run's is '{model_name}')"
+              if source_name and model_name and source_name != model_name else "")
+    return (f"init_from: only {len(loaded)} of the source's {len(source)} tensors fit this model ({', '.join(loaded[:3])}"
+            f"{', ...' if len(loaded) > 3 else ''}): the source is another architecture{models}, so they sit on "
+            f"features they were not trained with; start from a run of the same model, or train from scratch")
 
 
 def describe(report):

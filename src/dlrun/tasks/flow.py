@@ -44,12 +44,13 @@ def execute(cfg, run_dir, run_fold, show_config=False, job_num=None, sweep_dir=N
     devices.configure(cfg.device.deterministic)
     overrides = config.run_overrides(run.root) if overrides is None else overrides
     if show_config and distributed.is_main():
-        console.show_config(cfg, overrides, device)
+        console.show_config(cfg, overrides, device, config.stored_run(cfg.ckpt_path)[0] if cfg.ckpt_path else ())
     if cfg.cv.folds > 1 and cfg.cv.fold is None:
         return cross_validation.cross_validate(cfg, run, device, overrides, run_fold, config_dir, sweep_dir)
     if cfg.task == "predict":
         return predict.task(cfg, run, device)
-    ckpt = checkpoint.load(cfg.ckpt_path, unverified=cfg.trust_unverified_ckpt) if cfg.ckpt_path else None
+    prefer = checkpoint.WEIGHTS_FIRST if cfg.task == "eval" else ("last", "best")
+    ckpt = checkpoint.load(cfg.ckpt_path, unverified=cfg.trust_unverified_ckpt, prefer=prefer) if cfg.ckpt_path else None
     if distributed.is_main():  # killed writes of an earlier attempt in this directory
         for folder in (run.root, run.checkpoints, run.plots):
             artifacts.remove_stale_temporaries(folder)
@@ -84,11 +85,15 @@ def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter,
         if not len(data.test):
             raise DlrunError("task=eval evaluates on the test split, and this config has none (split.test=0).")
         loop.use_weights(ckpt, cfg.ckpt_path)
-        state = FitState()
-        summary.data["evaluated"] = str(checkpoint.resolve(cfg.ckpt_path))
+        state = FitState(**ckpt["fit"])  # what the evaluated weights went through: epochs, best epoch, history
+        summary.data["evaluated"] = str(checkpoint.resolve(cfg.ckpt_path, prefer=checkpoint.WEIGHTS_FIRST))
+        summary.data["tested_weights"] = evaluate.held_by(ckpt, summary.data["evaluated"])
     else:
         state = loop.load_state_dict(ckpt, cfg.ckpt_path) if ckpt else FitState()
         if ckpt:
+            within = f", part of the way through epoch {state.epoch + 1}" if state.partial else ""
+            messages.phase(cfg, f"resuming from {checkpoint.resolve(cfg.ckpt_path)}: {state.epoch} epoch(s) done, "
+                           f"step {state.step}{within}")
             fit.warn_if_world_changed(ckpt, cfg.trainer.batch_size)
         with summary.timed("training"):
             fit.fit(cfg, loop, state, run, summary, observers)
@@ -129,8 +134,11 @@ def _init_from(cfg, net):
         return None
     from dlrun.tasks import finetune
 
-    loaded = finetune.init_from(net, cfg.init_from, build.patterns(cfg.init_from_exclude), cfg.trust_unverified_ckpt)
+    loaded = finetune.init_from(net, cfg.init_from, build.patterns(cfg.init_from_exclude), cfg.trust_unverified_ckpt,
+                                cfg.model.get("name"))
     messages.phase(cfg, finetune.describe(loaded))
+    if loaded["warning"]:
+        messages.warn(loaded["warning"])
     return loaded
 
 
@@ -160,14 +168,17 @@ def _without_validation(cfg, data, summary):
         raise ConfigError(f"trainer.monitor={monitor} needs validation rows, and split.val=0 keeps none; monitor "
                           f"train/loss or train/accuracy, or keep a validation split.")
     needs = {"dataset.threshold=auto": cfg.dataset.get("threshold") == "auto",
-             f"trainer.val_every_n_steps={cfg.trainer.val_every_n_steps}": cfg.trainer.val_every_n_steps}
+             f"trainer.val_every_n_steps={cfg.trainer.val_every_n_steps}": cfg.trainer.val_every_n_steps,
+             f"trainer.test_weights={cfg.trainer.test_weights}": cfg.trainer.test_weights in ("best", "both")}
     for setting, given in needs.items():
         if given:
             raise ConfigError(f"{setting} needs validation rows, and split.val=0 keeps none; remove it or keep a "
                               f"validation split.")
-    with open_dict(cfg):
+    with open_dict(cfg):  # a "best" epoch by the training loss would be chosen on the rows it trained on
         cfg.trainer.monitor, cfg.trainer.mode = "train/loss", "min"
+        cfg.trainer.checkpoint.save_best = False
     summary.data["monitor"] = {"name": "train/loss", "mode": "min"}
+    ranked = "the test loss ranks it in a sweep" if len(data.test) else "no held-out rows: a sweep ranks it by it"
     summary.data["validation"] = (f"none (split.val=0): all {len(data.train)} training rows train; the training loss "
-                                  f"is monitored, nothing is chosen by validation")
+                                  f"is monitored, no best.pt is kept (nothing is chosen by validation), {ranked}")
     messages.phase(cfg, summary.data["validation"])

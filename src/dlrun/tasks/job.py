@@ -105,7 +105,7 @@ def _ended_early(exc, run_dir, folder):
     elif exc.status == "pruned":  # an Optuna trial stopped by its pruner: the sweep goes on
         console.console.print(f"job {run_dir.name}: {exc}", highlight=False)
     else:
-        console.error(str(exc))
+        console.error(str(exc), title=None if stopped else "error")
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise exc
     code = getattr(exc, "exit_code", 130)
@@ -142,9 +142,9 @@ def _say_stopped(run_dir):
     file = RunDir(run_dir).summary
     kept = record.read(file) if file.is_file() else {}
     if kept.get("status") == "interrupted":
-        console.error(f"{kept.get('error')}. Resume with: dlrun ckpt_path={run_dir}")
+        console.error(f"{kept.get('error')}. Resume with: dlrun ckpt_path={run_dir}", title=None)
     else:
-        console.error("stopped before the run started; nothing was kept.")
+        console.error("stopped before the run started; nothing was kept.", title=None)
 
 
 def _resume_job(cfg, run_dir):

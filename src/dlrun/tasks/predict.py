@@ -42,10 +42,9 @@ def task(cfg, run, device):
     (a run directory's best.pt, else its last.pt)."""
     from dlrun import models
     from dlrun.results import deployment
-    from dlrun.tasks import finetune
 
     summary = Summary(run.root, cfg, device)
-    path = checkpoint.resolve(cfg.ckpt_path, "ckpt_path", finetune.WEIGHTS_FIRST)
+    path = checkpoint.resolve(cfg.ckpt_path, "ckpt_path", checkpoint.WEIGHTS_FIRST)
     ckpt = checkpoint.load(path, unverified=cfg.trust_unverified_ckpt)
     pre, spec = ckpt["preprocessing"], _model_spec(ckpt, path, cfg.trust_run_code)
     net = models.build({k: v for k, v in spec.items() if k not in ("input_shape", "num_outputs")},
