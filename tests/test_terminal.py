@@ -1,6 +1,7 @@
 """What a person sees: the live training display, the phases after training,
 early stopping, the short config, the model and data summaries, task=inspect."""
 
+import contextlib
 import shutil
 import subprocess
 import time
@@ -28,17 +29,39 @@ def test_the_display_counts_epochs_from_one_and_estimates_the_whole_run(monkeypa
     monkeypatch.setattr(progress.time, "perf_counter", clock)
     display = progress.TrainingProgress(max_epochs=3, batch_size=10, monitor="val/loss", task="multiclass")
     fields = display.bar.tasks[0].fields
-    assert fields["epoch"] == "1/3" and fields["eta"] == "-:--:--"
+    assert fields["epoch"] == "1/3" and fields["eta"] == "eta -:--:--"
     clock.now += 2.0
     display.step(4, 20)  # 4 of 20 batches in 2 s: 0.5 s a batch, 56 batches to go
-    assert fields["epoch"] == "1/3" and fields["eta"] == "0:00:28" and fields["speed"] == "20 samples/s"
+    assert fields["epoch"] == "1/3" and fields["eta"] == "eta 0:00:28" and fields["speed"] == "20 samples/s"
     state = FitState(epoch=1, best_value=0.5, best_epoch=1)
     display.epoch(state, {"epoch": 1, "train/loss": 0.9, "val/loss": 0.5, "val/accuracy": 0.75, "seconds": 10.0})
     assert fields["epoch"] == "2/3" and display.bar.tasks[0].completed == 0
     assert display.bar.note == "last: train/loss 0.9000  val/loss 0.5000  val/accuracy 0.7500   best val/loss 0.5000 (epoch 1)"
+    display.step(17, 20)  # the loop's last update of an epoch may come a few batches before its end
     state.epoch = 3
     display.epoch(state, {"epoch": 3, "train/loss": 0.5, "val/loss": 0.4, "seconds": 10.0})
     assert fields["epoch"] == "3/3"  # the last epoch stays on screen, not "4/3"
+    assert display.bar.tasks[0].completed == 20  # and its bar is full
+    display.__exit__(None, None, None)
+    assert fields["eta"] == "done"
+
+
+@pytest.mark.parametrize("ending,last", [("early", "early stopping"), ("stop", "stopped"), ("nothing", None)])
+def test_the_last_frame_says_how_training_ended(ending, last):
+    display = progress.TrainingProgress(max_epochs=30, batch_size=10, monitor="val/loss", task="multiclass")
+    with pytest.raises(KeyboardInterrupt) if ending == "stop" else contextlib.nullcontext():
+        with display:
+            if ending != "nothing":  # a resume that only finishes sees no batch
+                display.step(20, 20)
+            if ending == "early":
+                display.epoch(FitState(epoch=12, best_value=0.5, best_epoch=9, stopped_early=True),
+                              {"epoch": 12, "train/loss": 0.9, "val/loss": 0.6, "seconds": 1.0})
+            if ending == "stop":
+                raise KeyboardInterrupt
+    if last is None:
+        assert display.bar.tasks == []  # no "0/?  eta -:--:--" left on screen
+    else:
+        assert display.bar.tasks[0].fields["eta"] == last
 
 
 def test_model_summary_counts_trainable_and_frozen_parameters():

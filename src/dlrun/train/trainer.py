@@ -186,6 +186,8 @@ class Loop:
                 on_step(i + 1, total)
                 next_refresh = time.perf_counter() + REFRESH_S
         self._check_bad_steps(state)
+        if on_step is not None:  # the whole epoch, also when it was shorter than a refresh
+            on_step(total, total)
         distributed.sum_across(loss_sum, correct, count)
         sums = torch.stack([loss_sum, correct, count.clamp(min=1)]).tolist()  # host-device sync: once per epoch
         samples_per_s = seen * distributed.shard()[1] / max(time.perf_counter() - started, 1e-9)
