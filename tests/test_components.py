@@ -107,6 +107,20 @@ def test_synthetic_imbalanced_follows_its_weights():
     assert np.allclose(counts, [0.4, 0.3, 0.15, 0.1, 0.05], atol=0.02)
 
 
+def test_synthetic_imbalanced_is_the_metrics_tutorials_data_exactly():
+    from sklearn.datasets import make_classification
+
+    from dlrun.build import plain
+    from dlrun.config.composition import compose
+
+    data = DATASETS.build(plain(compose(["dataset=synthetic_imbalanced"]).dataset))
+    x, y = make_classification(n_samples=5000, n_features=20, n_informative=10, n_redundant=5, n_classes=5,
+                               n_clusters_per_class=2, weights=[0.4, 0.3, 0.15, 0.1, 0.05], class_sep=1.5,
+                               random_state=42)
+    assert np.array_equal(data.x, x.astype(np.float32)) and np.array_equal(data.y, y)
+    assert data.class_names == ["cat", "dog", "bird", "cow", "lynx"]
+
+
 def test_frozen_backbone_receives_no_gradient():
     model = build_model({"name": "resnet18", "freeze_backbone": True}, (3, 32, 32), 4)
     model(torch.randn(2, 3, 32, 32)).sum().backward()

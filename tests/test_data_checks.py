@@ -89,6 +89,16 @@ def test_legitimate_tables_load(tmp_path):
     assert csv_data(tmp_path, with_blank_lines).y.shape == (60,)
 
 
+def test_a_column_that_counts_the_rows_is_named_as_a_likely_id(tmp_path):
+    with_id = table(header=["id", "a", "b", "y"], rows=[[str(100 + i), *r] for i, r in enumerate(ROWS)])
+    (caution,) = csv_data(tmp_path, with_id).cautions
+    assert caution.startswith("dataset.path: column 'id' has a different whole number on every row, in order "
+                              "(100, 101, ... 159): a row number or id")
+    assert csv_data(tmp_path, with_id, features=["a", "b"]).cautions == []  # features chosen: nothing to say
+    shuffled = table(header=["n", "a", "b", "y"], rows=[[str((i * 7) % 60), *r] for i, r in enumerate(ROWS)])
+    assert csv_data(tmp_path, shuffled).cautions == []  # distinct whole numbers out of order: a real feature
+
+
 def image_folder(root, classes, files=6, corrupt=None):
     from PIL import Image
 

@@ -50,6 +50,7 @@ class Data:
     image: bool = False
     input_spec: dict = None  # how raw inputs become rows of x: {"columns": [...]} or {"load_size", "channels"}
     pixel_max: float = None
+    cautions: list = field(default_factory=list)  # what the user should know about the data (a column like an id)
 
 
 @dataclass
@@ -135,6 +136,7 @@ def prepare(data, split, cv_fold=None, seed=0):
     )
     if data.input_spec:
         prepared.extra["input_spec"] = data.input_spec
+    prepared.extra["cautions"] = list(data.cautions)
     if not isinstance(data.x, torch.utils.data.Dataset):
         prepared.extra["source_dtype"] = str(getattr(data.x, "dtype", "")).replace("torch.", "")
     _record_input_range(prepared, data.pixel_max)

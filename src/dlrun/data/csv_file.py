@@ -25,6 +25,7 @@ def csv(path, target, features=None, categorical=(), task="auto", encoding="utf-
     text or few integer values, regression otherwise."""
     table = _Table(path, encoding)
     target_column = table.column("dataset.target", target)
+    chosen = bool(features)
     features = list(features) if features else [c for c in table.header if c != target]
     if target in features:
         raise ConfigError(f"dataset.features lists the target column '{target}'; a model must not see its label.")
@@ -35,7 +36,23 @@ def csv(path, target, features=None, categorical=(), task="auto", encoding="utf-
     blocks = [table.feature(name, name in categorical) for name in features]
     data = _with_target(table, target_column, target, task, np.concatenate([x for x, _ in blocks], axis=1))
     data.input_spec = {"columns": [{"name": name, "levels": levels} for name, (_, levels) in zip(features, blocks)]}
+    if not chosen:  # every column but the target trains: say which ones look like row ids
+        data.cautions = [_looks_like_an_id(name, x[:, 0]) for name, (x, levels) in zip(features, blocks)
+                         if levels is None and _counts_rows(x[:, 0])]
     return data
+
+
+def _counts_rows(values):
+    """A column of whole numbers, a different one on every row, only increasing (or decreasing):
+    what a row number or an id looks like."""
+    steps = np.diff(values)
+    return len(values) > 2 and np.all(values == np.round(values)) and (np.all(steps > 0) or np.all(steps < 0))
+
+
+def _looks_like_an_id(name, values):
+    return (f"dataset.path: column '{name}' has a different whole number on every row, in order "
+            f"({values[0]:g}, {values[1]:g}, ... {values[-1]:g}): a row number or id, which the model now trains "
+            f"on as a feature. If it is not one, name the features with dataset.features=[...].")
 
 
 def _with_target(table, values, target, task, x):

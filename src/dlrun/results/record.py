@@ -48,6 +48,7 @@ FIELDS = {
     "data_summary": (TABLE, "class counts per split, features of a table, source dtype"),
     "plots_skipped": (TABLE, "each plot asked for that does not apply, with why"),
     "validation": (TEXT, "where the validation rows came from"),
+    "warnings": (ROWS, "what the run warned of that did not stop it (a CSV column that looks like a row id)"),
     "best_val": (TABLE + NONE, "every validation metric of the best epoch"),
     "timings": (TABLE, "seconds spent in each phase"),
     "tested_weights": (TEXT, "which weights the test metrics measure"),
