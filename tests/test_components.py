@@ -61,6 +61,22 @@ def test_balanced_class_weights_are_inverse_frequency():
         loss.class_weights([1, 2], y, 3)
 
 
+def test_mse_and_kl_div_on_probabilities_for_classification():
+    logits, target = torch.randn(8, 4, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 3] * 2)
+    kl = loss.build({"name": "kl_div"}, "multiclass", target, 4)
+    assert kl(logits, target).item() == pytest.approx(F.cross_entropy(logits, target).item(), rel=1e-6)
+    mse = loss.build({"name": "mse"}, "multiclass", target, 4)
+    expected = ((logits.softmax(1) - F.one_hot(target, 4).float()) ** 2).mean()
+    assert mse(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
+    z, y = torch.randn(6, 1, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 1, 0, 1, 0])
+    p = torch.sigmoid(z.view(-1))
+    binary = loss.build({"name": "mse"}, "binary", y, 2)
+    assert binary(z, y).item() == pytest.approx((((p - y) ** 2).sum() * 2 / 12).item(), rel=1e-5)  # both columns
+    assert isinstance(loss.build({"name": "mse"}, "regression", torch.zeros(4, 1), 0), torch.nn.MSELoss)
+    with pytest.raises(ConfigError, match="loss=kl_div does not fit this dataset's task 'regression'"):
+        loss.build({"name": "kl_div"}, "regression", torch.zeros(4, 1), 0)
+
+
 def test_loss_must_fit_the_task():
     with pytest.raises(ConfigError, match="does not fit this dataset's task 'regression'"):
         loss.build({"name": "cross_entropy"}, "regression", torch.zeros(4, 1), 0)
@@ -281,9 +297,9 @@ def test_registered_names_cover_the_catalogue():
     assert {"digits", "iris", "wine", "breast_cancer", "diabetes", "synthetic", "csv", "mnist", "fashion_mnist",
             "cifar10", "image_folder", "fake"} <= set(DATASETS.names())
     assert {"logistic", "mlp", "cnn", "resnet18"} <= set(MODELS.names())
-    assert set(optimizer.OPTIMIZERS.names()) == {"sgd", "adam", "adamw", "rmsprop"}
+    assert set(optimizer.OPTIMIZERS.names()) == {"sgd", "adam", "adamw", "rmsprop", "lbfgs"}
     assert {"step", "multistep", "exponential", "cosine", "plateau", "onecycle"} <= set(scheduler.SCHEDULERS.names())
-    assert {"cross_entropy", "focal", "bce_with_logits", "mse", "l1", "huber"} <= set(loss.LOSSES.names())
+    assert {"cross_entropy", "focal", "bce_with_logits", "mse", "kl_div", "l1", "huber"} <= set(loss.LOSSES.names())
 
 
 def test_data_contract_rejects_unknown_task():
@@ -305,3 +321,28 @@ def test_the_reliability_diagram_draws_the_bins_of_the_ece():
     run = type("Run", (), {"p": p, "classify": True, "data": data})()
     [(stem, job)] = plots.PLOTS["reliability"](run)
     np.testing.assert_array_equal(job.args[0], accuracy)
+
+
+def test_lbfgs_evaluates_its_closure_and_learns_and_what_clashes_is_refused(tmp_path):
+    import dlrun
+    from conftest import built_loop
+    from dlrun.train.fit_policy import FitState
+
+    loop = built_loop("optimizer=lbfgs", "optimizer.max_iter=5", "trainer.batch_size=512", "model=logistic")
+    calls = []
+    forward = loop.forward
+    loop.forward = lambda x: calls.append(1) or forward(x)
+    x, y = next(iter(loop.train_batches.epoch()))
+    first = loop.loss_fn(loop.forward(x), y).item()
+    calls.clear()
+    state = FitState()
+    loop.step(x, y, state)
+    assert len(calls) > 2  # one forward of the step, then the closure's own evaluations
+    assert loop.loss_fn(forward(x), y).item() < first / 2 and state.step == 1
+    for clash, key in ((["regularization.mixup_alpha=0.2"], "regularization.mixup_alpha"),
+                       (["trainer.accumulate_grad_batches=2"], "trainer.accumulate_grad_batches")):
+        with pytest.raises(ConfigError, match=f"optimizer=lbfgs evaluates the loss several times per step on one "
+                                              f"batch, and {key} does not go with that"):
+            dlrun.run(["optimizer=lbfgs", *clash], run_dir=tmp_path / "refused")
+    with pytest.raises(ConfigError, match="optimizer=lbfgs takes one parameter group"):
+        built_loop("optimizer=lbfgs", "regularization.weight_decay=1e-4")

@@ -91,6 +91,23 @@ def _check_together(cfg):
     if cfg.task == "eval" and not cfg.ckpt_path:
         raise ConfigError("task=eval needs ckpt_path=<checkpoint file or run directory>.")
     _check_mode(cfg.trainer)
+    _check_closure_optimizer(cfg)
+
+
+def _check_closure_optimizer(cfg):
+    """L-BFGS evaluates the loss again within its step, on the same batch: what changes a batch
+    between evaluations, or splits one update over several, does not go with it."""
+    if cfg.optimizer.get("name") != "lbfgs":
+        return
+    reg, trainer = cfg.regularization, cfg.trainer
+    clashes = {"regularization.mixup_alpha": reg.mixup_alpha, "regularization.cutmix_alpha": reg.cutmix_alpha,
+               "regularization.grad_clip.mode": reg.grad_clip.mode,
+               "trainer.accumulate_grad_batches": trainer.accumulate_grad_batches > 1,
+               "device.precision=fp16": cfg.device.precision == "fp16"}
+    given = [key for key, value in clashes.items() if value]
+    if given:
+        raise ConfigError(f"optimizer=lbfgs evaluates the loss several times per step on one batch, and {given[0]} "
+                          f"does not go with that; remove it or choose another optimizer.")
 
 
 def _check_value(key, value, kind, rule, choices):

@@ -13,7 +13,8 @@ TASK_OF_LOSS = {
     "cross_entropy": ("multiclass",),
     "focal": CLASSIFICATION,
     "bce_with_logits": ("binary",),
-    "mse": ("regression",),
+    "mse": ("regression", *CLASSIFICATION),
+    "kl_div": CLASSIFICATION,
     "l1": ("regression",),
     "huber": ("regression",),
 }
@@ -97,9 +98,35 @@ def bce_with_logits(pos_weight=None):
     return BinaryLoss(pos_weight)
 
 
+class ProbabilityLoss(nn.Module):
+    """A classification loss on the predicted probabilities against one-hot targets, as the
+    classic MNIST lesson compares them with cross-entropy: `mse` (the squared error of the
+    probabilities) or `kl_div` (KL divergence of the log-probabilities; for one-hot targets it
+    equals cross-entropy). Binary tasks take (N, 1) logits, as [1 - p, p]."""
+
+    def __init__(self, kind, binary):
+        super().__init__()
+        self.kind, self.binary = kind, binary
+
+    def forward(self, logits, target):
+        if self.binary:
+            logits = torch.cat([torch.zeros_like(logits), logits], 1)  # softmax of [0, z] is [1 - p, p]
+        log_p = F.log_softmax(logits.float(), 1)
+        one_hot = F.one_hot(target.long(), log_p.shape[1]).float()
+        if self.kind == "mse":
+            return F.mse_loss(log_p.exp(), one_hot)
+        return F.kl_div(log_p, one_hot, reduction="batchmean")
+
+
 @LOSSES.register("mse")
-def mse():
-    return nn.MSELoss()
+def mse(task):
+    """Regression's squared error; for classification, that of the probabilities against one-hot targets."""
+    return nn.MSELoss() if task == "regression" else ProbabilityLoss("mse", task == "binary")
+
+
+@LOSSES.register("kl_div")
+def kl_div(task):
+    return ProbabilityLoss("kl_div", task == "binary")
 
 
 @LOSSES.register("l1")

@@ -38,6 +38,24 @@ def rmsprop(params, lr=1e-3, alpha=0.99, momentum=0.0):
     return torch.optim.RMSprop(params, lr=lr, alpha=alpha, momentum=momentum)
 
 
+@OPTIMIZERS.register("lbfgs")
+def lbfgs(params, lr=1.0, max_iter=20, history_size=100, line_search_fn=None):
+    """L-BFGS over one parameter group (torch's takes no other); it calls the loop's closure to
+    evaluate the loss again (step.GuardedUpdate.with_closure)."""
+    if line_search_fn not in (None, "strong_wolfe"):
+        raise ConfigError(f"optimizer.line_search_fn={line_search_fn} is not known; it must be null or strong_wolfe.")
+    if len(params) > 1 or any(group["weight_decay"] for group in params):
+        raise ConfigError("optimizer=lbfgs takes one parameter group: no regularization.weight_decay and no "
+                          "optimizer.head_lr (or choose another optimizer).")
+    return torch.optim.LBFGS([p for group in params for p in group["params"]], lr=lr, max_iter=max_iter,
+                             history_size=history_size, line_search_fn=line_search_fn)
+
+
+def needs_closure(optimizer):
+    """Optimizers that evaluate the loss themselves within a step (torch's L-BFGS)."""
+    return isinstance(optimizer, torch.optim.LBFGS)
+
+
 def param_groups(model, weight_decay, decay_norm_and_bias=True, head_lr=None):
     """Trainable parameters, split so that biases and normalisation weights (1-D tensors) can be
     exempt from weight decay, and the head (a Network's `head`) can have its own learning rate."""

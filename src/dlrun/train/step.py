@@ -104,6 +104,16 @@ class GuardedUpdate:
             self.scaler.update()
         return skip.bool()
 
+    def with_closure(self, closure, loss, step_number):
+        """The update of an optimizer that evaluates the loss itself (L-BFGS, through `closure`):
+        a step whose first loss is not finite is skipped before its line search follows it."""
+        loss = loss.detach().float()
+        bad = ~torch.isfinite(loss)
+        self._record(bad.double(), step_number, loss)
+        if not bad.item():  # host-device sync: L-BFGS reads the loss on the host anyway
+            self.optimizer.step(closure)
+        return bad
+
     def _non_finite(self, tensors):
         """1.0 on the device when any of `tensors` holds a NaN or an infinity, else 0.0: one
         multi-tensor kernel (GradScaler's own check; scaling by 1 leaves the values as they are)."""

@@ -23,6 +23,7 @@ from dlrun.results import checkpoint, metrics
 from dlrun.tasks.finetune import Freezing
 from dlrun.train import device as devices
 from dlrun.train import distributed
+from dlrun.train import optimizer as optimizers
 from dlrun.train.averaging import Averaging
 from dlrun.train.fit_policy import FitPolicy, FitState
 from dlrun.train.regularization import l1_penalty, mix, penalized_weights
@@ -88,6 +89,7 @@ class Loop:
         forward = distributed.wrap(self.model, self.device)
         self.forward = torch.compile(forward, mode=self.compile_mode) if self.compile_mode else forward
         self.update = GuardedUpdate(self.optimizer, self.device, self.precision, self.clip_mode, self.clip_max)
+        self.closure_steps = optimizers.needs_closure(self.optimizer)
         self.autocast = devices.autocast(self.device, self.precision) or contextlib.nullcontext()
         self.l1_weights = penalized_weights(self.model) if self.l1 else None
         self.mixing = self.mixup_alpha > 0 or self.cutmix_alpha > 0
@@ -262,13 +264,35 @@ class Loop:
                     loss = loss + self.l1 * l1_penalty(self.l1_weights)
             if window_end:
                 state.step += 1
-            skipped = self.update(loss if share is None else loss * share, state.step, final=window_end)
+            if self.closure_steps:
+                skipped = self.update.with_closure(self._closure(x, y, loss), loss, state.step)
+            else:
+                skipped = self.update(loss if share is None else loss * share, state.step, final=window_end)
         if window_end:
             if self.averaging is not None:
                 self.averaging.after_step(self.model)
             if not self._swa_owns_schedule(state.epoch):
                 self.schedule.after_batch()
         return loss, out, skipped
+
+    def _closure(self, x, y, loss):
+        """What L-BFGS calls to evaluate the loss and its gradients on this batch: its first call
+        uses the loss computed already, the others (its iterations and line search) compute it again."""
+        computed = [loss]
+
+        def closure():
+            self.optimizer.zero_grad(set_to_none=True)
+            if computed:
+                value = computed.pop()
+            else:
+                with self.autocast:
+                    value = self.loss_fn(self.forward(x), y)
+                    if self.l1_weights:
+                        value = value + self.l1 * l1_penalty(self.l1_weights)
+            value.backward()
+            return value.detach()
+
+        return closure
 
     def _swa_owns_schedule(self, epoch):
         return self.averaging is not None and self.averaging.owns_schedule(epoch)
