@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from dlrun.api import compose
 from dlrun.data import DATASETS, Data, prepare
 from dlrun.data.base import Part
-from dlrun.data.batches import DeviceTransform, TensorBatches, augment_images
+from dlrun.data.batches import Augmentation, DeviceTransform, TensorBatches, augment_images
 from dlrun.data.split import split_indices
 from dlrun.errors import ConfigError
 from dlrun.models import MODELS
@@ -280,10 +280,32 @@ def test_device_batches_cover_every_row_once_per_epoch():
 
 def test_augmentation_is_seeded_and_keeps_shapes():
     x = torch.rand(6, 3, 16, 16)
-    outs = [augment_images(x, preset, torch.Generator().manual_seed(0)) for preset in ("standard", "rotate", "cutout")]
+    outs = [augment_images(x, Augmentation.of(preset), torch.Generator().manual_seed(0))
+            for preset in ("standard", "rotate", "cutout")]
     assert all(o.shape == x.shape for o in outs)
-    assert torch.equal(outs[0], augment_images(x, "standard", torch.Generator().manual_seed(0)))
+    assert torch.equal(outs[0], augment_images(x, Augmentation.of("standard"), torch.Generator().manual_seed(0)))
     assert not torch.equal(outs[0], x)
+
+
+def test_augmentations_combine_in_order_with_their_parameters():
+    from dlrun.build import augmentation
+
+    combined = augmentation(compose(["regularization.augment=[flip,rotate]", "regularization.rotate_degrees=10"])
+                            .regularization)
+    assert combined.steps == ("flip", "rotate") and str(combined) == "flip + rotate ±10°"
+    assert Augmentation.of(["standard", "cutout", "flip"]).steps == ("flip", "crop", "cutout")  # each step once
+    x = torch.zeros(1, 1, 9, 9)
+    x[0, 0, 4, :] = 1  # a horizontal line through the centre
+    still = augment_images(x, Augmentation.of("rotate", degrees=0), torch.Generator().manual_seed(0))
+    assert torch.allclose(still, x, atol=1e-5)  # 0 degrees: no rotation
+    turned = augment_images(x, Augmentation.of("rotate", degrees=45), torch.Generator().manual_seed(0))
+    assert not torch.allclose(turned, x, atol=1e-2)
+    hole = augment_images(torch.ones(4, 1, 16, 16), Augmentation.of("cutout", cutout=3), torch.Generator().manual_seed(0))
+    assert ((1 - hole).sum((1, 2, 3)) <= 9).all()  # a hole of at most 3x3 pixels
+    import dlrun
+
+    with pytest.raises(ConfigError, match="regularization.augment=flipp is not known. Did you mean 'flip'"):
+        dlrun.run(["regularization.augment=[flipp,rotate]"])
 
 
 def test_uint8_images_are_scaled_and_normalised_on_the_device():

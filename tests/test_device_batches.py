@@ -4,7 +4,7 @@ random happens per batch: the batches are the same numbers, evaluation batches a
 import torch
 
 from dlrun.data.base import Part
-from dlrun.data.batches import DeviceTransform, TensorBatches
+from dlrun.data.batches import Augmentation, DeviceTransform, TensorBatches
 
 CPU = torch.device("cpu")
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
@@ -32,7 +32,8 @@ def test_training_batches_match_the_per_batch_path_and_augmentation_stays_per_ba
     per_batch.x, per_batch.transform = part.x, transform  # as before: uint8, converted at each batch
     for (a, ya), (b, yb) in zip(once.epoch(), per_batch.epoch(), strict=True):
         assert torch.equal(a, b) and torch.equal(ya, yb)
-    augmented = TensorBatches(part, 16, CPU, DeviceTransform(CPU, MEAN, STD, "flip", torch.Generator()), train=True)
+    flipping = DeviceTransform(CPU, MEAN, STD, Augmentation.of("flip"), torch.Generator())
+    augmented = TensorBatches(part, 16, CPU, flipping, train=True)
     assert augmented.x.dtype == torch.uint8 and augmented.transform is not None  # random per batch, per epoch
 
 

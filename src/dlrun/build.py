@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from dlrun import data as datasets
 from dlrun import models
-from dlrun.data.batches import DeviceTransform, device_budget, limit, make_batches, resident_bytes
+from dlrun.data.batches import Augmentation, DeviceTransform, device_budget, limit, make_batches, resident_bytes
 from dlrun.errors import ConfigError
 from dlrun.results.metric_names import PROBABILITY_METRICS, mode_of
 from dlrun.tasks.finetune import Freezing
@@ -148,6 +148,12 @@ def fit_policy(trainer):
                      val_every=trainer.val_every_n_steps)
 
 
+def augmentation(regularization):
+    """regularization.augment with its parameters (None without augmentation)."""
+    return Augmentation.of(plain(regularization.augment), regularization.rotate_degrees, regularization.crop_pad,
+                           regularization.cutout_size)
+
+
 def loop(cfg, data, net, device, overrides=(), sources=None):
     """The Loop for `net` on `data`: batches, loss, optimizer and schedule."""
     reg, tr = namespace(cfg.regularization), namespace(cfg.trainer)
@@ -157,7 +163,7 @@ def loop(cfg, data, net, device, overrides=(), sources=None):
     augment_gen = torch.Generator(device=device).manual_seed(cfg.seed + 2)
     if reg.augment and not data.image:
         raise ConfigError(f"regularization.augment={reg.augment} needs an image dataset.")
-    train_tf = DeviceTransform.of(data, device, reg.augment, augment_gen)
+    train_tf = DeviceTransform.of(data, device, augmentation(cfg.regularization), augment_gen)
     eval_tf = DeviceTransform.of(data, device)
     resident = _resident(data, device)
     train_batches = make_batches(data.train, tr.batch_size, device, train_tf, True, cfg.seed + 1, tr.sampling,

@@ -195,8 +195,13 @@ class RegularizationConfig:
     decay_norm_and_bias: bool = key(True, "false: exempt normalisation weights and biases from weight decay")
     l1: float = key(0.0, "adds l1 * sum(|w|) over weights to the loss", at_least(0))
     grad_clip: GradClip = key(GradClip(), "")
-    augment: str | None = key(None, "image augmentation preset", choices=Table(
-        "dlrun.data.batches", "AUGMENTATIONS", (None,)))
+    augment: Any = key(None, "image augmentation: a preset or a list of presets and steps ([flip, rotate])",
+                       choices=Table("dlrun.data.batches", "AUGMENTATIONS", (None,)))
+    rotate_degrees: float = key(15.0, "augment's rotation: up to this many degrees either way", at_least(0))
+    crop_pad: int | None = key(None, "augment's crop: a shift of up to this many pixels; null: an eighth of the "
+                                     "image", at_least(1))
+    cutout_size: int | None = key(None, "augment's cutout: a square hole this many pixels wide; null: a quarter "
+                                        "of the image", at_least(1))
     mixup_alpha: float = key(0.0, "mixup's Beta(alpha, alpha); 0: off", at_least(0))
     cutmix_alpha: float = key(0.0, "CutMix's Beta(alpha, alpha); 0: off", at_least(0))
 

@@ -14,6 +14,7 @@ draws per-batch randomness (its current state is kept).
 """
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -70,22 +71,48 @@ AUGMENTATIONS = {
 }
 
 
-def augment_images(x, preset, generator, degrees=15.0):
-    """Batched, seeded image augmentation of a float batch (N, C, H, W).
+@dataclass(frozen=True)
+class Augmentation:
+    """What regularization.augment asks for: its steps in order (a preset's, or a list of presets
+    and steps combined: [flip, rotate]) and their parameters; a crop's shift and a cutout's hole of
+    None scale with the image."""
 
-    Shifts and cutout holes scale with the image: an eighth and a quarter of
-    its size (4 and 8 pixels on 32x32 CIFAR images, 1 and 2 on 8x8 digits).
+    steps: tuple
+    degrees: float = 15.0
+    pad: int = None
+    cutout: int = None
+
+    @classmethod
+    def of(cls, augment, degrees=15.0, pad=None, cutout=None):
+        """The augmentation of `augment` (a name, a list of names, or None: none)."""
+        if not augment:
+            return None
+        names = [augment] if isinstance(augment, str) else list(augment)
+        return cls(tuple(dict.fromkeys(step for name in names for step in AUGMENTATIONS[name])), degrees, pad, cutout)
+
+    def __str__(self):
+        said = {"rotate": f"rotate ±{self.degrees:g}°", "crop": "crop" + (f" ±{self.pad}px" if self.pad else ""),
+                "cutout": "cutout" + (f" {self.cutout}px" if self.cutout else "")}
+        return " + ".join(said.get(step, step) for step in self.steps)
+
+
+def augment_images(x, augmentation, generator):
+    """Batched, seeded image augmentation of a float batch (N, C, H, W), step by step.
+
+    Unless given, shifts and cutout holes scale with the image: an eighth and a quarter of its
+    size (4 and 8 pixels on 32x32 CIFAR images, 1 and 2 on 8x8 digits).
     """
     size = min(x.shape[-2:])
-    pad, cutout = max(1, round(size / 8)), max(1, round(size / 4))
-    for step in AUGMENTATIONS[preset]:
+    pad = augmentation.pad or max(1, round(size / 8))
+    cutout = augmentation.cutout or max(1, round(size / 4))
+    for step in augmentation.steps:
         if step == "flip":
             flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
         elif step == "crop":
             x = random_translate(x, pad, generator)
         elif step == "rotate":
-            x = random_rotate(x, degrees, generator)
+            x = random_rotate(x, augmentation.degrees, generator)
         elif step == "cutout":
             x = random_cutout(x, cutout, generator)
     return x

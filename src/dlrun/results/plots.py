@@ -253,7 +253,7 @@ def class_counts(counts):
 
 def samples(images, labels, augment):
     """Training images as the model sees them (after augmentation), back in [0, 1]."""
-    how = f"after augment={augment}" if augment else "no augmentation"
+    how = f"after {augment}" if augment else "no augmentation"
     return image_grid(images, labels, f"Training samples as the model sees them ({how})")
 
 

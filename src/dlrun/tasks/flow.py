@@ -153,8 +153,8 @@ def _first_look(cfg, run, data, record, painter):
     if cfg.plots:
         from dlrun.results import plots
 
-        jobs, skipped = plots.data_jobs(run.plots, cfg.plots, data, record["data_summary"], cfg.regularization.augment,
-                                        cfg.seed)
+        jobs, skipped = plots.data_jobs(run.plots, cfg.plots, data, record["data_summary"],
+                                        build.augmentation(cfg.regularization), cfg.seed)
         painter.submit(jobs)
         messages.skipped(skipped, record)
 
