@@ -142,3 +142,22 @@ def test_the_report_says_where_the_weights_came_from():
                "init_from": {"path": "source/checkpoints/best.pt", "loaded": 4, "of": 6}}
     page = report.render(summary, OmegaConf.create({"init_from": "source"}))
     assert "started from" in page and "source/checkpoints/best.pt (4 of 6 tensors loaded)" in page
+
+
+def test_eval_on_some_classes_tests_those_rows_of_the_trained_model(tmp_path):
+    """The mini-challenge's test sets: a 10-class model evaluated on the 4s only, and on all but the 4s."""
+    import csv
+
+    dlrun.run([*QUIET, "probabilities=true"], run_dir=tmp_path / "run")
+    with open(tmp_path / "run" / "predictions.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    fours = [r for r in rows if r["true"] == "4"]
+    only = dlrun.run([*QUIET, "task=eval", f"ckpt_path={tmp_path / 'run'}", "dataset.classes=[4]"],
+                     run_dir=tmp_path / "fours")
+    assert only["evaluated_classes"] == ["4"] and only["sizes"]["test"] == len(fours)
+    assert only["test"]["accuracy"] == pytest.approx(sum(r["correct"] == "True" for r in fours) / len(fours))
+    rest = dlrun.run([*QUIET, "task=eval", f"ckpt_path={tmp_path / 'run'}", "dataset.classes=[0,1,2,3,5,6,7,8,9]"],
+                     run_dir=tmp_path / "rest")
+    assert rest["sizes"]["test"] == len(rows) - len(fours) and "4" not in rest["evaluated_classes"]
+    assert rest["classes"] == [str(c) for c in range(10)]  # the model's own classes, not relabelled
+    assert 0.5 < rest["test"]["roc_auc"] <= 1  # one-vs-rest over the classes present

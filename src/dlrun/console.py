@@ -1,5 +1,7 @@
 """What the terminal shows: the config, the summary table, errors (the live training display is progress.py)."""
 
+import math
+
 from omegaconf import OmegaConf
 from rich.console import Console
 from rich.markup import escape
@@ -140,5 +142,7 @@ def _distinct(metrics):
 
 
 def _fmt(value):
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a (undefined on these rows)"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 

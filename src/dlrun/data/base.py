@@ -214,6 +214,19 @@ def keep_classes(data, classes):
                    class_names=class_names)
 
 
+def rows_of_classes(part, classes, names):
+    """The rows of `part` whose class is one of `classes` (names or indices), labels unchanged: a
+    trained model evaluated on some of its classes (task=eval with dataset.classes=[4])."""
+    wanted = [_class_index(c, names) for c in ([classes] if isinstance(classes, (str, int)) else classes)]
+    keep = np.flatnonzero(np.isin(part.y.numpy(), wanted))
+    if not len(keep):
+        raise ConfigError(f"dataset.classes={classes}: the test split has no rows of "
+                          f"{'that class' if len(wanted) == 1 else 'those classes'}.")
+    index = torch.from_numpy(keep)
+    x = torch.utils.data.Subset(part.x, keep.tolist()) if isinstance(part.x, torch.utils.data.Dataset) else part.x[index]
+    return Part(x, part.y[index], None if part.rows is None else part.rows[keep])
+
+
 def one_vs_rest(data, positive):
     """A binary task of `positive` (a class name or index; dataset.positive_class) against every
     other class: the classic "is it a 4?"."""

@@ -55,6 +55,7 @@ FIELDS = {
     "test": (TABLE + NONE, "the test metrics of those weights"),
     "test_last": (TABLE, "with trainer.test_weights=both: the last epoch's test metrics"),
     "evaluated": (TEXT, "with task=eval: the checkpoint evaluated"),
+    "evaluated_classes": (ROWS, "with task=eval and dataset.classes: the classes whose test rows were evaluated"),
     "init_from": (TABLE + NONE, "with init_from: what was loaded"),
     "overfit_check": (TABLE, "with trainer.overfit_batches: whether the batch was memorised"),
     "threshold": (TABLE, "binary tasks: the decision threshold and how it was chosen"),

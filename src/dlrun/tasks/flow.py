@@ -12,6 +12,7 @@ the run path (job.run), which has checked the config.
 from omegaconf import open_dict
 
 from dlrun import build, console
+from dlrun import data as datasets
 from dlrun.config import sources as config
 from dlrun.config import validate
 from dlrun.errors import ConfigError, DlrunError
@@ -110,7 +111,7 @@ def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter,
 
 def _prepare(cfg, run, device, overrides, sources, raw, ckpt, summary, tracker):
     """The data, the model and its loop, and the start of the record (and of the MLflow run)."""
-    data = build.dataset(cfg, raw)
+    data = _evaluated_data(cfg, raw, ckpt, summary)
     if data.extra["cautions"] and cfg.cv.fold in (None, 0):  # said once, not again for every fold
         summary.data["warnings"] = [messages.warn(text) for text in data.extra["cautions"]]
     _without_validation(cfg, data, summary)
@@ -128,6 +129,26 @@ def _prepare(cfg, run, device, overrides, sources, raw, ckpt, summary, tracker):
     if tracker is not None:
         tracker.start()
     return data, loop
+
+
+def _evaluated_data(cfg, raw, ckpt, summary):
+    """The prepared data; for task=eval with dataset.classes other than the checkpoint's, the data
+    the checkpoint was trained on, tested on the rows of those classes only (labels unchanged: the
+    mini-challenge's "4s only" and "all but the 4s" test sets)."""
+    stored = ((ckpt or {}).get("config") or {}).get("dataset", {}).get("classes")
+    asked = build.plain(cfg.dataset.get("classes"))
+    if cfg.task != "eval" or asked is None or asked == stored:
+        return build.dataset(cfg, raw)
+    with open_dict(cfg):
+        cfg.dataset.classes = stored
+    data = build.dataset(cfg)  # not `raw`: a builder's data relabelled for the asked classes
+    with open_dict(cfg):
+        cfg.dataset.classes = asked
+    data.test = datasets.rows_of_classes(data.test, asked, data.class_names)
+    summary.data["evaluated_classes"] = [data.class_names[i] for i in sorted(set(data.test.y.tolist()))]
+    messages.phase(cfg, f"evaluating on the {len(data.test)} test rows of {', '.join(summary.data['evaluated_classes'])}"
+                        f" (of the checkpoint's {len(data.class_names)} classes)")
+    return data
 
 
 def _init_from(cfg, net):
