@@ -8,7 +8,7 @@ import torch
 import dlrun
 from dlrun.api import compose
 from dlrun.errors import ConfigError
-from dlrun.results import metrics
+from dlrun.results import artifacts, metrics
 from dlrun.stopping import Stop
 
 QUIET = ["trainer.progress=false", "show_config=none", "plots=[]", "report=false", "trainer.max_epochs=2"]
@@ -121,3 +121,22 @@ def test_the_curves_plot_marks_the_fit_policys_best_epoch_with_min_delta():
     data = type("Data", (), {"task": "multiclass"})()
     jobs, _ = plots.result_jobs("plots", ["curves"], loop, data, None, state)
     assert jobs[0].args[2] == state.best_epoch
+
+
+def test_kept_epochs_are_every_nth_and_the_top_k_by_the_monitor(tmp_path):
+    from dlrun.layout import RunDir
+    from dlrun.results import checkpoint
+
+    summary = dlrun.run(["trainer.max_epochs=12", "trainer.checkpoint.save_top_k=3",
+                         "trainer.checkpoint.keep_every_n_epochs=5", "optimizer.lr=0.02", "trainer.progress=false",
+                         "plots=[]", "report=false", "show_config=none"], run_dir=tmp_path / "run")
+    history = artifacts.read_csv(tmp_path / "run" / "metrics.csv")
+    best3 = sorted(history, key=lambda r: (float(r["val/loss"]), int(r["epoch"])))[:3]
+    expected = {int(r["epoch"]) for r in best3} | {5, 10}
+    kept = RunDir(tmp_path / "run").kept()
+    assert [int(p.name[5:8]) for p in kept] == sorted(expected)
+    assert summary["kept_checkpoints"] == [p.name for p in kept]
+    for path in kept:  # each holds its own epoch, named with its monitored value, and loads checked
+        state = checkpoint.load(path)
+        row = history[state["fit"]["epoch"] - 1]
+        assert path.name == f"epoch{state['fit']['epoch']:03d}_val_loss_{float(row['val/loss']):.4f}.pt"

@@ -145,7 +145,7 @@ def fit_policy(trainer):
                      min_delta=es.min_delta, early_stopping=es.enabled, patience=es.patience,
                      save_best=ckpt.save_best, save_last=ckpt.save_last, skip_nonfinite=trainer.skip_nonfinite,
                      max_time=trainer.max_time, checkpoint_every=ckpt.every_n_steps, last_every=ckpt.every_n_epochs,
-                     val_every=trainer.val_every_n_steps)
+                     val_every=trainer.val_every_n_steps, keep_every=ckpt.keep_every_n_epochs, top_k=ckpt.save_top_k)
 
 
 def augmentation(regularization):

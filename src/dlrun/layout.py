@@ -47,8 +47,13 @@ class RunDir:
     mlflow_run = property(lambda self: self.root / ".mlflow_run.json")  # logger=mlflow: the run's MLflow id
 
     def checkpoint(self, name):
-        """checkpoints/<name>.pt: `best` (the best epoch) or `last` (the latest position)."""
+        """checkpoints/<name>.pt: `best` (the best epoch), `last` (the latest position) or a kept
+        epoch's (kept_name)."""
         return self.checkpoints / f"{name}.pt"
+
+    def kept(self):
+        """The kept epochs' checkpoints, in epoch order."""
+        return sorted(self.checkpoints.glob("epoch[0-9][0-9][0-9]*_*.pt"))
 
     def fold(self, index):
         return RunDir(self.root / f"fold_{index}")
@@ -121,3 +126,8 @@ def _alive(pid):
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def kept_name(row, monitor):
+    """The name of a kept epoch's checkpoint: its epoch and monitored value, `epoch007_val_loss_0.1234`."""
+    return f"epoch{row['epoch']:03d}_{monitor.replace('/', '_')}_{row[monitor]:.4f}"

@@ -122,6 +122,10 @@ class CheckpointPolicy:
     every_n_epochs: int = key(1, "write last.pt every N epochs (and after the final one)", at_least(1))
     every_n_steps: int | None = key(None, "also write last.pt every N optimizer steps within epochs",
                                        at_least(1))
+    keep_every_n_epochs: int | None = key(None, "keep every N-th epoch as checkpoints/epochNNN_<monitor>_<value>.pt, "
+                                                "never overwritten", at_least(1))
+    save_top_k: int = key(0, "keep the K best epochs by the monitor as named checkpoints (the others are removed)",
+                          at_least(0))
 
 
 @dataclass

@@ -52,6 +52,7 @@ FIELDS = {
     "best_val": (TABLE + NONE, "every validation metric of the best epoch"),
     "timings": (TABLE, "seconds spent in each phase"),
     "tested_weights": (TEXT, "which weights the test metrics measure"),
+    "kept_checkpoints": (ROWS, "with keep_every_n_epochs or save_top_k: the kept epochs' checkpoint files"),
     "test": (TABLE + NONE, "the test metrics of those weights"),
     "test_last": (TABLE, "with trainer.test_weights=both: the last epoch's test metrics"),
     "evaluated": (TEXT, "with task=eval: the checkpoint evaluated"),

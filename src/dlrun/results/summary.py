@@ -88,6 +88,9 @@ class Summary:
             test=test,
             throughput=_throughput(state.history),
         )
+        kept = [path.name for path in RunDir(self.data["run_dir"]).kept()]
+        if kept:
+            self.data["kept_checkpoints"] = kept
         self._stamp()  # the report, written before summary.json, shows the same times
         return self.data
 

@@ -54,12 +54,15 @@ def warn_if_world_changed(ckpt, batch_size):
 
 
 def _checkpoint_writer(run):
-    """save(name, state) for the loop: rank 0 writes checkpoints/<name>.pt; an epoch's best and last
-    are one state, serialized once."""
+    """save(name, state) for the loop: rank 0 writes checkpoints/<name>.pt (an epoch's best, last and
+    kept ones are one state, serialized once); save(name, None) removes a kept epoch's file."""
     written = {}
 
     def save(name, ckpt):
         if not distributed.is_main():  # rank 0 keeps the checkpoints; the others' scratch holds none
+            return
+        if ckpt is None:
+            run.checkpoint(name).unlink(missing_ok=True)
             return
         if written.get("state") is not ckpt:
             written.update(state=ckpt, data=checkpoint.serialize(ckpt))

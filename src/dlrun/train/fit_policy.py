@@ -1,6 +1,7 @@
 """When fitting stops and which epochs are kept: early stopping and the
 checkpoint policy, as plain values, and the state that a checkpoint carries."""
 
+import math
 from dataclasses import dataclass, field
 
 from dlrun.results import metrics
@@ -37,6 +38,8 @@ class FitPolicy:
     checkpoint_every: int = None    # optimizer steps between mid-epoch `last` checkpoints, or None
     last_every: int = 1             # epochs between `last` checkpoints (the final epoch always writes one)
     val_every: int = None           # optimizer steps between mid-epoch validations, or None
+    keep_every: int = None          # epochs between kept (named, never overwritten) checkpoints, or None
+    top_k: int = 0                  # the best epochs kept as named checkpoints
 
     def due(self, every, state):
         """Whether the step just taken is one of every `every` (None: never)."""
@@ -45,6 +48,15 @@ class FitPolicy:
     def last_due(self, state):
         """Whether the epoch just ended writes the `last` checkpoint."""
         return self.save_last and (state.epoch % self.last_every == 0 or not self.running(state))
+
+    def kept_epochs(self, history):
+        """The epochs kept as named checkpoints after `history`: every `keep_every`-th, and the
+        `top_k` best by the monitor (ties: the earlier epoch)."""
+        every = {row["epoch"] for row in history if self.keep_every and row["epoch"] % self.keep_every == 0}
+        scored = [row for row in history if math.isfinite(row[self.monitor])]
+        ranked = sorted(scored, key=lambda row: (-row[self.monitor] if self.mode == "max" else row[self.monitor],
+                                                 row["epoch"]))
+        return every | {row["epoch"] for row in ranked[:self.top_k]}
 
     def running(self, state):
         return state.epoch < self.max_epochs and not state.stopped_early and not state.timed_out

@@ -19,6 +19,7 @@ import torch
 
 from dlrun import stopping
 from dlrun.errors import DlrunError
+from dlrun.layout import kept_name
 from dlrun.results import checkpoint, metrics
 from dlrun.tasks.finetune import Freezing
 from dlrun.train import device as devices
@@ -103,9 +104,9 @@ class Loop:
 
     # ----------------------------------------------------------------- fitting
     def fit(self, state, save, stop, on_epoch=None, on_step=None, on_validation=None):
-        """Train until the policy stops; `save(name, state_dict)` keeps the `best`
-        and `last` checkpoints. Returns the final state. `on_step(done, total)` refreshes
-        progress; `on_validation(state, row)` receives the mid-epoch validations
+        """Train until the policy stops; `save(name, state_dict)` keeps the `best`, `last` and
+        kept epochs' checkpoints (`save(name, None)`: an epoch no longer kept). Returns the final
+        state. `on_step(done, total)` refreshes progress; `on_validation(state, row)` receives the mid-epoch validations
         (policy.val_every).
 
         `stop` (a stopping.Stop) is read after each optimizer step: a stop saves the exact
@@ -137,12 +138,17 @@ class Loop:
             if not self._swa_owns_schedule(state.epoch - 1):
                 self.schedule.after_epoch(row[self.policy.monitor])
             last = self.policy.last_due(state)
-            if best or last:
-                ckpt = self.state_dict(state)  # one state for both: the caller may serialize it once
+            before, kept = self.policy.kept_epochs(state.history[:-1]), self.policy.kept_epochs(state.history)
+            if best or last or state.epoch in kept:
+                ckpt = self.state_dict(state)  # one state for all: the caller may serialize it once
                 if best:
                     save("best", ckpt)  # before last: see checkpoint.resolve
                 if last:
                     save("last", ckpt)
+                if state.epoch in kept:
+                    save(kept_name(row, self.policy.monitor), ckpt)
+            for row_out in (r for r in state.history if r["epoch"] in before - kept):  # left the top k
+                save(kept_name(row_out, self.policy.monitor), None)
             if on_epoch:
                 on_epoch(state, row)
         return state
