@@ -199,7 +199,11 @@ def test_two_quick_ctrl_c_to_a_sweeps_process_group_exit_at_once_and_the_resume_
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err, err
-    assert err.strip().splitlines()[-1].startswith("dlrun: sweep stopped at once by a second Ctrl-C")
+    # The second Ctrl-C lands in the sweep's process as it winds down (it exits at once, leaderboard
+    # not updated) or, on a loaded machine, still inside the job's stop (the job ends at once, and the
+    # sweep's wind-down, which takes no time, writes the leaderboard); never as another error.
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(("dlrun: sweep stopped at once by a second Ctrl-C", "dlrun: sweep interrupted: 0 completed")), err
     assert not (cli.cwd / "sweep" / ".stopping").exists()
     cli(*args, "resume=true", env=PACED_ENV)
     assert [r["status"] for r in leaderboard(cli.cwd / "sweep")] == ["completed"] * 3

@@ -1,6 +1,8 @@
 """The Hydra callback around a multirun (conf/config.yaml): the sweep's stop (dlrun/stopping.py)
 installed as it starts, the leaderboard written as it ends, and the exit code of the whole sweep."""
 
+import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -36,13 +38,18 @@ def _stop(config, stop, exit_code):
 
 def _stop_at_once(folder):
     """A second Ctrl-C while the sweep winds down: exit now, with one line; every file written so
-    far is whole (written atomically), and the resume command continues from there."""
+    far is whole (written atomically), and the resume command continues from there. The process
+    ends here, not through an exception: the signal lands anywhere in Hydra's code, and an
+    exception raised inside OmegaConf's half-done update would end as another error, exit 1."""
     SweepStop(folder).clear()
     from dlrun.console import error
 
     resume = f" Resume with: {resume_command(folder)}" if SweepDir(folder).multirun.is_file() else ""
     error(f"sweep stopped at once by a second Ctrl-C; the leaderboard was not updated.{resume}", title=None)
-    sys.exit(EXIT_CODES[signal.SIGINT])
+    logging.shutdown()  # run.log's last lines
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_CODES[signal.SIGINT])
 
 
 class Leaderboard(Callback):
