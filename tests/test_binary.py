@@ -85,6 +85,7 @@ def test_weight_statistics_per_layer():
     (row,) = inspection.weight_stats(torch.nn.Sequential(layer))
     assert row["parameter"] == "0.weight" and row["shape"] == "3x4" and row["near_zero"] == 0.5
     assert row["mean"] == 0.0 and row["mean_abs"] == 0.5
+    assert (row["min"], row["max"]) == (-1.0, 1.0) and row["l2"] == pytest.approx(6 ** 0.5)
 
 
 def test_threshold_auto_is_chosen_on_validation_used_on_test_and_kept(tmp_path):

@@ -343,6 +343,15 @@ def test_the_reliability_diagram_draws_the_bins_of_the_ece():
     run = type("Run", (), {"p": p, "classify": True, "data": data})()
     [(stem, job)] = plots.PLOTS["reliability"](run)
     np.testing.assert_array_equal(job.args[0], accuracy)
+    assert job.args[1].sum() == 200 and list(job.args[1] > 0) == list(filled)  # rows per bin, drawn above
+
+
+def test_the_filters_plot_says_how_many_the_layer_has_when_it_shows_fewer():
+    from dlrun.results import plots
+
+    weight = np.random.default_rng(0).normal(size=(100, 3, 5, 5))
+    assert plots.filters(weight)._suptitle.get_text() == "First convolution: the first 64 of its 100 filters, 5x5"
+    assert plots.filters(weight[:10])._suptitle.get_text() == "First convolution: 10 filters, 5x5"
 
 
 def test_lbfgs_evaluates_its_closure_and_learns_and_what_clashes_is_refused(tmp_path):

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 EXPECTED = {
     "curves.png": (1000, 500), "lr.png": (800, 400), "confusion.png": (900, 700), "per_class.png": (800, 600),
     "confidence.png": (800, 600), "reliability.png": (800, 600), "roc.png": (800, 600),
-    "misclassified.png": (1000, 1060), "embeddings_pca.png": (800, 600), "embeddings_tsne.png": (800, 600),
+    "misclassified.png": (1000, 1345), "embeddings_pca.png": (800, 600), "embeddings_tsne.png": (800, 600),
     "weights.png": (1200, 600),
 }
 ALL_PLOTS = ("plots=[curves,lr,confusion,per_class,confidence,reliability,roc,misclassified,embeddings,embeddings_tsne,"

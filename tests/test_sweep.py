@@ -11,6 +11,7 @@ import pytest
 from matplotlib.image import imread
 
 from conftest import PACED_ENV, SMOKE, chromium, paced, render_in_chromium, summary_of
+from dlrun.stopping import SweepStop
 from dlrun.train.device import gpu_for_job
 from test_safety import start, wait_for
 
@@ -143,25 +144,31 @@ def test_ctrl_c_stops_an_optuna_sweep_with_its_leaderboard_and_the_printed_comma
 
 
 def test_a_second_ctrl_c_while_a_sweep_winds_down_exits_at_once_and_leaves_no_mark(tmp_path):
-    from omegaconf import OmegaConf
-
-    from dlrun.stopping import SweepStop
-    from dlrun.sweeps.callback import Leaderboard
+    """In a process of its own: the second Ctrl-C ends the process there (os._exit)."""
+    import subprocess
+    import sys
 
     (tmp_path / ".stopping").write_text("143")  # left by a sweep process that is gone (kill -9)
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        Leaderboard().on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}, "logger": "csv"}))
-        assert SweepStop(tmp_path).requested() is None  # a new sweep process is not stopping
-        os.kill(os.getpid(), signal.SIGINT)  # the first: the sweep winds down
-        assert SweepStop(tmp_path).requested() == 130
-        with pytest.raises(SystemExit) as stopped:
-            os.kill(os.getpid(), signal.SIGINT)  # the second, between jobs: at once
-            time.sleep(1)
-        assert stopped.value.code == 130 and SweepStop(tmp_path).requested() is None
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    script = f"""
+import os, signal, time
+from pathlib import Path
+from omegaconf import OmegaConf
+from dlrun.stopping import SweepStop
+from dlrun.sweeps.callback import Leaderboard
+folder = Path({str(tmp_path)!r})
+Leaderboard().on_multirun_start(OmegaConf.create({{"hydra": {{"sweep": {{"dir": str(folder)}}}}, "logger": "csv"}}))
+print("fresh", SweepStop(folder).requested(), flush=True)  # a new sweep process is not stopping
+os.kill(os.getpid(), signal.SIGINT)  # the first: the sweep winds down
+print("winding down", SweepStop(folder).requested(), flush=True)
+os.kill(os.getpid(), signal.SIGINT)  # the second, between jobs: at once
+time.sleep(5)
+print("still running", flush=True)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130, done.stderr
+    assert done.stdout.split("\n")[:2] == ["fresh None", "winding down 130"], done.stdout
+    assert "still running" not in done.stdout and "stopped at once by a second Ctrl-C" in done.stderr
+    assert SweepStop(tmp_path).requested() is None and "Traceback" not in done.stderr
 
 
 @pytest.mark.slow
@@ -444,6 +451,20 @@ def test_objective_plot_axes():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["best"]
     fig = objective_figure("model", [("mlp", 0.5, False), ("cnn", 0.4, True)], "val/loss", "x (lower is better)")
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["cnn", "mlp"]  # by value, not by rank
+    decay = objective_figure("regularization.weight_decay", [("0", 0.5, False), ("1e-5", 0.4, True),
+                                                             ("1e-4", 0.45, False), ("1e-3", 0.6, False)],
+                             "val/loss", "x (lower is better)")
+    assert decay.axes[0].get_xscale() == "symlog"  # 0 on the axis, the rest log-spaced
+    widths = objective_figure("model.hidden_sizes", [("[512]", 0.3, False), ("[64]", 0.4, True), ("[8]", 0.5, False)],
+                              "val/loss", "x (lower is better)")
+    assert [t.get_text() for t in widths.axes[0].get_xticklabels()] == ["[8]", "[64]", "[512]"]  # as numbers
+
+
+def test_the_same_value_written_two_ways_is_not_swept():
+    from dlrun.sweeps.rows import swept_parameters
+
+    rows = [{"overrides": "report=false optimizer.lr=0.1 seed=1"}, {"overrides": "report=False optimizer.lr=1e-1 seed=2"}]
+    assert swept_parameters(rows) == ["seed"]
 
 
 def test_parallel_jobs_get_gpus_round_robin():

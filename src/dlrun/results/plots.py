@@ -126,21 +126,29 @@ def confidence(conf, correct):
     bins = np.linspace(0, 1, 21)
     ax.hist(conf[correct], bins=bins, alpha=0.7, histtype="stepfilled", label=f"correct ({correct.sum()})", color="tab:green")
     ax.hist(conf[~correct], bins=bins, alpha=0.7, histtype="stepfilled", label=f"wrong ({(~correct).sum()})", color="tab:red")
-    ax.set(title="Confidence of predictions", xlabel="confidence (probability of predicted class)", ylabel="count")
-    ax.legend()
+    ax.set_yscale("log")  # 4 wrong beside 243 right stay visible
+    ax.set(title="Confidence of predictions", xlabel="confidence (probability of predicted class)",
+           ylabel="count (log scale)")
+    ax.legend(loc="upper left")
     return fig
 
 
-def reliability(accuracy):
-    """Accuracy vs confidence per bin (metrics.calibration_bins, those of the ECE); the diagonal
-    is perfect calibration."""
+def reliability(accuracy, counts):
+    """Accuracy vs confidence per bin (metrics.calibration_bins, those of the ECE) with each bin's
+    number of rows above it; the diagonal is perfect calibration. The legend sits in the headroom
+    above 1, where no bar reaches."""
     bins = len(accuracy)
     centres = (np.arange(bins) + 0.5) / bins
     fig, ax = _figure()
-    ax.bar(centres, accuracy, width=1 / bins, edgecolor="black", alpha=0.7, label="accuracy")
+    bars = ax.bar(centres, np.nan_to_num(accuracy), width=1 / bins, edgecolor="black", alpha=0.7, label="accuracy")
+    for bar, n in zip(bars, counts):
+        if n:
+            ax.annotate(f"{int(n)}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+                        va="bottom", fontsize=7)
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
-    ax.set(title="Reliability diagram", xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
-    ax.legend()
+    ax.set(title="Reliability diagram (rows per bin above each bar)", xlabel="confidence", ylabel="accuracy",
+           xlim=(0, 1), ylim=(0, 1.22), yticks=np.linspace(0, 1, 6))
+    ax.legend(loc="upper center", ncol=2)
     return fig
 
 
@@ -188,15 +196,18 @@ def pr_curve(true, positive_probs, positive_name, threshold, tested):
     return fig
 
 
-def filters(weight, limit=32):
-    """The first convolution's filters as small images (each scaled to its own range; colour
-    filters as RGB, others channel by channel averaged)."""
-    w = np.asarray(weight, dtype=float)[:limit]
+def filters(weight, limit=64):
+    """The first 2-D convolution's filters as small images (each scaled to its own range; colour
+    filters as RGB, others channel by channel averaged); at most `limit`, and the title says how
+    many the layer has."""
+    all_filters = np.asarray(weight, dtype=float)
+    w = all_filters[:limit]
     w = w.mean(1, keepdims=True) if w.shape[1] not in (1, 3) else w
     low = w.min(axis=(1, 2, 3), keepdims=True)
     span = np.maximum(w.max(axis=(1, 2, 3), keepdims=True) - low, 1e-12)
+    shown = f"{len(w)} filters" if len(w) == len(all_filters) else f"the first {len(w)} of its {len(all_filters)} filters"
     return image_grid((w - low) / span, [str(i) for i in range(len(w))],
-                      f"First convolution: {len(w)} filters of {w.shape[2]}x{w.shape[3]}")
+                      f"First convolution: {shown}, {w.shape[2]}x{w.shape[3]}")
 
 
 def image_grid(images, titles, title):
@@ -210,13 +221,16 @@ def image_grid(images, titles, title):
     gap, margin = max(1, round(h * 0.2 * lines)), max(1, round(w * 0.1))  # room for the titles, between images
     cell_h, cell_w = h + gap, w + 2 * margin
     canvas = np.ones((rows * cell_h, cols * cell_w, 3))
+    # The figure takes the mosaic's own shape (no blank bands), wide enough for the title.
+    width = max(2.0 * cols, 6.0)
+    height, head = width * canvas.shape[0] / canvas.shape[1], 0.45
     for k, image in enumerate(images):
         r, c = divmod(k, cols)
         pixels = image.transpose(1, 2, 0)
         canvas[r * cell_h + gap:(r + 1) * cell_h, c * cell_w + margin:c * cell_w + margin + w] = (
             np.repeat(pixels, 3, axis=2) if channels == 1 else pixels[..., :3])
-    fig, _ = _figure(0, size=(2 * cols, 2 * rows + 0.6), layout=None)
-    ax = fig.add_axes((0.01, 0.0, 0.98, 1 - 0.6 / (2 * rows + 0.6)))
+    fig, _ = _figure(0, size=(width, height + head), layout=None)
+    ax = fig.add_axes((0.0, 0.0, 1.0, height / (height + head)))
     ax.imshow(canvas.clip(0, 1), interpolation="nearest")
     ax.axis("off")
     for k, label in enumerate(titles):
@@ -244,10 +258,11 @@ def class_counts(counts):
     width = 0.8 / len(splits)
     for i, split in enumerate(splits):
         ax.bar(np.arange(len(names)) + i * width, [counts[split][n] for n in names], width, label=split)
+    highest = max(counts[split][n] for split in splits for n in names)
     ax.set(title="Rows per class in each split", xlabel="class", ylabel="rows",
-           xticks=np.arange(len(names)) + width * (len(splits) - 1) / 2)
+           xticks=np.arange(len(names)) + width * (len(splits) - 1) / 2, ylim=(0, highest * 1.18))
     ax.set_xticklabels(names, rotation=45 if len(names) > 8 else 0)
-    ax.legend()
+    ax.legend(loc="upper center", ncol=len(splits))  # in the headroom above the bars
     return fig
 
 
@@ -283,7 +298,10 @@ def embedding(points, labels, class_names, method, seed=0, limit=1000):
 
 # --------------------------------------------------------------- the model
 def weights(named):
-    """Histogram of each weight tensor's values (`named`: (name, values) pairs, see weight_arrays)."""
+    """Histogram of each weight tensor's values (`named`: (name, values) pairs, see weight_arrays),
+    with its smallest and largest value and L2 norm."""
+    from matplotlib.ticker import MaxNLocator
+
     cols = min(3, len(named))
     rows = -(-len(named) // cols)
     fig, axes = _figure(cols, size=(4 * cols, 3 * rows), nrows=rows)
@@ -293,6 +311,9 @@ def weights(named):
     for ax, (name, values) in zip(axes, named):
         ax.hist(values, bins=50, color="tab:purple", histtype="stepfilled")  # one polygon, not 50 bars
         ax.set(title=name, xlabel="weight", ylabel="count")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # tick labels that never run into each other
+        ax.text(0.02, 0.97, f"min {values.min():.3g}\nmax {values.max():.3g}\nL2 {np.linalg.norm(values):.3g}",
+                transform=ax.transAxes, va="top", fontsize=7)
     fig.suptitle("Weight histograms per layer")
     return fig
 
@@ -401,7 +422,7 @@ APPLIES_TO = {
     "misclassified": "image classification held in memory, with at least one mistake",
     "embeddings": "classification with a model that has embed() (dlrun.models.Network) and 10 or more test rows",
     "embeddings_tsne": "classification with a model that has embed() (dlrun.models.Network) and 10 or more test rows",
-    "weights": "every model", "filters": "models with a convolution", "regression": "regression",
+    "weights": "every model", "filters": "models with a 2-D convolution (Conv2d)", "regression": "regression",
 }
 
 
@@ -460,7 +481,8 @@ def result_jobs(folder, wanted, loop, data, ev, state, seed=0):
 def _reliability(p):
     from dlrun.results.metrics import calibration_bins
 
-    return _job(reliability, calibration_bins(p.confidence, p.correct)[1])
+    share, accuracy, _ = calibration_bins(p.confidence, p.correct)
+    return _job(reliability, accuracy, np.rint(share * len(p.confidence)))
 
 
 def _misclassified(data, p, limit=25):
@@ -479,7 +501,7 @@ def _misclassified(data, p, limit=25):
 
 
 def _filters(model):
-    """The first convolution's filters, for models that begin with one."""
+    """The first 2-D convolution's filters (a model of Conv1d layers has none to draw as images)."""
     import torch
 
     first = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)

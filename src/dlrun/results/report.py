@@ -74,8 +74,8 @@ def render(summary, config, per_class=None, history=None, plot_files=()):
         if chapter == "Results on the test split":
             body = _results(summary, per_class) + body
         if chapter == "What the model learned" and summary.get("weight_stats"):
-            body.append(_collapsed(f"Weights per layer ({len(summary['weight_stats'])} tensors: mean, std, "
-                                   f"fraction near zero)", _table(summary["weight_stats"])))
+            body.append(_collapsed(f"Weights per layer ({len(summary['weight_stats'])} tensors: mean, std, min, max, "
+                                   f"L2 norm, fraction near zero)", _table(summary["weight_stats"])))
         if chapter == "Data":
             body += _data(summary.get("data_summary"))
         if body:

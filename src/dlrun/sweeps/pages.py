@@ -18,6 +18,7 @@ from dlrun.sweeps.rows import (
     override_values,
     rank,
     swept_parameters,
+    value_key,
 )
 from dlrun.sweeps.stats import by_configuration, paired_comparison
 
@@ -190,23 +191,19 @@ def objective_figure(key, points, monitor, objective):
 
     fig = Figure(figsize=(8, 5), dpi=100, layout="constrained")
     ax = fig.subplots()
-    numeric = all(_is_number(v) for v, _, _ in points)
-    points = sorted(points, key=lambda p: float(p[0]) if numeric else p[0])
+    numeric = all(value_key(v)[0] == 0 for v, _, _ in points)
+    points = sorted(points, key=lambda p: value_key(p[0]))  # [8] < [64] < [512], not as text
     xs = [float(v) if numeric else v for v, _, _ in points]
     ax.scatter(xs, [o for _, o, _ in points], s=40)
     for x, (_, value, best) in zip(xs, points):
         if best:
             ax.scatter([x], [value], s=200, marker="*", color="tab:red", label="best", zorder=3)
             ax.legend()
-    if numeric and min(xs) > 0 and max(xs) / min(xs) >= 10:  # log-spaced values, e.g. learning rates
-        ax.set_xscale("log")
+    positive = [x for x in xs if x > 0] if numeric else []
+    if positive and min(xs) >= 0 and max(positive) / min(positive) >= 10:  # log-spaced, e.g. learning rates
+        if min(xs) == 0:  # weight_decay=0,1e-5,1e-4: log beyond the smallest positive value, linear to 0
+            ax.set_xscale("symlog", linthresh=min(positive))
+        else:
+            ax.set_xscale("log")
     ax.set(title=f"Objective vs {key} ({objective.rpartition('(')[2].rstrip(')')})", xlabel=key, ylabel=monitor)
     return fig
-
-
-def _is_number(text):
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False

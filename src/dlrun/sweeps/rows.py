@@ -73,12 +73,36 @@ def override_values(row):
 
 
 def swept_parameters(rows):
-    """Override keys whose values differ between jobs."""
+    """Override keys whose values differ between jobs (as values: `false` and `False`, or `0.1` and
+    `1e-1`, are one value)."""
     values = {}
     for r in rows:
         for key, value in override_values(r).items():
-            values.setdefault(key, set()).add(value)
+            values.setdefault(key, set()).add(value_key(value))
     return [k for k, v in values.items() if len(v) > 1]
+
+
+def value_key(text):
+    """An override's value as something that compares by value: a number, a list of numbers (ordered
+    as numbers: [8] < [64] < [512]), a lower-case boolean, or the text."""
+    text = str(text).strip()
+    if text.lower() in ("true", "false"):
+        return (1, text.lower())
+    number = _number(text)
+    if number is not None:
+        return (0, number)
+    if text.startswith("[") and text.endswith("]"):
+        items = [_number(item) for item in text[1:-1].split(",") if item.strip()]
+        if None not in items:
+            return (2, tuple(items))
+    return (3, text)
+
+
+def _number(text):
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 COLUMNS = ["rank", "best", "job", "overrides", "status", "objective", "best_epoch", "wall_time_s"]

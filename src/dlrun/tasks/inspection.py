@@ -21,8 +21,8 @@ NEAR_ZERO = 1e-3  # |w| below this counts as near zero (what L1 drives weights t
 
 
 def weight_stats(model):
-    """Per weight tensor (biases and normalisation scales left out): mean, std, mean |w| and the
-    fraction near zero, so that L1, L2 and dropout runs can be compared layer by layer."""
+    """Per weight tensor (biases and normalisation scales left out): mean, std, min, max, mean |w|,
+    L2 norm and the fraction near zero, so that L1, L2 and dropout runs can be compared layer by layer."""
     rows = []
     for name, param in model.named_parameters():
         if param.ndim < 2:
@@ -30,7 +30,8 @@ def weight_stats(model):
         w = param.detach().float()
         rows.append({"parameter": name, "shape": "x".join(map(str, w.shape)), "count": w.numel(),
                      "mean": float(w.mean()), "std": float(w.std()) if w.numel() > 1 else 0.0,
-                     "mean_abs": float(w.abs().mean()), "near_zero": float((w.abs() < NEAR_ZERO).float().mean())})
+                     "min": float(w.min()), "max": float(w.max()), "mean_abs": float(w.abs().mean()),
+                     "l2": float(w.norm()), "near_zero": float((w.abs() < NEAR_ZERO).float().mean())})
     return rows
 
 
