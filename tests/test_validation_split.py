@@ -96,3 +96,11 @@ def test_runs_without_validation_are_ranked_by_their_held_out_test_loss(tmp_path
         assert r["monitor"] == "test/loss" and r["objective"] == summary_of(r["path"])["test"]["loss"]
     title = (tmp_path / "board" / "summary.md").read_text().splitlines()[0]
     assert "objective: test/loss of the tested weights (the runs have no validation rows" in title
+
+
+def test_the_shown_config_has_the_monitor_a_run_without_validation_uses(cli):
+    shown = cli("--cfg", "job", "split.val=0").stdout
+    assert "monitor: train/loss" in shown and "save_best: false" in shown
+    assert "monitor: val/loss" in cli("--cfg", "job").stdout
+    refused = cli("--cfg", "job", "split.val=0", "trainer.monitor=val/accuracy", check=False)
+    assert refused.returncode == 2 and "trainer.monitor=val/accuracy needs validation rows" in refused.stderr

@@ -72,7 +72,7 @@ def prepare_argv(argv):
         if args.multirun and (args.cfg or args.info):
             raise ConfigError("--cfg and --info show one job's config: drop -m (and give single values) to see it, "
                               "or -m --cfg hydra for the sweep's launcher and sweeper.")
-        return _flags(args) + args.overrides, None
+        return _flags(args) + args.overrides + _shown_settings(args), None
     _check_config_dirs([] if args.config_dir is None else [args.config_dir])
     multirun, overrides = args.multirun, list(args.overrides)
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
@@ -103,6 +103,16 @@ def prepare_argv(argv):
         _remove_if_empty(reserved)
         raise
     return flags + overrides, reserved
+
+
+def _shown_settings(args):
+    """What `--cfg job` adds so that it shows the settings the run will use (those that follow from
+    others, such as the monitor of a run without validation rows)."""
+    if args.cfg not in ("job", "all") or args.config_path is not None or args.config_name is not None:
+        return []
+    from dlrun.config import validate
+
+    return validate.shown_without_validation(compose(args.overrides, args.config_dir))
 
 
 @hydra.main(version_base="1.3", config_path=str(config.conf_dir()), config_name="config")

@@ -169,6 +169,32 @@ def check_monitor(monitor, task):
             f"Choose one of: {', '.join(allowed)}.")
 
 
+def without_validation(cfg):
+    """The settings a training run without validation rows (split.val=0) runs with, {key: value}:
+    it monitors the training loss and keeps no best.pt, since a "best" epoch by the training loss
+    would be chosen on the rows it trained on. What needs validation rows is refused."""
+    monitor = cfg.trainer.monitor
+    if monitor.startswith("val/") and monitor != "val/loss":
+        raise ConfigError(f"trainer.monitor={monitor} needs validation rows, and split.val=0 keeps none; monitor "
+                          f"train/loss or train/accuracy, or keep a validation split.")
+    needs = {"dataset.threshold=auto": cfg.dataset.get("threshold") == "auto",
+             f"trainer.val_every_n_steps={cfg.trainer.val_every_n_steps}": cfg.trainer.val_every_n_steps,
+             f"trainer.test_weights={cfg.trainer.test_weights}": cfg.trainer.test_weights in ("best", "both")}
+    for setting, given in needs.items():
+        if given:
+            raise ConfigError(f"{setting} needs validation rows, and split.val=0 keeps none; remove it or keep a "
+                              f"validation split.")
+    return {"trainer.monitor": "train/loss", "trainer.mode": "min", "trainer.checkpoint.save_best": False}
+
+
+def shown_without_validation(cfg):
+    """The overrides that make `--cfg job` show what a composed config runs with when it keeps no
+    validation rows (its split.val=0 and no cross-validation folds), [] otherwise."""
+    if cfg.task != "train" or cfg.split.val != 0 or cfg.cv.folds > 1:
+        return []
+    return [f"{key}={value}" for key, value in without_validation(cfg).items()]
+
+
 def check_components(cfg):
     """Every group names a registered builder (or a _target_) with known arguments."""
     from dlrun.build import plain

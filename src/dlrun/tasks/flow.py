@@ -9,13 +9,13 @@ way; cross-validation (cross_validation.py) is a loop of whole runs around it. T
 the run path (job.run), which has checked the config.
 """
 
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from dlrun import build, console
 from dlrun import data as datasets
 from dlrun.config import sources as config
 from dlrun.config import validate
-from dlrun.errors import ConfigError, DlrunError
+from dlrun.errors import DlrunError
 from dlrun.layout import RunDir
 from dlrun.results import artifacts, checkpoint, plot_workers
 from dlrun.results.summary import Summary
@@ -186,21 +186,10 @@ def _without_validation(cfg, data, summary):
     summary.data["validation"] = data.extra["validation"]
     if len(data.val) or cfg.task != "train":
         return
-    monitor = cfg.trainer.monitor
-    if monitor.startswith("val/") and monitor != "val/loss":
-        raise ConfigError(f"trainer.monitor={monitor} needs validation rows, and split.val=0 keeps none; monitor "
-                          f"train/loss or train/accuracy, or keep a validation split.")
-    needs = {"dataset.threshold=auto": cfg.dataset.get("threshold") == "auto",
-             f"trainer.val_every_n_steps={cfg.trainer.val_every_n_steps}": cfg.trainer.val_every_n_steps,
-             f"trainer.test_weights={cfg.trainer.test_weights}": cfg.trainer.test_weights in ("best", "both")}
-    for setting, given in needs.items():
-        if given:
-            raise ConfigError(f"{setting} needs validation rows, and split.val=0 keeps none; remove it or keep a "
-                              f"validation split.")
-    with open_dict(cfg):  # a "best" epoch by the training loss would be chosen on the rows it trained on
-        cfg.trainer.monitor, cfg.trainer.mode = "train/loss", "min"
-        cfg.trainer.checkpoint.save_best = False
-    summary.data["monitor"] = {"name": "train/loss", "mode": "min"}
+    with open_dict(cfg):
+        for key, value in validate.without_validation(cfg).items():
+            OmegaConf.update(cfg, key, value)
+    summary.data["monitor"] = {"name": cfg.trainer.monitor, "mode": cfg.trainer.mode}
     ranked = "the test loss ranks it in a sweep" if len(data.test) else "no held-out rows: a sweep ranks it by it"
     summary.data["validation"] = (f"none (split.val=0): all {len(data.train)} training rows train; the training loss "
                                   f"is monitored, no best.pt is kept (nothing is chosen by validation), {ranked}")
