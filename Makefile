@@ -4,19 +4,27 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet -c constraints.txt
+# The large download shows pip's progress bars (and what it collects) instead of a silent wait.
+PIP_PROGRESS := $(BIN)/python -m pip install --progress-bar on -c constraints.txt
 # A matching torch/torchvision pair; the CUDA build also runs on CPU.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup run test test-all lint bench lock clean
+.PHONY: setup run test test-all lint bench docs docs-check lock clean
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt Makefile
+	@echo "== dlrun setup: a virtual environment in $(VENV), made once (later make commands reuse it)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(PIP) $(TORCH_PINS)
+	@echo "== dlrun setup: torch and torchvision ($(TORCH_PINS)), the CUDA build, which also runs on CPU:"
+	@echo "   about 4.5 GB installed with its NVIDIA libraries, the one large download"
+	$(PIP_PROGRESS) $(TORCH_PINS)
+	@echo "== dlrun setup: dlrun and what it runs with: Hydra, scikit-learn, matplotlib, rich (the runs),"
+	@echo "   Optuna and submitit (sweeps), MLflow (tracking), pytest and ruff (the tests)"
 	$(PIP) -e ".[dev,sweep,tracking]"
 	touch $@
+	@echo "== dlrun setup: done; .venv/bin/dlrun is the command"
 
 run: setup
 	$(BIN)/dlrun
@@ -40,6 +48,13 @@ bench: setup
 	$(BIN)/python bench/time_to_result.py
 	$(BIN)/python bench/scaling.py
 	-$(BIN)/python bench/gpu.py  # exits 2, saying so, where there is no GPU
+
+# The guide's tables: regenerate them all from full runs (minutes), or check that they reproduce.
+docs: setup
+	$(BIN)/python docs/results.py
+
+docs-check: setup
+	$(BIN)/python docs/results.py --check
 
 # Resolve every dependency afresh (all extras) in a scratch environment and pin the result.
 lock:
