@@ -72,15 +72,18 @@ def chromium():
 
 
 def render_in_chromium(page, tmp_path, height=2400):
-    """Open `page` in headless Chromium at 1280 px: returns ("loaded I/N width W/1280", screenshot array).
-    The title is stated by a copy of the page: how many images decoded, and how wide the page is
-    (wider than the window means the main content overflows sideways)."""
+    """Open `page` in headless Chromium at 1280 px: returns ("loaded I/N width W/1280 cut C", screenshot
+    array). The title is stated by a copy of the page: how many images decoded, how wide the page is
+    (wider than the window means the main content overflows sideways), and how many of the tables
+    shown (not collapsed) are cut (wider than their scrolling box: part of them is hidden at 1280 px)."""
     from matplotlib.image import imread
 
     probe = Path(page).read_text().replace(
         "</body>", "<script>window.onload = () => { const imgs = [...document.images];"
         " document.title = 'loaded ' + imgs.filter(i => i.complete && i.naturalWidth > 0).length"
-        " + '/' + imgs.length + ' width ' + document.documentElement.scrollWidth + '/' + window.innerWidth;"
+        " + '/' + imgs.length + ' width ' + document.documentElement.scrollWidth + '/' + window.innerWidth"
+        " + ' cut ' + [...document.querySelectorAll('.scroll')].filter("
+        " e => !e.closest('details:not([open])') && e.scrollWidth > e.clientWidth + 1).length;"
         " };</script></body>")
     copy = Path(page).with_name(".probe.html")
     copy.write_text(probe)

@@ -71,6 +71,6 @@ def test_report_tells_the_story_in_order(full_run):
 @pytest.mark.skipif(chromium() is None, reason="needs chromium (.ci/run installs Debian's chromium)")
 def test_report_renders_in_a_headless_browser(full_run, tmp_path):
     title, image = render_in_chromium(full_run / "report.html", tmp_path)
-    assert title == f"loaded {len(EXPECTED)}/{len(EXPECTED)} width 1280/1280"
+    assert title == f"loaded {len(EXPECTED)}/{len(EXPECTED)} width 1280/1280 cut 0"
     assert image.shape[:2] == (2400, 1280) and image[..., :3].std() > 0.05
     assert np.mean(image[..., :3] < 0.5) > 0.01  # text and plots, not an empty page

@@ -8,7 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from dlrun.results.metric_names import shown
+from dlrun.results.metric_names import distinct, shown
 
 console = Console()
 errors = Console(stderr=True)
@@ -96,11 +96,13 @@ def _summary_rows(summary):
 def _cv_rows(summary, monitor):
     """A cross-validation: mean and std over the folds (the full table is in summary.json and the report)."""
     rows = [("folds", len(summary["folds"]))]
+    if summary.get("task") == "train":
+        rows.append(("epochs run per fold", ", ".join(str(f["epochs_run"]) for f in summary["folds"])))
     prefix = "test/" if summary.get("test") else "val/"
-    for key, stat in summary["cv"].items():
-        if key == "best_value" or key.startswith(prefix):
-            name = f"best {monitor.get('name')}" if key == "best_value" else key
-            rows.append((f"{name} (mean ± std)", f"{_fmt(stat['mean'])} ± {_fmt(stat['std'])}"))
+    stats = {k: v for k, v in summary["cv"].items() if k == "best_value" or k.startswith(prefix)}
+    for key, stat in distinct(stats, lambda stat: stat["mean"]).items():
+        name = f"best {monitor.get('name')}" if key == "best_value" else key
+        rows.append((f"{name} (mean ± std)", f"{_fmt(stat['mean'])} ± {_fmt(stat['std'])}"))
     return rows
 
 
@@ -121,9 +123,9 @@ def _run_rows(summary, monitor):
     if summary.get("tested_weights"):
         rows.append(("tested weights", summary["tested_weights"]))
     test = {k: v for k, v in (summary.get("test") or {}).items() if isinstance(v, float)}
-    rows += [(_shown(f"test/{k}", summary), _fmt(v)) for k, v in _distinct(test).items()]
+    rows += [(_shown(f"test/{k}", summary), _fmt(v)) for k, v in distinct(test).items()]
     last = {k: v for k, v in (summary.get("test_last") or {}).items() if isinstance(v, float)}
-    rows += [(_shown(f"test/{k}", summary) + " (last)", _fmt(v)) for k, v in _distinct(last).items()]
+    rows += [(_shown(f"test/{k}", summary) + " (last)", _fmt(v)) for k, v in distinct(last).items()]
     if not test:
         rows.append(("test", "no test split (split.test=0)"))
     return rows
@@ -131,14 +133,6 @@ def _run_rows(summary, monitor):
 
 def _shown(name, summary):
     return shown(name, summary.get("problem"), summary.get("positive_class"))
-
-
-def _distinct(metrics):
-    """The test metrics for the table, a log loss equal to the loss (plain cross-entropy) shown once,
-    as `loss = log_loss`; summary.json keeps both."""
-    if "log_loss" in metrics and "loss" in metrics and abs(metrics["log_loss"] - metrics["loss"]) < 5e-5:
-        metrics = {("loss = log_loss" if k == "loss" else k): v for k, v in metrics.items() if k != "log_loss"}
-    return metrics
 
 
 def _fmt(value):

@@ -95,3 +95,10 @@ def write_csv(path, rows, columns=None):
 def read_csv(path):
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def read_history(path):
+    """metrics.csv as numbers: one row per epoch, its epoch an int, every other column a float
+    (NaN where an epoch has no value, e.g. no validation that epoch)."""
+    return [{k: int(v) if k == "epoch" else float(v) if v not in (None, "") else float("nan") for k, v in row.items()}
+            for row in read_csv(path)]

@@ -58,6 +58,25 @@ def shown(name, task, positive=None):
     return name
 
 
+def distinct(metrics, value=lambda v: v):
+    """`metrics` ({name: value}) as they are shown: a log loss equal to its loss (plain
+    cross-entropy) once, as `loss = log_loss` (`test/loss = log_loss`...); summary.json keeps both.
+    `value` reads the number of an entry (e.g. the mean of a cross-validation's {mean, std})."""
+    shown = {}
+    for name, entry in metrics.items():
+        loss = name.removesuffix("log_loss") + "loss"
+        if name.endswith("log_loss") and loss in metrics and _equal(value(metrics[loss]), value(entry)):
+            continue
+        partner = metrics.get(name.removesuffix("loss") + "log_loss") if name.endswith("loss") else None
+        merged = partner is not None and not name.endswith("log_loss") and _equal(value(entry), value(partner))
+        shown[f"{name} = log_loss" if merged else name] = entry
+    return shown
+
+
+def _equal(a, b):
+    return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) < 5e-5
+
+
 def objective_of(monitor, best_value, test):
     """(value, name) of a run's objective, what a sweep ranks and optimises: the monitored value
     at the best epoch; for a run without validation rows (it monitors the training loss or

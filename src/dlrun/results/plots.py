@@ -56,6 +56,32 @@ def curves(history, monitor, best_epoch=None):
     return fig
 
 
+def folds(histories, monitor, best_epochs, tested):
+    """A cross-validation's folds: the monitored metric per epoch of each fold (its best epoch
+    marked), and one held-out metric per fold (`tested`: (name, per-fold values)) with their mean
+    and standard deviation."""
+    fig, (curve_ax, fold_ax) = _figure(2, size=(11, 5))
+    for i, (history, best) in enumerate(zip(histories, best_epochs, strict=True)):
+        epochs = [row["epoch"] for row in history]
+        values = [row.get(monitor) for row in history]
+        (line,) = curve_ax.plot(epochs, values, "-", label=f"fold {i}")
+        if best in epochs:
+            curve_ax.plot(best, values[epochs.index(best)], "o", color=line.get_color())
+    curve_ax.set(title=f"{monitor} per epoch (dot: each fold's best epoch)", xlabel="epoch", ylabel=monitor)
+    _integer_ticks(curve_ax.xaxis)
+    curve_ax.legend()
+    name, values = tested
+    mean, std = float(np.mean(values)), float(np.std(values))
+    fold_ax.axhspan(mean - std, mean + std, color="tab:blue", alpha=0.12, label=f"mean ± std ({mean:.4f} ± {std:.4f})")
+    fold_ax.axhline(mean, color="tab:blue", linewidth=1)
+    fold_ax.plot(range(len(values)), values, "o", color="black", label="one fold")
+    fold_ax.set(title=f"{name} of each fold", xlabel="fold", ylabel=name, xticks=range(len(values)))
+    fold_ax.margins(y=0.3)
+    fold_ax.legend(loc="upper center", ncols=2, fontsize="small")
+    fig.suptitle(f"Cross-validation: {len(histories)} folds")
+    return fig
+
+
 def learning_rate(history):
     fig, ax = _figure(size=(8, 4))
     ax.plot([row["epoch"] for row in history], [row["lr"] for row in history], marker="o", markersize=3)

@@ -38,7 +38,7 @@ FIELDS = {
     "objective": (NUMBER + NONE, "what sweeps rank and optimise: the best monitored value (without validation "
                                  "rows, the test split's value of the monitored metric)"),
     "objective_metric": (TEXT + NONE, "the metric the objective is: the monitor, or test/<metric> without validation"),
-    "epochs_run": ((int,) + NONE, "epochs trained"),
+    "epochs_run": ((int,) + NONE, "epochs trained (a cross-validation's parent: null, each fold's is in folds)"),
     "stopped_early": (FLAG, "whether early stopping ended training"),
     "steps": ((int,), "optimizer steps (skipped non-finite ones too)"),
     "skipped_batches": ((int,), "non-finite steps skipped"),

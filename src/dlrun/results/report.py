@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from dlrun.layout import RunDir
 from dlrun.results import artifacts
-from dlrun.results.metric_names import shown
+from dlrun.results.metric_names import distinct, shown
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1100px;
@@ -34,12 +34,14 @@ def _cell(value):
     return f"<td>{html.escape(str(value))}</td>"
 
 
-def _table(rows, columns=None):
+def _table(rows, columns=None, raw=()):
+    """An HTML table of `rows`; the columns in `raw` hold markup the page made (links)."""
     if not rows:
         return ""
     columns = columns or list(rows[0])
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(_cell(row.get(c, "")) for c in columns) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{row[c]}</td>" if c in raw else _cell(row.get(c, "")) for c in columns)
+                   + "</tr>" for row in rows)
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
@@ -57,7 +59,7 @@ def _image(path):
 # The story of a run, in order: what it was trained to do and how training went, the results on
 # the test split, what the model learned, then the data and the model; details last, collapsed.
 CHAPTERS = (
-    ("Training", ("curves", "lr")),
+    ("Training", ("curves", "folds", "lr")),
     ("Results on the test split", ("regression", "confusion", "per_class", "confidence", "reliability", "roc",
                                    "pr_curve", "misclassified")),
     ("What the model learned", ("embeddings_pca", "embeddings_tsne", "weights", "filters")),
@@ -103,8 +105,9 @@ def _header(summary, title):
         "error": summary.get("error"), "evaluated checkpoint": summary.get("evaluated"),
         "problem": summary.get("problem"), "positive class": summary.get("positive_class"),
         "device": summary.get("device"), "epochs run": summary.get("epochs_run"),
+        "epochs run per fold": _per_fold(summary, "epochs_run") if summary.get("task") == "train" else None,
         f"best {best}": monitor.get("best_value"), "best epoch": monitor.get("best_epoch"),
-        "wall time (s)": summary.get("wall_time_s"), "run directory": summary.get("run_dir"),
+        "wall time": _seconds(summary.get("wall_time_s")), "run directory": summary.get("run_dir"),
         "validation": summary.get("validation"), "tested weights": summary.get("tested_weights"),
         "started from": _started_from(summary.get("init_from")),
         "overfit check": (summary.get("overfit_check") or {}).get("text"),
@@ -113,6 +116,15 @@ def _header(summary, title):
     command = " ".join(["dlrun", *summary.get("overrides", [])])
     return (f'<h1>{html.escape(title)} <span class="status {status}">{status}</span></h1>'
             f"<pre>{html.escape(command)}</pre>{_pairs(overview)}")
+
+
+def _per_fold(summary, key):
+    folds = summary.get("folds")
+    return ", ".join(str(fold[key]) for fold in folds) if folds else None
+
+
+def _seconds(value):
+    return None if value is None else f"{value:.1f} s"
 
 
 def _started_from(loaded):
@@ -124,20 +136,18 @@ def _started_from(loaded):
 
 def _results(summary, per_class):
     problem, positive = summary.get("problem"), summary.get("positive_class")
-    test = {shown(k, problem, positive): v for k, v in (summary.get("test") or {}).items() if isinstance(v, (int, float))}
-    heading = "Test metrics (mean over folds)" if summary.get("cv") else "Test metrics"
-    if summary.get("test_last"):
-        heading = f"Test metrics of {summary['tested_weights'].split(';')[0]}"
-    body = [f"<h3>{html.escape(heading)}</h3>", _pairs(test) if test else "<p>No test metrics (no test split).</p>"]
-    if summary.get("test_last"):
-        last = {shown(k, problem, positive): v for k, v in summary["test_last"].items() if isinstance(v, (int, float))}
-        body += ["<h3>Test metrics of the last epoch's weights</h3>", _pairs(last)]
     if summary.get("cv"):
-        label = {"best_value": f"best {summary.get('monitor', {}).get('name')}"}
-        stats = {label.get(k, k): f"{v['mean']:.4f} ± {v['std']:.4f}" for k, v in summary["cv"].items()}
-        body += [f"<h3>Cross-validation: {len(summary['folds'])} folds</h3>", _pairs(stats),
-                 "<p>Each fold is a whole run with its own report in <code>fold_&lt;i&gt;/report.html</code>.</p>",
-                 _table(summary["folds"])]
+        body = _cross_validation(summary)
+    else:
+        test = {shown(k, problem, positive): v for k, v in distinct(summary.get("test") or {}).items()
+                if isinstance(v, (int, float))}
+        heading = f"Test metrics of {summary['tested_weights'].split(';')[0]}" if summary.get("test_last") else \
+            "Test metrics"
+        body = [f"<h3>{html.escape(heading)}</h3>", _pairs(test) if test else "<p>No test metrics (no test split).</p>"]
+    if summary.get("test_last"):
+        last = {shown(k, problem, positive): v for k, v in distinct(summary["test_last"]).items()
+                if isinstance(v, (int, float))}
+        body += ["<h3>Test metrics of the last epoch's weights</h3>", _pairs(last)]
     if summary.get("threshold"):
         chosen = summary["threshold"]
         body.append(f"<p>Decision threshold {chosen['value']:.4f} ({html.escape(chosen['chosen_by'])}).</p>")
@@ -146,6 +156,31 @@ def _results(summary, per_class):
     if summary.get("most_confused"):
         body += ["<h3>Most confused pairs</h3>", _table(summary["most_confused"])]
     return body
+
+
+FOLD_COLUMNS = 3  # metrics per fold on the page; folds.csv has them all
+
+
+def _cross_validation(summary):
+    """A cross-validation's parent: mean ± std over its folds (held-out metrics first, the
+    validation ones at each fold's best epoch collapsed), and a row per fold linking its report."""
+    problem, positive, monitor = summary.get("problem"), summary.get("positive_class"), summary.get("monitor", {})
+    stats = distinct(summary["cv"], lambda stat: stat["mean"])
+    named = {f"best {monitor.get('name')}" if k == "best_value" else shown(k, problem, positive):
+             f"{v['mean']:.4f} ± {v['std']:.4f}" for k, v in stats.items()}
+    held_out = {k: v for k, v in named.items() if not k.startswith("val/")}
+    validation = {k: v for k, v in named.items() if k.startswith("val/")}
+    folds = summary["folds"]
+    metrics = [k for k in distinct(folds[0]) if k.startswith(("test/", "val/"))][:FOLD_COLUMNS]
+    rows = [{"fold": f["fold"], "report": f'<a href="fold_{f["fold"]}/report.html">report</a>',
+             "epochs run": f["epochs_run"], "best epoch": f["best_epoch"], f"best {monitor.get('name')}": f["best_value"],
+             **{k: f.get(k.removesuffix(" = log_loss")) for k in metrics}} for f in folds]
+    body = [f"<h3>Cross-validation: {len(folds)} folds (mean ± std over the folds)</h3>", _pairs(held_out)]
+    if validation:
+        body.append(_collapsed(f"Validation metrics at each fold's best epoch ({len(validation)}, mean ± std)",
+                               _pairs(validation)))
+    return body + [f"<h3>Each fold</h3><p>Each fold is a whole run with its own report; <code>folds.csv</code> has "
+                   f"all {len([k for k in folds[0] if '/' in k])} metrics of each.</p>", _table(rows, raw={"report"})]
 
 
 def _data(data):

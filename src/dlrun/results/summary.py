@@ -105,7 +105,7 @@ class Summary:
         self.data.update(status="completed", folds=folds, cv=stats,
                          objective=stats.get("best_value", {}).get("mean"),
                          test={k.split("/", 1)[1]: v["mean"] for k, v in stats.items() if k.startswith("test/")} or None,
-                         epochs_run=sum(f["epochs_run"] or 0 for f in folds))
+                         epochs_run=None)  # each fold's own is in folds: a sum would count no model's epochs
         self._stamp()
         return self.data
 

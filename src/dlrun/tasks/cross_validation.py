@@ -37,6 +37,8 @@ def cross_validate(cfg, run, device, overrides, run_fold, config_dir=None, sweep
         rows.append(_fold_row(i, result))
     artifacts.write_csv(run.folds, rows)
     result = summary.conclude_cv(rows, _mean_std(rows), results)
+    if "curves" in cfg.plots and cfg.task == "train":
+        _draw_folds(run, rows, result["monitor"]["name"])
     if cfg.report:
         report.write(run.root, result, cfg)
     return summary.write()
@@ -67,6 +69,21 @@ def _fold_row(fold, result):
     row.update({f"test/{k}": v for k, v in (result.get("test") or {}).items() if isinstance(v, float)})
     row.update({k: v for k, v in (result.get("best_val") or {}).items() if isinstance(v, float)})
     return row
+
+
+def _draw_folds(run, rows, monitor):
+    """plots/folds.png, the parent's training curves: every fold's monitored metric per epoch,
+    and the held-out metric that says most (accuracy, R², else the loss) of each fold."""
+    from dlrun.results import plots
+
+    tested = next((key for split in ("test", "val") for name in ("accuracy", "r2", "loss")
+                   if (key := f"{split}/{name}") in rows[0]), None)
+    histories = [artifacts.read_history(run.fold(row["fold"]).metrics) for row in rows]
+    if tested is None or not all(histories):
+        return
+    job = plots.Job(plots.folds, (histories, monitor, [row["best_epoch"] for row in rows],
+                                  (tested, [row[tested] for row in rows])), run.plots / "folds.png")
+    job.draw()
 
 
 def _mean_std(rows):
