@@ -423,22 +423,30 @@ def test_leaderboard_rebuilds_for_any_set_of_runs(cli):
 
 @pytest.mark.slow
 def test_compare_puts_any_runs_on_one_page(cli):
+    from dlrun.sweeps.rows import job_dirs, job_names, legend_labels
+
     for momentum in ("0.0", "0.9"):
         cli(*SMOKE, "plots=[]", "optimizer=sgd", f"optimizer.momentum={momentum}", f"hydra.run.dir=m{momentum}")
-    out = cli("compare", "m0.0", "m0.9").stdout
+    for sweep, momentum in (("s1", "0.5"), ("s2", "0.7")):  # two sweeps: each has a job 0
+        cli("-m", *SMOKE, "plots=[]", "optimizer=sgd", f"optimizer.momentum={momentum}", f"hydra.sweep.dir={sweep}")
+    out = cli("compare", "m0.0", "m0.9", "s1", "s2").stdout
     board = cli.outputs / "compare"
     (page_file,) = board.rglob("leaderboard.html")
-    assert f"2 runs -> {page_file}" in out.replace("\n", "")
+    assert f"4 runs -> {page_file}" in out.replace("\n", "")
     page = page_file.read_text()
-    for run in ("m0.0", "m0.9"):  # each row links to the run's own report
+    for run in ("m0.0", "m0.9", "s1/0", "s2/0"):  # each row links to the run's own report, named apart
         assert f'<a href="../../../../{run}/report.html">{run}</a>' in page
+    assert "Every run was given <code>experiment=smoke" in page and "<td class=\"words\">optimizer.momentum=0.7</td>" in page
     differ = page[page.index("<h2>Config keys that differ</h2>"):]
     assert "optimizer.momentum" in differ and "model.name" not in differ
+    dirs = job_dirs([cli.cwd / d for d in ("m0.0", "m0.9", "s1", "s2")])
+    rows = [{"job": name, "path": d, "overrides": ""} for d, name in zip(dirs, job_names(dirs))]
+    assert sorted(legend_labels(rows).values()) == [f"optimizer.momentum={m}" for m in ("0.0", "0.5", "0.7", "0.9")]
     curves = imread(page_file.parent / "curves.png")
     assert curves.shape[:2] == (500, 1200) and curves[..., :3].std() > 0.02
     if chromium() is not None:  # .ci/run installs it; the page must render whole at 1280 px
         title, image = render_in_chromium(page_file, cli.cwd, height=1600)
-        assert title == "loaded 2/2 width 1280/1280" and image[..., :3].std() > 0.05
+        assert title == "loaded 2/2 width 1280/1280 cut 0" and image[..., :3].std() > 0.05
 
 
 def test_objective_plot_axes():

@@ -13,10 +13,12 @@ from dlrun.sweeps.rows import (
     differing_config,
     finite,
     job_dirs,
+    job_names,
     job_row,
     legend_labels,
     override_values,
     rank,
+    shared_overrides,
     swept_parameters,
     value_key,
 )
@@ -28,7 +30,8 @@ def write(folder, paths=None, pending=()):
     (or None). `pending`: (job name, overrides) of the jobs of an interrupted sweep that did not
     start, listed as such."""
     folder = Path(folder)
-    rows = rank([job_row(d) for d in job_dirs(paths or [folder])] + [
+    dirs = job_dirs(paths or [folder])
+    rows = rank([job_row(d, name) for d, name in zip(dirs, job_names(dirs), strict=True)] + [
         {"job": name, "overrides": " ".join(overrides), "status": "not started", "objective": None,
          "best_epoch": None, "wall_time_s": None, "error": "", "path": folder / name} for name, overrides in pending])
     metric_cols = sorted({k for r in rows for k in r if k.startswith("test/")})
@@ -40,10 +43,10 @@ def write(folder, paths=None, pending=()):
     paired = paired_comparison(rows)
     if paired:
         artifacts.write_json(SweepDir(folder).paired, paired)
-    labels = legend_labels(rows)
-    plot_files = [*_plot_curves(folder, rows, labels), *_plot_objective(folder, rows)]
+    differ = differing_config(rows)
+    plot_files = [*_plot_curves(folder, rows, legend_labels(rows, differ)), *_plot_objective(folder, rows)]
     artifacts.write_text(SweepDir(folder).summary_md, _markdown(rows, columns, groups, paired))
-    artifacts.write_text(SweepDir(folder).leaderboard, _html(folder, rows, columns, groups, plot_files, paired))
+    artifacts.write_text(SweepDir(folder).leaderboard, _html(folder, rows, columns, groups, plot_files, paired, differ))
     return rows, paired
 
 
@@ -77,7 +80,10 @@ def _markdown(rows, columns, groups, paired=None):
     return "\n".join(lines) + "\n"
 
 
-def _html(folder, rows, columns, groups, plot_files, paired=None):
+HEADERS = {"best_epoch": "best epoch", "wall_time_s": "wall time (s)"}  # the page's words for the csv's columns
+
+
+def _html(folder, rows, columns, groups, plot_files, paired=None, differ=()):
     import base64
 
     def cell(row, key):
@@ -85,10 +91,10 @@ def _html(folder, rows, columns, groups, plot_files, paired=None):
         report = RunDir(row["path"]).report if key == "job" and "path" in row else None
         if report is not None and report.is_file():  # each job's own report, relative to this page
             return f'<td><a href="{html.escape(os.path.relpath(report, folder))}">{text}</a></td>'
-        return f"<td>{text}</td>"
+        return f'<td class="words">{text}</td>' if key in ("overrides", "error") else f"<td>{text}</td>"
 
     def table(data, keys):
-        head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
+        head = "".join(f"<th>{HEADERS.get(k) or html.escape(k).replace('/', '/<wbr>')}</th>" for k in keys)
         body = "".join("<tr>" + "".join(cell(r, k) for k in keys) + "</tr>" for r in data)
         return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
 
@@ -98,15 +104,19 @@ def _html(folder, rows, columns, groups, plot_files, paired=None):
     if paired:
         items = "".join(f"<li>{html.escape(line)}</li>" for line in paired["verdict"].splitlines())
         seeds += f"<h2>{html.escape(_paired_heading(paired))}</h2><ul>{items}</ul>"
-    differ = differing_config(rows)
     keys = [k for k in (differ[0] if differ else {}) if k != "job"]
     config = (f"<h2>Config keys that differ</h2>{table(differ, ['job', *keys])}" if keys else "")
+    shared = shared_overrides(rows) if len(rows) > 1 else []
+    own = [{**r, "overrides": " ".join(o for o in r["overrides"].split() if o.partition("=")[0] not in
+                                        {s.partition("=")[0] for s in shared})} for r in rows]
+    shown = [c for c in columns if any(_fmt(r.get(c), c) for r in own)]  # csv keeps every column
+    common = f" Every run was given <code>{html.escape(' '.join(shared))}</code>." if shared else ""
     style = ("body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25rem .5rem}th{background:#f3f3f3}"
-             "img{max-width:100%}.scroll{overflow-x:auto}")
+             "img{max-width:100%}.scroll{overflow-x:auto}.words{min-width:8rem;max-width:28rem;overflow-wrap:break-word}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>dlrun: {len(rows)} runs compared</title>"
             f"<style>{style}</style></head><body><h1>{len(rows)} runs compared</h1><p>{html.escape(_objective(rows))}; "
-            f"* marks the best. Each job links to its own report.</p>{table(rows, columns)}{images}{config}{seeds}"
+            f"* marks the best. Each job links to its own report.{common}</p>{table(own, shown)}{images}{config}{seeds}"
             f"</body></html>\n")
 
 
@@ -137,20 +147,21 @@ def _plot_curves(folder, rows, labels):
 
     from dlrun.results.plots import save
 
-    histories = {r["job"]: artifacts.read_csv(RunDir(r["path"]).metrics) for r in rows
+    histories = {str(r["path"]): artifacts.read_history(RunDir(r["path"]).metrics) for r in rows
                  if RunDir(r["path"]).metrics.is_file()}
-    histories = {job: h for job, h in histories.items() if h}
+    histories = {path: h for path, h in histories.items() if h}
     monitor = next((r.get("monitor") for r in rows if r.get("monitor")), None)
     if not histories or monitor is None:
         return []
     fig = Figure(figsize=(12, 5), dpi=100, layout="constrained")
     axes = fig.subplots(1, 2)
-    for job, history in histories.items():
-        epochs = [int(row["epoch"]) for row in history]
-        line, = axes[0].plot(epochs, [_number(row.get(monitor)) for row in history], marker="o", markersize=3,
-                             label=labels[job])
-        axes[1].plot(epochs, [_number(row.get("train/loss")) for row in history], "-", color=line.get_color())
-        axes[1].plot(epochs, [_number(row.get("val/loss")) for row in history], "--", color=line.get_color())
+    for path, history in histories.items():
+        epochs = [row["epoch"] for row in history]
+        nan = float("nan")
+        line, = axes[0].plot(epochs, [row.get(monitor, nan) for row in history], marker="o", markersize=3,
+                             label=labels[path])
+        axes[1].plot(epochs, [row.get("train/loss", nan) for row in history], "-", color=line.get_color())
+        axes[1].plot(epochs, [row.get("val/loss", nan) for row in history], "--", color=line.get_color())
     axes[0].set(title=f"{monitor} per epoch", xlabel="epoch", ylabel=monitor)
     axes[1].set(title="loss per epoch (train solid, val dashed)", xlabel="epoch", ylabel="loss")
     for ax in axes:
@@ -159,10 +170,6 @@ def _plot_curves(folder, rows, labels):
     path = SweepDir(folder).curves
     save(fig, path)
     return [path]
-
-
-def _number(text):
-    return float(text) if text not in (None, "") else float("nan")
 
 
 def _plot_objective(folder, rows):

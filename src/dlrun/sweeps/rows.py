@@ -3,6 +3,7 @@ from its summary.json, ranked by the objective; the swept values and the config 
 
 import json
 import math
+import os
 from pathlib import Path
 
 from dlrun.config.sources import flat_items, run_overrides
@@ -24,10 +25,22 @@ def job_dirs(paths):
     return found
 
 
-def job_row(run_dir):
-    """One leaderboard row from a run directory (a job that died early is 'failed')."""
+def job_names(dirs):
+    """A name per run directory that tells it from the others: its own name when those are unique
+    (a sweep's 0, 1, 2...), else its path below the directory the runs share (`multirun/<date>/
+    <time>/0` next to `2026-12-03/18-21-53`), as the leaderboard's job column shows them."""
+    dirs = [Path(d).resolve() for d in dirs]
+    if len({d.name for d in dirs}) == len(dirs):
+        return [d.name for d in dirs]
+    common = Path(os.path.commonpath(dirs)) if len(dirs) > 1 else dirs[0].parent
+    return [str(d.relative_to(common)) for d in dirs]
+
+
+def job_row(run_dir, name=None):
+    """One leaderboard row from a run directory (a job that died early is 'failed'); `name`: its
+    job name among the others (job_names), by default the directory's name."""
     overrides = [o for o in run_overrides(run_dir) if not o.startswith("resume=")]  # how, not what, it ran
-    row = {"job": run_dir.name, "overrides": " ".join(overrides), "status": "failed", "objective": None,
+    row = {"job": name or run_dir.name, "overrides": " ".join(overrides), "status": "failed", "objective": None,
            "best_epoch": None, "wall_time_s": None, "error": "", "path": run_dir}
     file = RunDir(run_dir).summary
     if not file.is_file():
@@ -70,6 +83,17 @@ def finite(value):
 def override_values(row):
     """A row's overrides as {key: value text}."""
     return dict(o.partition("=")[::2] for o in row["overrides"].split())
+
+
+def shared_overrides(rows):
+    """The overrides every row gives with one value (`false` and `False` alike): what the runs share,
+    said once above a table whose rows then show only what is their own."""
+    common = None
+    for r in rows:
+        given = {(k, value_key(v)) for k, v in override_values(r).items()}
+        common = given if common is None else common & given
+    keys = {k for k, _ in common or ()}
+    return [o for o in rows[0]["overrides"].split() if o.partition("=")[0] in keys] if rows else []
 
 
 def swept_parameters(rows):
@@ -122,11 +146,20 @@ def differing_config(rows):
     return [{"job": r["job"], **{k: c.get(k) for k in differ}} for r, c in zip(rows, configs)]
 
 
-def legend_labels(rows):
-    """A legend label per run: its swept values (or its job name when nothing was swept)."""
+def legend_labels(rows, differ=None, most=3):
+    """A legend label per run (by its path): the config values that differ between the runs (at
+    most `most` keys), else its swept values, else its job name."""
+    differ = differing_config(rows) if differ is None else differ
     swept = swept_parameters(rows)
     labels = {}
-    for r in rows:
-        values = override_values(r)
-        labels[r["job"]] = " ".join(f"{k}={values[k]}" for k in swept if k in values) or r["job"]
+    given = {key for r in rows for key in override_values(r)}
+    # the keys the user typed first, then the groups they chose (optimizer=adam: optimizer.name)
+    order = sorted((k for k in (differ[0] if differ else {}) if k != "job"),
+                   key=lambda k: (k not in given, k.rpartition(".")[0] not in given or not k.endswith(".name")))
+    for r, config in zip(rows, differ, strict=True):
+        keys = order
+        values = {k: json.dumps(config[k]) if isinstance(config[k], (list, dict)) else config[k] for k in keys} \
+            or {k: v for k, v in override_values(r).items() if k in swept}
+        text = " ".join(f"{k}={v}" for k, v in list(values.items())[:most])
+        labels[str(r["path"])] = (text + (" …" if len(values) > most else "")) or r["job"]
     return labels
