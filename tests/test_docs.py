@@ -180,3 +180,21 @@ def test_each_result_table_comes_from_this_version_and_regenerates(page, index, 
     assert f"with dlrun {dlrun.__version__}, torch " in generated.splitlines()[0]
     fresh = RESULTS.run_spec(spec, tmp_path, smoke=True)
     assert RESULTS.shape(fresh) == RESULTS.shape(RESULTS.table_of(generated))
+
+
+def test_the_first_lesson_table_reproduces_at_full_budget():
+    """The numbers themselves, not only the shape: the first page's full runs are cheap enough."""
+    assert RESULTS.check(REPO / "docs" / "01-logistic-mlp-cnn.md") == []
+
+
+def test_a_check_names_every_cell_a_fresh_run_says_differently():
+    spec = {"columns": {"model": "override model", "loss": "monitor.best_value", "epochs": "epochs_run",
+                        "time": "wall_time_s .1f"}}
+    page = "| model | loss | epochs | time |\n|---|---|---|---|\n| cnn | 0.0484 | 30 | 8.9 |\n| mlp | 0.1067 | 12 | 4.3 |\n"
+    rounding = "| model | loss | epochs | time |\n|---|---|---|---|\n| cnn | 0.0485 | 30 | 9.7 |\n| mlp | 0.1067 | 12 | 4.0 |\n"
+    assert RESULTS.differences(spec, page, rounding) == []
+    drifted = page.replace("0.0484", "0.0494").replace("| 12 |", "| 13 |")
+    assert RESULTS.differences(spec, page, drifted) == [
+        "row 'cnn', loss: the page says 0.0484, a fresh run gives 0.0494",
+        "row 'mlp', epochs: the page says 12, a fresh run gives 13"]
+    assert "changed shape" in RESULTS.differences(spec, page, page.rsplit("| mlp", 1)[0])[0]
