@@ -54,6 +54,9 @@ DLRUN = Path(sys.executable).parent / "dlrun"
 BLOCK = re.compile(r"<!-- results\n(?P<spec>.*?)\n-->\n(?P<table>.*?)<!-- end results -->", re.S)
 QUIET = ["trainer.progress=false", "plots=[]", "report=false"]
 SMOKE = ["trainer.max_epochs=1", "lr_find.steps=20"]
+# The CPU threads of every run: a float sum split over more threads adds in another order, and after
+# 30 epochs the fourth decimal moves; the same count on any machine gives the same tables.
+THREADS = "2"
 TIMED = {"wall_time_s"}  # sources that measure the machine, not the result: never compared
 
 
@@ -84,7 +87,7 @@ def _rows(item, folder, smoke):
     args = shlex.split(command)[1:]
     sweep = "-m" in args
     target = f"hydra.sweep.dir={folder}" if sweep else f"hydra.run.dir={folder}"
-    env = {**os.environ, "DLRUN_OUTPUTS": str(folder.parent / "outputs")}
+    env = {**os.environ, "DLRUN_OUTPUTS": str(folder.parent / "outputs"), "OMP_NUM_THREADS": THREADS}
     env.pop("HYDRA_FULL_ERROR", None)
     command = [str(DLRUN), *args, *QUIET, *(SMOKE if smoke else []), target]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -155,8 +158,8 @@ def provenance():
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (f"Results below were produced by `docs/results.py` running these commands with dlrun {dlrun.__version__}, "
-            f"torch {torch.__version__}, on {os.cpu_count()} CPU cores ({platform.machine()}), {device}; "
-            f"{date.today().isoformat()}.")
+            f"torch {torch.__version__}, on {THREADS} CPU threads ({platform.machine()}, {os.cpu_count()} cores), "
+            f"{device}; {date.today().isoformat()}.")
 
 
 def table_of(generated):
