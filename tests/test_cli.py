@@ -35,6 +35,9 @@ def test_smoke_run_writes_a_complete_run_directory(cli):
     speeds = [float(r["samples_per_s"]) for r in rows]
     assert summary["throughput"]["samples_per_s"] == pytest.approx(sum(speeds) / len(speeds), rel=1e-6)
     assert summary["throughput"]["peak_rss_mb"] == pytest.approx(max(float(r["peak_rss_mb"]) for r in rows))
+    change = float(rows[1]["val/loss"]) - float(rows[0]["val/loss"])  # two epochs: one apart
+    assert summary["change_per_epoch"]["val/loss"] == pytest.approx(change)
+    assert f"val/loss {change:+.4f}" in proc.stdout
     predictions = read_rows(run_dir / "predictions.csv")
     assert len(predictions) == summary["sizes"]["test"]
     assert {"index", "true", "true_name", "predicted", "predicted_name", "confidence", "correct"} <= set(predictions[0])

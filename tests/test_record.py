@@ -44,3 +44,13 @@ def test_the_readmes_table_names_every_declared_field():
     named = {name for row in table.splitlines() if row.startswith("| `")
              for name in re.findall(r"`([a-z_]+)`", row.split("|")[1])}
     assert named == set(record.FIELDS)
+
+
+def test_the_change_per_epoch_is_over_the_epochs_that_measured_it():
+    from dlrun.results.summary import change_per_epoch
+
+    nan = float("nan")
+    history = [{"epoch": 1, "train/loss": 2.0, "val/loss": 1.5}, {"epoch": 2, "train/loss": 1.0, "val/loss": nan},
+               {"epoch": 3, "train/loss": 0.5, "val/loss": 0.5}, {"epoch": 4, "train/loss": 0.5, "val/loss": nan}]
+    assert change_per_epoch(history) == {"train/loss": -0.5, "val/loss": -0.5}  # val every 2nd epoch: 1 to 3
+    assert change_per_epoch(history[:1]) is None

@@ -117,6 +117,8 @@ def _run_rows(summary, monitor):
             check = summary["overfit_check"]
             rows.append(("overfit check", f"{'passed' if check['passed'] else 'FAILED'}: loss "
                          f"{check['first_loss']:.4f} -> {check['best_loss']:.4f}"))
+        if summary.get("change_per_epoch"):
+            rows.append(("change per epoch", _changes(summary["change_per_epoch"])))
         if monitor.get("best_epoch") is not None:
             rows.append((f"best {_shown(monitor.get('name', ''), summary)}",
                          f"{_fmt(monitor.get('best_value'))} (epoch {monitor.get('best_epoch')})"))
@@ -133,6 +135,13 @@ def _run_rows(summary, monitor):
 
 def _shown(name, summary):
     return shown(name, summary.get("problem"), summary.get("positive_class"))
+
+
+def _changes(changes):
+    """The average change per epoch of the validation loss and accuracy (the training ones
+    without validation), signed."""
+    split = "val/" if any(k.startswith("val/") for k in changes) else "train/"
+    return ", ".join(f"{k} {v:+.4f}" for k, v in changes.items() if k.startswith(split))
 
 
 def _fmt(value):

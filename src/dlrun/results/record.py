@@ -44,8 +44,11 @@ FIELDS = {
     "skipped_batches": ((int,), "non-finite steps skipped"),
     "throughput": (TABLE + NONE, "samples_per_s, peak_rss_mb, cuda_peak_mb"),
     "stop_reason": (TEXT + NONE, "why training ended"),
+    "change_per_epoch": (TABLE + NONE, "the losses' and accuracies' average change per epoch, (last - first) / "
+                                       "(epochs - 1)"),
     "model_summary": (TABLE, "parameters, size and layers"),
     "data_summary": (TABLE, "class counts per split, features of a table, source dtype"),
+    "class_weights": (TABLE + NONE, "with loss.class_weights: each class's weight in the loss"),
     "plots_skipped": (TABLE, "each plot asked for that does not apply, with why"),
     "validation": (TEXT, "where the validation rows came from"),
     "warnings": (ROWS, "what the run warned of that did not stop it (a CSV column that looks like a row id)"),

@@ -6,6 +6,7 @@ after every other artifact, so that it never claims more than is on disk.
 """
 
 import contextlib
+import math
 import platform
 import time
 from datetime import datetime
@@ -87,6 +88,7 @@ class Summary:
             best_val=self.data.get("best_val") or {k: v for k, v in best.items() if k.startswith("val/")} or None,
             test=test,
             throughput=_throughput(state.history),
+            change_per_epoch=change_per_epoch(state.history),
         )
         kept = [path.name for path in RunDir(self.data["run_dir"]).kept()]
         if kept:
@@ -128,6 +130,21 @@ class Summary:
     def _stamp(self):
         self.data["finished_at"] = datetime.now().isoformat(timespec="seconds")
         self.data["wall_time_s"] = round(time.perf_counter() - self.started, 3)
+
+
+TRENDS = ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "val/r2")
+
+
+def change_per_epoch(history):
+    """The average change per epoch of the losses and accuracies, (last - first) / (epochs apart),
+    over the epochs that measured them: how fast training was still moving (None before two)."""
+    found = {}
+    for key in TRENDS:
+        points = [(row["epoch"], row[key]) for row in history
+                  if isinstance(row.get(key), (int, float)) and math.isfinite(row[key])]
+        if len(points) > 1 and points[-1][0] > points[0][0]:
+            found[key] = (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
+    return found or None
 
 
 def _throughput(history):
