@@ -276,8 +276,9 @@ def misclassified(images, true, pred, conf, class_names, total=None, losses=None
 
 
 # -------------------------------------------------------------------- data
-def class_counts(counts):
-    """Rows per class in each split (`counts`: split -> class -> count), as grouped bars."""
+def class_counts(counts, weights=None):
+    """Rows per class in each split (`counts`: split -> class -> count), as grouped bars, and with
+    `weights` ({class: weight}, loss.class_weights) each class's weight in the loss on a second axis."""
     splits = [s for s in counts if sum(counts[s].values())]
     names = list(counts["train"])
     fig, ax = _figure(size=(min(14, max(8, 0.25 * len(names) * len(splits))), 5))
@@ -288,7 +289,15 @@ def class_counts(counts):
     ax.set(title="Rows per class in each split", xlabel="class", ylabel="rows",
            xticks=np.arange(len(names)) + width * (len(splits) - 1) / 2, ylim=(0, highest * 1.18))
     ax.set_xticklabels(names, rotation=45 if len(names) > 8 else 0)
-    ax.legend(loc="upper center", ncol=len(splits))  # in the headroom above the bars
+    handles = ax.get_legend_handles_labels()
+    if weights:
+        twin = ax.twinx()
+        centres = np.arange(len(names)) + width * (len(splits) - 1) / 2
+        twin.plot(centres, [weights[n] for n in names], "D", color="black", label="weight in the loss")
+        twin.set(ylabel="class weight in the loss", ylim=(0, max(weights.values()) * 1.18))
+        handles = [a + b for a, b in zip(handles, twin.get_legend_handles_labels(), strict=True)]
+        ax.set_title("Rows per class in each split, and each class's weight in the loss")
+    ax.legend(*handles, loc="upper center", ncol=len(splits) + bool(weights))  # in the headroom above the bars
     return fig
 
 
@@ -431,11 +440,12 @@ PLOTS = {
     "lr": lambda r: [("lr", _job(learning_rate, r.history) if len({row["lr"] for row in r.history}) > 1 else None)],
 }
 TRAINING_PLOTS = ("curves", "lr", "weights", "filters")  # the ones drawn without a test split
-DATA_PLOTS = {  # drawn before training (a look at the data), from the prepared data and its summary
-    "class_counts": lambda data, summary, augment, seed: (_job(class_counts, summary["class_counts"])
-                                                          if "class_counts" in summary else None),
-    "samples": lambda data, summary, augment, seed: (_samples(data, augment, seed)
-                                                     if data.image and data.in_memory else None),
+DATA_PLOTS = {  # drawn before training (a look at the data), from the prepared data and the run's record
+    "class_counts": lambda data, record, augment, seed: (
+        _job(class_counts, record["data_summary"]["class_counts"], record.get("class_weights"))
+        if "class_counts" in record["data_summary"] else None),
+    "samples": lambda data, record, augment, seed: (_samples(data, augment, seed)
+                                                    if data.image and data.in_memory else None),
 }
 
 NAMES = [*DATA_PLOTS, *PLOTS]  # what plots=[...] may name
@@ -452,12 +462,12 @@ APPLIES_TO = {
 }
 
 
-def data_jobs(folder, wanted, data, summary, augment=None, seed=0):
-    """The wanted plots of the data (before training; `summary` is inspection.data_summary's) as
-    jobs, and the skipped ones, {name: why}."""
+def data_jobs(folder, wanted, data, record, augment=None, seed=0):
+    """The wanted plots of the data (before training; `record`: the run's summary.json so far, with
+    its data_summary and class_weights) as jobs, and the skipped ones, {name: why}."""
     jobs, skipped = [], {}
     for name, plan in DATA_PLOTS.items():
-        job = plan(data, summary, augment, seed) if name in wanted else None
+        job = plan(data, record, augment, seed) if name in wanted else None
         if job is not None:
             jobs.append(_to(job, folder, name))
         elif name in wanted:

@@ -79,7 +79,7 @@ def render(summary, config, per_class=None, history=None, plot_files=()):
             body.append(_collapsed(f"Weights per layer ({len(summary['weight_stats'])} tensors: mean, std, min, max, "
                                    f"L2 norm, fraction near zero)", _table(summary["weight_stats"])))
         if chapter == "Data":
-            body += _data(summary.get("data_summary"))
+            body += _data(summary.get("data_summary"), summary.get("class_weights"))
         if body:
             sections += [f"<h2>{chapter}</h2>", *body]
     if summary.get("plots_skipped"):
@@ -183,13 +183,14 @@ def _cross_validation(summary):
                    f"all {len([k for k in folds[0] if '/' in k])} metrics of each.</p>", _table(rows, raw={"report"})]
 
 
-def _data(data):
+def _data(data, weights=None):
     if not data:
         return []
     body = []
     if data.get("class_counts"):
         counts = data["class_counts"]
-        rows = [{"class": name, **{split: counts[split][name] for split in counts}} for name in counts["train"]]
+        rows = [{"class": name, **{split: counts[split][name] for split in counts},
+                 **({"weight in the loss": weights[name]} if weights else {})} for name in counts["train"]]
         body += ["<h3>Rows per class</h3>", _table(rows)]
     if data.get("class_counts_per_fold"):
         rows = [{"fold": fold, "split": split, **counts} for fold, splits in data["class_counts_per_fold"].items()

@@ -124,11 +124,23 @@ def _prepare(cfg, run, device, overrides, sources, raw, ckpt, summary, tracker):
     if data.extra.get("streamed"):
         messages.phase(cfg, data.extra["streamed_why"])
     about.update(model_summary=inspection.model_summary(net, data.input_shape),
-                 data_summary=inspection.data_summary(data))
+                 data_summary=inspection.data_summary(data), class_weights=_class_weights(cfg, loop, data))
     summary.start(data, about)
     if tracker is not None:
         tracker.start()
     return data, loop
+
+
+def _class_weights(cfg, loop, data):
+    """{class: weight} of the loss when loss.class_weights weights it (said once), else None."""
+    weights = getattr(loop.loss_fn, "class_weights", None)
+    if weights is None:
+        return None
+    named = dict(zip(map(str, data.class_names), weights, strict=True))
+    if cfg.task == "train":
+        messages.phase(cfg, f"loss.class_weights={cfg.loss.class_weights}: " +
+                       ", ".join(f"{name} {weight:.3g}" for name, weight in named.items()))
+    return named
 
 
 def _evaluated_data(cfg, raw, ckpt, summary):
@@ -174,7 +186,7 @@ def _first_look(cfg, run, data, record, painter):
     if cfg.plots:
         from dlrun.results import plots
 
-        jobs, skipped = plots.data_jobs(run.plots, cfg.plots, data, record["data_summary"],
+        jobs, skipped = plots.data_jobs(run.plots, cfg.plots, data, record,
                                         build.augmentation(cfg.regularization), cfg.seed)
         painter.submit(jobs)
         messages.skipped(skipped, record)

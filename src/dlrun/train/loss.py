@@ -155,9 +155,12 @@ def build(spec, task, train_targets, num_classes):
             f"Losses for {task}: {', '.join(n for n, t in TASK_OF_LOSS.items() if task in t)} (or loss=auto)."
         )
     weights = class_weights(args.get("class_weights"), train_targets, num_classes)
+    given = None if weights is None else [float(w) for w in weights]
     if weights is not None and name == "bce_with_logits":
         # BCE takes one weight for the positive class relative to the negative one.
         if args.get("pos_weight") is None:
             args["pos_weight"] = float(weights[1] / weights[0])
         weights = None
-    return LOSSES.build(args, task=task, weights=weights)
+    module = LOSSES.build(args, task=task, weights=weights)
+    module.class_weights = given  # each class's weight, as the run records it (a plain list, no state)
+    return module
