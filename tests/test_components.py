@@ -354,6 +354,19 @@ def test_the_filters_plot_says_how_many_the_layer_has_when_it_shows_fewer():
     assert plots.filters(weight[:10])._suptitle.get_text() == "First convolution: 10 filters, 5x5"
 
 
+def test_an_mlp_on_images_shows_its_first_layer_units_as_images_of_the_input():
+    from dlrun.results import plots
+
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+    images = type("Data", (), {"image": True, "input_shape": (1, 8, 8)})()
+    [(stem, job)] = plots.PLOTS["filters"](type("Run", (), {"model": mlp, "data": images})())
+    unit = mlp[1].weight.detach().numpy()[3]
+    np.testing.assert_array_equal(job.args[0][3, 0], unit.reshape(8, 8))  # unit 3's weight on pixel (r, c)
+    assert job.function(*job.args)._suptitle.get_text() == "First linear layer: 16 units' weights, 8x8"
+    table = type("Data", (), {"image": False, "input_shape": (64,)})()
+    assert plots.PLOTS["filters"](type("Run", (), {"model": mlp, "data": table})()) == [("filters", None)]
+
+
 def test_lbfgs_evaluates_its_closure_and_learns_and_what_clashes_is_refused(tmp_path):
     import dlrun
     from conftest import built_loop

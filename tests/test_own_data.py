@@ -44,7 +44,8 @@ def test_skipped_plots_are_named_with_why(tmp_path):
     assert set(skipped) == {"misclassified", "filters", "pr_curve", "regression"}
     assert skipped["pr_curve"] == "drawn for binary tasks only" and "convolution" in skipped["filters"]
     log = (tmp_path / "run" / "run.log").read_text()
-    assert "plot filters skipped: drawn for models with a 2-D convolution (Conv2d) only" in log
+    assert "plot filters skipped: drawn for models with a 2-D convolution (Conv2d), or a first linear layer, on images " \
+           "only" in log
     assert "Plots not drawn (4)" in (tmp_path / "run" / "report.html").read_text()
     assert (tmp_path / "run" / "plots" / "curves.png").is_file()
     summary = dlrun.run([*QUIET, "split.test=0", "plots=[curves,confusion]", "report=false"], run_dir=tmp_path / "two")

@@ -222,33 +222,35 @@ def pr_curve(true, positive_probs, positive_name, threshold, tested):
     return fig
 
 
-def filters(weight, limit=64):
+def filters(weight, limit=64, layer="First convolution", unit="filters"):
     """The first 2-D convolution's filters as small images (each scaled to its own range; colour
     filters as RGB, others channel by channel averaged); at most `limit`, and the title says how
-    many the layer has."""
+    many the layer has. A first linear layer on images gives its units' weights as images
+    (`layer`, `unit` name them)."""
     all_filters = np.asarray(weight, dtype=float)
     w = all_filters[:limit]
     w = w.mean(1, keepdims=True) if w.shape[1] not in (1, 3) else w
     low = w.min(axis=(1, 2, 3), keepdims=True)
     span = np.maximum(w.max(axis=(1, 2, 3), keepdims=True) - low, 1e-12)
-    shown = f"{len(w)} filters" if len(w) == len(all_filters) else f"the first {len(w)} of its {len(all_filters)} filters"
-    return image_grid((w - low) / span, [str(i) for i in range(len(w))],
-                      f"First convolution: {shown}, {w.shape[2]}x{w.shape[3]}")
+    shown = f"{len(w)} {unit}" if len(w) == len(all_filters) else f"the first {len(w)} of its {len(all_filters)} {unit}"
+    return image_grid((w - low) / span, [str(i) for i in range(len(w))], f"{layer}: {shown}, {w.shape[2]}x{w.shape[3]}",
+                      most_cols=8, inches=1.25)
 
 
-def image_grid(images, titles, title):
-    """Images (values in [0, 1], N x C x H x W) in a grid sized to how many there are, each with
-    its title above it: one mosaic in one axes (a subplot per image costs seconds to lay out)."""
+def image_grid(images, titles, title, most_cols=5, inches=2.0):
+    """Images (values in [0, 1], N x C x H x W) in a grid sized to how many there are (at most
+    `most_cols` across, `inches` each), each with its title above it: one mosaic in one axes (a
+    subplot per image costs seconds to lay out)."""
     images = np.asarray(images, dtype=float)
     n, channels, h, w = images.shape
-    cols = min(5, max(1, int(np.ceil(np.sqrt(n)))))
+    cols = min(most_cols, max(1, int(np.ceil(np.sqrt(n)))))
     rows = int(np.ceil(n / cols))
     lines = max(str(t).count("\n") + 1 for t in titles)
     gap, margin = max(1, round(h * 0.2 * lines)), max(1, round(w * 0.1))  # room for the titles, between images
     cell_h, cell_w = h + gap, w + 2 * margin
     canvas = np.ones((rows * cell_h, cols * cell_w, 3))
     # The figure takes the mosaic's own shape (no blank bands), wide enough for the title.
-    width = max(2.0 * cols, 6.0)
+    width = max(inches * cols, 6.0)
     height, head = width * canvas.shape[0] / canvas.shape[1], 0.45
     for k, image in enumerate(images):
         r, c = divmod(k, cols)
@@ -435,7 +437,7 @@ PLOTS = {
                                              positive_class(r.data.task, r.data.class_names), r.threshold,
                                              {k: r.ev.metrics[k] for k in ("precision", "recall", "average_precision")})
                             if r.data.task == "binary" and r.p.true.any() else None)],
-    "filters": lambda r: [("filters", _filters(r.model))],
+    "filters": lambda r: [("filters", _filters(r.model, r.data))],
     "regression": lambda r: [("regression", _job(regression, r.p.true, r.p.pred) if not r.classify else None)],
     "lr": lambda r: [("lr", _job(learning_rate, r.history) if len({row["lr"] for row in r.history}) > 1 else None)],
 }
@@ -458,7 +460,8 @@ APPLIES_TO = {
     "misclassified": "image classification held in memory, with at least one mistake",
     "embeddings": "classification with a model that has embed() (dlrun.models.Network) and 10 or more test rows",
     "embeddings_tsne": "classification with a model that has embed() (dlrun.models.Network) and 10 or more test rows",
-    "weights": "every model", "filters": "models with a 2-D convolution (Conv2d)", "regression": "regression",
+    "weights": "every model",
+    "filters": "models with a 2-D convolution (Conv2d), or a first linear layer, on images", "regression": "regression",
 }
 
 
@@ -536,12 +539,21 @@ def _misclassified(data, p, limit=25):
                 int((~p.correct).sum()), losses)
 
 
-def _filters(model):
-    """The first 2-D convolution's filters (a model of Conv1d layers has none to draw as images)."""
+def _filters(model, data):
+    """The first 2-D convolution's filters; for a model without one, on images, the weights of its
+    first linear layer's units as images of the input's shape (a model of Conv1d layers, or of
+    a table's columns, has none to draw as images)."""
     import torch
 
-    first = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
-    return None if first is None else _job(filters, first.weight.detach().cpu().numpy())
+    conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    if conv is not None:
+        return _job(filters, conv.weight.detach().cpu().numpy())
+    first = next((m for m in model.modules() if isinstance(m, torch.nn.Linear)), None)
+    shape = tuple(data.input_shape)
+    if first is None or not data.image or len(shape) != 3 or first.in_features != int(np.prod(shape)):
+        return None
+    weight = first.weight.detach().cpu().numpy().reshape(-1, *shape)  # Flatten keeps (C, H, W) order
+    return _job(filters, weight, 64, "First linear layer", "units' weights")
 
 
 def _embedding(ev, p, data, method, seed):
