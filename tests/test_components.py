@@ -354,6 +354,20 @@ def test_the_filters_plot_says_how_many_the_layer_has_when_it_shows_fewer():
     assert plots.filters(weight[:10])._suptitle.get_text() == "First convolution: 10 filters, 5x5"
 
 
+def test_the_samples_plot_shows_the_first_training_image_of_each_class():
+    from dlrun import build
+    from dlrun.results import plots
+
+    data = build.dataset(compose([]))
+    job = plots.DATA_PLOTS["samples"](data, {}, None, 0)
+    images, labels, _, per_class = job.args
+    assert labels == [str(c) for c in range(10)] and per_class == 1 and images.shape == (10, 1, 8, 8)
+    first_seven = int(torch.nonzero(data.train.y == 7)[0])
+    scale = images[7].max() / data.train.x[first_seven].float().max()  # denormalised to [0, 1]
+    np.testing.assert_allclose(images[7], data.train.x[first_seven].float().numpy() * scale.item(), atol=1e-5)
+    assert "one of each class, no augmentation" in job.function(*job.args)._suptitle.get_text()
+
+
 def test_an_mlp_on_images_shows_its_first_layer_units_as_images_of_the_input():
     from dlrun.results import plots
 

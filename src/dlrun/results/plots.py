@@ -303,10 +303,12 @@ def class_counts(counts, weights=None):
     return fig
 
 
-def samples(images, labels, augment):
-    """Training images as the model sees them (after augmentation), back in [0, 1]."""
+def samples(images, labels, augment, per_class=None):
+    """Training images as the model sees them (after augmentation), back in [0, 1]; `per_class`:
+    how many of each class they are, in class order."""
     how = f"after {augment}" if augment else "no augmentation"
-    return image_grid(images, labels, f"Training samples as the model sees them ({how})")
+    which = "" if per_class is None else "one of each class, " if per_class == 1 else f"{per_class} of each class, "
+    return image_grid(images, labels, f"Training samples as the model sees them ({which}{how})")
 
 
 def embedding(points, labels, class_names, method, seed=0, limit=1000):
@@ -484,18 +486,22 @@ def _to(job, folder, stem):
 
 
 def _samples(data, augment, seed, count=16):
-    """The first training images through the training transform, with its own generator
-    (the run's generators are left untouched, so training is the same with or without it)."""
+    """Training images through the training transform, with its own generator (the run's
+    generators are left untouched, so training is the same with or without it): for
+    classification the first of each class, as many per class as `count` allows."""
     import torch
 
     from dlrun.data.batches import DeviceTransform
 
+    y, classes = data.train.y, data.class_names if data.task != "regression" else None
+    per = max(1, count // len(classes)) if classes else None
+    rows = [i for c in range(len(classes)) for i in torch.nonzero(y == c).flatten()[:per].tolist()][:count] \
+        if classes else list(range(min(count, len(y))))
     generator = torch.Generator().manual_seed(seed + 3)
     transform = DeviceTransform.of(data, torch.device("cpu"), augment, generator)
-    images = transform.denormalize(transform(data.train.x[:count], train=True)).numpy()
-    labels = data.train.y[:count].tolist()
-    names = data.class_names or [str(i) for i in range(max(labels) + 1)]
-    return _job(samples, images, [names[i] for i in labels], augment)
+    images = transform.denormalize(transform(data.train.x[torch.tensor(rows)], train=True)).numpy()
+    labels = [str(classes[y[i]]) if classes else f"{float(y[i]):.3g}" for i in rows]
+    return _job(samples, images, labels, augment, per)
 
 
 def result_jobs(folder, wanted, loop, data, ev, state, seed=0):
