@@ -368,6 +368,19 @@ def test_the_samples_plot_shows_the_first_training_image_of_each_class():
     assert "one of each class, no augmentation" in job.function(*job.args)._suptitle.get_text()
 
 
+def test_each_examples_probabilities_are_titled_by_the_runs_own_prediction():
+    from dlrun.results import plots
+
+    # at a decision threshold of 0.7 the first row is predicted 'benign' although 'malignant' is likelier
+    p = type("P", (), {"probs": np.array([[0.4, 0.6], [0.1, 0.9]]), "true": np.array([0, 1]), "pred": np.array([0, 1])})()
+    data = type("Data", (), {"task": "binary", "image": False, "class_names": ["benign", "malignant"]})()
+    [(stem, job)] = plots.PLOTS["probabilities"](type("Run", (), {"p": p, "data": data, "classify": True})())
+    fig = job.function(*job.args)
+    assert [ax.get_title() for ax in fig.axes] == ["true benign, predicted benign (40%)",
+                                                   "true malignant, predicted malignant (90%)"]
+    assert [bar.get_width() for bar in fig.axes[0].patches] == [0.4, 0.6]
+
+
 def test_an_mlp_on_images_shows_its_first_layer_units_as_images_of_the_input():
     from dlrun.results import plots
 

@@ -278,6 +278,30 @@ def misclassified(images, true, pred, conf, class_names, total=None, losses=None
 
 
 # -------------------------------------------------------------------- data
+def probabilities(images, probs, true, pred, class_names, most=10):
+    """Each example's predicted probability of every class (the `most` likeliest with many
+    classes), the true class's bar in green, next to its image when it has one; `pred` is the
+    run's prediction (a binary task's at its decision threshold)."""
+    probs, true = np.asarray(probs, dtype=float), np.asarray(true)
+    n, k = len(probs), min(most, probs.shape[1])
+    fig, axes = _figure(2 if images is not None else 1, size=(8, 1.5 * n + 0.6), nrows=n)
+    axes = np.asarray(axes).reshape(n, -1)
+    for row, (p, t, guess) in enumerate(zip(probs, true, pred, strict=True)):
+        if images is not None:
+            pixels = np.asarray(images[row]).transpose(1, 2, 0)
+            axes[row, 0].imshow(pixels[..., 0] if pixels.shape[2] == 1 else pixels, cmap="gray", vmin=0, vmax=1)
+            axes[row, 0].axis("off")
+        shown = np.arange(k) if k == probs.shape[1] else np.argsort(-p)[:k]
+        ax = axes[row, -1]
+        ax.barh(range(k), p[shown], color=["tab:green" if c == t else "tab:blue" for c in shown])
+        ax.set_yticks(range(k), [str(class_names[c]) for c in shown], fontsize=7)
+        ax.set(xlim=(0, 1))
+        ax.invert_yaxis()
+        ax.set_title(f"true {class_names[t]}, predicted {class_names[guess]} ({p[guess]:.0%})", fontsize=9)
+    fig.suptitle(f"Predicted probabilities of the first {n} test examples (green: the true class)")
+    return fig
+
+
 def class_counts(counts, weights=None):
     """Rows per class in each split (`counts`: split -> class -> count), as grouped bars, and with
     `weights` ({class: weight}, loss.class_weights) each class's weight in the loss on a second axis."""
@@ -435,6 +459,7 @@ PLOTS = {
     "confidence": lambda r: [("confidence", _job(confidence, r.p.confidence, r.p.correct) if r.classify else None)],
     "reliability": lambda r: [("reliability", _reliability(r.p) if r.classify else None)],
     "per_class": lambda r: [("per_class", _job(per_class, r.ev.per_class) if r.classify else None)],
+    "probabilities": lambda r: [("probabilities", _probabilities(r.data, r.p) if r.classify else None)],
     "pr_curve": lambda r: [("pr_curve", _job(pr_curve, r.p.true, r.p.probs[:, 1],
                                              positive_class(r.data.task, r.data.class_names), r.threshold,
                                              {k: r.ev.metrics[k] for k in ("precision", "recall", "average_precision")})
@@ -458,7 +483,7 @@ APPLIES_TO = {
     "class_counts": "classification", "samples": "image datasets held in memory",
     "curves": "runs that trained", "lr": "runs whose learning rate changed during training",
     "confusion": "classification", "per_class": "classification", "confidence": "classification",
-    "reliability": "classification", "roc": "classification", "pr_curve": "binary tasks",
+    "reliability": "classification", "probabilities": "classification", "roc": "classification", "pr_curve": "binary tasks",
     "misclassified": "image classification held in memory, with at least one mistake",
     "embeddings": "classification with a model that has embed() (dlrun.models.Network) and 10 or more test rows",
     "embeddings_tsne": "classification with a model that has embed() (dlrun.models.Network) and 10 or more test rows",
@@ -543,6 +568,20 @@ def _misclassified(data, p, limit=25):
     images = transform.denormalize(transform(data.test.x[torch.from_numpy(shown)], train=False)).numpy()
     return _job(misclassified, images, p.true[shown], p.pred[shown], p.confidence[shown], data.class_names,
                 int((~p.correct).sum()), losses)
+
+
+def _probabilities(data, p, count=8):
+    """The first test rows' probabilities, with their images as the model saw them (held in memory)."""
+    import torch
+
+    from dlrun.data.batches import DeviceTransform
+
+    rows = min(count, len(p.true))
+    images = None
+    if data.image and data.in_memory:
+        transform = DeviceTransform.of(data, torch.device("cpu"))
+        images = transform.denormalize(transform(data.test.x[:rows], train=False)).numpy()
+    return _job(probabilities, images, p.probs[:rows], p.true[:rows], p.pred[:rows], data.class_names)
 
 
 def _filters(model, data):

@@ -60,7 +60,7 @@ def _image(path):
 # the test split, what the model learned, then the data and the model; details last, collapsed.
 CHAPTERS = (
     ("Training", ("curves", "folds", "lr")),
-    ("Results on the test split", ("regression", "confusion", "per_class", "confidence", "reliability", "roc",
+    ("Results on the test split", ("regression", "confusion", "per_class", "probabilities", "confidence", "reliability", "roc",
                                    "pr_curve", "misclassified")),
     ("What the model learned", ("embeddings_pca", "embeddings_tsne", "weights", "filters")),
     ("Data", ("class_counts", "samples")),
