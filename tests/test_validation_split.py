@@ -102,5 +102,7 @@ def test_the_shown_config_has_the_monitor_a_run_without_validation_uses(cli):
     shown = cli("--cfg", "job", "split.val=0").stdout
     assert "monitor: train/loss" in shown and "save_best: false" in shown
     assert "monitor: val/loss" in cli("--cfg", "job").stdout
+    # a plugin's builder may bring its own validation rows: the run decides once it has the data
+    assert "monitor: val/loss" in cli("--cfg", "job", "split.val=0", "plugins=[json]").stdout
     refused = cli("--cfg", "job", "split.val=0", "trainer.monitor=val/accuracy", check=False)
     assert refused.returncode == 2 and "trainer.monitor=val/accuracy needs validation rows" in refused.stderr

@@ -189,8 +189,11 @@ def without_validation(cfg):
 
 def shown_without_validation(cfg):
     """The overrides that make `--cfg job` show what a composed config runs with when it keeps no
-    validation rows (its split.val=0 and no cross-validation folds), [] otherwise."""
-    if cfg.task != "train" or cfg.split.val != 0 or cfg.cv.folds > 1:
+    validation rows (its split.val=0 and no cross-validation folds), [] otherwise. Only a shipped
+    dataset is known to have no validation rows of its own before it is loaded: a plugin's or a
+    _target_'s builder may hand over its own (then the run decides when it has the data)."""
+    own_builder = cfg.plugins or "_target_" in cfg.dataset
+    if cfg.task != "train" or cfg.split.val != 0 or cfg.cv.folds > 1 or own_builder:
         return []
     return [f"{key}={value}" for key, value in without_validation(cfg).items()]
 
