@@ -439,6 +439,10 @@ def test_compare_puts_any_runs_on_one_page(cli):
     assert "Every run was given <code>experiment=smoke" in page and "<td class=\"words\">optimizer.momentum=0.7</td>" in page
     differ = page[page.index("<h2>Config keys that differ</h2>"):]
     assert "optimizer.momentum" in differ and "model.name" not in differ
+    with open(cli.cwd / "m0.9" / "weight_stats.csv", newline="") as handle:
+        first = next(csv.DictReader(handle))  # the run's own record of its first weight tensor
+    weights = page[page.index("<h2>Weights: each tensor's L2 norm (and std) in each run</h2>"):]
+    assert f"<td>{first['parameter']}</td>" in weights and f"{float(first['l2']):.3g} ({float(first['std']):.3g})" in weights
     dirs = job_dirs([cli.cwd / d for d in ("m0.0", "m0.9", "s1", "s2")])
     rows = [{"job": name, "path": d, "overrides": ""} for d, name in zip(dirs, job_names(dirs))]
     assert sorted(legend_labels(rows).values()) == [f"optimizer.momentum={m}" for m in ("0.0", "0.5", "0.7", "0.9")]

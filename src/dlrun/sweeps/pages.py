@@ -106,11 +106,13 @@ def _html(folder, rows, columns, groups, plot_files, paired=None, differ=()):
         seeds += f"<h2>{html.escape(_paired_heading(paired))}</h2><ul>{items}</ul>"
     keys = [k for k in (differ[0] if differ else {}) if k != "job"]
     config = (f"<h2>Config keys that differ</h2>{table(differ, ['job', *keys])}" if keys else "")
-    shared = shared_overrides(rows) if len(rows) > 1 else []
-    own = [{**r, "overrides": " ".join(o for o in r["overrides"].split() if o.partition("=")[0] not in
-                                        {s.partition("=")[0] for s in shared})} for r in rows]
+    own, common = _own_overrides(rows)
     shown = [c for c in columns if any(_fmt(r.get(c), c) for r in own)]  # csv keeps every column
-    common = f" Every run was given <code>{html.escape(' '.join(shared))}</code>." if shared else ""
+    weights, runs = _weights(rows)
+    if weights:
+        config += (f"<h2>Weights: each tensor's L2 norm (and std) in each run</h2>{table(weights, ['tensor', *runs])}"
+                   if len(runs) <= WEIGHT_RUNS else
+                   f"<p>Weights are compared on this page for up to {WEIGHT_RUNS} runs; each report has its own.</p>")
     style = ("body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25rem .5rem}th{background:#f3f3f3}"
              "img{max-width:100%}.scroll{overflow-x:auto}.words{min-width:8rem;max-width:28rem;overflow-wrap:break-word}")
@@ -118,6 +120,33 @@ def _html(folder, rows, columns, groups, plot_files, paired=None, differ=()):
             f"<style>{style}</style></head><body><h1>{len(rows)} runs compared</h1><p>{html.escape(_objective(rows))}; "
             f"* marks the best. Each job links to its own report.{common}</p>{table(own, shown)}{images}{config}{seeds}"
             f"</body></html>\n")
+
+
+def _own_overrides(rows):
+    """The rows with only their own overrides, and the sentence naming those every run shares."""
+    shared = shared_overrides(rows) if len(rows) > 1 else []
+    keys = {o.partition("=")[0] for o in shared}
+    own = [{**r, "overrides": " ".join(o for o in r["overrides"].split() if o.partition("=")[0] not in keys)}
+           for r in rows]
+    return own, f" Every run was given <code>{html.escape(' '.join(shared))}</code>." if shared else ""
+
+
+WEIGHT_RUNS = 6  # runs side by side in the weights table (a column each)
+
+
+def _weights(rows):
+    """Each weight tensor's L2 norm and std in each run (weight_stats.csv), as rows of a table with
+    a column per run, when at least two runs have the same tensors; ([], []) otherwise."""
+    stats = {r["job"]: artifacts.read_csv(RunDir(r["path"]).weight_stats) for r in rows
+             if RunDir(r["path"]).weight_stats.is_file()}
+    tensors = [[s["parameter"] for s in found] for found in stats.values()]
+    if len(stats) < 2 or any(t != tensors[0] for t in tensors):
+        return [], []
+    table = [{"tensor": name} for name in tensors[0]]
+    for job, found in stats.items():
+        for entry, s in zip(table, found, strict=True):
+            entry[job] = f"{float(s['l2']):.3g} ({float(s['std']):.3g})"
+    return table, list(stats)
 
 
 def _where(objective):
