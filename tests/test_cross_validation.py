@@ -70,6 +70,7 @@ def test_eval_of_a_cv_run_evaluates_every_fold_best_checkpoint(cv_run, tmp_path)
     for i in range(3):
         fold = _summary(tmp_path / "eval" / f"fold_{i}")
         assert fold["evaluated"] == str(run_dir / f"fold_{i}" / "checkpoints" / "best.pt")
+    assert "None" not in (tmp_path / "eval" / "report.html").read_text()  # nothing trained: no best epoch, said as –
 
 
 def test_k_fold_over_all_data_without_a_test_split(tmp_path):

@@ -25,6 +25,8 @@ figcaption { color: #57606a; font-size: .9rem; } pre { background: #f6f8fa; padd
 
 
 def _cell(value):
+    if value is None:
+        return "<td>–</td>"  # not measured (e.g. no best epoch when a fold is only evaluated)
     if isinstance(value, float) and value != value:
         return '<td class="num">–</td>'  # NaN: undefined, e.g. no correct prediction for a class
     if isinstance(value, float):
