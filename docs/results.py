@@ -54,7 +54,7 @@ DLRUN = Path(sys.executable).parent / "dlrun"
 BLOCK = re.compile(r"<!-- results\n(?P<spec>.*?)\n-->\n(?P<table>.*?)<!-- end results -->", re.S)
 QUIET = ["trainer.progress=false", "plots=[]", "report=false"]
 SMOKE = ["trainer.max_epochs=1", "lr_find.steps=20"]
-# The CPU threads of every run: a float sum split over more threads adds in another order, and after
+# The CPU threads of every full-budget run: a float sum split over more threads adds in another order, and after
 # 30 epochs the fourth decimal moves; the same count on any machine gives the same tables.
 THREADS = "2"
 TIMED = {"wall_time_s"}  # sources that measure the machine, not the result: never compared
@@ -87,7 +87,9 @@ def _rows(item, folder, smoke):
     args = shlex.split(command)[1:]
     sweep = "-m" in args
     target = f"hydra.sweep.dir={folder}" if sweep else f"hydra.run.dir={folder}"
-    env = {**os.environ, "DLRUN_OUTPUTS": str(folder.parent / "outputs"), "OMP_NUM_THREADS": THREADS}
+    env = {**os.environ, "DLRUN_OUTPUTS": str(folder.parent / "outputs")}
+    if not smoke:  # the numbers count; a smoke run only gives the table's shape, on the caller's threads
+        env["OMP_NUM_THREADS"] = THREADS
     env.pop("HYDRA_FULL_ERROR", None)
     command = [str(DLRUN), *args, *QUIET, *(SMOKE if smoke else []), target]
     done = subprocess.run(command, env=env, capture_output=True, text=True)

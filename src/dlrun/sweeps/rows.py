@@ -157,8 +157,7 @@ def legend_labels(rows, differ=None, most=3):
     order = sorted((k for k in (differ[0] if differ else {}) if k != "job"),
                    key=lambda k: (k not in given, k.rpartition(".")[0] not in given or not k.endswith(".name")))
     for r, config in zip(rows, differ, strict=True):
-        keys = order
-        values = {k: json.dumps(config[k]) if isinstance(config[k], (list, dict)) else config[k] for k in keys} \
+        values = {k: json.dumps(config[k]) if isinstance(config[k], (list, dict)) else config[k] for k in order} \
             or {k: v for k, v in override_values(r).items() if k in swept}
         text = " ".join(f"{k}={v}" for k, v in list(values.items())[:most])
         labels[str(r["path"])] = (text + (" …" if len(values) > most else "")) or r["job"]
