@@ -204,6 +204,47 @@ def test_cnn_padding_and_per_block_kernels():
         build_model({"name": "cnn", "channels": [4], "kernel_size": 9, "padding": "valid"}, (1, 6, 6), 3)
 
 
+class _LessonNet(torch.nn.Module):
+    """PyTorch's "Training a Classifier" network, as the lesson writes it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = torch.nn.Conv2d(3, 6, 5), torch.nn.Conv2d(6, 16, 5)
+        self.pool = torch.nn.MaxPool2d(2, 2)
+        self.fc1, self.fc2, self.fc3 = torch.nn.Linear(400, 120), torch.nn.Linear(120, 84), torch.nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = torch.flatten(self.pool(F.relu(self.conv2(x))), 1)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+def test_the_cifar_lesson_network_is_built_exactly():
+    cfg = compose(["experiment=cifar10_tutorial"])
+    ours, lesson = build_model(OmegaConf.to_container(cfg.model), (3, 32, 32), 10), _LessonNet()
+    assert not any(isinstance(m, torch.nn.Dropout) for m in ours.modules())
+    assert sum(p.numel() for p in ours.parameters()) == 62006  # the lesson's count
+    with torch.no_grad():  # the same weights in the same order give the same outputs
+        for mine, theirs in zip(ours.parameters(), lesson.parameters(), strict=True):
+            mine.copy_(theirs)
+    x = torch.randn(4, 3, 32, 32)
+    assert torch.allclose(ours.eval()(x), lesson.eval()(x), atol=1e-6)
+    assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.trainer.batch_size, cfg.trainer.max_epochs) == (0.001, 0.9, 4, 2)
+
+
+def test_cnn_dropout_goes_where_it_is_asked():
+    def kinds(dropout_at):
+        cnn = build_model({"name": "cnn", "channels": [4, 8], "hidden": [6, 5], "dropout_at": dropout_at}, (1, 8, 8), 3)
+        return [type(m).__name__ for m in cnn.modules() if type(m).__name__ in ("MaxPool2d", "Flatten", "Linear",
+                                                                                  "Dropout")]
+    assert kinds(["blocks"]) == ["MaxPool2d", "Dropout", "MaxPool2d", "Dropout", "Flatten", "Linear", "Linear",
+                                 "Linear"]
+    assert kinds(["flatten", "hidden"]) == ["MaxPool2d", "MaxPool2d", "Flatten", "Dropout", "Linear", "Dropout",
+                                            "Linear", "Dropout", "Linear"]
+    with pytest.raises(ConfigError, match="Did you mean 'hidden'"):
+        kinds(["hiden"])
+
+
 def test_sgd_has_no_momentum_unless_asked_like_torch():
     params = [torch.nn.Parameter(torch.zeros(2))]
     shipped = OmegaConf.to_container(compose(["optimizer=sgd"]).optimizer)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dlrun.config import schema
@@ -136,8 +137,12 @@ def _top_level_table():
 
 
 def _description(path):
-    comments = [line.lstrip("# ") for line in path.read_text().splitlines() if line.startswith("#")]
-    return next((c for c in comments if not c.startswith("@package")), "")
+    """A preset's first sentence, from the comment block that opens its file."""
+    lines = path.read_text().splitlines()
+    block = [line.lstrip("# ") for line in lines[:next((i for i, x in enumerate(lines) if not x.startswith("#")),
+                                                        len(lines))]]
+    text = " ".join(line for line in block if not line.startswith("@package"))
+    return text.split(". ")[0].rstrip(".") + "." if text else ""
 
 
 def main(args, config_dirs=()):
@@ -167,7 +172,7 @@ def main(args, config_dirs=()):
                 data = OmegaConf.to_container(option(group, name, config_dirs), resolve=False)
                 args = ", ".join(f"{k}={_text(v)}{_allowed(f'{group}.{k}', name in own)}" for k, v in flat_items(data)
                                  if k != "name")
-            table.add_row(f"{name} (yours)" if name in own else name, args or "-")
+            table.add_row(f"{name} (yours)" if name in own else name, escape(args) or "-")  # [a, b] is no markup
         console.print(table)
     if not asked:
         console.print(_top_level_table())

@@ -7,18 +7,23 @@ from dlrun.errors import ConfigError, unknown_choice
 from dlrun.models.base import MODELS, Network, flat_size, make_activation
 
 POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
+DROPOUT_PLACES = ("blocks", "flatten", "hidden")
 
 
 @MODELS.register("cnn")
 def cnn(input_shape, num_outputs, channels=(32, 64), kernel_size=3, padding="same", pool="max", hidden=128,
-        dropout=0.25, batchnorm=False, activation="relu", negative_slope=0.01):
-    """(conv-activation-pool) per entry of `channels`, then dropout and a linear head.
+        dropout=0.25, dropout_at=("flatten", "hidden"), batchnorm=False, activation="relu", negative_slope=0.01):
+    """(conv-activation-pool) per entry of `channels`, fully connected layers of the `hidden`
+    widths (one width, a list, or 0 for none), a linear head.
 
     `kernel_size` is one size for every block or a list with one per block; `padding` is
     "same" (kernel_size // 2: the map keeps its size), "valid" (0) or a number of pixels.
+    `dropout_at` says where dropout goes, as lessons differ: after each conv block ("blocks"),
+    after the flatten ("flatten"), after each hidden layer ("hidden").
     Works for any number of input channels and any image size: pooling stops halving once
     the feature map is down to 1 pixel, and the flatten size is computed from the input shape.
     """
+    places = _dropout_places(dropout_at) if dropout else set()
     if len(input_shape) != 3:
         raise ConfigError(f"model=cnn needs image inputs (channels, height, width); this dataset gives {tuple(input_shape)}.")
     if pool not in POOLS:
@@ -39,15 +44,30 @@ def cnn(input_shape, num_outputs, channels=(32, 64), kernel_size=3, padding="sam
         if size >= 2:
             layers.append(POOLS[pool](2))
             size //= 2
+        layers += [nn.Dropout(dropout)] if "blocks" in places else []
         in_ch = out_ch
     layers.append(nn.Flatten())
     conv = nn.Sequential(*layers)
     width = flat_size(conv, input_shape)
-    tail = [nn.Dropout(dropout)]
-    if hidden:
-        tail += [nn.Linear(width, hidden), make_activation(activation, negative_slope), nn.Dropout(dropout)]
-        width = hidden
+    tail = [nn.Dropout(dropout)] if "flatten" in places else []
+    for size in _widths(hidden):
+        tail += [nn.Linear(width, size), make_activation(activation, negative_slope)]
+        tail += [nn.Dropout(dropout)] if "hidden" in places else []
+        width = size
     return Network(nn.Sequential(conv, *tail), nn.Linear(width, num_outputs))
+
+
+def _widths(hidden):
+    """The fully connected widths: one (0 for none) or a list of them."""
+    return ([hidden] if hidden else []) if isinstance(hidden, int) else list(hidden)
+
+
+def _dropout_places(dropout_at):
+    places = {dropout_at} if isinstance(dropout_at, str) else set(dropout_at)
+    for place in places:
+        if place not in DROPOUT_PLACES:
+            raise ConfigError(unknown_choice("model.dropout_at", place, DROPOUT_PLACES))
+    return places
 
 
 def _per_block(kernel_size, blocks):
