@@ -1,6 +1,9 @@
 """Cross-validation is a loop of the one run path: every fold is a whole run."""
 
 import json
+import os
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ from conftest import SMOKE, chromium, render_in_chromium
 from dlrun.errors import ConfigError
 from dlrun.results.artifacts import read_csv
 from dlrun.tasks import evaluate
+from dlrun.train.trainer import Interrupted
 
 QUICK = [*SMOKE, "dataset=iris", "plots=[curves]"]
 
@@ -117,3 +121,34 @@ def test_a_failing_fold_is_recorded_in_the_fold_and_in_the_parent(tmp_path, monk
     fold, parent = _summary(tmp_path / "run" / "fold_0"), _summary(tmp_path / "run")
     assert (fold["status"], fold["error"]) == ("failed", "fold broke")
     assert (parent["status"], parent["error"]) == ("failed", "fold broke")
+
+
+def test_a_stop_after_the_last_fold_leaves_a_record_that_the_resume_completes(tmp_path, monkeypatch):
+    """SIGTERM while the parent draws folds.png (every fold done, the parent's record not yet
+    concluded): the parent says interrupted, nothing is half-written, and the resume concludes it
+    from the folds as they are."""
+    from dlrun.tasks import cross_validation
+
+    draw = cross_validation._draw_folds
+
+    def signalled(*args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        draw(*args)
+
+    monkeypatch.setattr(cross_validation, "_draw_folds", signalled)
+    run_dir = tmp_path / "run"
+    with pytest.raises(Interrupted) as raised:
+        dlrun.run([*QUICK, "cv.folds=2"], run_dir=run_dir)
+    assert raised.value.exit_code == 143
+    parent, folds = _summary(run_dir), [_summary(run_dir / f"fold_{i}") for i in range(2)]
+    assert parent["status"] == "interrupted" and [f["status"] for f in folds] == ["completed", "completed"]
+    assert "every fold is complete" in parent["error"] and f"Continue with: dlrun ckpt_path={run_dir} " in parent["error"]
+    assert not (run_dir / "report.html").exists()
+    assert not [p for p in run_dir.rglob("*") if p.name.startswith(".") and p.name.endswith(".tmp")]
+    monkeypatch.undo()
+    resumed = dlrun.run([f"ckpt_path={run_dir}", "trainer.progress=false"])
+    assert resumed["status"] == "completed" and resumed["run_dir"] == str(run_dir)
+    assert [f["epochs_run"] for f in resumed["folds"]] == [f["epochs_run"] for f in folds]
+    assert resumed["cv"]["test/accuracy"]["mean"] == pytest.approx(np.mean([f["test"]["accuracy"] for f in folds]))
+    assert (run_dir / "plots" / "folds.png").is_file() and (run_dir / "report.html").is_file()

@@ -8,6 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
+from dlrun.results import record
 from dlrun.results.metric_names import distinct, shown
 
 console = Console()
@@ -96,8 +97,8 @@ def _summary_rows(summary):
 def _cv_rows(summary, monitor):
     """A cross-validation: mean and std over the folds (the full table is in summary.json and the report)."""
     rows = [("folds", len(summary["folds"]))]
-    if summary.get("task") == "train":
-        rows.append(("epochs run per fold", ", ".join(str(f["epochs_run"]) for f in summary["folds"])))
+    if record.epochs_per_fold(summary):
+        rows.append(("epochs run per fold", record.epochs_per_fold(summary)))
     prefix = "test/" if summary.get("test") else "val/"
     stats = {k: v for k, v in summary["cv"].items() if k == "best_value" or k.startswith(prefix)}
     for key, stat in distinct(stats, lambda stat: stat["mean"]).items():

@@ -104,3 +104,13 @@ def read(path):
 def update(path, **changes):
     """Read the record at `path`, change some fields, write it back."""
     return write(path, {**read(path), **changes})
+
+
+def epochs_per_fold(data):
+    """A cross-validated training's epochs, fold by fold ("30, 12, 30"), as the terminal and the
+    page say them; None for any other record. The parent's own epochs_run is null: a sum would
+    count no model's epochs."""
+    folds = data.get("folds")
+    if data.get("task") != "train" or not folds:
+        return None
+    return ", ".join(str(fold["epochs_run"]) for fold in folds)

@@ -7,7 +7,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from dlrun.layout import RunDir
-from dlrun.results import artifacts
+from dlrun.results import artifacts, record
 from dlrun.results.metric_names import distinct, shown
 
 STYLE = """
@@ -107,7 +107,7 @@ def _header(summary, title):
         "error": summary.get("error"), "evaluated checkpoint": summary.get("evaluated"),
         "problem": summary.get("problem"), "positive class": summary.get("positive_class"),
         "device": summary.get("device"), "epochs run": summary.get("epochs_run"),
-        "epochs run per fold": _per_fold(summary, "epochs_run") if summary.get("task") == "train" else None,
+        "epochs run per fold": record.epochs_per_fold(summary),
         f"best {best}": monitor.get("best_value"), "best epoch": monitor.get("best_epoch"),
         "wall time": _seconds(summary.get("wall_time_s")), "run directory": summary.get("run_dir"),
         "validation": summary.get("validation"), "tested weights": summary.get("tested_weights"),
@@ -118,11 +118,6 @@ def _header(summary, title):
     command = " ".join(["dlrun", *summary.get("overrides", [])])
     return (f'<h1>{html.escape(title)} <span class="status {status}">{status}</span></h1>'
             f"<pre>{html.escape(command)}</pre>{_pairs(overview)}")
-
-
-def _per_fold(summary, key):
-    folds = summary.get("folds")
-    return ", ".join(str(fold[key]) for fold in folds) if folds else None
 
 
 def _seconds(value):

@@ -135,10 +135,9 @@ WEIGHT_RUNS = 6  # runs side by side in the weights table (a column each)
 
 
 def _weights(rows):
-    """Each weight tensor's L2 norm and std in each run (weight_stats.csv), as rows of a table with
-    a column per run, when at least two runs have the same tensors; ([], []) otherwise."""
-    stats = {r["job"]: artifacts.read_csv(RunDir(r["path"]).weight_stats) for r in rows
-             if RunDir(r["path"]).weight_stats.is_file()}
+    """Each weight tensor's L2 norm and std in each run (its record's weight_stats), as rows of a
+    table with a column per run, when at least two runs have the same tensors; ([], []) otherwise."""
+    stats = {r["job"]: r["weight_stats"] for r in rows if r.get("weight_stats")}
     tensors = [[s["parameter"] for s in found] for found in stats.values()]
     if len(stats) < 2 or any(t != tensors[0] for t in tensors):
         return [], []

@@ -52,7 +52,7 @@ def job_row(run_dir, name=None):
                best_epoch=(summary.get("monitor") or {}).get("best_epoch"), wall_time_s=summary.get("wall_time_s"),
                error=summary.get("error", ""),
                monitor=summary.get("objective_metric") or (summary.get("monitor") or {}).get("name"),
-               mode=(summary.get("monitor") or {}).get("mode", "min"))
+               mode=(summary.get("monitor") or {}).get("mode", "min"), weight_stats=summary.get("weight_stats"))
     row.update({f"test/{k}": test[k] for k in HEADLINE if isinstance(test.get(k), (int, float))})
     return row
 

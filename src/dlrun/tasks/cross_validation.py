@@ -12,6 +12,7 @@ from dlrun.layout import RunDir
 from dlrun.results import artifacts, report
 from dlrun.results.summary import Summary
 from dlrun.tasks import messages
+from dlrun.train.trainer import Interrupted
 
 
 def cross_validate(cfg, run, device, overrides, run_fold, config_dir=None, sweep_dir=None):
@@ -29,12 +30,20 @@ def cross_validate(cfg, run, device, overrides, run_fold, config_dir=None, sweep
     summary.start_cv()
     source = RunDir(config.run_dir_of(cfg.ckpt_path)) if cfg.ckpt_path else None
     rows, results = [], []
-    for i in range(cfg.cv.folds):
-        messages.phase(cfg, f"fold {i + 1} of {cfg.cv.folds} (cv.fold={i}) in {run.fold(i).root}")
-        result = run_fold(_fold_config(cfg, i, source), run.fold(i).root, keep_failed=True, sweep_dir=sweep_dir,
-                          overrides=overrides, raw=raw, config_dir=config_dir)
-        results.append(result)
-        rows.append(_fold_row(i, result))
+    try:
+        for i in range(cfg.cv.folds):
+            messages.phase(cfg, f"fold {i + 1} of {cfg.cv.folds} (cv.fold={i}) in {run.fold(i).root}")
+            result = run_fold(_fold_config(cfg, i, source), run.fold(i).root, keep_failed=True,
+                              sweep_dir=sweep_dir, overrides=overrides, raw=raw, config_dir=config_dir)
+            results.append(result)
+            rows.append(_fold_row(i, result))
+        return _conclude(cfg, run, summary, rows, results)
+    except (KeyboardInterrupt, Interrupted) as exc:  # a fold stopped in training, or a stop between folds
+        raise _interrupted(exc, cfg, run, summary, len(rows)) from None
+
+
+def _conclude(cfg, run, summary, rows, results):
+    """Every fold done: folds.csv, the parent's record, folds.png and its report."""
     artifacts.write_csv(run.folds, rows)
     result = summary.conclude_cv(rows, _mean_std(rows), results)
     if "curves" in cfg.plots and cfg.task == "train":
@@ -42,6 +51,19 @@ def cross_validate(cfg, run, device, overrides, run_fold, config_dir=None, sweep
     if cfg.report:
         report.write(run.root, result, cfg)
     return summary.write()
+
+
+def _interrupted(exc, cfg, run, summary, done):
+    """Record a stop of the parent truthfully: which folds are complete, and the one command that
+    continues them all (a fold's own record names its own directory, not the parent's)."""
+    where = (f"in fold {done + 1} of {cfg.cv.folds} ({run.fold(done).root.name}); the folds before it are complete"
+             if done < cfg.cv.folds else "while writing the cross-validation's results; every fold is complete")
+    again = (f"dlrun task=eval ckpt_path={cfg.ckpt_path}" if cfg.task == "eval" else
+             f"dlrun ckpt_path={run.root} (each fold continues from its last.pt; a complete one is only evaluated)")
+    error = Interrupted(f"interrupted {where}. Continue with: {again}", getattr(exc, "exit_code", 130))
+    summary.data.update(status="interrupted", error=str(error))
+    summary.write()
+    return error
 
 
 def _fold_config(cfg, fold, source):
