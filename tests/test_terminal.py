@@ -64,6 +64,24 @@ def test_the_last_frame_says_how_training_ended(ending, last):
         assert display.bar.tasks[0].fields["eta"] == last
 
 
+def test_a_message_wraps_between_words_in_a_terminal_and_stays_one_line_when_piped():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from dlrun import console
+
+    text = "dlrun train  dataset=synthetic_imbalanced  model=mlp  optimizer=adam (lr 0.001)  scheduler=none"
+    terminal = Console(file=StringIO(), force_terminal=True, width=40, color_system=None)
+    console.say(text, terminal)
+    lines = terminal.file.getvalue().splitlines()
+    assert len(lines) > 1 and all(len(line) <= 40 for line in lines)
+    assert " ".join(" ".join(lines).split()) == " ".join(text.split())  # no word was cut
+    piped = Console(file=StringIO(), force_terminal=False, width=40)
+    console.say(text, piped)
+    assert piped.file.getvalue() == text + "\n"
+
+
 def test_model_summary_counts_trainable_and_frozen_parameters():
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 5))
     net[0].requires_grad_(False)

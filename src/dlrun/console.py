@@ -15,12 +15,18 @@ console = Console()
 errors = Console(stderr=True)
 
 
+def say(text, target=None):
+    """One message (rich markup): in a terminal it wraps between words at the terminal's width;
+    piped (a log, a test, CI) it stays one whole line, for grep."""
+    target = target or console
+    target.print(text, highlight=False, soft_wrap=not target.is_terminal)
+
+
 def error(message, title="error"):
-    """One line on stderr: 'dlrun error: ...' (red), 'dlrun warning: ...', or with title None a stop
-    the user asked for, 'dlrun: stopped by SIGINT ...' (yellow)."""
+    """One message on stderr: 'dlrun error: ...' (red), 'dlrun warning: ...', or with title None a
+    stop the user asked for, 'dlrun: stopped by SIGINT ...' (yellow)."""
     colour = "red" if title == "error" else "yellow"
-    errors.print(f"[bold {colour}]dlrun{f' {title}' if title else ''}:[/] {escape(message)}", highlight=False,
-                 soft_wrap=True)
+    say(f"[bold {colour}]dlrun{f' {title}' if title else ''}:[/] {escape(message)}", errors)
 
 
 def show_config(cfg, overrides, device, stored=()):
@@ -35,14 +41,12 @@ def show_config(cfg, overrides, device, stored=()):
         parts = [f"{group}={cfg[group].get('name') or cfg[group].get('_target_')}"
                  for group in ("dataset", "model", "optimizer", "scheduler", "loss")]
         parts[2] += f" (lr {cfg.optimizer.lr:g})"
-        console.print(f"[bold]dlrun {cfg.task}[/]  {'  '.join(parts)}  device={cfg.device.name} -> {device}  "
-                      f"seed={cfg.seed}", highlight=False, soft_wrap=True)
+        say(f"[bold]dlrun {cfg.task}[/]  {'  '.join(parts)}  device={cfg.device.name} -> {device}  seed={cfg.seed}")
         stored = list(stored) if list(overrides[:len(stored)]) == list(stored) else []
         typed = overrides[len(stored):]
         given = " ".join(typed) if typed else "none (the defaults)"
         kept = f"; the checkpoint's run: {' '.join(stored)}" if stored else ""
-        console.print(f"[dim]overrides: {escape(given + kept)}   (show_config=full prints the whole config)[/]",
-                      highlight=False, soft_wrap=True)
+        say(f"[dim]overrides: {escape(given + kept)}   (show_config=full prints the whole config)[/]")
 
 
 def _add(node, data):

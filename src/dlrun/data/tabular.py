@@ -48,6 +48,7 @@ def diabetes():
     return _bundled(skd.load_diabetes, "regression")
 
 
+@DATASETS.register("synthetic_imbalanced")  # the same builder: its option's own name is what runs say
 @DATASETS.register("synthetic")
 def synthetic(n_samples=2000, n_features=20, n_informative=10, n_redundant=2, n_classes=3,
               n_clusters_per_class=1, weights=None, class_sep=1.0, seed=0, class_names=None):

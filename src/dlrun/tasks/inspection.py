@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from rich.table import Table
 
-from dlrun.console import console
+from dlrun.console import console, say
 from dlrun.data.base import feature_names
 from dlrun.models.base import trial_forward
 
@@ -119,7 +119,7 @@ def show(model, data, full=False, enabled=True):
     if full:
         console.print(layer_table(model))
     for line in filter(None, lines):
-        console.print(f"[dim]>[/] {line}", highlight=False, soft_wrap=True)
+        say(f"[dim]>[/] {line}")
 
 
 def layer_table(model, limit=SHOWN_LAYERS):

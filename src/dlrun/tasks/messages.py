@@ -14,7 +14,7 @@ def phase(cfg, text):
     the terminal (above the live display while it runs)."""
     log.info("%s", text)
     if shows(cfg):
-        console.console.print(f"[dim]>[/] {text}", highlight=False, soft_wrap=True)
+        console.say(f"[dim]>[/] {text}")
 
 
 def warn(text):

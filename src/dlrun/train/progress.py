@@ -15,7 +15,7 @@ import time
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn
 from rich.text import Text
 
-from dlrun.console import console
+from dlrun.console import console, say
 from dlrun.results.metric_names import REGRESSION_SCALARS
 
 
@@ -120,7 +120,7 @@ class TrainingProgress:
     def say(self, text):
         """A line above the bar (or, without a terminal, a plain line)."""
         if self.enabled:
-            console.print(text, highlight=False, soft_wrap=True)
+            say(text)
 
 
 def _shown_keys(row, monitor):
