@@ -38,7 +38,8 @@ def _flags(args):
     return flags
 
 
-SUBCOMMANDS = {"list": "dlrun.config.listing", "leaderboard": "dlrun.sweeps.leaderboard", "compare": "dlrun.sweeps.compare"}
+SUBCOMMANDS = {"list": "dlrun.config.listing", "leaderboard": "dlrun.sweeps.leaderboard", "compare": "dlrun.sweeps.compare",
+               "runs": "dlrun.results.runs"}
 
 
 def versions_line():

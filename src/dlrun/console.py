@@ -72,8 +72,9 @@ def summary_table(summary):
 
 def _summary_rows(summary):
     monitor = summary.get("monitor", {})
-    rows = [("dataset / model", f"{summary.get('dataset')} / {summary.get('model')}"),
-            ("device", summary.get("device"))]
+    rows = [("name", summary.get("name")), ("tags", ", ".join(summary.get("tags") or []))]
+    rows = [row for row in rows if row[1]] + [("dataset / model", f"{summary.get('dataset')} / {summary.get('model')}"),
+                                              ("device", summary.get("device"))]
     if summary.get("task") == "inspect":
         model = summary.get("model_summary", {})
         rows += [("parameters", f"{model.get('params', 0):,} ({model.get('trainable', 0):,} trainable)"),

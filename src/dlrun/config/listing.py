@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dlrun.config import schema
-from dlrun.config.sources import conf_dir, flat_items
+from dlrun.config.sources import as_written, conf_dir, flat_items
 from dlrun.errors import unknown_choice
 
 HIDDEN = {"hydra"}  # Hydra's own groups: see dlrun --hydra-help
@@ -81,6 +81,7 @@ Examples:
   dlrun --cfg job [ARGS]      print the composed config without running
   dlrun leaderboard DIR...    rebuild the leaderboard of a sweep or of run directories
   dlrun compare DIR...        compare any runs or sweeps on one page (curves, links, differing keys)
+  dlrun runs [PATH]           every run, with status, name and tags: --tag, --status, --where, --sort, --delete
   dlrun --hydra-help          Hydra's own flags (-m, --config-dir, -sc for shell completion, ...)
   dlrun --version             the versions of dlrun, torch, torchvision, hydra-core and Python
 
@@ -107,15 +108,6 @@ def help_text(config_dirs=()):
                                                                     subsequent_indent="  "))
 
 
-def _text(value):
-    """A value as the command line writes it: null, true, [a, b]."""
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]
-    if isinstance(value, (list, tuple)):
-        return f"[{', '.join(_text(v) for v in value)}]"
-    return str(value)
-
-
 def _allowed(key, own):
     """The range or choices that validation enforces for `key`, from the schema; none is claimed
     for the keys of a user's own option (its builder's, not dlrun's)."""
@@ -132,7 +124,7 @@ def _top_level_table():
     for key, field in schema.leaves():
         if key.split(".")[0] in ("trainer", "device", "regularization"):
             continue
-        table.add_row(key, f"{_text(schema.default_of(field))}{_allowed(key, False)}", field.metadata.get("doc", ""))
+        table.add_row(key, f"{as_written(schema.default_of(field))}{_allowed(key, False)}", field.metadata.get("doc", ""))
     return table
 
 
@@ -170,7 +162,7 @@ def main(args, config_dirs=()):
                 args = _description(path)  # a preset changes many groups: show what it is for
             else:
                 data = OmegaConf.to_container(option(group, name, config_dirs), resolve=False)
-                args = ", ".join(f"{k}={_text(v)}{_allowed(f'{group}.{k}', name in own)}" for k, v in flat_items(data)
+                args = ", ".join(f"{k}={as_written(v)}{_allowed(f'{group}.{k}', name in own)}" for k, v in flat_items(data)
                                  if k != "name")
             table.add_row(f"{name} (yours)" if name in own else name, escape(args) or "-")  # [a, b] is no markup
         console.print(table)

@@ -249,6 +249,8 @@ TASKS = ("train", "eval", "inspect", "lr_find", "predict")
 class DlrunConfig:
     task: str = key("train", "train | eval | inspect | lr_find | predict", choices=TASKS)
     seed: int = key(42, "seeds Python, NumPy and torch", Rule("in [0, 2**63)", lambda v: 0 <= v < 2**63))
+    name: str | None = key(None, "a name for the run, in its record and report: dlrun runs --where name=...")
+    tags: list[str] = key([], "labels to find the run by: tags=[baseline,dev], then dlrun runs --tag dev")
     ckpt_path: str | None = key(None, "checkpoint or run directory: resumes (train) or evaluates (eval)")
     init_from: str | None = key(None, "run directory or .pt whose matching weights start this run")
     init_from_exclude: list[str] = key([], "parameter-name patterns not loaded by init_from")

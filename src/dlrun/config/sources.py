@@ -160,6 +160,15 @@ def quote(value):
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def as_written(value):
+    """A value as the command line writes it: null, true, [a, b]."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, (list, tuple)):
+        return f"[{', '.join(as_written(v) for v in value)}]"
+    return str(value)
+
+
 def flat_items(data, prefix=""):
     """(dotted key, value) for every leaf of a nested mapping; an empty mapping is a leaf."""
     for key, value in data.items():

@@ -12,13 +12,17 @@ FORMAT = 1
 
 TEXT, NUMBER, FLAG, TABLE, ROWS, NONE = (str,), (int, float), (bool,), (dict,), (list,), (type(None),)
 
+# How a run ended; superseded: an interrupted Optuna trial whose point a continued sweep asked again.
+STATUSES = ("completed", "failed", "diverged", "interrupted", "pruned", "superseded")
+
 # field: (the types its value may have, what it says)
 FIELDS = {
     "format": ((int,), "the format of this record"),
-    "status": (TEXT, "running, then completed, failed, diverged, interrupted, pruned, or superseded (an "
-                     "interrupted Optuna trial whose point a continued sweep asked again)"),
+    "status": (TEXT, "running, then one of STATUSES"),
     "error": (TEXT, "the first line of the error, when not completed"),
     "task": (TEXT, "train, eval, inspect, lr_find or predict"),
+    "name": (TEXT + NONE, "the run's name (name=...)"),
+    "tags": (ROWS, "the run's labels (tags=[...])"),
     "run_dir": (TEXT, "where the run is"),
     "started_at": (TEXT, "when it started"),
     "finished_at": (TEXT, "when it was last written"),

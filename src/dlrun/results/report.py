@@ -103,6 +103,7 @@ def _header(summary, title):
     monitor = summary.get("monitor", {})
     best = monitor.get("name") and shown(monitor["name"], summary.get("problem"), summary.get("positive_class"))
     overview = {
+        "name": summary.get("name"), "tags": ", ".join(summary.get("tags") or []) or None,
         "started": summary.get("started_at"), "stopped by": summary.get("stop_reason"),
         "error": summary.get("error"), "evaluated checkpoint": summary.get("evaluated"),
         "problem": summary.get("problem"), "positive class": summary.get("positive_class"),

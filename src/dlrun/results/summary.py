@@ -42,6 +42,8 @@ class Summary:
             "status": "running",
             "run_dir": str(run_dir),
             "task": cfg.task,
+            "name": cfg.get("name"),
+            "tags": list(cfg.get("tags") or []),
             "started_at": datetime.now().isoformat(timespec="seconds"),
             "dataset": cfg.dataset.get("name") or cfg.dataset.get("_target_"),
             "model": cfg.model.get("name") or cfg.model.get("_target_"),
