@@ -20,7 +20,7 @@ CASES = {
     "unknown group": (["optimzer.lr=0.1"], "optimzer.lr is not a config key. Did you mean 'optimizer.lr=0.1'?"),
     "group named in the plural": (["models=cnn"], "models is not a config key. Did you mean 'model=cnn'?"),
     "group misspelt": (["modle=cnn"], "Did you mean 'model=cnn'? The top-level keys and groups: ckpt_path, cv,"),
-    "no suggestion that would fail": (["tags=[dev]"], "tags is not a config key. The top-level keys and groups:"),
+    "no suggestion that would fail": (["labels=[dev]"], "labels is not a config key. The top-level keys and groups:"),
     "top-level key misspelt": (["sed=3"], "Did you mean 'seed=3'?"),
     "a target names itself": (["+model._target_=math.sqrt"], "is not an argument of model 'math.sqrt'"),
     "unknown nested key": (["trainer.early_stopping.patiense=3"], "Did you mean 'trainer.early_stopping.patience'?"),
