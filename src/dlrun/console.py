@@ -102,8 +102,9 @@ def _summary_rows(summary):
 def _cv_rows(summary, monitor):
     """A cross-validation: mean and std over the folds (the full table is in summary.json and the report)."""
     rows = [("folds", len(summary["folds"]))]
-    if record.epochs_per_fold(summary):
-        rows.append(("epochs run per fold", record.epochs_per_fold(summary)))
+    epochs = record.epochs_per_fold(summary)
+    if epochs:
+        rows.append(("epochs run per fold", epochs))
     prefix = "test/" if summary.get("test") else "val/"
     stats = {k: v for k, v in summary["cv"].items() if k == "best_value" or k.startswith(prefix)}
     for key, stat in distinct(stats, lambda stat: stat["mean"]).items():

@@ -141,8 +141,8 @@ def _show(runs, total, root):
     """The runs as a table; a column that no listed run has a value in is left out, and the task
     column when every run trained. Piped, the table keeps its natural width (for grep)."""
     rows = [_cells(r, root) for r in runs]
-    kept = [i for i, name in enumerate(COLUMNS) if any(row[i] not in ("–", "train" if name == "task" else "–")
-                                                       for row in rows)] or range(len(COLUMNS))
+    blank = {name: ("–", "train") if name == "task" else ("–",) for name in COLUMNS}
+    kept = [i for i, name in enumerate(COLUMNS) if any(row[i] not in blank[name] for row in rows)] or range(len(COLUMNS))
     table = Table(title=f"{len(runs)} of {total} runs under {root}", title_justify="left", box=box.SIMPLE_HEAD)
     for i in kept:
         table.add_column(COLUMNS[i], overflow="fold", no_wrap=COLUMNS[i] in ("status", "started", "took"))
