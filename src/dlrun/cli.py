@@ -39,7 +39,7 @@ def _flags(args):
 
 
 SUBCOMMANDS = {"list": "dlrun.config.listing", "leaderboard": "dlrun.sweeps.leaderboard", "compare": "dlrun.sweeps.compare",
-               "runs": "dlrun.results.runs"}
+               "runs": "dlrun.results.runs", "reproduce": "dlrun.results.reproduce"}
 
 
 def versions_line():
@@ -101,7 +101,7 @@ def prepare_argv(argv):
     try:
         config.check_writable(user_dir or run_dir, key)
     except DlrunError:
-        _remove_if_empty(reserved)
+        remove_if_empty(reserved)
         raise
     return flags + overrides, reserved
 
@@ -185,7 +185,7 @@ def main(argv=None):
         with _records_kept(argv, run_dir if reserved is None else None):
             _hydra_main()
     finally:
-        _remove_if_empty(reserved)
+        remove_if_empty(reserved)
 
 
 def _asks_resume(overrides):
@@ -246,7 +246,7 @@ def _config_dirs(argv):
     return dirs, rest
 
 
-def _remove_if_empty(folder):
+def remove_if_empty(folder):
     """A reserved directory left empty (a composition error, a run that failed before it started)
     is removed, with the day's folder when it was its only run; a torchrun rank's scratch
     directory is removed whole."""

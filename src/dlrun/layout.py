@@ -20,6 +20,7 @@ class RunDir:
         checkpoints/best.pt  checkpoints/last.pt  (and exports beside them)
         folds.csv  fold_<i>/  (a cross-validation: each fold a RunDir of its own)
         .mlflow_run.json (logger=mlflow: the MLflow run that a resume continues)
+        code.patch (uncommitted changes)  environment.txt (the packages)  (results/provenance.py)
     """
 
     def __init__(self, root):
@@ -45,6 +46,9 @@ class RunDir:
     confused_pairs = property(lambda self: self.root / "confused_pairs.csv")
     weight_stats = property(lambda self: self.root / "weight_stats.csv")
     mlflow_run = property(lambda self: self.root / ".mlflow_run.json")  # logger=mlflow: the run's MLflow id
+    hydra_config = property(lambda self: self.root / ".hydra" / "hydra.yaml")  # Hydra's settings (config sources)
+    patch = property(lambda self: self.root / "code.patch")  # the uncommitted changes of the code it ran
+    environment = property(lambda self: self.root / "environment.txt")  # every installed package, name==version
 
     def checkpoint(self, name):
         """checkpoints/<name>.pt: `best` (the best epoch), `last` (the latest position) or a kept

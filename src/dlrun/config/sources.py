@@ -123,7 +123,7 @@ def code_sources(config_dir, plugins):
             "python_paths": list(dict.fromkeys(paths))}
 
 
-def _names_code(override):
+def names_code(override):
     """Whether an override can make dlrun import or call code: a `_target_`, a plugin
     module, or another config search path."""
     return "_target_" in override or key_of(override) in ("plugins", "hydra.searchpath")
@@ -135,7 +135,7 @@ def _own_code(ckpt, stored, sources, given, config_dir):
     its plugins came from on sys.path; otherwise one line says exactly what to pass.
     Returns the config directory to compose with."""
     mine = {key_of(o) for o in given}
-    code = [o for o in stored if _names_code(o) and key_of(o) not in mine]
+    code = [o for o in stored if names_code(o) and key_of(o) not in mine]
     missing_dir = sources.get("config_dir") if config_dir is None else None
     if not code and not missing_dir:
         return config_dir

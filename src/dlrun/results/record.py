@@ -38,6 +38,12 @@ FIELDS = {
     "world_size": ((int,), "processes training together"),
     "overrides": (ROWS, "the command-line overrides"),
     "versions": (TABLE, "library versions"),
+    "code": (TABLE + NONE, "the git repository the run started in: repository, commit, branch, dirty, patch (the "
+                           "uncommitted changes' file), untracked, not_in_patch; null outside one"),
+    "dlrun_checkout": (TABLE + NONE, "dlrun's own path, commit and dirty flag when it runs from a git checkout"),
+    "environment": (TABLE, "hash (sha256 of environment.txt), packages (how many), file"),
+    "host": (TABLE, "python, os, hostname, cpu, cpus, accelerator, driver, cuda, cudnn"),
+    "config_hash": (TEXT, "sha256 of the resolved config, keys sorted"),
     "monitor": (TABLE, "name, mode, best_value, best_epoch"),
     "objective": (NUMBER + NONE, "what sweeps rank and optimise: the best monitored value (without validation "
                                  "rows, the test split's value of the monitored metric)"),

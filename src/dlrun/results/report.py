@@ -93,6 +93,7 @@ def render(summary, config, per_class=None, history=None, plot_files=()):
     if history:
         sections.append(_collapsed(f"Epochs ({len(history)})", _table(history)))
     sections.append(_collapsed("Config", f"<pre>{html.escape(OmegaConf.to_yaml(config))}</pre>"))
+    sections += _reproducibility(summary)
     page_title = f"{title} · {summary['status']} · {summary.get('started_at', '')}"
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(page_title)}</title>"
             f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>\n")
@@ -207,6 +208,26 @@ def _model(model):
               "size (MB)": model["size_mb"], "input shape": str(tuple(model["input_shape"]))}
     layers = [{**row, "output_shape": str(tuple(row["output_shape"]))} for row in model["layers"]]
     return ["<h2>Model</h2>", _pairs(totals), _collapsed(f"Layers ({len(layers)})", _table(layers))]
+
+
+def _reproducibility(summary):
+    """Where the run came from (results/provenance.py): code, environment, host, config hash."""
+    if "config_hash" not in summary:  # a record written before these were kept
+        return []
+    code, own, host = summary.get("code"), summary.get("dlrun_checkout"), summary.get("host") or {}
+    facts = {"git commit": code and code["commit"], "branch": code and code.get("branch"),
+             "uncommitted changes": code and (f"yes: {code['patch']}" if code.get("patch") else
+                                              "yes (files too large for the patch)" if code["dirty"] else "none"),
+             "repository": code["repository"] if code else "not a git repository: the code is not recorded",
+             "dlrun": f"{summary.get('versions', {}).get('dlrun')}" + (
+                 f" (checkout {own['commit'][:10]}{', dirty' if own['dirty'] else ''})" if own else ""),
+             "environment": f"{summary['environment']['packages']} packages, sha256 {summary['environment']['hash'][:16]}"
+                            f" ({summary['environment']['file']})",
+             **{key: value for key, value in host.items() if value is not None},
+             "config hash": summary["config_hash"][:16]}
+    body = _pairs({k: v for k, v in facts.items() if v is not None})
+    command = f"dlrun reproduce {summary.get('run_dir')}"
+    return [_collapsed("Reproducibility", f"{body}<p>Again, after saying what differs:</p><pre>{html.escape(command)}</pre>")]
 
 
 def _collapsed(summary, body):

@@ -15,7 +15,7 @@ from dlrun import __version__
 from dlrun.config.sources import run_overrides
 from dlrun.errors import first_line
 from dlrun.layout import RunDir
-from dlrun.results import record
+from dlrun.results import provenance, record
 from dlrun.results.metric_names import mode_of, objective_of, positive_class
 
 
@@ -38,6 +38,7 @@ class Summary:
     def __init__(self, run_dir, cfg, device):
         self.path = RunDir(run_dir).summary
         self.started = time.perf_counter()
+        provenance_fields, self.unwritten = provenance.gather(run_dir, cfg, device)
         self.data = {
             "status": "running",
             "run_dir": str(run_dir),
@@ -53,6 +54,7 @@ class Summary:
             "monitor": {"name": cfg.trainer.monitor, "mode": mode_of(cfg.trainer)},
             "overrides": run_overrides(run_dir),
             "versions": versions(),
+            **provenance_fields,
         }
 
     def start(self, data, about=None):
@@ -125,6 +127,8 @@ class Summary:
             timings[phase] = round(timings.get(phase, 0.0) + time.perf_counter() - started, 3)
 
     def write(self):
+        provenance.write_files(self.unwritten)  # code.patch and environment.txt, with the first record
+        self.unwritten = {}
         self._stamp()
         self.data = record.write(self.path, self.data)
         return self.data
