@@ -273,6 +273,9 @@ def test_a_continued_optuna_study_explores_new_points(cli):
     cli("-m", *args, "hydra.sweeper.n_trials=6")  # the same study, three more trials
     points = [tuple(sorted(t.params.items())) for t in study_of(cli.cwd / "search").trials]
     assert len(points) == 6 and len(set(points)) == 6
+    page = (cli.cwd / "search" / "leaderboard.html").read_text()  # the search explained, all six trials
+    assert "The search (Optuna)" in page and page.count('alt="optuna_') == 3
+    assert "optimizer.momentum" in (cli.cwd / "search" / "summary.md").read_text().split("importances")[1]
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dlrun.layout import RunDir, SweepDir
 from dlrun.results import artifacts
+from dlrun.sweeps import explained
 from dlrun.sweeps.rows import (
     COLUMNS,
     differing_config,
@@ -45,8 +46,10 @@ def write(folder, paths=None, pending=()):
         artifacts.write_json(SweepDir(folder).paired, paired)
     differ = differing_config(rows)
     plot_files = [*_plot_curves(folder, rows, legend_labels(rows, differ)), *_plot_objective(folder, rows)]
-    artifacts.write_text(SweepDir(folder).summary_md, _markdown(rows, columns, groups, paired))
-    artifacts.write_text(SweepDir(folder).leaderboard, _html(folder, rows, columns, groups, plot_files, paired, differ))
+    search = explained.explain(folder)  # an Optuna sweep's own folder: its study
+    artifacts.write_text(SweepDir(folder).summary_md, _markdown(rows, columns, groups, paired, search[1]))
+    artifacts.write_text(SweepDir(folder).leaderboard, _html(folder, rows, columns, groups, plot_files, paired, differ,
+                                                             search))
     return rows, paired
 
 
@@ -66,7 +69,7 @@ def _paired_heading(paired):
             f"Which configurations are better? ({pairs} paired comparisons, Holm-corrected)")
 
 
-def _markdown(rows, columns, groups, paired=None):
+def _markdown(rows, columns, groups, paired=None, importances=None):
     lines = [f"# Sweep leaderboard ({len(rows)} jobs, {_objective(rows)}; * marks the best)", "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(r.get(c), c).replace("|", "\\|") for c in columns) + " |" for r in rows]
@@ -77,13 +80,15 @@ def _markdown(rows, columns, groups, paired=None):
         lines += ["| " + " | ".join(_fmt(g.get(k), k) for k in keys) + " |" for g in groups]
     if paired:
         lines += ["", f"## {_paired_heading(paired)}", "", *[f"- {line}" for line in paired["verdict"].splitlines()]]
+    if importances:
+        lines += ["", "## Parameter importances (Optuna)", "", *[f"- {k}: {v:.3f}" for k, v in importances.items()]]
     return "\n".join(lines) + "\n"
 
 
 HEADERS = {"best_epoch": "best epoch", "wall_time_s": "wall time (s)"}  # the page's words for the csv's columns
 
 
-def _html(folder, rows, columns, groups, plot_files, paired=None, differ=()):
+def _html(folder, rows, columns, groups, plot_files, paired=None, differ=(), search=((), {}, ())):
     import base64
 
     def cell(row, key):
@@ -98,8 +103,11 @@ def _html(folder, rows, columns, groups, plot_files, paired=None, differ=()):
         body = "".join("<tr>" + "".join(cell(r, k) for k in keys) + "</tr>" for r in data)
         return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
 
-    images = "".join(f'<figure><img alt="{p.stem}" src="data:image/png;base64,'
-                     f'{base64.b64encode(p.read_bytes()).decode()}"></figure>' for p in plot_files)
+    def images_of(files):
+        return "".join(f'<figure><img alt="{p.stem}" src="data:image/png;base64,'
+                       f'{base64.b64encode(p.read_bytes()).decode()}"></figure>' for p in files)
+
+    images = images_of(plot_files) + _search_section(search, images_of)
     seeds = f"<h2>Over seeds</h2>{table(groups, list(groups[0]))}" if groups else ""
     if paired:
         items = "".join(f"<li>{html.escape(line)}</li>" for line in paired["verdict"].splitlines())
@@ -120,6 +128,17 @@ def _html(folder, rows, columns, groups, plot_files, paired=None, differ=()):
             f"<style>{style}</style></head><body><h1>{len(rows)} runs compared</h1><p>{html.escape(_objective(rows))}; "
             f"* marks the best. Each job links to its own report.{common}</p>{table(own, shown)}{images}{config}{seeds}"
             f"</body></html>\n")
+
+
+def _search_section(search, images_of):
+    """The Optuna search explained (sweeps/explained.py): importances, then its plots."""
+    files, importances, notes = search
+    if not (files or notes):
+        return ""
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.3f}</td></tr>" for k, v in importances.items())
+    table = f"<table><tr><th>parameter</th><th>importance</th></tr>{rows}</table>" if rows else ""
+    said = "".join(f"<p>{html.escape(note)}</p>" for note in notes)
+    return f"<h2>The search (Optuna)</h2>{said}{table}{images_of(files)}"
 
 
 def _own_overrides(rows):
