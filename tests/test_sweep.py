@@ -485,3 +485,23 @@ def test_the_same_value_written_two_ways_is_not_swept():
 def test_parallel_jobs_get_gpus_round_robin():
     assert [gpu_for_job(j, 4) for j in range(6)] == [0, 1, 2, 3, 0, 1]
     assert gpu_for_job(3, 1) is None and gpu_for_job(0, 0) is None
+
+
+@pytest.mark.slow
+def test_a_two_objective_search_finds_its_pareto_front(cli):
+    args = [*QUIET, "hparams_search=mlp_digits", "hydra.sweeper.n_trials=4", "trainer.max_epochs=1",
+            "hydra.sweeper.objectives=[val/accuracy,params]"]
+    cli("-m", *args, "hydra.sweep.dir=search")
+    study = study_of(cli.cwd / "search")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    for trial in study.trials:  # each trial's values are its record's
+        summary = summary_of(cli.cwd / "search" / str(trial.number))
+        assert trial.values == [summary["best_val"]["val/accuracy"], summary["model_summary"]["params"]]
+    best = json.loads((cli.cwd / "search" / "optuna_best.json").read_text())
+    assert {t["trial"] for t in best["pareto_front"]} == {t.number for t in study.best_trials} != set()
+    page = (cli.cwd / "search" / "leaderboard.html").read_text()
+    assert "on the Pareto front of val/accuracy (maximize) and params (minimize)" in page
+    assert 'alt="optuna_pareto_front"' in page
+    refused = cli("-m", *args, "hydra.sweeper.pruner=median", "hydra.sweep.dir=refused", check=False)
+    assert refused.returncode == 2 and "prunes on one objective" in refused.stderr
+    assert not (cli.cwd / "refused").exists()

@@ -47,7 +47,7 @@ def write(folder, paths=None, pending=()):
     differ = differing_config(rows)
     plot_files = [*_plot_curves(folder, rows, legend_labels(rows, differ)), *_plot_objective(folder, rows)]
     search = explained.explain(folder)  # an Optuna sweep's own folder: its study
-    artifacts.write_text(SweepDir(folder).summary_md, _markdown(rows, columns, groups, paired, search[1]))
+    artifacts.write_text(SweepDir(folder).summary_md, _markdown(rows, columns, groups, paired, search))
     artifacts.write_text(SweepDir(folder).leaderboard, _html(folder, rows, columns, groups, plot_files, paired, differ,
                                                              search))
     return rows, paired
@@ -69,7 +69,7 @@ def _paired_heading(paired):
             f"Which configurations are better? ({pairs} paired comparisons, Holm-corrected)")
 
 
-def _markdown(rows, columns, groups, paired=None, importances=None):
+def _markdown(rows, columns, groups, paired=None, search=((), {}, (), ())):
     lines = [f"# Sweep leaderboard ({len(rows)} jobs, {_objective(rows)}; * marks the best)", "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(r.get(c), c).replace("|", "\\|") for c in columns) + " |" for r in rows]
@@ -80,15 +80,19 @@ def _markdown(rows, columns, groups, paired=None, importances=None):
         lines += ["| " + " | ".join(_fmt(g.get(k), k) for k in keys) + " |" for g in groups]
     if paired:
         lines += ["", f"## {_paired_heading(paired)}", "", *[f"- {line}" for line in paired["verdict"].splitlines()]]
+    _, importances, _, pareto = search
     if importances:
         lines += ["", "## Parameter importances (Optuna)", "", *[f"- {k}: {v:.3f}" for k, v in importances.items()]]
+    if pareto:
+        lines += ["", "## Pareto front (Optuna)", "", *[f"- {', '.join(f'{k} {_fmt(v, k)}' for k, v in row.items())}"
+                                                       for row in pareto]]
     return "\n".join(lines) + "\n"
 
 
 HEADERS = {"best_epoch": "best epoch", "wall_time_s": "wall time (s)"}  # the page's words for the csv's columns
 
 
-def _html(folder, rows, columns, groups, plot_files, paired=None, differ=(), search=((), {}, ())):
+def _html(folder, rows, columns, groups, plot_files, paired=None, differ=(), search=((), {}, (), ())):
     import base64
 
     def cell(row, key):
@@ -107,7 +111,7 @@ def _html(folder, rows, columns, groups, plot_files, paired=None, differ=(), sea
         return "".join(f'<figure><img alt="{p.stem}" src="data:image/png;base64,'
                        f'{base64.b64encode(p.read_bytes()).decode()}"></figure>' for p in files)
 
-    images = images_of(plot_files) + _search_section(search, images_of)
+    images = images_of(plot_files) + _search_section(search, images_of, table)
     seeds = f"<h2>Over seeds</h2>{table(groups, list(groups[0]))}" if groups else ""
     if paired:
         items = "".join(f"<li>{html.escape(line)}</li>" for line in paired["verdict"].splitlines())
@@ -130,15 +134,16 @@ def _html(folder, rows, columns, groups, plot_files, paired=None, differ=(), sea
             f"</body></html>\n")
 
 
-def _search_section(search, images_of):
-    """The Optuna search explained (sweeps/explained.py): importances, then its plots."""
-    files, importances, notes = search
+def _search_section(search, images_of, table_of):
+    """The Optuna search explained (sweeps/explained.py): importances or the Pareto front, then its plots."""
+    files, importances, notes, pareto = search
     if not (files or notes):
         return ""
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.3f}</td></tr>" for k, v in importances.items())
     table = f"<table><tr><th>parameter</th><th>importance</th></tr>{rows}</table>" if rows else ""
     said = "".join(f"<p>{html.escape(note)}</p>" for note in notes)
-    return f"<h2>The search (Optuna)</h2>{said}{table}{images_of(files)}"
+    front = table_of(pareto, list(pareto[0])) if pareto else ""
+    return f"<h2>The search (Optuna)</h2>{said}{table}{front}{images_of(files)}"
 
 
 def _own_overrides(rows):

@@ -6,7 +6,7 @@ command with the same `hydra.sweep.dir` continues an interrupted search.
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -25,6 +25,10 @@ class DlrunOptunaSweeperConf:
     warmup_epochs: int = 1           # median: epochs a trial runs before it can be pruned
     startup_trials: int = 3          # median: trials that run in full before any is pruned
     params: Dict[str, Any] = field(default_factory=dict)
+    # several objectives at once (a Pareto front): names read from each trial's summary.json
+    # (val/<metric>, test/<metric>, params, wall_time_s, training_s, samples_per_s)
+    objectives: Optional[List[str]] = None
+    directions: Optional[List[str]] = None  # one per objective: auto | minimize | maximize
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="dlrun_optuna", node=DlrunOptunaSweeperConf,

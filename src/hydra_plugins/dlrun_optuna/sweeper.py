@@ -16,6 +16,7 @@ from dlrun.layout import SweepDir
 from dlrun.results import record
 from dlrun.results.metric_names import mode_of
 from dlrun.stopping import SweepStop
+from dlrun.sweeps import objectives as several
 from dlrun.sweeps.pruning import PRUNERS, hand_to_jobs
 from dlrun.sweeps.search_space import Param, parse_space
 
@@ -25,8 +26,9 @@ DIRECTIONS = ("auto", "minimize", "maximize")
 
 class OptunaSweeper(Sweeper):
     def __init__(self, direction, n_trials, n_jobs, sampler, seed, study_name, storage, params, pruner=None,
-                 warmup_epochs=1, startup_trials=3):
+                 warmup_epochs=1, startup_trials=3, objectives=None, directions=None):
         self.direction = direction
+        self.objectives, self.directions = list(objectives or []), list(directions or [])
         self.pruner, self.warmup_epochs, self.startup_trials = pruner, warmup_epochs, startup_trials
         self.n_trials = n_trials
         self.n_jobs = max(1, n_jobs)
@@ -61,6 +63,14 @@ class OptunaSweeper(Sweeper):
                               f"{config.trainer.monitor}, which the search should {wanted}: leave the direction at "
                               f"auto (it follows trainer.mode).")
         self.direction = wanted
+        if self.objectives:
+            if self.pruner is not None:
+                raise ConfigError("hydra.sweeper.pruner prunes on one objective: leave it at null for a search of "
+                                  "several (hydra.sweeper.objectives).")
+            self.directions = several.check(self.objectives, self.directions)
+        elif self.directions:
+            raise ConfigError("hydra.sweeper.directions goes with hydra.sweeper.objectives=[...] (one direction each); "
+                              "a search of trainer.monitor alone takes hydra.sweeper.direction.")
 
     def _check_grid(self, space):
         if self.sampler_name == "grid" and any(p.kind != "categorical" for p in space):
@@ -96,8 +106,10 @@ class OptunaSweeper(Sweeper):
         # the sweep's record, as Hydra's basic sweeper writes it: a stop and a resume read it
         OmegaConf.save(self.config, SweepDir(sweep_dir).multirun)
         storage = self.storage or f"sqlite:///{SweepDir(sweep_dir).optuna_db.resolve()}"
-        study = optuna.create_study(study_name=self.study_name, storage=storage, direction=self.direction,
-                                    load_if_exists=True)
+        study = optuna.create_study(study_name=self.study_name, storage=storage, load_if_exists=True,
+                                    **({"directions": self.directions} if self.objectives else {"direction": self.direction}))
+        if self.objectives:
+            study.set_user_attr("objectives", self.objectives)
         hand_to_jobs(sweep_dir, storage, self.study_name, self.pruner, self.warmup_epochs, self.startup_trials)
         # A continued study draws new points: the sampler's seed moves on with the trials already in it
         # (the same seed again would propose the first trials' values again).
@@ -115,7 +127,7 @@ class OptunaSweeper(Sweeper):
             results = self.launcher.launch(overrides, initial_job_idx=trials[0].number)
             stopped = SweepStop(sweep_dir).requested() is not None
             for trial, result in zip(trials, results):
-                value = _objective(result)
+                value = _objective(result) if not self.objectives else _values(sweep_dir, trial.number, self.objectives)
                 if _status(sweep_dir, trial.number) == "pruned":
                     study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 elif value is not None:
@@ -234,12 +246,23 @@ def _objective(result):
     return float(value)
 
 
+def _values(sweep_dir, number, names):
+    """A completed trial's objectives, read from its summary.json (None otherwise: failed, stopped)."""
+    summary = SweepDir(sweep_dir).job(number).summary
+    found = record.read(summary) if summary.is_file() else {}
+    return several.values(found, names) if found.get("status") == "completed" else None
+
+
 def _write_best(study, sweep_dir):
     import optuna
 
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    best = {"best_value": study.best_value, "best_params": study.best_params,
-            "best_trial": study.best_trial.number} if complete else {}
+    if len(study.directions) > 1:
+        best = {"objectives": study.user_attrs.get("objectives"), "directions": [d.name.lower() for d in study.directions],
+                "pareto_front": [{"trial": t.number, "values": t.values, "params": t.params} for t in study.best_trials]}
+    else:
+        best = {"direction": study.direction.name.lower(), **({
+            "best_value": study.best_value, "best_params": study.best_params, "best_trial": study.best_trial.number}
+            if complete else {})}
     SweepDir(sweep_dir).optuna_best.write_text(json.dumps({
-        "direction": study.direction.name.lower(), "trials": len(study.trials), "complete": len(complete), **best},
-        indent=2) + "\n")
+        "trials": len(study.trials), "complete": len(complete), **best}, indent=2) + "\n")
