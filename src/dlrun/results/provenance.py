@@ -1,8 +1,8 @@
 """Where a run came from, recorded so that it can be made again: the code (the git repository it
 was started in: commit, branch, and the uncommitted changes as a patch), dlrun's own checkout, the
 installed environment (every package, hashed), the host and device, and a hash of the resolved
-config. `differences` compares a recorded run with the present: what `dlrun reproduce` says
-before it runs the same overrides again."""
+config. The *_differences functions compare a recorded run with the present: what `dlrun
+reproduce` says before it runs the same overrides again."""
 
 import functools
 import hashlib
@@ -97,12 +97,18 @@ def packages():
     return tuple(f"{name}=={version}" for name, version in sorted(found.items()))
 
 
+def _lock():
+    """(environment.txt's text, its sha256) for the packages installed now."""
+    text = "".join(f"{line}\n" for line in packages())
+    return text, hashlib.sha256(text.encode()).hexdigest()
+
+
 def environment(run_dir, files):
     """The environment's hash and size; the package list is added to `files` for the run's
     environment.txt."""
-    text = "".join(f"{line}\n" for line in packages())
+    text, digest = _lock()
     files[RunDir(run_dir).environment] = text
-    return {"hash": hashlib.sha256(text.encode()).hexdigest(), "packages": len(packages()),
+    return {"hash": digest, "packages": len(packages()),
             "file": RunDir(run_dir).environment.name}
 
 
@@ -205,8 +211,7 @@ def environment_differences(recorded, run_dir):
     """Packages added, removed or at another version since the run (from its environment.txt)."""
     if not recorded:
         return []
-    text = "".join(f"{line}\n" for line in packages())
-    if hashlib.sha256(text.encode()).hexdigest() == recorded["hash"]:
+    if _lock()[1] == recorded["hash"]:
         return []
     listed = RunDir(run_dir).environment
     if not listed.is_file():

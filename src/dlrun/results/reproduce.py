@@ -70,11 +70,10 @@ def command(recorded, run, extra):
 
 
 def _config_dir(run):
-    """The user's --config-dir of the run, from Hydra's own record of its config sources."""
-    if not run.hydra_config.is_file():
-        return None
-    sources = OmegaConf.load(run.hydra_config).hydra.runtime.config_sources
-    return next((s.path for s in sources if s.provider == "command-line"), None)
+    """The user's --config-dir of the run, from Hydra's own record (its .hydra/hydra.yaml)."""
+    from dlrun.tasks.job import user_config_dir
+
+    return user_config_dir(OmegaConf.load(run.hydra_config).hydra) if run.hydra_config.is_file() else None
 
 
 def _run_again(argv, recorded):

@@ -10,10 +10,11 @@ from pathlib import Path
 from dlrun.layout import SweepDir
 from dlrun.results import artifacts
 
-PLOTS = {  # file stem: (Optuna's plot function, what it shows)
-    "optuna_importances": ("plot_param_importances", "which parameters mattered"),
-    "optuna_parallel_coordinates": ("plot_parallel_coordinate", "every trial across the parameters"),
-    "optuna_history": ("plot_optimization_history", "how the search progressed"),
+PLOTS = {  # file stem: Optuna's plot function (which parameters mattered, every trial across the
+    # parameters, how the search progressed)
+    "optuna_importances": "plot_param_importances",
+    "optuna_parallel_coordinates": "plot_parallel_coordinate",
+    "optuna_history": "plot_optimization_history",
 }
 
 
@@ -99,14 +100,13 @@ def _plot(folder, study, stem, importances):
     import matplotlib.pyplot as plt
     import optuna.visualization.matplotlib as drawn
 
-
     if stem == "optuna_importances" and not importances:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
         with plt.rc_context({"figure.figsize": (9, 5)}):
             extra = {"evaluator": _evaluator()} if stem == "optuna_importances" else {}
-            axes = getattr(drawn, PLOTS[stem][0])(study, **extra)
+            axes = getattr(drawn, PLOTS[stem])(study, **extra)
     return _saved((axes.flat[0] if hasattr(axes, "flat") else axes).figure, Path(folder) / f"{stem}.png")
 
 

@@ -75,7 +75,7 @@ def run_from_hydra(cfg):
         with _where_this_rank_writes(run_dir, multirun) as where:
             summary = run(cfg, where, keep_failed=multirun, sweep_dir=folder if multirun else None,
                           job_num=hydra_cfg.job.num if multirun else None, show_config=not multirun,
-                          config_dir=_user_config_dir(hydra_cfg))
+                          config_dir=user_config_dir(hydra_cfg))
     except (KeyboardInterrupt, DlrunError) as exc:
         return _ended_early(exc, run_dir, folder if multirun else None)
     except Exception:  # a bug: recorded by run(); Hydra shows the traceback (in a sweep, run.log has it)
@@ -131,7 +131,7 @@ def _where_this_rank_writes(run_dir, multirun):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _user_config_dir(hydra_cfg):
+def user_config_dir(hydra_cfg):
     """The user's --config-dir, as Hydra records it among the config sources."""
     return next((source.path for source in hydra_cfg.runtime.config_sources if source.provider == "command-line"),
                 None)
