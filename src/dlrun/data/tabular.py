@@ -6,14 +6,17 @@ from sklearn import datasets as skd
 from dlrun.data.base import DATASETS, Data
 from dlrun.errors import ConfigError
 
+DIGITS_PIXEL_MAX = 16  # load_digits() gives pixel values 0..16
+
 
 @DATASETS.register("digits")
 def digits():
     """8x8 grey images (values 0..16) as (N, 1, 8, 8) floats in [0, 1]; a trained model takes
     the 0..16 values, as load_digits() gives them."""
     bunch = skd.load_digits()
-    x = (bunch.images / 16.0).astype(np.float32)[:, None]
-    return Data(x=x, y=bunch.target, class_names=[str(c) for c in bunch.target_names], image=True, pixel_max=16)
+    x = (bunch.images / DIGITS_PIXEL_MAX).astype(np.float32)[:, None]
+    return Data(x=x, y=bunch.target, class_names=[str(c) for c in bunch.target_names], image=True,
+                pixel_max=DIGITS_PIXEL_MAX)
 
 
 def _bundled(loader, task):

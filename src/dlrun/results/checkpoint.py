@@ -7,7 +7,8 @@ preprocessing, tensors), checked on load: torch.load verifies none of it, so a
 corrupted or edited file would otherwise load and quietly give other numbers. A
 file without a checksum is refused unless the user accepts it knowingly
 (trust_unverified_ckpt=true). Nothing in a checkpoint names code that is run: a
-model is built from its registered name (see flow's predict task)."""
+model is built from its registered name (see flow's predict task). A file of an older
+format is verified as its format defines, then upgraded (checkpoint_formats)."""
 
 import hashlib
 import io
@@ -20,10 +21,11 @@ import torch
 from dlrun import __version__
 from dlrun.errors import ConfigError, DlrunError
 from dlrun.layout import RunDir
+from dlrun.results import checkpoint_formats as formats
 from dlrun.results import record
 from dlrun.results.artifacts import atomic_write, remove_stale_temporaries
+from dlrun.results.checkpoint_formats import FORMAT
 
-FORMAT = 2  # 2: the checksum covers every field (1: tensors only)
 # What every checkpoint dlrun writes holds (Loop.state_dict and build.record): the weights with
 # the run's record, which evaluating and predicting need, and the training state a resume needs.
 RECORD = ("model", "config", "overrides", "preprocessing", "model_spec")
@@ -129,14 +131,29 @@ def load(path, map_location="cpu", unverified=False, prefer=("last", "best")):
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
         raise DlrunError(f"{path} is truncated or not a PyTorch checkpoint ({_reason(exc)}).") from None
     _check_format(state, path)
-    if "checksum" not in state and not unverified:
+    _require(state, RECORD, path, "evaluating and predicting need")  # every format held the record
+    _verify(state, path, unverified)
+    return formats.upgrade(state)
+
+
+def _verify(state, path, unverified):
+    """The checksum of the file's own format matches; what it leaves unchecked (everything without
+    a checksum, the record of a format-1 file) is used only when the user accepts it."""
+    if "checksum" not in state:
+        if unverified:
+            return
         raise DlrunError(f"{path} has no checksum, so a changed byte in it could not be detected (dlrun writes one "
                          f"in every checkpoint). Use another copy, or add trust_unverified_ckpt=true to load it as "
                          f"it is if you know where it came from.")
-    if "checksum" in state and state["checksum"] != checksum(state):
+    partial = state["format"] in formats.TENSORS_ONLY
+    if state["checksum"] != (formats.tensor_checksum(state) if partial else checksum(state)):
         raise DlrunError(f"{path} is corrupted or was edited: what it holds does not match the checksum written "
                          f"with it. Use another checkpoint of the run (best.pt or last.pt) or a copy of this one.")
-    return state
+    if partial and not unverified:
+        raise DlrunError(f"{path} was written by an older dlrun (checkpoint format {state['format']}), whose checksum "
+                         f"covers only the tensors: its weights are intact, but a change to its config or record could "
+                         f"not be detected. Add trust_unverified_ckpt=true to use it if you know where it came from; "
+                         f"the checkpoints this dlrun writes (format {FORMAT}) are checked whole.")
 
 
 def require_training_state(state, path):
@@ -193,15 +210,14 @@ def check_same_model_and_data(state, config, path):
 
 
 def _check_format(state, path):
-    """A dlrun checkpoint of this format, or one line on what the file is instead."""
-    if isinstance(state, dict) and state.get("format") == FORMAT:
-        _require(state, RECORD, path, "evaluating and predicting need")
+    """A dlrun checkpoint of a format this dlrun reads, or one line on what the file is instead."""
+    if isinstance(state, dict) and formats.known(state.get("format")):
         return
     if isinstance(state, dict) and "format" in state:
-        if state.get("format") == 1 and "config" not in state:  # format 1 always held the record
-            _require(state, RECORD, path, "evaluating and predicting need")
-        raise DlrunError(f"{path} is a dlrun checkpoint of format {state['format']!r}; this dlrun "
-                         f"({__version__}) reads format {FORMAT}. Use the dlrun version that wrote it.")
+        newer = isinstance(state["format"], int) and state["format"] > FORMAT
+        raise DlrunError(f"{path} is a dlrun checkpoint of format {state['format']!r}; this dlrun ({__version__}) "
+                         f"reads formats 1 to {FORMAT}. " + ("It was written by a newer dlrun: upgrade dlrun to use it."
+                                                            if newer else "Use the dlrun version that wrote it."))
     if isinstance(state, dict) and state and all(torch.is_tensor(v) for v in state.values()):
         raise DlrunError(f"{path} holds only a model's weights (a state_dict), not a dlrun checkpoint: resuming "
                          f"and evaluating need the run's record (config, optimizer, preprocessing) that dlrun "

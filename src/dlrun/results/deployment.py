@@ -29,9 +29,9 @@ def outputs(task, out, target_mean=None, target_std=None):
 
 
 def pixel_scale(preprocessing):
-    """The raw pixel value an image model takes as 1.0: recorded by the dataset (Data.pixel_max);
-    255 for a checkpoint written before dlrun recorded it."""
-    return float(preprocessing.get("pixel_max") or 255.0)
+    """The raw pixel value an image model takes as 1.0: recorded by the dataset (Data.pixel_max;
+    the migration of a checkpoint written before it was recorded fills it in)."""
+    return float(preprocessing["pixel_max"])
 
 
 def _buffer(values, shape):
@@ -47,7 +47,7 @@ class Deployed(nn.Module):
         self.task = preprocessing["task"]
         self.image = bool(preprocessing["image"])
         self.resize = preprocessing.get("resize")
-        self.pixel_max = pixel_scale(preprocessing)
+        self.pixel_max = pixel_scale(preprocessing) if self.image else None
         if self.image:
             mean, std = preprocessing.get("image_mean"), preprocessing.get("image_std")
             shape = (1, -1, 1, 1)

@@ -144,4 +144,4 @@ class GuardedUpdate:
     def load_state_dict(self, state):
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.record.copy_(state["bad"][:3])
+        self.record.copy_(state["bad"])
