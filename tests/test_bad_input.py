@@ -58,6 +58,8 @@ CASES = {
                                                                   "binary task, and this dataset's task is multiclass"),
     "tracking to ftp": (["logger=mlflow", "mlflow.tracking_uri=ftp://nowhere"],
                         "mlflow.tracking_uri=ftp://nowhere: MLflow cannot track to a 'ftp' URI"),
+    "wandb mode misspelt": (["logger=wandb", "wandb.mode=ofline"], "wandb.mode=ofline is not known. Did you mean "
+                                                                   "'offline'?"),
     "infinite lr": (["optimizer.lr=inf"], "optimizer.lr=inf: expected a finite number"),
     "huge lr": (["optimizer.lr=1e400"], "optimizer.lr=inf: expected a finite number"),
     "negative focal gamma": (["loss=focal", "loss.gamma=-2"], "loss.gamma=-2 is out of range; it must be >= 0"),

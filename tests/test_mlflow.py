@@ -13,7 +13,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import SMOKE, summary_of
-from dlrun.sweeps.tracking import flat_params
+from dlrun.sweeps.mlflow_tracking import flat_params
 
 MLFLOW = Path(sys.executable).parent / "mlflow"
 

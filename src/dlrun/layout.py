@@ -20,6 +20,7 @@ class RunDir:
         checkpoints/best.pt  checkpoints/last.pt  (and exports beside them)
         folds.csv  fold_<i>/  (a cross-validation: each fold a RunDir of its own)
         .mlflow_run.json (logger=mlflow: the MLflow run that a resume continues)
+        .wandb_run.json  wandb/ (logger=wandb: the W&B run that a resume continues, W&B's files)
         code.patch (uncommitted changes)  environment.txt (the packages)  (results/provenance.py)
     """
 
@@ -46,6 +47,8 @@ class RunDir:
     confused_pairs = property(lambda self: self.root / "confused_pairs.csv")
     weight_stats = property(lambda self: self.root / "weight_stats.csv")
     mlflow_run = property(lambda self: self.root / ".mlflow_run.json")  # logger=mlflow: the run's MLflow id
+    wandb_run = property(lambda self: self.root / ".wandb_run.json")  # logger=wandb: the run's W&B id
+    wandb = property(lambda self: self.root / "wandb")  # logger=wandb: W&B's own files (offline: the whole run)
     hydra_config = property(lambda self: self.root / ".hydra" / "hydra.yaml")  # Hydra's settings (config sources)
     patch = property(lambda self: self.root / "code.patch")  # the uncommitted changes of the code it ran
     environment = property(lambda self: self.root / "environment.txt")  # every installed package, name==version
@@ -72,6 +75,7 @@ class SweepDir:
         optuna.db  optuna_best.json (the Optuna sweeper)
         optuna_study.json (the study and pruner each job reports to: dlrun.sweeps.pruning)
         .mlflow_sweep.json (with logger=mlflow, the experiment and parent run of the jobs' runs)
+        .wandb_sweep.json  wandb/ (with logger=wandb, the W&B run that holds the leaderboard)
         .stopping (while an interrupted sweep winds down: the signal's exit code; dlrun.stopping)
 
     These files are how the sweep's process and its jobs, in whatever process a launcher runs
@@ -96,6 +100,7 @@ class SweepDir:
     optuna_best = property(lambda self: self.root / "optuna_best.json")
     optuna_study = property(lambda self: self.root / "optuna_study.json")
     mlflow_sweep = property(lambda self: self.root / ".mlflow_sweep.json")
+    wandb_sweep = property(lambda self: self.root / ".wandb_sweep.json")
 
     def job(self, number):
         return RunDir(self.root / str(number))

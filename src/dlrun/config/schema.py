@@ -1,5 +1,5 @@
 """The one schema of dlrun's own keys: every top-level key and every key of the groups that dlrun
-reads itself (split, cv, lr_find, predict, mlflow, trainer, device, regularization), declared once
+reads itself (split, cv, lr_find, predict, mlflow, wandb, trainer, device, regularization), declared once
 as Hydra structured configs. Hydra composes the YAML options over them, so OmegaConf enforces
 each key's type when the config is composed; ranges and choices are field metadata, and a choice
 list that code implements is read from that code's table. Validation (`validate.check_config`),
@@ -242,6 +242,15 @@ class MlflowConfig:
     experiment: str = key("dlrun", "the experiment of single runs")
 
 
+@dataclass
+class WandbConfig:
+    project: str = key("dlrun", "the W&B project")
+    entity: str | None = key(None, "the W&B team or user; default: your account's")
+    mode: str = key("offline", "offline (files in the run directory, uploaded later with wandb sync) | online",
+                    choices=("offline", "online"))
+    group: str | None = key(None, "default: a sweep's jobs are one group, named after the sweep's directory")
+
+
 TASKS = ("train", "eval", "inspect", "lr_find", "predict")
 
 
@@ -270,8 +279,9 @@ class DlrunConfig:
     show_config: str = key("short", "short | full | none", choices=("short", "full", "none"))
     probabilities: bool = key(False, "predictions.csv also gets one prob_<class> column per class")
     export: str | None = key(None, "null | torchscript | onnx", choices=(None, "torchscript", "onnx"))
-    logger: str = key("csv", "csv | tensorboard | mlflow", choices=("csv", "tensorboard", "mlflow"))
+    logger: str = key("csv", "csv | tensorboard | mlflow | wandb", choices=("csv", "tensorboard", "mlflow", "wandb"))
     mlflow: MlflowConfig = key(MlflowConfig(), "")
+    wandb: WandbConfig = key(WandbConfig(), "")
     dataset: Any = None
     model: Any = None
     optimizer: Any = None

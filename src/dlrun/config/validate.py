@@ -49,7 +49,7 @@ def check_config(cfg):
 
 
 def _check_packages(cfg):
-    """The optional packages that an export or a logger needs (and the tracking server)."""
+    """The optional packages that an export or a logger needs (and what a tracker tracks to)."""
     if cfg.export == "onnx":
         missing = [p for p in ONNX_PACKAGES if importlib.util.find_spec(p) is None]
         if missing:
@@ -58,13 +58,9 @@ def _check_packages(cfg):
     if cfg.logger == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("logger=tensorboard needs the tensorboard package: pip install tensorboard "
                           "(or pip install 'dlrun[tensorboard]'). CSV metrics are written either way.")
-    if cfg.logger == "mlflow":
-        if importlib.util.find_spec("mlflow") is None:
-            raise ConfigError("logger=mlflow needs the mlflow package: pip install mlflow "
-                              "(or pip install 'dlrun[tracking]'). CSV metrics are written either way.")
-        from dlrun.sweeps import tracking
+    from dlrun.sweeps import tracking
 
-        tracking.check_server(tracking.tracking_uri(cfg))
+    tracking.check(cfg)
 
 
 def _check_together(cfg):

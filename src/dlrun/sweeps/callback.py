@@ -62,9 +62,11 @@ class Leaderboard(Callback):
 
     def on_multirun_start(self, config, **kwargs):
         folder = Path(config.hydra.sweep.dir)
-        if config.get("logger") == "mlflow":
+        tracker = tracking.tracker_of(config.get("logger"))
+        if tracker is not None:
             try:
-                tracking.start_sweep(config, folder)
+                tracking.check(config)
+                tracker.start_sweep(config, folder)
             except DlrunError as exc:  # before any job: one line
                 from dlrun.console import error
 
@@ -97,7 +99,7 @@ class Leaderboard(Callback):
             _stop(config, stop, code)
         rows, paired = write(folder)
         failed = [r for r in rows if r["status"] in ("failed", "diverged")]
-        _end_tracked_sweep(config, folder, "FAILED" if failed else "FINISHED")
+        _end_tracked_sweep(config, folder, bool(failed))
         done = sum(r["status"] == "completed" for r in rows)
         more = {status: sum(r["status"] == status for r in rows) for status in ("interrupted", "pruned")}
         print(f"leaderboard: {SweepDir(folder).summary_md} ({done} completed, {len(failed)} failed"
@@ -113,7 +115,8 @@ class Leaderboard(Callback):
             sys.exit(1)
 
 
-def _end_tracked_sweep(config, folder, status):
-    """With logger=mlflow, the leaderboard goes to the sweep's parent run, which ends with `status`."""
-    if config.get("logger") == "mlflow":
-        tracking.end_sweep(folder, status)
+def _end_tracked_sweep(config, folder, failed):
+    """With a tracker (logger=mlflow, wandb), the leaderboard goes to the sweep's own run there."""
+    tracker = tracking.tracker_of(config.get("logger"))
+    if tracker is not None:
+        tracker.end_sweep(config, folder, failed)

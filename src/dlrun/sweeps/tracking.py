@@ -1,204 +1,90 @@
-"""`logger=mlflow`: each run an MLflow run, each sweep an MLflow experiment.
+"""Experiment trackers beside the CSV record: `logger=mlflow` (mlflow_tracking) and `logger=wandb`
+(wandb_tracking), one table entry each.
 
-A run logs its flattened config as params, every epoch's metrics (step = epoch), the test
-metrics and objective at the end, and summary.json, metrics.csv, report.html and best.pt as
-artifacts; its status follows the run's (FINISHED, FAILED, KILLED for an interruption). A resume
-in the same directory continues the same MLflow run (its id is kept in the run directory).
-
-A sweep is one experiment (named after the sweep directory) holding a parent run for the sweep
-and one child run per job; the parent gets the leaderboard. The sweep's process creates both and
-hands them to its jobs in a file of the sweep directory (layout.SweepDir.mlflow_sweep), which a
-job reads in whatever process or node a launcher runs it (joblib's workers, SLURM's jobs).
-
-The tracking URI is `mlflow.tracking_uri`, else $MLFLOW_TRACKING_URI, else a SQLite store in the
-outputs directory (outputs/mlflow.db, artifacts in outputs/mlartifacts).
+A tracker module provides `TrackedRun(cfg, run_dir, sweep_dir)` (`start`, `log_metrics(values,
+step)`, `finish(outcome, error)`), `check(cfg)` (before the run: what it needs answers), and
+`start_sweep(cfg, sweep_dir)` / `end_sweep(cfg, sweep_dir, failed)` around a sweep. What a run
+ends with (its outcome, final metrics and files) is read here, once, for all of them.
 """
 
 import contextlib
-import os
-import urllib.parse
-import urllib.request
-from pathlib import Path
+import importlib
+import importlib.util
 
-from omegaconf import OmegaConf
+from dlrun.errors import ConfigError
+from dlrun.layout import SweepDir
+from dlrun.results import record
 
-from dlrun.config import sources as configs
-from dlrun.config.sources import flat_items
-from dlrun.errors import ConfigError, DlrunError, first_line
-from dlrun.layout import RunDir, SweepDir
-from dlrun.results import artifacts, record
-
-MAX_PARAM_CHARS = 6000  # MLflow's limit on a param's value
+# logger -> (the tracker's module, the package it needs, the extra that installs it)
+TRACKERS = {
+    "mlflow": ("dlrun.sweeps.mlflow_tracking", "mlflow", "tracking"),
+    "wandb": ("dlrun.sweeps.wandb_tracking", "wandb", "wandb"),
+}
 
 
-def tracking_uri(cfg):
-    """Where runs are tracked: the config's URI, MLflow's environment variable, or the local store."""
-    uri = OmegaConf.select(cfg, "mlflow.tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
-    return uri or f"sqlite:///{(configs.outputs_root() / 'mlflow.db').resolve()}"
+def tracker_of(logger):
+    """The tracker module of `logger`, or None for the loggers that only write files."""
+    return importlib.import_module(TRACKERS[logger][0]) if logger in TRACKERS else None
 
 
-# The tracking stores MLflow opens by URI scheme ("" for a plain path).
-SCHEMES = ("", "file", "http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
-
-
-def check_server(uri):
-    """A URI MLflow cannot track to, or a tracking server that does not answer, is one clear error
-    before the run starts (MLflow's own client would raise a KeyError for an unknown scheme, or
-    retry for minutes, then raise a traceback)."""
-    scheme = urllib.parse.urlparse(uri).scheme.partition("+")[0]  # postgresql+psycopg2 is postgresql
-    if scheme not in SCHEMES and len(scheme) > 1:  # one letter: a Windows drive
-        raise ConfigError(f"mlflow.tracking_uri={uri}: MLflow cannot track to a '{scheme}' URI. Use a path, or a URI "
-                          f"of one of: {', '.join(s + '://' for s in SCHEMES if s)}.")
-    if not uri.startswith(("http://", "https://")):
+def check(cfg):
+    """The tracker's package is installed, and what it tracks to answers (one clear error)."""
+    if cfg.logger not in TRACKERS:
         return
-    try:
-        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10)
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise DlrunError(f"logger=mlflow: the MLflow tracking server at {uri} does not answer ({reason}). Start it "
-                         f"(mlflow server ...) or set mlflow.tracking_uri to one that runs; without either, runs go "
-                         f"to outputs/mlflow.db.") from None
+    _, package, extra = TRACKERS[cfg.logger]
+    if importlib.util.find_spec(package) is None:
+        raise ConfigError(f"logger={cfg.logger} needs the {package} package: pip install {package} "
+                          f"(or pip install 'dlrun[{extra}]'). CSV metrics are written either way.")
+    tracker_of(cfg.logger).check(cfg)
 
 
-def _client(uri):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
-
-
-def _experiment(client, uri, name):
-    """The id of the experiment `name`, created if new (its artifacts beside a local store)."""
-    from mlflow.exceptions import MlflowException
-
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    location = None
-    if uri.startswith("sqlite:///"):
-        location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except MlflowException:  # created meanwhile by another process
-        return client.get_experiment_by_name(name).experiment_id
-
-
-def flat_params(cfg):
-    """The resolved config as MLflow params: dotted keys, values as text (lists written as lists)."""
-    return {key: str(value)[:MAX_PARAM_CHARS] for key, value in flat_items(OmegaConf.to_container(cfg, resolve=True))}
-
-
-class TrackedRun:
-    """One dlrun run as an MLflow run (rank 0 only), begun by `start` once the run has started; a
-    job of the sweep in `sweep_dir` is a child run of the sweep's."""
-
-    def __init__(self, cfg, run_dir, sweep_dir=None):
-        self.cfg, self.run = cfg, RunDir(run_dir)
-        self.sweep_file = SweepDir(sweep_dir).mlflow_sweep if sweep_dir is not None else None
-        self.client = self.run_id = None
-
-    def start(self):
-        sweep = artifacts.read_json(self.sweep_file) if self.sweep_file and self.sweep_file.is_file() else None
-        uri = sweep["uri"] if sweep else tracking_uri(self.cfg)
-        self.client = _client(uri)
-        if self.run.mlflow_run.is_file():  # a resume in this directory: the same MLflow run goes on
-            self.run_id = artifacts.read_json(self.run.mlflow_run)["run_id"]
-            self.client.update_run(self.run_id, status="RUNNING")
-            return
-        if sweep:
-            experiment = sweep["experiment_id"]
-            tags = {"mlflow.parentRunId": sweep["parent_run_id"]}
-        else:
-            experiment, tags = _experiment(self.client, uri, self.cfg.mlflow.experiment), {}
-        created = self.client.create_run(experiment, run_name=self.run.root.name,
-                                         tags={**tags, "dlrun.run_dir": str(self.run.root.resolve())})
-        self.run_id = created.info.run_id
-        artifacts.write_json(self.run.mlflow_run, {"run_id": self.run_id, "tracking_uri": uri})
-        self._log_params(flat_params(self.cfg))
-
-    def _log_params(self, params):
-        from mlflow.entities import Param
-
-        items = [Param(k, v) for k, v in params.items()]
-        for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
-            self.client.log_batch(self.run_id, params=items[start:start + 100])
-
-    def log_metrics(self, values, step):
-        import time
-
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, step) for k, v in values.items() if _is_number(v)]
-        self.client.log_batch(self.run_id, metrics=metrics)
-
-    def finish(self, status, error=None):
-        """The results of the run (those written), and its status; nothing before `start`."""
-        if self.run_id is None:
-            return
-        if self.run.summary.is_file():
-            summary = record.read(self.run.summary)
-            final = {f"test/{k}": v for k, v in (summary.get("test") or {}).items()}
-            if _is_number(summary.get("objective")):
-                final["objective"] = summary["objective"]
-            self.log_metrics(final, summary.get("epochs_run") or 0)
-        for path in (self.run.summary, self.run.metrics, self.run.report, self.run.checkpoint("best")):
-            if path.is_file():
-                folder = path.parent.name if path.parent != self.run.root else None
-                self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
-        if error is not None:
-            self.client.set_tag(self.run_id, "dlrun.error", first_line(error)[:MAX_PARAM_CHARS])
-        self.client.set_terminated(self.run_id, status=status)
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+def outcome(exc):
+    """How a run ended, as its record says: finished, interrupted, pruned, diverged or failed."""
+    if exc is None:
+        return "finished"
+    return "interrupted" if isinstance(exc, KeyboardInterrupt) else getattr(exc, "status", "failed")
 
 
 @contextlib.contextmanager
 def tracked(cfg, run_dir, enabled, sweep_dir=None):
-    """The MLflow run of this run around its work (None unless `enabled` and logger=mlflow); it
-    ends FINISHED, or KILLED after an interruption, or FAILED."""
-    if not enabled or cfg.logger != "mlflow":
+    """The tracked run of this run around its work (None unless `enabled` and the logger is a
+    tracker); it ends with the run's outcome."""
+    tracker = tracker_of(cfg.logger) if enabled else None
+    if tracker is None:
         yield None
         return
-    run = TrackedRun(cfg, run_dir, sweep_dir)
+    run = tracker.TrackedRun(cfg, run_dir, sweep_dir)
     try:
         yield run
     except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else getattr(exc, "status", None)
-        run.finish({"interrupted": "KILLED", "pruned": "FINISHED"}.get(status, "FAILED"), exc)
+        run.finish(outcome(exc), exc)
         raise
-    run.finish("FINISHED")
+    run.finish(outcome(None))
 
 
-def start_sweep(cfg, sweep_dir):
-    """The sweep's experiment and parent run (created, or found again when the sweep is resumed),
-    in the sweep directory's record that its jobs read."""
-    sweep_dir = Path(sweep_dir)
-    record = SweepDir(sweep_dir).mlflow_sweep
-    if record.is_file():
-        sweep = artifacts.read_json(record)
-        _client(sweep["uri"]).update_run(sweep["parent_run_id"], status="RUNNING")
-    else:
-        uri = tracking_uri(cfg)
-        check_server(uri)
-        client = _client(uri)
-        experiment = _experiment(client, uri, f"{cfg.mlflow.experiment} sweep {sweep_dir.resolve()}")
-        parent = client.create_run(experiment, run_name=f"sweep {sweep_dir.name}",
-                                   tags={"dlrun.sweep_dir": str(sweep_dir.resolve())})
-        sweep = {"uri": uri, "experiment_id": experiment, "parent_run_id": parent.info.run_id}
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        artifacts.write_json(record, sweep)
+def final_metrics(run):
+    """What a run ends with, from its summary.json: ({"test/<metric>": ..., "objective": ...},
+    the epochs it ran); nothing when it wrote none."""
+    if not run.summary.is_file():
+        return {}, 0
+    summary = record.read(run.summary)
+    final = {f"test/{k}": v for k, v in (summary.get("test") or {}).items() if is_number(v)}
+    if is_number(summary.get("objective")):
+        final["objective"] = summary["objective"]
+    return final, summary.get("epochs_run") or 0
 
 
-def end_sweep(sweep_dir, status):
-    """The leaderboard into the parent run, and its status."""
-    record = SweepDir(sweep_dir).mlflow_sweep
-    if not record.is_file():
-        return
-    sweep = artifacts.read_json(record)
-    client = _client(sweep["uri"])
-    for name in ("summary.csv", "summary.md", "leaderboard.html"):
-        if (Path(sweep_dir) / name).is_file():
-            client.log_artifact(sweep["parent_run_id"], str(Path(sweep_dir) / name))
-    client.set_terminated(sweep["parent_run_id"], status=status)
+def files_of(run):
+    """The files a tracker keeps of a run, those written: (path, its name in the run directory)."""
+    paths = (run.summary, run.metrics, run.report, run.checkpoint("best"))
+    return [(path, path.relative_to(run.root).as_posix()) for path in paths if path.is_file()]
+
+
+def sweep_files(sweep_dir):
+    """The files a tracker keeps of a sweep, those written: its leaderboard."""
+    sweep = SweepDir(sweep_dir)
+    return [path for path in (sweep.summary_csv, sweep.summary_md, sweep.leaderboard) if path.is_file()]
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value

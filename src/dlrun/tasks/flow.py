@@ -70,8 +70,8 @@ def execute(cfg, run_dir, run_fold, show_config=False, job_num=None, sweep_dir=N
 
 def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter, observers):
     """Train (or evaluate, inspect, test learning rates), then test and write the results; the
-    plots go to `painter` (plot_workers.PlotWorkers); `observers` are the MLflow run
-    (tracking.TrackedRun) and the Optuna trial (pruning.Trial), each None when not asked for."""
+    plots go to `painter` (plot_workers.PlotWorkers); `observers` are the tracked run
+    (MLflow or W&B: tracking.tracked) and the Optuna trial (pruning.Trial), each None when not asked for."""
     devices.seed_everything(cfg.seed + (cfg.cv.fold or 0))  # each fold its own initial weights
     summary = Summary(run.root, cfg, device)
     data, loop = _prepare(cfg, run, device, overrides, sources, raw, ckpt, summary, observers[0])
