@@ -37,12 +37,13 @@ def cli(tmp_path):
     return run
 
 
-def start(cli, *args, env=None):
-    """`dlrun ARGS` started in the background (for signals), in the cli fixture's directories."""
+def start(cli, *args, env=None, own_group=False):
+    """`dlrun ARGS` started in the background (for signals), in the cli fixture's directories;
+    `own_group`: in a process group of its own, for signals to the whole group (os.killpg)."""
     env = {**os.environ, "DLRUN_OUTPUTS": str(cli.outputs), "OMP_NUM_THREADS": "1", **(env or {})}
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.Popen([str(DLRUN), *args], cwd=cli.cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=own_group)
 
 
 def run_dirs(outputs):

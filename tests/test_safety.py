@@ -119,6 +119,53 @@ def test_sigterm_mid_epoch_saves_exact_position_and_resume_matches(cli):
     assert same_weights(weights(cli.cwd / "straight"), weights(cli.cwd / "stopped"))
 
 
+def write_image_folder(root, classes=4, files=60):
+    """A folder of PNGs, one sub-folder per class (each class brighter in one channel)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(files):
+            pixels = rng.integers(0, 196, (32, 32, 3), dtype=np.uint8)
+            pixels[..., c % 3] += np.uint8(20 * c)
+            Image.fromarray(pixels).save(root / f"c{c}" / f"{i}.png")
+
+
+def stop_group(proc, run_dir, sig, after_rows):
+    """`sig` to the whole process group of `proc` (its DataLoader workers too, as Ctrl-C and
+    SLURM send it) once metrics.csv has more than `after_rows` lines, a moment into the next epoch."""
+    deadline = time.time() + 120
+    while not (run_dir / "metrics.csv").exists() or len((run_dir / "metrics.csv").read_text().splitlines()) <= after_rows:
+        assert time.time() < deadline and proc.poll() is None, "the run never finished an epoch"
+        time.sleep(0.02)
+    time.sleep(random.uniform(0.05, 0.3))
+    os.killpg(proc.pid, sig)
+    _, err = proc.communicate(timeout=120)
+    return len((run_dir / "metrics.csv").read_text().splitlines()), proc.returncode, err
+
+
+@pytest.mark.slow
+def test_a_dataloader_run_with_workers_stopped_twice_resumes_bit_identical(cli):
+    write_image_folder(cli.cwd / "images")
+    folder = ["dataset=image_folder", "dataset.root=images", "dataset.image_size=32", "model=cnn",
+              "trainer.batch_size=8", "trainer.num_workers=2", "trainer.max_epochs=6", "seed=3", *LONG[:3],
+              "trainer.early_stopping.enabled=false"]
+    cli(*folder, "hydra.run.dir=straight")
+    run = cli.cwd / "stopped"
+    rows, code, err = stop_group(start(cli, *folder, "hydra.run.dir=stopped", own_group=True), run, signal.SIGTERM, 1)
+    assert code == 143 and "dlrun: stopped by SIGTERM at step" in err and "Traceback" not in err, err
+    rows, code, err = stop_group(start(cli, "ckpt_path=stopped", "trainer.progress=false", own_group=True), run,
+                                 signal.SIGINT, rows)
+    assert code == 130 and "dlrun: stopped by SIGINT at step" in err and "Traceback" not in err, err
+    assert summary_of(run)["status"] == "interrupted"
+    cli("ckpt_path=stopped", "trainer.progress=false")
+    assert summary_of(run)["status"] == "completed"
+    assert same_weights(weights(cli.cwd / "straight"), weights(run))
+    assert unmeasured(run / "metrics.csv") == unmeasured(cli.cwd / "straight" / "metrics.csv")
+
+
 @pytest.mark.slow
 def test_a_time_budget_ends_with_results_and_resumes_exactly(cli):
     # 330 batches of at least 10 ms each: 1 s is a fraction of the run on any machine

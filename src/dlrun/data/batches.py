@@ -259,11 +259,18 @@ class LoaderBatches:
 
 
 def _seed_worker(worker_id):
-    """Each DataLoader worker derives its NumPy and Python seeds from torch's."""
+    """Each DataLoader worker derives its NumPy and Python seeds from torch's, and leaves a stop
+    to the main process: Ctrl-C and SIGTERM reach a whole process group, and a worker they killed
+    would end the run with a DataLoader error before it could write its step checkpoint; the main
+    process finishes the step, writes it and shuts the workers down (a worker whose main process
+    is gone exits by itself: torch's watchdog)."""
     import random
+    import signal
 
     import numpy as np
 
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
