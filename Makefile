@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	$(PIP_PROGRESS) $(TORCH_PINS)
 	@echo "== dlrun setup: dlrun and what it runs with: Hydra, scikit-learn, matplotlib, rich (the runs),"
 	@echo "   Optuna and submitit (sweeps), MLflow and W&B (tracking), pytest and ruff (the tests)"
-	$(PIP) -e ".[dev,sweep,tracking,wandb]"
+	$(PIP) -e ".[dev,sweep,tracking,wandb,hdf5]"
 	touch $@
 	@echo "== dlrun setup: done; .venv/bin/dlrun is the command"
 
@@ -62,7 +62,7 @@ lock:
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
 	.lock-venv/bin/python -m pip install --quiet $(TORCH_PINS)
-	.lock-venv/bin/python -m pip install --quiet -e ".[dev,sweep,tracking,wandb,bench,onnx,tensorboard]"
+	.lock-venv/bin/python -m pip install --quiet -e ".[dev,sweep,tracking,wandb,hdf5,bench,onnx,tensorboard]"
 	(echo "# Pinned versions of every dependency; regenerate with: make lock"; \
 	 .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v -i '^dlrun') > constraints.txt
 	rm -rf .lock-venv

@@ -14,7 +14,7 @@ from dlrun.config.sources import conf_dir
 OPTIONS = [(g, p.stem) for g in groups() for p in sorted((conf_dir() / g).glob("*.yaml"))]
 # Options whose required values (???) a user must supply.
 REQUIRED = {("dataset", "csv"): ["dataset.path=x.csv", "dataset.target=y"],
-            ("dataset", "image_folder"): ["dataset.root=images"]}
+            ("dataset", "image_folder"): ["dataset.root=images"], ("dataset", "hdf5"): ["dataset.path=x.h5"]}
 
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
@@ -100,6 +100,14 @@ def _needs(group, option, root):
         return [f"dataset.root={root / 'img'}", "dataset.image_size=8", "split.val=0.25", "split.test=0.25"]
     if (group, option) == ("dataset", "fake"):
         return images[1:]
+    if (group, option) == ("dataset", "hdf5"):
+        import numpy as np
+
+        h5py = pytest.importorskip("h5py", reason="the hdf5 extra: pip install 'dlrun[hdf5]'")
+
+        with h5py.File(root / "data.h5", "w") as file:
+            file["x"], file["y"] = np.random.default_rng(0).normal(size=(40, 3)), np.arange(40) % 2
+        return [f"dataset.path={root / 'data.h5'}"]
     if option in ("resnet18", "torchvision", "vgg_fast", "cifar10_fast"):
         small = ["model.widths=[8,16,16,16]", "device.compile=false"]
         return images + (small if option not in ("resnet18", "torchvision") else [])

@@ -9,7 +9,8 @@ from dlrun.data.split import split_indices
 from dlrun.errors import ConfigError
 from dlrun.registry import Registry
 
-DATASETS = Registry("dataset", builtins=["dlrun.data.tabular", "dlrun.data.csv_file", "dlrun.data.vision"],
+DATASETS = Registry("dataset", builtins=["dlrun.data.tabular", "dlrun.data.csv_file", "dlrun.data.vision",
+                                        "dlrun.data.hdf5_file"],
                     handled=["threshold", "threshold_metric", "classes", "resize", "positive_class"])
 TASKS = ("multiclass", "binary", "regression")
 
