@@ -52,7 +52,7 @@ FIELDS = {
     "stopped_early": (FLAG, "whether early stopping ended training"),
     "steps": ((int,), "optimizer steps (skipped non-finite ones too)"),
     "skipped_batches": ((int,), "non-finite steps skipped"),
-    "throughput": (TABLE + NONE, "samples_per_s, peak_rss_mb, cuda_peak_mb"),
+    "throughput": (TABLE + NONE, "samples_per_s, data_wait, peak_rss_mb, cuda_peak_mb"),
     "stop_reason": (TEXT + NONE, "why training ended"),
     "change_per_epoch": (TABLE + NONE, "the losses' and accuracies' average change per epoch, (last - first) / "
                                        "(epochs - 1)"),

@@ -154,11 +154,15 @@ def change_per_epoch(history):
 
 
 def _throughput(history):
-    """Training samples per second (mean over epochs) and the peak memory of the run, in MiB."""
+    """Training samples per second and the share of training spent waiting for data (means over
+    epochs), and the peak memory of the run, in MiB."""
     speeds = [r["samples_per_s"] for r in history if "samples_per_s" in r]  # not in rows of older checkpoints
     if not speeds:
         return None
     found = {"samples_per_s": sum(speeds) / len(speeds)}
+    waits = [r["data_wait"] for r in history if "data_wait" in r]
+    if waits:
+        found["data_wait"] = sum(waits) / len(waits)
     for key in ("peak_rss_mb", "cuda_peak_mb"):
         if key in history[-1]:
             found[key] = max(r.get(key, 0.0) for r in history)

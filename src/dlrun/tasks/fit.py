@@ -3,6 +3,7 @@ observers (metrics.csv, run.log, the display, MLflow, TensorBoard, the Optuna tr
 recorded truthfully (completed, the time budget, diverged, pruned or stopped)."""
 
 import logging
+import os
 
 from dlrun import stopping
 from dlrun.results import artifacts, checkpoint
@@ -11,6 +12,9 @@ from dlrun.tasks import debugging, messages
 from dlrun.train import distributed
 from dlrun.train.progress import TrainingProgress
 from dlrun.train.trainer import Diverged, Interrupted
+
+# An epoch that waits longer than this share of its time for data gets a hint (once a run).
+DATA_WAIT_HINT = 0.5
 
 log = logging.getLogger("dlrun")
 
@@ -76,10 +80,16 @@ def _epoch_watchers(cfg, loop, run, progress, observers):
     and the observers asked for (the MLflow run, the Optuna trial, TensorBoard; None when not)."""
     tracker, trial, tensorboard = observers
 
+    hinted = []
+
     def record(state, row):
         artifacts.write_csv(run.metrics, state.history)
         log.info("epoch %d: %s", state.epoch, {k: round(v, 6) for k, v in row.items()})
         progress.epoch(state, row)
+        if row.get("data_wait", 0) > DATA_WAIT_HINT and not hinted:
+            hinted.append(state.epoch)
+            messages.phase(cfg, f"training waited for its data {row['data_wait']:.0%} of epoch {state.epoch}: "
+                           f"{_feeding_advice(cfg, loop)}")
         if state.stopped_early:
             es = cfg.trainer.early_stopping
             messages.phase(cfg, f"early stopping at epoch {state.epoch}: {cfg.trainer.monitor} has not improved by more than "
@@ -99,6 +109,18 @@ def _epoch_watchers(cfg, loop, run, progress, observers):
         trial.after_epoch(state.epoch, cfg.trainer.monitor, row[cfg.trainer.monitor], last=not loop.policy.running(state))
 
     return [record, scalars] + ([report_to_trial] if trial is not None else [])
+
+
+def _feeding_advice(cfg, loop):
+    """What would feed a training that waits for its data."""
+    workers = cfg.trainer.num_workers
+    if loop.train_batches.path != "loader":
+        return ("its batches are held in memory, and preparing them (augmentation, resizing) takes that time; "
+                "a larger trainer.batch_size spreads it")
+    if workers == 0:
+        return (f"trainer.num_workers={min(4, os.cpu_count() or 1)} would read batches in parallel (this machine "
+                f"has {os.cpu_count()} cores)")
+    return f"{workers} DataLoader workers do not keep up; more of them, or a dataset held in memory, would"
 
 
 def _step_validations(cfg, run, state):

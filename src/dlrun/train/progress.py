@@ -103,7 +103,8 @@ class TrainingProgress:
         metrics = "  ".join(f"{k} {row[k]:.4f}" for k in _shown_keys(row, self.monitor))
         best = (f"best {self.monitor} {state.best_value:.4f} (epoch {state.best_epoch})"
                 if state.best_epoch is not None else "")
-        line = f"epoch {state.epoch}/{self.max_epochs}  {metrics}  {row['seconds']:.1f} s"
+        waited = f" (data {row['data_wait']:.0%})" if "data_wait" in row else ""  # not in older checkpoints' rows
+        line = f"epoch {state.epoch}/{self.max_epochs}  {metrics}  {row['seconds']:.1f} s{waited}"
         self.say(line)
         self.bar.note = f"last: {metrics}   {best}"
         finished = state.epoch >= self.max_epochs or state.stopped_early

@@ -34,7 +34,7 @@ REFRESH_S = 0.25
 RUNNING_SUMS = ("loss_sum", "correct", "count")  # of an epoch so far, kept by a mid-epoch checkpoint
 # Columns of an epoch's row that measure the machine, not the training: they differ between
 # two otherwise identical runs.
-MEASURED = ("seconds", "samples_per_s", "peak_rss_mb", "cuda_peak_mb")
+MEASURED = ("seconds", "samples_per_s", "data_wait", "peak_rss_mb", "cuda_peak_mb")
 
 
 class Diverged(DlrunError):
@@ -124,7 +124,7 @@ class Loop:
             lr = self.schedule.lr()
             if self.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(self.device)
-            train, samples_per_s = self.train_epoch(state, save, stop, on_step, on_validation)
+            train, speed = self.train_epoch(state, save, stop, on_step, on_validation)
             if state.timed_out:
                 break
             if self.averaging is not None:
@@ -132,7 +132,7 @@ class Loop:
                 self.eval_model = self.averaging.model.module if self.averaging.active(state.epoch) else self.model
             val = self.validate()
             row = {"epoch": state.epoch + 1, **train, **{f"val/{k}": v for k, v in val.items()},
-                   "lr": lr, "seconds": time.perf_counter() - started, "samples_per_s": samples_per_s,
+                   "lr": lr, "seconds": time.perf_counter() - started, **speed,
                    **devices.peak_memory_mb(self.device)}
             best = self.policy.end_epoch(state, row) and self.policy.save_best
             if not self._swa_owns_schedule(state.epoch - 1):
@@ -154,8 +154,9 @@ class Loop:
         return state
 
     def train_epoch(self, state, save, stop, on_step=None, on_validation=None):
-        """One pass over the training batches; returns the epoch's train metrics and the
-        training samples per second (all processes together).
+        """One pass over the training batches; returns the epoch's train metrics and its speed:
+        the training samples per second (all processes together) and `data_wait`, the share of
+        the pass this process spent waiting for its next batch (host time: no device sync).
 
         Loss, hit and sample sums stay on the device; the host reads them once
         at the end (and reads the bad-step count at each progress refresh)."""
@@ -171,8 +172,15 @@ class Loop:
         state.partial = None
         started = time.perf_counter()
         next_refresh = started + REFRESH_S
-        total, seen = len(self.train_batches), 0
-        for i, x, y, share, window_start, window_end in self.micro_batches(start):
+        total, seen, waited = len(self.train_batches), 0, 0.0
+        batches = self.micro_batches(start)
+        while True:
+            asked = time.perf_counter()
+            batch = next(batches, None)
+            waited += time.perf_counter() - asked
+            if batch is None:
+                break
+            i, x, y, share, window_start, window_end = batch
             loss, out, skipped = self.step(x, y, state, share, window_start, window_end)
             kept = (~skipped).float()
             n = y.shape[0]
@@ -188,7 +196,7 @@ class Loop:
             # A stop, a step checkpoint or a validation waits for the end of an accumulation window.
             if window_end and self._window_end(state, save, stop, on_validation, (i + 1, total),
                                                (loss_sum, correct, count)):
-                return None, 0.0  # the time budget ran out (a signal raises instead)
+                return None, {}  # the time budget ran out (a signal raises instead)
             if on_step is not None and time.perf_counter() >= next_refresh:
                 self._check_bad_steps(state)  # host-device sync, a few times a second
                 on_step(i + 1, total)
@@ -198,11 +206,12 @@ class Loop:
             on_step(total, total)
         distributed.sum_across(loss_sum, correct, count)
         sums = torch.stack([loss_sum, correct, count.clamp(min=1)]).tolist()  # host-device sync: once per epoch
-        samples_per_s = seen * distributed.shard()[1] / max(time.perf_counter() - started, 1e-9)
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        speed = {"samples_per_s": seen * distributed.shard()[1] / elapsed, "data_wait": min(waited / elapsed, 1.0)}
         row = {"train/loss": sums[0] / sums[2]}
         if self.task != "regression":
             row["train/accuracy"] = sums[1] / sums[2]
-        return row, samples_per_s
+        return row, speed
 
     def _window_end(self, state, save, stop, on_validation, place, sums):
         """After an optimizer step: stop (True: the time budget ran out; a signal raises), write
