@@ -198,3 +198,13 @@ def test_a_check_names_every_cell_a_fresh_run_says_differently():
         "row 'cnn', loss: the page says 0.0484, a fresh run gives 0.0494",
         "row 'mlp', epochs: the page says 12, a fresh run gives 13"]
     assert "changed shape" in RESULTS.differences(spec, page, page.rsplit("| mlp", 1)[0])[0]
+    # Made with other CPU kernels: numbers within the tolerance are the same, counts still exact.
+    other = page.replace("0.0484", "0.0501").replace("0.1067", "0.1200")
+    assert RESULTS.differences(spec, page, other, RESULTS.OTHER_KERNELS_TOLERANCE) == [
+        "row 'mlp', loss: the page says 0.1067, a fresh run gives 0.1200"]
+
+
+def test_a_table_names_the_cpu_kernels_its_numbers_came_from():
+    line = RESULTS.provenance()
+    assert RESULTS.kernels_of(line) == RESULTS.cpu_kernels() != ""
+    assert RESULTS.kernels_of("on 2 CPU threads (x86_64, 2 cores), no GPU") is None  # an older table: exact
