@@ -149,7 +149,7 @@ def stop_group(proc, run_dir, sig, after_rows):
 @pytest.mark.slow
 def test_a_dataloader_run_with_workers_stopped_twice_resumes_bit_identical(cli):
     write_image_folder(cli.cwd / "images")
-    folder = ["dataset=image_folder", "dataset.root=images", "dataset.image_size=32", "model=cnn",
+    folder = ["dataset=image_folder", "dataset.root=images", "dataset.cache=false", "dataset.image_size=32", "model=cnn",
               "trainer.batch_size=8", "trainer.num_workers=2", "trainer.max_epochs=6", "seed=3", *LONG[:3],
               "trainer.early_stopping.enabled=false"]
     cli(*folder, "hydra.run.dir=straight")

@@ -107,6 +107,8 @@ BATCH_LIMIT = Rule("a count of batches >= 1, a fraction in (0, 1], or null",
                    lambda v: not isinstance(v, bool) and (v >= 1 if isinstance(v, int) else
                                                           isinstance(v, float) and 0 < v <= 1))
 
+WORKERS = Rule("a count >= 0 or auto", lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0))
+
 
 @dataclass
 class EarlyStopping:
@@ -164,7 +166,8 @@ class TrainerConfig:
     max_time: float | None = key(None, "seconds of training; then last.pt keeps the exact position",
                                     Rule("> 0 (seconds) or null", lambda v: v > 0))
     progress: bool = key(True, "the live display and the per-epoch lines")
-    num_workers: int = key(0, "DataLoader workers (datasets that are not held in memory)", at_least(0))
+    num_workers: Any = key(0, "DataLoader workers (datasets that are not held in memory): a count, or auto "
+                              "(one per core this process has, less one for training, at most 8)", WORKERS)
     overfit_batches: int = key(0, "N > 0: train and validate on the same first N batches", at_least(0))
     limit_train_batches: Any = key(None, "batches per epoch: a count (5) or a fraction (0.1); null: all",
                                    BATCH_LIMIT)

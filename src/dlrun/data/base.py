@@ -1,5 +1,6 @@
 """The contract between dataset builders and the rest of dlrun."""
 
+import os
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -52,6 +53,34 @@ class Data:
     input_spec: dict = None  # how raw inputs become rows of x: {"columns": [...]} or {"load_size", "channels"}
     pixel_max: float = None
     cautions: list = field(default_factory=list)  # what the user should know about the data (a column like an id)
+
+
+# Inputs larger than this share of the machine's memory are read row by row instead of at once.
+IN_MEMORY_SHARE = 0.25
+
+
+def fits_in_memory(nbytes):
+    return nbytes <= IN_MEMORY_SHARE * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+class LazyRows(torch.utils.data.Dataset):
+    """Rows of a file read when asked for, with their labels: `opener()` gives the rows (an h5py
+    dataset, a memory map) in the process that reads, since file handles do not survive a fork
+    into DataLoader workers; `as_input(row)` makes a row a tensor. Only the opener is pickled."""
+
+    def __init__(self, opener, labels, as_input):
+        self.opener, self.labels, self.as_input, self._rows = opener, labels, as_input, None
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        if self._rows is None:
+            self._rows = self.opener()
+        return self.as_input(self._rows[index]), self.labels[index]
+
+    def __getstate__(self):
+        return {**self.__dict__, "_rows": None}
 
 
 @dataclass

@@ -153,6 +153,7 @@ class TensorBatches:
     """Batches of a device-resident (x, y) by index."""
 
     path = "tensor"  # recorded in checkpoints: a resume keeps the path its run took
+    workers = 0
 
     def __init__(self, part, batch_size, device, transform, train=False, seed=0, sampling="shuffle", shard=(0, 1)):
         self.x = part.x.to(device)
@@ -238,6 +239,7 @@ class LoaderBatches:
             pin_memory=device.type == "cuda", persistent_workers=num_workers > 0, worker_init_fn=_seed_worker,
             generator=torch.Generator().manual_seed(seed))  # the workers' seeds only
         self.batch_size = batch_size
+        self.workers = num_workers
         self.samples = len(self.stream) if train else len(part.y)  # rows per epoch here
 
     def __len__(self):
@@ -279,12 +281,30 @@ def _seed_worker(worker_id):
 def make_batches(part, batch_size, device, transform, train, seed, sampling="shuffle", num_workers=0, shard=(0, 1),
                  resident=True):
     """Device-resident batches of an in-memory split, or (a Dataset, or `resident` False: the data
-    does not fit on the device) batches streamed from host memory through a DataLoader."""
+    does not fit on the device) batches streamed from host memory through a DataLoader with
+    `num_workers` workers (a count, or auto: see `worker_count`)."""
     if torch.is_tensor(part.x) and resident:
         return TensorBatches(part, batch_size, device, transform, train, seed, sampling, shard)
     if torch.is_tensor(part.x):
         part = type(part)(torch.utils.data.TensorDataset(part.x, part.y), part.y, part.rows)
-    return LoaderBatches(part, batch_size, device, transform, train, seed, sampling, num_workers, shard)
+    return LoaderBatches(part, batch_size, device, transform, train, seed, sampling, worker_count(num_workers), shard)
+
+
+# The most DataLoader workers auto starts: past this, more processes mostly add memory.
+MAX_AUTO_WORKERS = 8
+
+
+def worker_count(setting):
+    """trainer.num_workers as a number: auto gives each process started on this machine (one, or
+    torchrun's processes per node) its share of the cores it may run on, less one core for the
+    training itself, at most MAX_AUTO_WORKERS; none where that leaves nothing."""
+    if setting != "auto":
+        return setting
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    share = cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return max(0, min(MAX_AUTO_WORKERS, share - 1))
 
 
 # The share of an accelerator's free memory that the data held on it may take (the model, its
@@ -315,6 +335,7 @@ class LimitedBatches:
         self.batches, self.limit = batches, limit
         self.batch_size = getattr(batches, "batch_size", None)
         self.path = batches.path
+        self.workers = getattr(batches, "workers", 0)
 
     @property
     def samples(self):

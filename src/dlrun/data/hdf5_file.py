@@ -7,42 +7,20 @@ fit in a share of the machine's memory are read at once; larger ones are read ro
 a DataLoader (trainer.num_workers), each worker opening the file itself.
 """
 
-import os
+import functools
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dlrun.data.base import DATASETS, Data
+from dlrun.data.base import DATASETS, Data, LazyRows, fits_in_memory
 from dlrun.errors import ConfigError, did_you_mean
 
-# Inputs larger than this share of the machine's memory are read lazily.
-IN_MEMORY_SHARE = 0.25
 
+def _rows(path, key):
+    import h5py
 
-def memory_bytes():
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-class Rows(torch.utils.data.Dataset):
-    """The rows of one HDF5 dataset with their labels, read when asked for; the file is opened in
-    the process that reads (h5py's handles do not survive a fork), and never pickled."""
-
-    def __init__(self, path, key, labels):
-        self.path, self.key, self.labels, self._rows = str(path), key, labels, None
-
-    def __len__(self):
-        return len(self.labels)
-
-    def __getitem__(self, index):
-        if self._rows is None:
-            import h5py
-
-            self._rows = h5py.File(self.path, "r")[self.key]
-        return _as_input(self._rows[index]), self.labels[index]
-
-    def __getstate__(self):
-        return {**self.__dict__, "_rows": None}
+    return h5py.File(path, "r")[key]
 
 
 def _as_input(array, rows=False):
@@ -111,9 +89,10 @@ def hdf5(path, x="x", y="y", task="auto", in_memory=None):
             raise ConfigError(f"dataset.path={path}: '{x}' has {len(inputs)} rows and '{y}' {len(labels)}.")
         task, codes, classes = _task_and_labels(labels[()], task, y)
         image = inputs.dtype == np.uint8 and inputs.ndim in (3, 4)
-        lazy = (inputs.size * inputs.dtype.itemsize > IN_MEMORY_SHARE * memory_bytes()) if in_memory is None \
-            else not in_memory
-        data = Data(x=Rows(file_path, x, codes) if lazy else _as_input(inputs[()], rows=True), y=codes, task=task,
+        lazy = not fits_in_memory(inputs.size * inputs.dtype.itemsize) if in_memory is None else not in_memory
+        rows = (LazyRows(functools.partial(_rows, str(file_path), x), codes, _as_input) if lazy
+                else _as_input(inputs[()], rows=True))
+        data = Data(x=rows, y=codes, task=task,
                     class_names=None if classes is None else [str(c) for c in classes.tolist()],
                     image=image, standardize=not image and not lazy)
         if image:

@@ -1,8 +1,9 @@
 """Image datasets through torchvision's own dataset classes and download code.
 
 MNIST, Fashion-MNIST, KMNIST, EMNIST, CIFAR-10, CIFAR-100, SVHN, STL-10 and FakeData
-are held in memory as uint8 tensors (on the training device when they fit); ImageFolder
-streams through a DataLoader.
+are held in memory as uint8 tensors (on the training device when they fit); an image folder
+is decoded once into the data cache (decoded.py) and held so too, or read from the cache row by
+row when it does not fit.
 """
 
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dlrun.data.base import DATASETS, Data
+from dlrun.data.base import DATASETS, Data, LazyRows, fits_in_memory
 from dlrun.errors import ConfigError, DlrunError, unknown_choice
 
 MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
@@ -207,20 +208,49 @@ def load_steps(image_size, channels):
 
 
 @DATASETS.register("image_folder")
-def image_folder(root, image_size=64, channels=3):
-    """A class-per-sub-folder image directory, streamed through a DataLoader."""
+def image_folder(root, image_size=64, channels=3, cache=True, cache_dir="~/.cache/dlrun/data"):
+    """A class-per-sub-folder image directory: decoded once into the data cache (`cache`, see
+    decoded.py) and held in memory when it fits, read from the cache's memory map row by row when
+    it does not; without `cache`, decoded again in every epoch through a DataLoader."""
     from torchvision import transforms
     from torchvision.datasets import ImageFolder
 
     folder = Path(root).expanduser()
     if not folder.is_dir():
         raise ConfigError(f"dataset.root={root}: no such directory. It must hold one sub-folder of images per class.")
-    steps = [*load_steps(image_size, channels), transforms.ToTensor()]
+    steps = load_steps(image_size, channels)
     try:
-        dataset = ImageFolder(str(folder), transform=transforms.Compose(steps), loader=_load_image)
+        dataset = ImageFolder(str(folder), transform=transforms.Compose([*steps, transforms.ToTensor()]),
+                              loader=_load_image)
     except (FileNotFoundError, RuntimeError) as exc:
         raise DlrunError(f"dataset.root={root}: {exc}") from None
-    _check_images(root, [path for path, _ in dataset.samples])
-    return Data(x=dataset, y=dataset.targets, class_names=list(dataset.classes),
+    paths = [path for path, _ in dataset.samples]
+    _check_images(root, paths)
+    x = _decoded_once(paths, transforms.Compose(steps), (image_size, channels), cache_dir, dataset.targets) \
+        if cache else dataset
+    return Data(x=x, y=dataset.targets, class_names=list(dataset.classes),
                 mean=(0.5,) * channels, std=(0.5,) * channels, image=True, pixel_max=255,
                 input_spec={"load_size": image_size, "channels": channels})
+
+
+def _decoded_once(paths, steps, settings, cache_dir, labels):
+    """The folder's uint8 images from the data cache: a tensor when they fit in memory, else rows
+    read from the cache's memory map."""
+    import functools
+
+    from dlrun import console
+    from dlrun.data import decoded
+
+    def load(path):  # what ToTensor would scale to [0, 1], kept as bytes: (C, S, S)
+        pixels = np.asarray(steps(_load_image(path)), dtype=np.uint8)
+        return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+    mapped = decoded.decoded(paths, load, {"image_size": settings[0], "channels": settings[1]}, cache_dir,
+                             say=lambda text: console.say(f"[dim]>[/] {text}"))
+    if fits_in_memory(mapped.nbytes):
+        return torch.from_numpy(np.array(mapped))
+    return LazyRows(functools.partial(np.load, mapped.filename, mmap_mode="r"), np.asarray(labels), _row_tensor)
+
+
+def _row_tensor(row):
+    return torch.from_numpy(np.array(row))  # a copy: the map is read-only

@@ -57,7 +57,7 @@ FIELDS = {
     "change_per_epoch": (TABLE + NONE, "the losses' and accuracies' average change per epoch, (last - first) / "
                                        "(epochs - 1)"),
     "model_summary": (TABLE, "parameters, size and layers"),
-    "data_summary": (TABLE, "class counts per split, features of a table, source dtype"),
+    "data_summary": (TABLE, "class counts per split, features of a table, source dtype, batches (path, workers)"),
     "class_weights": (TABLE + NONE, "with loss.class_weights: each class's weight in the loss"),
     "plots_skipped": (TABLE, "each plot asked for that does not apply, with why"),
     "validation": (TEXT, "where the validation rows came from"),

@@ -6,6 +6,7 @@ import logging
 import os
 
 from dlrun import stopping
+from dlrun.data.batches import worker_count
 from dlrun.results import artifacts, checkpoint
 from dlrun.sweeps import pruning
 from dlrun.tasks import debugging, messages
@@ -113,13 +114,13 @@ def _epoch_watchers(cfg, loop, run, progress, observers):
 
 def _feeding_advice(cfg, loop):
     """What would feed a training that waits for its data."""
-    workers = cfg.trainer.num_workers
+    workers = loop.train_batches.workers
     if loop.train_batches.path != "loader":
         return ("its batches are held in memory, and preparing them (augmentation, resizing) takes that time; "
                 "a larger trainer.batch_size spreads it")
     if workers == 0:
-        return (f"trainer.num_workers={min(4, os.cpu_count() or 1)} would read batches in parallel (this machine "
-                f"has {os.cpu_count()} cores)")
+        return (f"trainer.num_workers=auto would read batches in parallel ({worker_count('auto')} workers on this "
+                f"machine's {os.cpu_count()} cores)")
     return f"{workers} DataLoader workers do not keep up; more of them, or a dataset held in memory, would"
 
 

@@ -124,7 +124,7 @@ def _prepare(cfg, run, device, overrides, sources, raw, ckpt, summary, tracker):
     if data.extra.get("streamed"):
         messages.phase(cfg, data.extra["streamed_why"])
     about.update(model_summary=inspection.model_summary(net, data.input_shape),
-                 data_summary=inspection.data_summary(data), class_weights=_class_weights(cfg, loop, data))
+                 data_summary=inspection.data_summary(data, loop.train_batches), class_weights=_class_weights(cfg, loop, data))
     summary.start(data, about)
     if tracker is not None:
         tracker.start()

@@ -62,9 +62,12 @@ def model_summary(model, input_shape):
             "input_shape": list(input_shape), "layers": layers}
 
 
-def data_summary(data):
-    """Sizes and class counts of each split; per-feature statistics of the training rows of a table."""
+def data_summary(data, train_batches=None):
+    """Sizes and class counts of each split; per-feature statistics of the training rows of a table;
+    where the training batches come from (held in memory, or a DataLoader with its workers)."""
     summary = {"input_shape": list(data.input_shape), "task": data.task}
+    if train_batches is not None:
+        summary["batches"] = {"path": train_batches.path, "workers": train_batches.workers}
     if data.extra.get("source_dtype"):  # what the dataset builder gave (float64 and integers become float32)
         summary["source_dtype"] = data.extra["source_dtype"]
     if data.extra.get("streamed"):  # too large for the device: streamed from host memory
@@ -107,9 +110,18 @@ def counts_line(data):
     return f"data: {sizes}; {len(counts['train'])} classes, the rarest in train is '{smallest[0]}' ({smallest[1]})"
 
 
+def loader_line(data):
+    """How the training batches are read, where a DataLoader reads them."""
+    batches = data.get("batches") or {}
+    if batches.get("path") != "loader":
+        return None
+    workers = batches["workers"]
+    return f"batches: read by a DataLoader with {workers or 'no'} worker process{'es' if workers != 1 else ''}"
+
+
 def show(model, data, full=False, enabled=True):
     """The model and data at a glance in the terminal (the layer table with `full`), and in run.log."""
-    lines = [totals_line(model), counts_line(data)]
+    lines = [totals_line(model), counts_line(data), loader_line(data)]
     for line in filter(None, lines):
         log.info("%s", line)
     log.info("layers: %s", "; ".join(f"{r['layer']} {r['type']} -> {r['output_shape']} ({r['params']})"

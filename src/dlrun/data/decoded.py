@@ -1,0 +1,60 @@
+"""An image folder decoded once: every image loaded, resized (and greyed) as the folder's load
+steps say, into one uint8 array (N, C, S, S) in the data cache, memory-mapped by later runs.
+
+The cache file is named after a hash of what its pixels depend on: each file's path, size and
+modification time, the load settings and this format's version; a changed, added or removed
+file (or another image size) names another file, so a stale cache is never read. It is written
+to a temporary name and renamed when complete: a run killed while decoding leaves no cache.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = 1  # the layout of the cached array; a change makes every older cache stale
+
+
+def key_of(paths, settings):
+    """The hash of what the decoded pixels depend on."""
+    files = [(str(p), *_stamp(p)) for p in paths]
+    text = json.dumps({"format": FORMAT, "settings": settings, "files": files}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _stamp(path):
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
+
+
+def decoded(paths, load, settings, cache_dir, say):
+    """The uint8 images (N, C, S, S) of `paths` as `load(path)` makes them (a CHW uint8 array),
+    read from the cache in `cache_dir`, or decoded into it first (`say` announces that)."""
+    cache = Path(cache_dir).expanduser() / "image_folders" / f"{key_of(paths, settings)}.npy"
+    if not cache.is_file():
+        say(f"decoding {len(paths):,} images once into {cache} (later runs read them from there)")
+        _write(cache, paths, load)
+    return np.load(cache, mmap_mode="r")
+
+
+def _write(cache, paths, load):
+    from rich.progress import track
+
+    from dlrun.console import console
+
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    first = load(paths[0])
+    partial = cache.with_name(f".{cache.stem}.{os.getpid()}.npy.tmp")
+    try:
+        array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(paths), *first.shape))
+        array[0] = first
+        for i in track(range(1, len(paths)), description="decoding", console=console, transient=True,
+                       disable=not console.is_terminal):
+            array[i] = load(paths[i])
+        array.flush()
+        del array
+        os.replace(partial, cache)
+    finally:
+        partial.unlink(missing_ok=True)
