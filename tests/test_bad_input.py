@@ -155,8 +155,13 @@ def test_every_option_of_a_swept_group_is_checked():
     (["dataset.name=my", "data"], "quote the whole override, spaces included: 'dataset.name=my data'"),
     (["~plugins"], "~plugins deletes plugins, which every run reads: give it a value instead"),
     (["ckpt_path=nothing"], "ckpt_path=nothing: no such file or directory"),
+    (["dataset=webdataset", "dataset.urls=s/train-0.tar", "dataset.urls=s/train-1.tar"],  # the shell's {0..1}
+     "dataset.urls is given 2 times (s/train-0.tar, s/train-1.tar); give it once. A brace pattern that the shell "
+     "expanded must be quoted"),
+    (["dataset=webdataset", "dataset.urls=s/train-{0..1}.tar"],
+     "a value with braces must be quoted for Hydra: \"dataset.urls='s/train-{0..1}.tar'\""),
 ], ids=["option", "key", "sweep", "range", "missing file", "config dir", "flag", "space for =", "unquoted space",
-        "deleted key", "missing checkpoint"])
+        "deleted key", "missing checkpoint", "expanded braces", "unquoted braces"])
 def test_bad_input_through_the_cli_exits_2_with_one_line(cli, args, message):
     proc = cli(*SMOKE, *args, check=False)
     assert proc.returncode == 2  # what the command line asks for: one rule for every such error

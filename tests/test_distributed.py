@@ -64,13 +64,25 @@ def test_accumulation_under_torchrun_equals_the_larger_batch(tmp_path):
         assert torch.allclose(value, weights["small"][key], atol=1e-5), key
 
 
+# The data held as tensors, and read from WebDataset shards by each process's DataLoader worker.
+DATA = {"tensors": [], "webdataset shards": ["dataset=webdataset", "dataset.urls='images/train-{0..3}.tar'",
+                                            "dataset.shuffle_buffer=16", "model=cnn", "trainer.num_workers=1"]}
+
+
 @pytest.mark.slow
-def test_a_mid_epoch_resume_under_torchrun_counts_every_process_once(tmp_path):
-    """Stopped mid-epoch by its time budget and resumed, a 2-process run's metrics equal those of
-    the run that was never stopped: the checkpoint carries the running sums of both processes."""
+@pytest.mark.parametrize("data", DATA)
+def test_a_run_under_torchrun_stopped_twice_mid_epoch_resumes_counting_every_process_once(tmp_path, data):
+    """Stopped mid-epoch by its time budget twice and resumed, a 2-process run's metrics equal those
+    of the run that was never stopped: the checkpoint carries the running sums of both processes
+    and the position of the one index stream they share."""
     env = {**os.environ, "DLRUN_OUTPUTS": str(tmp_path / "outputs"), "OMP_NUM_THREADS": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
-    common = [*SMOKE, "device=cpu", "trainer.batch_size=8", "trainer.max_epochs=4", "plots=[]", "report=false"]
+    common = [*SMOKE, "device=cpu", "trainer.batch_size=8", "trainer.max_epochs=8", "plots=[]", "report=false",
+              *DATA[data]]
+    if data != "tensors":
+        from test_safety import write_shards
+
+        write_shards(tmp_path / "images")
 
     def torchrun(*args):
         proc = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "dlrun", *common, *args],
@@ -78,13 +90,15 @@ def test_a_mid_epoch_resume_under_torchrun_counts_every_process_once(tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
 
     torchrun("hydra.run.dir=whole")
-    torchrun("hydra.run.dir=stopped", "trainer.max_time=0.7")  # an epoch takes about 0.5 s
-    ckpt = torch.load(tmp_path / "stopped" / "checkpoints" / "last.pt", weights_only=False)
+    for _ in range(2):  # an epoch takes 0.3 to 1 s on the tensors, on two cores
+        torchrun("hydra.run.dir=stopped" if _ == 0 else "ckpt_path=stopped", "trainer.max_time=0.6")
+        ckpt = torch.load(tmp_path / "stopped" / "checkpoints" / "last.pt", weights_only=False)
+        assert summary_of(tmp_path / "stopped")["epochs_run"] < 8  # the budget ended the training early
     assert ckpt["fit"]["partial"]["batch"] > 0  # stopped inside an epoch
     torchrun("ckpt_path=stopped", "trainer.max_time=null")
     rows = {name: (tmp_path / name / "metrics.csv").read_text().splitlines() for name in ("whole", "stopped")}
     whole, resumed = ([dict(zip(r[0].split(","), line.split(","))) for line in r[1:]] for r in rows.values())
-    assert len(whole) == len(resumed) == 4
+    assert len(whole) == len(resumed) == 8
     for a, b in zip(whole, resumed):
         for key in ("train/loss", "train/accuracy", "val/loss"):
             assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5), key

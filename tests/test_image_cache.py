@@ -57,6 +57,8 @@ def test_the_cache_trains_what_decoding_every_epoch_trains(tmp_path, monkeypatch
     assert train(tmp_path, "held", "dataset.cache=true") == every_epoch
     monkeypatch.setattr(base, "IN_MEMORY_SHARE", 0)  # as if the folder did not fit: rows from the memory map
     assert train(tmp_path, "mapped", "dataset.cache=true", "trainer.num_workers=2") == every_epoch
+    monkeypatch.setattr(base, "IN_MEMORY_SHARE", 0.25)
+    assert train(tmp_path, "told", "dataset.in_memory=false") == every_epoch
 
 
 def test_num_workers_auto_takes_this_process_share_of_the_cores(monkeypatch):

@@ -146,12 +146,42 @@ def stop_group(proc, run_dir, sig, after_rows):
     return len((run_dir / "metrics.csv").read_text().splitlines()), proc.returncode, err
 
 
+def write_shards(root, classes=4, files=60, shards=4):
+    """The image folder's kind of samples as WebDataset tar shards (.png + .cls), written by webdataset."""
+    import numpy as np
+
+    wds = pytest.importorskip("webdataset", reason="the webdataset extra: pip install 'dlrun[webdataset]'")
+    rng = np.random.default_rng(0)
+    root.mkdir()
+    for s in range(shards):
+        with wds.TarWriter(str(root / f"train-{s}.tar")) as sink:
+            for i in range(classes * files // shards):
+                label = int(rng.integers(0, classes))
+                pixels = rng.integers(0, 196, (32, 32, 3), dtype=np.uint8)
+                pixels[..., label % 3] += np.uint8(20 * label)
+                sink.write({"__key__": f"{s}-{i:04d}", "png": pixels, "cls": label})
+
+
+# Every path a training's data can take, each stopped twice mid-epoch through its process group.
+DATA_PATHS = {
+    "folder decoded every epoch": (write_image_folder, ["dataset=image_folder", "dataset.root=images",
+                                                        "dataset.cache=false"]),
+    "folder's cache held in memory": (write_image_folder, ["dataset=image_folder", "dataset.root=images",
+                                                           "dataset.cache_dir=cache"]),
+    "folder's cache read from its map": (write_image_folder, ["dataset=image_folder", "dataset.root=images",
+                                                              "dataset.cache_dir=cache", "dataset.in_memory=false"]),
+    "webdataset shards": (write_shards, ["dataset=webdataset", "dataset.urls='images/train-{0..3}.tar'",
+                                         "dataset.shuffle_buffer=16"]),
+}
+
+
 @pytest.mark.slow
-def test_a_dataloader_run_with_workers_stopped_twice_resumes_bit_identical(cli):
-    write_image_folder(cli.cwd / "images")
-    folder = ["dataset=image_folder", "dataset.root=images", "dataset.cache=false", "dataset.image_size=32", "model=cnn",
-              "trainer.batch_size=8", "trainer.num_workers=2", "trainer.max_epochs=6", "seed=3", *LONG[:3],
-              "trainer.early_stopping.enabled=false"]
+@pytest.mark.parametrize("path", DATA_PATHS)
+def test_a_run_with_workers_stopped_twice_resumes_bit_identical_on_every_data_path(cli, path):
+    write, dataset = DATA_PATHS[path]
+    write(cli.cwd / "images")
+    folder = [*dataset, "dataset.image_size=32", "model=cnn", "trainer.batch_size=8", "trainer.num_workers=2",
+              "trainer.max_epochs=6", "seed=3", *LONG[:3], "trainer.early_stopping.enabled=false"]
     cli(*folder, "hydra.run.dir=straight")
     run = cli.cwd / "stopped"
     rows, code, err = stop_group(start(cli, *folder, "hydra.run.dir=stopped", own_group=True), run, signal.SIGTERM, 1)

@@ -75,6 +75,7 @@ def prepare_argv(argv):
                               "or -m --cfg hydra for the sweep's launcher and sweeper.")
         return _flags(args) + args.overrides + _shown_settings(args), None
     _check_config_dirs([] if args.config_dir is None else [args.config_dir])
+    _check_given_once(args.overrides)
     multirun, overrides = args.multirun, list(args.overrides)
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     user_dir = config.value_of(overrides, key)
@@ -220,6 +221,20 @@ def _records_kept(argv, run_dir):
     for folder in dirs:
         stack.enter_context(record_kept_unless_started(folder))
     return stack
+
+
+def _check_given_once(overrides):
+    """A key set twice on one command line takes its last value silently in Hydra; the usual cause is
+    a brace pattern (shards) that the shell expanded into one override per file."""
+    values = {}
+    for override in overrides:
+        if "=" in override and not override.startswith("~"):
+            values.setdefault(config.key_of(override), []).append(override.split("=", 1)[1])
+    key, given = next(((k, v) for k, v in values.items() if len(v) > 1), (None, None))
+    if key is not None:
+        shown = ", ".join(given[:3]) + (", ..." if len(given) > 3 else "")
+        raise ConfigError(f"{key} is given {len(given)} times ({shown}); give it once. A brace pattern that the "
+                          f"shell expanded must be quoted: \"{key}='files-{{000..009}}.tar'\"; a list is [a,b].")
 
 
 def _check_config_dirs(dirs):

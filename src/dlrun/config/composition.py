@@ -174,6 +174,9 @@ def _translate(exc, overrides, config_dir):
     first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
     if isinstance(exc, OverrideParseException):
         bad = next((o for o in overrides if not _parses(o)), " ".join(overrides))
+        if "=" in bad and "{" in bad:  # a brace pattern (shards): Hydra reads braces as a dictionary
+            key, value = bad.split("=", 1)
+            return f"cannot parse {bad}: a value with braces must be quoted for Hydra: \"{key}='{value}'\"."
         return f"cannot parse {bad}: {first} (see Hydra's override grammar)."
     return first
 

@@ -11,7 +11,7 @@ from dlrun.errors import ConfigError
 from dlrun.registry import Registry
 
 DATASETS = Registry("dataset", builtins=["dlrun.data.tabular", "dlrun.data.csv_file", "dlrun.data.vision",
-                                        "dlrun.data.hdf5_file"],
+                                        "dlrun.data.hdf5_file", "dlrun.data.shards"],
                     handled=["threshold", "threshold_metric", "classes", "resize", "positive_class"])
 TASKS = ("multiclass", "binary", "regression")
 
@@ -69,14 +69,14 @@ class LazyRows(torch.utils.data.Dataset):
     into DataLoader workers; `as_input(row)` makes a row a tensor. Only the opener is pickled."""
 
     def __init__(self, opener, labels, as_input):
-        self.opener, self.labels, self.as_input, self._rows = opener, labels, as_input, None
+        self.opener, self.labels, self.as_input, self._rows, self._pid = opener, labels, as_input, None, None
 
     def __len__(self):
         return len(self.labels)
 
     def __getitem__(self, index):
-        if self._rows is None:
-            self._rows = self.opener()
+        if self._rows is None or self._pid != os.getpid():  # opened here, not in the process it was forked from
+            self._rows, self._pid = self.opener(), os.getpid()
         return self.as_input(self._rows[index]), self.labels[index]
 
     def __getstate__(self):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from dlrun.data.sampling import IndexStream
+from dlrun.data.sampling import IndexStream, locality_of
 
 
 class DeviceTransform:
@@ -232,7 +232,7 @@ class LoaderBatches:
         self.device = device
         self.transform = transform
         self.train = train
-        self.stream = IndexStream(part.y, sampling, seed, shard) if train else None
+        self.stream = IndexStream(part.y, sampling, seed, shard, locality_of(part.x)) if train else None
         self.sampler = _StreamSampler(self.stream) if train else None
         self.loader = torch.utils.data.DataLoader(
             part.x, batch_size=batch_size, sampler=self.sampler, num_workers=num_workers,

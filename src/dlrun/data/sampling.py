@@ -55,13 +55,49 @@ SAMPLING = {
 }
 
 
-class IndexStream:
-    """Each epoch's training row indices for this process (`shard` = (rank, world))."""
+def locality_of(dataset):
+    """(group of each row, shuffle buffer) of a dataset whose rows are read fastest group by group
+    (tar shards: `dataset.locality()`), seen through Subsets; None for any other dataset."""
+    rows = None
+    while isinstance(dataset, torch.utils.data.Subset):
+        index = torch.as_tensor(dataset.indices)
+        rows, dataset = index if rows is None else index[rows], dataset.dataset
+    if not hasattr(dataset, "locality"):
+        return None
+    groups, buffer = dataset.locality()
+    groups = torch.as_tensor(groups)
+    return (groups if rows is None else groups[rows]), buffer
 
-    def __init__(self, labels, sampling, seed, shard=(0, 1)):
+
+def streamed_shuffle(groups, buffer):
+    """A shuffle as a streaming reader makes it: the groups (shards) in a fresh order, each one's
+    rows in order, through a shuffle buffer of `buffer` rows (the next row out is a random one of
+    the buffer, replaced by the next row in; the last ones leave in a random order)."""
+    _, groups = torch.unique(groups, return_inverse=True)
+
+    def draw(labels, generator):
+        place = torch.randperm(int(groups.max()) + 1, generator=generator)
+        rows = torch.argsort(place[groups], stable=True).tolist()
+        size = min(buffer, len(rows))
+        picks = torch.randint(0, size, (len(rows) - size,), generator=generator).tolist()
+        held, out = rows[:size], []
+        for row, k in zip(rows[size:], picks):
+            out.append(held[k])
+            held[k] = row
+        out += [held[k] for k in torch.randperm(size, generator=generator).tolist()]
+        return torch.tensor(out, dtype=torch.int64)
+
+    return draw
+
+
+class IndexStream:
+    """Each epoch's training row indices for this process (`shard` = (rank, world)); `locality`
+    (see locality_of) makes the shuffle a streamed one."""
+
+    def __init__(self, labels, sampling, seed, shard=(0, 1), locality=None):
         self.labels = labels.detach().cpu().view(-1).long()
         self.sampling = sampling
-        self.draw = SAMPLING[sampling]
+        self.draw = streamed_shuffle(*locality) if locality and sampling == "shuffle" else SAMPLING[sampling]
         self.rank, self.world = shard
         self.generator = torch.Generator().manual_seed(seed)
         self._epoch_start = self.generator.get_state()

@@ -208,10 +208,11 @@ def load_steps(image_size, channels):
 
 
 @DATASETS.register("image_folder")
-def image_folder(root, image_size=64, channels=3, cache=True, cache_dir="~/.cache/dlrun/data"):
+def image_folder(root, image_size=64, channels=3, cache=True, cache_dir="~/.cache/dlrun/data", in_memory=None):
     """A class-per-sub-folder image directory: decoded once into the data cache (`cache`, see
-    decoded.py) and held in memory when it fits, read from the cache's memory map row by row when
-    it does not; without `cache`, decoded again in every epoch through a DataLoader."""
+    decoded.py) and held in memory when it fits (or `in_memory` says so), read from the cache's
+    memory map row by row when it does not; without `cache`, decoded again in every epoch
+    through a DataLoader."""
     from torchvision import transforms
     from torchvision.datasets import ImageFolder
 
@@ -226,16 +227,16 @@ def image_folder(root, image_size=64, channels=3, cache=True, cache_dir="~/.cach
         raise DlrunError(f"dataset.root={root}: {exc}") from None
     paths = [path for path, _ in dataset.samples]
     _check_images(root, paths)
-    x = _decoded_once(paths, transforms.Compose(steps), (image_size, channels), cache_dir, dataset.targets) \
-        if cache else dataset
+    x = _decoded_once(paths, transforms.Compose(steps), (image_size, channels), cache_dir, dataset.targets,
+                      in_memory) if cache else dataset
     return Data(x=x, y=dataset.targets, class_names=list(dataset.classes),
                 mean=(0.5,) * channels, std=(0.5,) * channels, image=True, pixel_max=255,
                 input_spec={"load_size": image_size, "channels": channels})
 
 
-def _decoded_once(paths, steps, settings, cache_dir, labels):
-    """The folder's uint8 images from the data cache: a tensor when they fit in memory, else rows
-    read from the cache's memory map."""
+def _decoded_once(paths, steps, settings, cache_dir, labels, in_memory):
+    """The folder's uint8 images from the data cache: a tensor when they fit in memory (or
+    `in_memory`), else rows read from the cache's memory map."""
     import functools
 
     from dlrun import console
@@ -247,7 +248,7 @@ def _decoded_once(paths, steps, settings, cache_dir, labels):
 
     mapped = decoded.decoded(paths, load, {"image_size": settings[0], "channels": settings[1]}, cache_dir,
                              say=lambda text: console.say(f"[dim]>[/] {text}"))
-    if fits_in_memory(mapped.nbytes):
+    if fits_in_memory(mapped.nbytes) if in_memory is None else in_memory:
         return torch.from_numpy(np.array(mapped))
     return LazyRows(functools.partial(np.load, mapped.filename, mmap_mode="r"), np.asarray(labels), _row_tensor)
 

@@ -119,8 +119,9 @@ def _feeding_advice(cfg, loop):
         return ("its batches are held in memory, and preparing them (augmentation, resizing) takes that time; "
                 "a larger trainer.batch_size spreads it")
     if workers == 0:
-        return (f"trainer.num_workers=auto would read batches in parallel ({worker_count('auto')} workers on this "
-                f"machine's {os.cpu_count()} cores)")
+        auto = worker_count("auto")
+        return (f"trainer.num_workers=auto would read batches in parallel ({auto} worker{'s' if auto != 1 else ''} "
+                f"on this machine's {os.cpu_count()} cores)")
     return f"{workers} DataLoader workers do not keep up; more of them, or a dataset held in memory, would"
 
 
