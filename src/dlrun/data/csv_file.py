@@ -7,8 +7,9 @@ dozens of one-hot columns. Columns listed in `categorical` are one-hot encoded
 whatever their cells look like (a blank cell is then a category of its own).
 """
 
+import codecs
+import collections
 import csv as csvlib
-import io
 from pathlib import Path
 
 import numpy as np
@@ -24,17 +25,20 @@ def csv(path, target, features=None, categorical=(), task="auto", encoding="utf-
     names kept, sorted); task=auto picks binary for two distinct values, multiclass for
     text or few integer values, regression otherwise."""
     table = _Table(path, encoding)
-    target_column = table.column("dataset.target", target)
+    table.column_name("dataset.target", target)
     chosen = bool(features)
-    features = list(features) if features else [c for c in table.header if c != target]
+    features = [table.column_name("dataset.features", name) for name in features] if features else \
+        [c for c in table.header if c != target]
     if target in features:
         raise ConfigError(f"dataset.features lists the target column '{target}'; a model must not see its label.")
     categorical = list(categorical or [])
     for name in categorical:
         if name not in features:
             raise ConfigError(unknown_choice("dataset.categorical", name, features))
-    blocks = [table.feature(name, name in categorical) for name in features]
-    data = _with_target(table, target_column, target, task, np.concatenate([x for x, _ in blocks], axis=1))
+    columns = table.read([*features, target], text=[target, *categorical])
+    target_values = columns.pop(target).to_pylist()
+    blocks = [table.feature(name, columns.pop(name), name in categorical) for name in features]
+    data = _with_target(table, target_values, target, task, np.concatenate([x for x, _ in blocks], axis=1))
     data.input_spec = {"columns": [{"name": name, "levels": levels} for name, (_, levels) in zip(features, blocks)]}
     if not chosen:  # every column but the target trains: say which ones look like row ids
         data.cautions = [_looks_like_an_id(name, x[:, 0]) for name, (x, levels) in zip(features, blocks)
@@ -59,14 +63,14 @@ def _with_target(table, values, target, task, x):
     missing = [i for i, v in enumerate(values) if v.strip().lower() in ("", "nan")]
     if missing:
         raise ConfigError(f"dataset.path={table.path}: the target column '{target}' is empty on line "
-                          f"{table.lines[missing[0]]} ({_count(len(missing), 'row')} without a target); drop or fill them.")
+                          f"{table.row(missing[0])[0]} ({_count(len(missing), 'row')} without a target); drop or fill them.")
     task = _infer_task(values) if task == "auto" else task
     numbers = parse_numbers(values)
     if task == "regression":
         text = [i for i, v in enumerate(numbers) if v is None or not np.isfinite(v)]
         if text:
             raise ConfigError(f"dataset.task=regression needs a numeric target, but column '{target}' has "
-                              f"'{values[text[0]]}' on line {table.lines[text[0]]}.")
+                              f"'{values[text[0]]}' on line {table.row(text[0])[0]}.")
         return Data(x=x, y=np.array(numbers, dtype=np.float32), task=task, standardize=True)
     labels = values if None in numbers else numbers
     names, codes = np.unique(labels, return_inverse=True)
@@ -75,79 +79,177 @@ def _with_target(table, values, target, task, x):
     return Data(x=x, y=codes, task=task, class_names=[_label(n) for n in names], standardize=True)
 
 
+# More columns than this are not a table of features (a file written transposed, say): refused
+# before the columnar reader spends minutes and gigabytes on it.
+MAX_COLUMNS = 100_000
+
+
 class _Table:
-    """The header, the cells and each data row's line number of a CSV file."""
+    """The header and columns of a CSV file. pyarrow's columnar reader parses it (in parallel, in
+    blocks: a million rows of a hundred columns in seconds, in about the memory of the values):
+    columns it reads as whole numbers or floats stay numbers; the others, and the target and
+    categorical columns, are read again as the text written in the file. Line numbers, and the
+    text of a cell it read as missing, are looked up only for an error message (`_row`)."""
 
     def __init__(self, path, encoding):
-        self.path = path
-        text = self._decode(path, encoding)
-        reader = csvlib.reader(io.StringIO(text, newline=""))
-        rows, self.lines = [], []
-        for row in reader:
-            if row:  # blank lines are skipped
-                rows.append(row)
-                self.lines.append(reader.line_num)
-        if len(rows) < 2:
-            raise ConfigError(f"dataset.path={path} has no data rows below its header.")
-        self.header, body, self.lines = rows[0], rows[1:], self.lines[1:]
+        self.path, self.file, self.codec = path, _file(path), _codec(encoding)
+        self.header = _header(self.file, self.codec, path)
         self._check_header()
-        for row, line in zip(body, self.lines):
-            if len(row) != len(self.header):
-                raise ConfigError(f"dataset.path={path}: line {line} has {len(row)} values and the header has "
-                                  f"{len(self.header)}; every row needs one value per column.")
-        self.cells = {name: [row[i] for row in body] for i, name in enumerate(self.header)}
 
-    @staticmethod
-    def _decode(path, encoding):
-        file = Path(path).expanduser()
-        if not file.is_file():
-            raise ConfigError(f"dataset.path={path}: no such file. Point it at a CSV file with a header row.")
-        data = file.read_bytes()
-        codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding  # a BOM is fine
+    def read(self, names, text):
+        """Columns `names` (numbers where every cell of one is a number) and `text` (as written)."""
+        if len(names) > MAX_COLUMNS:
+            raise ConfigError(f"dataset.path={self.path} has {len(self.header):,} columns: a table of features has "
+                              f"one column per feature and one row per example; transpose it, or name the columns "
+                              f"to read with dataset.features=[...].")
+        found = self._read(names, text)
+        again = [n for n in names if n not in text and not _numeric(found[n])]
+        if again:  # text, dates, flags, empty columns: their cells as written
+            found.update(self._read(again, again))
+        return found
+
+    def _read(self, names, text):
+        import pyarrow as pa
+        from pyarrow import csv as pacsv
+
+        options = pacsv.ReadOptions(column_names=self.header, skip_rows=1, encoding=self.codec,
+                                    block_size=16 << 20)
+        convert = pacsv.ConvertOptions(include_columns=list(names), column_types={n: pa.string() for n in text},
+                                       strings_can_be_null=False)
         try:
-            return data.decode(codec)
-        except LookupError:
-            raise ConfigError(f"dataset.encoding={encoding} is not a text encoding Python knows "
-                              f"(e.g. utf-8, latin-1, cp1252).") from None
-        except UnicodeDecodeError as exc:
-            line = data[:exc.start].count(b"\n") + 1
-            raise ConfigError(f"dataset.path={path} is not {encoding} text: byte 0x{data[exc.start]:02x} on line "
-                              f"{line} cannot be decoded. Set dataset.encoding to the file's encoding, e.g. "
-                              f"dataset.encoding=latin-1 or dataset.encoding=cp1252.") from None
+            table = pacsv.read_csv(self.file, read_options=options, convert_options=convert)
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            self._diagnose()
+            raise ConfigError(f"dataset.path={self.path} cannot be read: {str(exc).splitlines()[0]}") from None
+        if table.num_rows == 0:
+            raise ConfigError(f"dataset.path={self.path} has no data rows below its header.")
+        return {name: table.column(name) for name in names}
+
+    def _diagnose(self):
+        """The first row without one value per column, or the first byte that is not text in the
+        file's encoding, named with its line (the reader says neither so plainly)."""
+        _decoded(self.file, self.codec, self.path)
+        for line, row in _rows(self.file, self.codec):
+            if len(row) != len(self.header):
+                raise ConfigError(f"dataset.path={self.path}: line {line} has {len(row)} values and the header has "
+                                  f"{len(self.header)}; every row needs one value per column.")
+
+    def row(self, index):
+        """(line number, cells) of data row `index`, for messages."""
+        for i, found in enumerate(_rows(self.file, self.codec)):
+            if i == index:
+                return found
+        raise IndexError(index)
 
     def _check_header(self):
-        for name in dict.fromkeys(self.header):
-            where = [i + 1 for i, n in enumerate(self.header) if n == name]
-            if len(where) > 1:
+        for name, count in collections.Counter(self.header).items():
+            if count > 1:
+                where = [i + 1 for i, n in enumerate(self.header) if n == name]
                 raise ConfigError(f"dataset.path={self.path}: the column name '{name}' appears {len(where)} times "
                                   f"in the header (columns {', '.join(map(str, where))}); give each column its own name.")
 
-    def column(self, key, name):
-        if name not in self.cells:
+    def column_name(self, key, name):
+        if name not in self.header:
             raise ConfigError(unknown_choice(key, name, self.header))
-        return self.cells[name]
+        return name
 
-    def feature(self, name, categorical):
+    def feature(self, name, column, categorical):
         """Column `name` as features and its levels: (N, 1) numbers and None, or (N, levels) one-hot
         and the levels."""
-        values = self.column("dataset.features", name)
         if categorical:
-            return _one_hot(values)
+            return _one_hot(column.to_numpy(zero_copy_only=False))
+        if _numeric(column):
+            numbers = column.to_numpy(zero_copy_only=False).astype(np.float64)
+            bad = np.flatnonzero(~np.isfinite(numbers))  # a missing cell is NaN here
+            if not len(bad):
+                return numbers.astype(np.float32)[:, None], None
+            line, cells = self.row(int(bad[0]))
+            return self._refuse(name, cells[self.header.index(name)], line, len(bad))
+        values = column.to_pylist()
         numbers = parse_numbers(values)
         bad = [i for i, v in enumerate(numbers) if v is None or not np.isfinite(v)]
-        if not bad:
-            return np.array(numbers, dtype=np.float32)[:, None], None
-        blank = [i for i in bad if values[i].strip().lower() in ("", "nan", "na", "n/a", "null", "none")]
+        blank = [i for i in bad if _blank(values[i])]
         if len(bad) == len(values) and not blank:
-            return _one_hot(values)  # a text column
-        first = bad[0]
-        if first in blank or numbers[first] is not None:
-            raise ConfigError(f"dataset.path={self.path}: column '{name}' has a missing value ('{values[first]}') "
-                              f"on line {self.lines[first]} ({_count(len(bad), 'cell')} in all); fill or drop those rows, or "
+            return _one_hot(np.asarray(values))  # a text column
+        line, _ = self.row(bad[0])
+        return self._refuse(name, values[bad[0]], line, len(bad))
+
+    def _refuse(self, name, cell, line, count):
+        if _blank(cell) or _is_number(cell):
+            raise ConfigError(f"dataset.path={self.path}: column '{name}' has a missing value ('{cell}') "
+                              f"on line {line} ({_count(count, 'cell')} in all); fill or drop those rows, or "
                               f"declare the column with dataset.categorical=[{name}].")
-        raise ConfigError(f"dataset.path={self.path}: column '{name}' is numeric but line {self.lines[first]} has "
-                          f"'{values[first]}' ({_count(len(bad), 'non-numeric cell')} in all); fix those cells, or declare "
+        raise ConfigError(f"dataset.path={self.path}: column '{name}' is numeric but line {line} has "
+                          f"'{cell}' ({_count(count, 'non-numeric cell')} in all); fix those cells, or declare "
                           f"the column as text with dataset.categorical=[{name}].")
+
+
+def _numeric(column):
+    import pyarrow as pa
+
+    return pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+
+
+def _blank(cell):
+    return cell.strip().lower() in ("", "nan", "na", "n/a", "null", "none")
+
+
+def _is_number(cell):
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False
+
+
+def _file(path):
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"dataset.path={path}: no such file. Point it at a CSV file with a header row.")
+    return file
+
+
+def _codec(encoding):
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise ConfigError(f"dataset.encoding={encoding} is not a text encoding Python knows "
+                          f"(e.g. utf-8, latin-1, cp1252).") from None
+    return "utf-8-sig" if name == "utf-8" else name  # a byte-order mark is fine
+
+
+def _header(file, codec, path):
+    try:
+        with open(file, encoding=codec, newline="") as text:
+            header = next(csvlib.reader(text), None)
+    except UnicodeDecodeError:
+        _decoded(file, codec, path)
+        raise
+    if not header:
+        raise ConfigError(f"dataset.path={path} has no data rows below its header.")
+    return header
+
+
+def _rows(file, codec):
+    """(line number, cells) of each data row, blank lines skipped, read as a stream."""
+    with open(file, encoding=codec, newline="") as text:
+        reader = csvlib.reader(text)
+        next(reader, None)
+        for row in reader:
+            if row:
+                yield reader.line_num, row
+
+
+def _decoded(file, codec, path):
+    """Nothing, or the error naming the line of the first byte that is not `codec` text."""
+    data = file.read_bytes()
+    try:
+        data.decode(codec)
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"dataset.path={path} is not {codec.removesuffix('-sig')} text: byte 0x{data[exc.start]:02x} "
+                          f"on line {line} cannot be decoded. Set dataset.encoding to the file's encoding, e.g. "
+                          f"dataset.encoding=latin-1 or dataset.encoding=cp1252.") from None
 
 
 def _count(n, noun):
