@@ -47,6 +47,8 @@ bench: setup
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/time_to_result.py
 	$(BIN)/python bench/scaling.py
+	$(BIN)/python bench/input_pipeline.py
+	$(BIN)/python bench/csv_reading.py
 	-$(BIN)/python bench/gpu.py  # exits 2, saying so, where there is no GPU
 
 # The guide's tables: regenerate them all from full runs (minutes), or check that they reproduce.

@@ -16,6 +16,8 @@ SCRIPTS = {
     "memory.py": ["--epochs", "3"],
     "time_to_result.py": ["--rounds", "1", "--epochs", "2"],
     "scaling.py": ["--quick"],
+    "input_pipeline.py": ["--images", "200", "--epochs", "2"],
+    "csv_reading.py": ["--rows", "2000", "--columns", "5"],
 }
 
 
@@ -47,5 +49,9 @@ def test_benchmark_script_runs(script):
         assert "dlrun loop" in proc.stdout and "x plain" in proc.stdout
     if script == "scaling.py":
         assert proc.stdout.count("us/row") == 4 and "held on" in proc.stdout
+    if script == "csv_reading.py":
+        assert "dlrun / pandas: time" in proc.stdout
+    if script == "input_pipeline.py":
+        assert "first epoch: dlrun / plain = " in proc.stdout and "later epochs: dlrun" in proc.stdout
     if script == "time_to_result.py":
         assert "dlrun / plain = " in proc.stdout and "artifacts" in proc.stdout

@@ -36,7 +36,7 @@ def csv(path, target, features=None, categorical=(), task="auto", encoding="utf-
         if name not in features:
             raise ConfigError(unknown_choice("dataset.categorical", name, features))
     columns = table.read([*features, target], text=[target, *categorical])
-    target_values = columns.pop(target).to_pylist()
+    target_values = columns.pop(target)
     blocks = [table.feature(name, columns.pop(name), name in categorical) for name in features]
     data = _with_target(table, target_values, target, task, np.concatenate([x for x, _ in blocks], axis=1))
     data.input_spec = {"columns": [{"name": name, "levels": levels} for name, (_, levels) in zip(features, blocks)]}
@@ -59,24 +59,41 @@ def _looks_like_an_id(name, values):
             f"on as a feature. If it is not one, name the features with dataset.features=[...].")
 
 
-def _with_target(table, values, target, task, x):
-    missing = [i for i, v in enumerate(values) if v.strip().lower() in ("", "nan")]
-    if missing:
+def _with_target(table, column, target, task, x):
+    """The Data of features `x` and the target column (its cells as written, an Arrow array)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cells = pc.utf8_lower(pc.utf8_trim_whitespace(column))
+    missing = np.flatnonzero(pc.is_in(cells, value_set=pa.array(["", "nan"])).to_numpy(zero_copy_only=False))
+    if len(missing):
         raise ConfigError(f"dataset.path={table.path}: the target column '{target}' is empty on line "
                           f"{table.row(missing[0])[0]} ({_count(len(missing), 'row')} without a target); drop or fill them.")
-    task = _infer_task(values) if task == "auto" else task
-    numbers = parse_numbers(values)
+    numbers = _numbers(column)  # None where a cell is not a number
+    task = _infer_task(numbers, pc.count_distinct(column).as_py(), len(column)) if task == "auto" else task
     if task == "regression":
-        text = [i for i, v in enumerate(numbers) if v is None or not np.isfinite(v)]
-        if text:
+        bad = np.flatnonzero(~np.isfinite(numbers)) if numbers is not None else \
+            [i for i, v in enumerate(parse_numbers(column.to_pylist())) if v is None or not np.isfinite(v)]
+        if len(bad):
             raise ConfigError(f"dataset.task=regression needs a numeric target, but column '{target}' has "
-                              f"'{values[text[0]]}' on line {table.row(text[0])[0]}.")
-        return Data(x=x, y=np.array(numbers, dtype=np.float32), task=task, standardize=True)
-    labels = values if None in numbers else numbers
-    names, codes = np.unique(labels, return_inverse=True)
+                              f"'{column[int(bad[0])].as_py()}' on line {table.row(int(bad[0]))[0]}.")
+        return Data(x=x, y=numbers.astype(np.float32), task=task, standardize=True)
+    names, codes = np.unique(numbers if numbers is not None else column.to_numpy(zero_copy_only=False),
+                             return_inverse=True)
     if task == "binary" and len(names) != 2:
         raise ConfigError(f"dataset.task=binary, but column '{target}' has {len(names)} distinct values.")
     return Data(x=x, y=codes, task=task, class_names=[_label(n) for n in names], standardize=True)
+
+
+def _numbers(column):
+    """The cells of a text column as float64, or None when one of them is not a number."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        return pc.cast(pc.utf8_trim_whitespace(column), pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 # More columns than this are not a table of features (a file written transposed, say): refused
@@ -112,8 +129,10 @@ class _Table:
         import pyarrow as pa
         from pyarrow import csv as pacsv
 
-        options = pacsv.ReadOptions(column_names=self.header, skip_rows=1, encoding=self.codec,
-                                    block_size=16 << 20)
+        # The header line (a byte-order mark too) is skipped: Arrow reads UTF-8 natively, other
+        # encodings through Python's codecs.
+        arrow_codec = "utf8" if self.codec == "utf-8-sig" else self.codec
+        options = pacsv.ReadOptions(column_names=self.header, skip_rows=1, encoding=arrow_codec)
         convert = pacsv.ConvertOptions(include_columns=list(names), column_types={n: pa.string() for n in text},
                                        strings_can_be_null=False)
         try:
@@ -159,15 +178,17 @@ class _Table:
         if categorical:
             return _one_hot(column.to_numpy(zero_copy_only=False))
         if _numeric(column):
-            numbers = column.to_numpy(zero_copy_only=False).astype(np.float64)
+            numbers = column.to_numpy(zero_copy_only=False)
             bad = np.flatnonzero(~np.isfinite(numbers))  # a missing cell is NaN here
             if not len(bad):
                 return numbers.astype(np.float32)[:, None], None
             line, cells = self.row(int(bad[0]))
             return self._refuse(name, cells[self.header.index(name)], line, len(bad))
         values = column.to_pylist()
-        numbers = parse_numbers(values)
+        numbers = parse_numbers(values)  # Python's reading of a number: " 2" and "1_000" are numbers too
         bad = [i for i, v in enumerate(numbers) if v is None or not np.isfinite(v)]
+        if not bad:
+            return np.array(numbers, dtype=np.float32)[:, None], None
         blank = [i for i in bad if _blank(values[i])]
         if len(bad) == len(values) and not blank:
             return _one_hot(np.asarray(values))  # a text column
@@ -277,12 +298,11 @@ def _label(value):
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
-def _infer_task(values):
-    numbers = parse_numbers(values)
-    distinct = len(set(values))
-    if None in numbers:
+def _infer_task(numbers, distinct, rows):
+    """binary for two distinct values, multiclass for text or few whole numbers, else regression."""
+    if numbers is None:
         return "binary" if distinct == 2 else "multiclass"
-    integral = all(n == round(n) for n in numbers if np.isfinite(n))
-    if integral and distinct <= max(20, len(values) // 20):
+    finite = numbers[np.isfinite(numbers)]
+    if np.all(finite == np.round(finite)) and distinct <= max(20, rows // 20):
         return "binary" if distinct == 2 else "multiclass"
     return "regression"

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 FORMAT = 1  # the layout of the cached array; a change makes every older cache stale
 
@@ -34,25 +35,52 @@ def decoded(paths, load, settings, cache_dir, say):
     read from the cache in `cache_dir`, or decoded into it first (`say` announces that)."""
     cache = Path(cache_dir).expanduser() / "image_folders" / f"{key_of(paths, settings)}.npy"
     if not cache.is_file():
-        say(f"decoding {len(paths):,} images once into {cache} (later runs read them from there)")
-        _write(cache, paths, load)
+        from dlrun.data.batches import worker_count
+
+        workers = worker_count("auto")
+        say(f"decoding {len(paths):,} images once into {cache}, {_processes(workers)} (later runs read them from there)")
+        _write(cache, paths, load, workers)
     return np.load(cache, mmap_mode="r")
 
 
-def _write(cache, paths, load):
+def _processes(workers):
+    return f"in {workers} worker processes" if workers > 1 else "in one worker process" if workers else "here"
+
+
+class _Files(torch.utils.data.Dataset):
+    def __init__(self, paths, load):
+        self.paths, self.load = paths, load
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        return torch.from_numpy(self.load(self.paths[i]))
+
+
+# Images a decoding worker hands back at a time.
+CHUNK = 256
+
+
+def _write(cache, paths, load, workers):
+    """Decode `paths` in `workers` DataLoader processes (which leave Ctrl-C and SIGTERM to this
+    one) into a temporary file, renamed to `cache` once whole."""
     from rich.progress import track
 
     from dlrun.console import console
+    from dlrun.data.batches import _seed_worker
 
     cache.parent.mkdir(parents=True, exist_ok=True)
     first = load(paths[0])
     partial = cache.with_name(f".{cache.stem}.{os.getpid()}.npy.tmp")
+    loader = torch.utils.data.DataLoader(_Files(paths, load), batch_size=CHUNK, num_workers=workers,
+                                         worker_init_fn=_seed_worker,
+                                         generator=torch.Generator())  # not the run's seeded generator
     try:
         array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(paths), *first.shape))
-        array[0] = first
-        for i in track(range(1, len(paths)), description="decoding", console=console, transient=True,
-                       disable=not console.is_terminal):
-            array[i] = load(paths[i])
+        for i, images in enumerate(track(loader, description="decoding", console=console, transient=True,
+                                         disable=not console.is_terminal)):
+            array[i * CHUNK:i * CHUNK + len(images)] = images.numpy()
         array.flush()
         del array
         os.replace(partial, cache)

@@ -242,15 +242,18 @@ def _decoded_once(paths, steps, settings, cache_dir, labels, in_memory):
     from dlrun import console
     from dlrun.data import decoded
 
-    def load(path):  # what ToTensor would scale to [0, 1], kept as bytes: (C, S, S)
-        pixels = np.asarray(steps(_load_image(path)), dtype=np.uint8)
-        return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-
+    load = functools.partial(_decoded_image, steps=steps)
     mapped = decoded.decoded(paths, load, {"image_size": settings[0], "channels": settings[1]}, cache_dir,
                              say=lambda text: console.say(f"[dim]>[/] {text}"))
     if fits_in_memory(mapped.nbytes) if in_memory is None else in_memory:
         return torch.from_numpy(np.array(mapped))
     return LazyRows(functools.partial(np.load, mapped.filename, mmap_mode="r"), np.asarray(labels), _row_tensor)
+
+
+def _decoded_image(path, steps):
+    """What ToTensor would scale to [0, 1], kept as bytes: (C, S, S) uint8."""
+    pixels = np.asarray(steps(_load_image(path)), dtype=np.uint8)
+    return np.ascontiguousarray(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1))
 
 
 def _row_tensor(row):

@@ -111,7 +111,8 @@ def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter,
 
 def _prepare(cfg, run, device, overrides, sources, raw, ckpt, summary, tracker):
     """The data, the model and its loop, and the start of the record (and of the MLflow run)."""
-    data = _evaluated_data(cfg, raw, ckpt, summary)
+    with summary.timed("data"):  # reading, decoding and splitting the dataset
+        data = _evaluated_data(cfg, raw, ckpt, summary)
     if data.extra["cautions"] and cfg.cv.fold in (None, 0):  # said once, not again for every fold
         summary.data["warnings"] = [messages.warn(text) for text in data.extra["cautions"]]
     _without_validation(cfg, data, summary)
