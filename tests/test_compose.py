@@ -108,6 +108,14 @@ def _needs(group, option, root):
         with h5py.File(root / "data.h5", "w") as file:
             file["x"], file["y"] = np.random.default_rng(0).normal(size=(40, 3)), np.arange(40) % 2
         return [f"dataset.path={root / 'data.h5'}"]
+    if (group, option) == ("dataset", "webdataset"):
+        import numpy as np
+
+        wds = pytest.importorskip("webdataset", reason="the webdataset extra: pip install 'dlrun[webdataset]'")
+        with wds.TarWriter(str(root / "train.tar")) as sink:
+            for i in range(40):
+                sink.write({"__key__": f"{i:04d}", "npy": np.full(3, i % 2, dtype=np.float32), "cls": i % 2})
+        return [f"dataset.urls={root / 'train.tar'}"]
     if option in ("resnet18", "torchvision", "vgg_fast", "cifar10_fast"):
         small = ["model.widths=[8,16,16,16]", "device.compile=false"]
         return images + (small if option not in ("resnet18", "torchvision") else [])
