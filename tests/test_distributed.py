@@ -144,3 +144,74 @@ def _alive(pid):
         return False
     with open(f"/proc/{pid}/stat") as stat:  # a zombie is gone, only not yet reaped
         return stat.read().split()[2] != "Z"
+
+
+FLAKY = '''
+"""A model whose rank 1 fails at its 5th training forward pass, as FLAKY says."""
+import math, os, signal, time
+
+from torch import nn
+
+from dlrun.models import MODELS, Network
+
+
+class Flaky(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, x):
+        if self.training and os.environ["RANK"] == "1":
+            self.calls += 1
+            if self.calls == 5:
+                how = os.environ["FLAKY"]
+                if how == "raise":
+                    raise MemoryError("rank 1 ran out of memory")
+                if how == "hang":
+                    time.sleep(3600)
+                if how == "kill":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                if how == "nan":
+                    return self.inner(x) * float("nan")
+        return self.inner(x)
+
+
+@MODELS.register("flaky")
+def flaky(input_shape, num_outputs):
+    inner = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), 16), nn.ReLU())
+    return Network(Flaky(inner), nn.Linear(16, num_outputs))
+'''
+
+# What rank 0 says, once, and records when rank 1 fails in each way.
+FAILURES = {
+    "raise": ("failed", r"rank 1 failed at step \d+: rank 1 ran out of memory"),
+    "kill": ("failed", r"rank 1 ended at step \d+ without a word \(killed, or out of memory\)"),
+    "hang": ("failed", r"rank 1 stopped answering at step \d+: no reply within 5 s \(trainer.collective_timeout\)"),
+    "nan": ("diverged", r"the gradients became non-finite \(loss [\d.]+\) at step \d+"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", FAILURES)
+def test_a_rank_that_fails_stops_every_rank_and_is_named(tmp_path, how):
+    """A rank that raises, is killed, hangs or diverges ends the whole run: rank 0 names what
+    happened in one line and in the record, and torchrun exits non-zero. The hang is bounded by
+    trainer.collective_timeout (then torchrun's own 30 s before it kills the hung process)."""
+    import re
+
+    (tmp_path / "flaky.py").write_text(FLAKY)
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "flaky.yaml").write_text("name: flaky\n")
+    env = {**os.environ, "DLRUN_OUTPUTS": str(tmp_path / "outputs"), "OMP_NUM_THREADS": "1", "FLAKY": how,
+           "PYTHONPATH": str(tmp_path)}
+    env.pop("HYDRA_FULL_ERROR", None)
+    proc = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "dlrun", "--config-dir", "conf",
+                           "plugins=[flaky]", "model=flaky", *SMOKE, "device=cpu", "trainer.batch_size=8",
+                           "trainer.collective_timeout=5", "plots=[]", "report=false", "hydra.run.dir=run"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=150)
+    status, said = FAILURES[how]
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.startswith(("dlrun error", "dlrun:"))]  # dlrun's own
+    assert len(lines) == 1 and re.fullmatch(f"dlrun error: {said}.*", lines[0]), proc.stderr[-3000:]
+    record = summary_of(tmp_path / "run")
+    assert record["status"] == status and re.match(said, record["error"])

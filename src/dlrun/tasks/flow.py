@@ -41,7 +41,7 @@ def execute(cfg, run_dir, run_fold, show_config=False, job_num=None, sweep_dir=N
     build.load_components(cfg)
     sources = config.code_sources(config_dir, cfg.plugins)
     validate.check_components(cfg)
-    device = distributed.setup(devices.for_job(devices.select(cfg.device.name), job_num))
+    device = distributed.setup(devices.for_job(devices.select(cfg.device.name), job_num), cfg.trainer.collective_timeout)
     devices.configure(cfg.device.deterministic)
     overrides = config.run_overrides(run.root) if overrides is None else overrides
     if show_config and distributed.is_main():
@@ -96,7 +96,9 @@ def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter,
             messages.phase(cfg, f"resuming from {checkpoint.resolve(cfg.ckpt_path)}: {state.epoch} epoch(s) done, "
                            f"step {state.step}{within}")
             fit.warn_if_world_changed(ckpt, cfg.trainer.batch_size)
-        with summary.timed("training"):
+        # Under torchrun, a process's failure is told to the others, which stop naming it.
+        with summary.timed("training"), distributed.failures_told(lambda: state.step + 1,
+                                                                  cfg.trainer.collective_timeout):
             fit.fit(cfg, loop, state, run, summary, observers)
         if not distributed.is_main():  # rank 0 evaluates and writes the results
             distributed.shutdown()

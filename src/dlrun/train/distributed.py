@@ -8,14 +8,20 @@ the same on every process. Rank 0 alone writes the run directory: the other
 ranks run in a temporary directory that is removed when they finish.
 """
 
+import contextlib
+import datetime
+import logging
 import os
 import signal
 import sys
+import time
 
 import torch
 import torch.distributed as dist
 
-from dlrun.errors import ConfigError
+from dlrun.errors import ConfigError, DlrunError, first_line
+
+log = logging.getLogger("dlrun")
 
 
 def world():
@@ -31,8 +37,10 @@ def is_main():
     return not active() or dist.get_rank() == 0
 
 
-def setup(device):
-    """Join the process group when started by torchrun; returns the device for this rank."""
+def setup(device, timeout=300.0):
+    """Join the process group when started by torchrun; returns the device for this rank. A
+    collective that waits more than `timeout` seconds for another process fails (the backends'
+    default is 30 minutes: a process that hangs would hold the others that long)."""
     rank, size, local = world()
     if size == 1 or active():
         return device
@@ -43,7 +51,7 @@ def setup(device):
                               f"CUDA device(s): one process per GPU (--nproc_per_node), or device=cpu.")
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(seconds=timeout))
     return device
 
 
@@ -60,6 +68,77 @@ def _stop_with_the_launcher():
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
     if os.getppid() == 1:  # the launcher died before the line above
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+class RankFailed(DlrunError):
+    """A data-parallel run that one of its processes ended (an error, a kill, a hang): raised on
+    the process that failed, after it told the others, and on the others, naming it; rank 0 says it."""
+
+
+# Where a failing process leaves its error for the others: a key of torchrun's own store per rank.
+FAILED_KEY = "dlrun/failed/{rank}"
+# How long the others look for that word after a collective broke (the failing process writes it
+# before it exits, and its exit is what breaks the collective).
+WORD_WAIT_S = 2.0
+
+
+@contextlib.contextmanager
+def failures_told(step, timeout):
+    """Under DDP: an exception on this process is left in torchrun's store (with `step()`, the
+    step it failed at) before it propagates as RankFailed; a collective that breaks because another
+    process ended or stopped answering (for `timeout` seconds) becomes RankFailed naming that
+    process, with its own error when it left one. Without a process group, nothing changes."""
+    if not active():
+        yield
+        return
+    try:
+        yield
+    except (KeyboardInterrupt, RankFailed):
+        raise
+    except Exception as exc:
+        if getattr(exc, "status", None) == "interrupted":  # a stop: every process stops at the same step
+            raise
+        if isinstance(exc, dist.DistError) or _broken_collective(exc):
+            # torchrun sends SIGTERM to the others once a process has ended: the run is failing
+            # for that process's reason, which that signal must not turn into a stop.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
+            raise RankFailed(_what_happened(step(), timeout, exc)) from None
+        rank = dist.get_rank()
+        message = f"rank {rank} failed at step {step()}: {first_line(exc)}"
+        log.error("%s", message, exc_info=exc)  # run.log keeps the traceback
+        _store().set(FAILED_KEY.format(rank=rank), message)
+        if isinstance(exc, DlrunError):  # divergence, a stop: the same on every process, as it is
+            raise
+        raise RankFailed(message) from exc
+
+
+def _broken_collective(exc):
+    """gloo reports a peer that closed its connection or did not answer as a RuntimeError."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("gloo" in text or "Connection closed by peer" in text
+                                              or "Timed out waiting" in text)
+
+
+def _what_happened(step, timeout, exc):
+    """The other processes' own words, if one left them; else which one stopped answering."""
+    store, rank, size = _store(), dist.get_rank(), dist.get_world_size()
+    others = [r for r in range(size) if r != rank]
+    keys = {r: FAILED_KEY.format(rank=r) for r in others}
+    deadline = time.monotonic() + WORD_WAIT_S
+    while not (told := [r for r, key in keys.items() if store.check([key])]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if told:
+        return store.get(keys[told[0]]).decode()
+    who = f"rank {others[0]}" if size == 2 else f"one of ranks {', '.join(map(str, others))}"
+    if "timed out" in str(exc).lower():
+        return (f"{who} stopped answering at step {step}: no reply within {timeout:g} s "
+                f"(trainer.collective_timeout); it hangs, or its machine is gone")
+    return f"{who} ended at step {step} without a word (killed, or out of memory)"
+
+
+def _store():
+    return dist.distributed_c10d._get_default_store()
 
 
 def shard():
@@ -99,6 +178,7 @@ def wrap(model, device):
 
 
 def shutdown():
+    """Leave the process group. No barrier: once training ends, rank 0 evaluates and writes the
+    results alone, which may take longer than a collective may wait."""
     if active():
-        dist.barrier()
         dist.destroy_process_group()
