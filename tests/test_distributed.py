@@ -215,3 +215,31 @@ def test_a_rank_that_fails_stops_every_rank_and_is_named(tmp_path, how):
     assert len(lines) == 1 and re.fullmatch(f"dlrun error: {said}.*", lines[0]), proc.stderr[-3000:]
     record = summary_of(tmp_path / "run")
     assert record["status"] == status and re.match(said, record["error"])
+
+
+def _vote(rank, store_file, wait_at, seen):
+    """Rank 1 alone has a reason to stop from step 3 on; each rank records what it agreed at each step."""
+    import torch.distributed as dist
+
+    from dlrun.train import distributed
+
+    dist.init_process_group("gloo", init_method=f"file://{store_file}", rank=rank, world_size=2)
+    votes = distributed.StopVotes()
+    seen[rank] = [votes.agree((143 if rank == 1 and step >= 3 else 0, 0), wait=step == wait_at)[0]
+                  for step in range(6)]
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("wait_at", [None, 3])
+def test_stop_votes_are_agreed_a_step_behind_and_at_once_at_an_epochs_end(tmp_path, wait_at):
+    """No process waits for the vote of its own step (no host sync per step), yet every process
+    reads the same result at the same step; the last step of an epoch waits for its own."""
+    import torch.multiprocessing as mp
+
+    seen = mp.Manager().dict()
+    mp.spawn(_vote, args=(str(tmp_path / "store"), wait_at, seen), nprocs=2)
+    # A step behind: step 3's vote is read at step 4. Waited for at step 3 (an epoch's end), it is
+    # read at once, and the next epoch's first step has no earlier vote to read.
+    expected = [0, 0, 0, 143, 0, 143] if wait_at == 3 else [0, 0, 0, 0, 143, 143]
+    assert seen[0] == seen[1] == expected

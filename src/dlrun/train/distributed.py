@@ -52,6 +52,9 @@ def setup(device, timeout=300.0):
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(seconds=timeout))
+    if device.type == "cuda":  # stop votes stay on the CPU: reading an NCCL result would wait for the GPU
+        global _votes_group
+        _votes_group = dist.new_group(backend="gloo")
     return device
 
 
@@ -159,13 +162,37 @@ def summed(*tensors):
     return sum_across(*(t.clone() for t in tensors))
 
 
-def max_across(values, device):
-    """The largest of each integer in `values` over all processes, as a tuple of ints."""
-    if not active():
-        return tuple(values)
-    tensor = torch.tensor(values, dtype=torch.int64, device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return tuple(tensor.tolist())
+class StopVotes:
+    """Whether data-parallel processes stop, agreed without a host-device sync per step: each
+    optimizer step posts this process's votes (integers: a stop's exit code, the time budget)
+    to an all-reduce of their maxima that runs in the background, on CPU tensors (gloo: a
+    group of its own beside NCCL), and takes the result of the previous step's. Every process
+    reads the same results at the same step, so all stop at the same position, one step after
+    the first reason; the last step of an epoch (`wait`) waits for its own vote too, so no
+    reason is carried past the epoch it came in."""
+
+    def __init__(self):
+        self._pending = None  # (the background all-reduce, its tensor)
+
+    def agree(self, votes, wait=False):
+        """The agreed votes: the previous step's (zeros at the first), or with `wait` the largest of
+        the previous step's and this one's."""
+        if not active():
+            return tuple(votes)
+        tensor = torch.tensor(votes, dtype=torch.int64)
+        work = dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=_votes_group, async_op=True)
+        previous, self._pending = self._pending, (work, tensor)
+        agreed = torch.zeros_like(tensor)
+        if previous is not None:
+            previous[0].wait()  # posted a whole step ago: done by now, or nearly
+            agreed = previous[1]
+        if wait:
+            work.wait()
+            agreed, self._pending = torch.maximum(agreed, tensor), None
+        return tuple(agreed.tolist())
+
+
+_votes_group = None  # the group that agrees stops: None (the default group) under gloo, a gloo group beside NCCL
 
 
 def wrap(model, device):

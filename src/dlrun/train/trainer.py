@@ -97,6 +97,7 @@ class Loop:
         # Reading the bad-step count costs nothing on the CPU; on accelerators it
         # would synchronise every step, so it is read with the progress refresh.
         self.read_every_step = self.device.type == "cpu"
+        self.stop_votes = distributed.StopVotes()
         self.eval_model = self.model    # what validation and evaluation run: the averaged weights, when on
         self.freezing = self.freezing or Freezing()
         self.freezing.check(self.model)
@@ -217,7 +218,7 @@ class Loop:
         """After an optimizer step: stop (True: the time budget ran out; a signal raises), write
         the step checkpoint or validate, as the policy says. `place` is (batches done, total)."""
         done, total = place
-        code, timed_out = self._stop_reason(stop)
+        code, timed_out = self._stop_reason(stop, last_of_epoch=done == total)
         if code or timed_out or (done < total and self.policy.due(self.policy.checkpoint_every, state)):
             state.partial = {"batch": done, **dict(zip(RUNNING_SUMS, distributed.summed(*sums)))}
             if code or timed_out:
@@ -323,13 +324,14 @@ class Loop:
                 f"{bad.count} non-finite step(s) by step {state.step}, more than the {self.policy.skip_nonfinite} "
                 f"allowed. None of them changed the weights.")
 
-    def _stop_reason(self, stop):
+    def _stop_reason(self, stop, last_of_epoch):
         """(the exit code of a stop that ends the run or 0, whether the time budget ran out).
-        Under DDP all processes stop at the same step, as soon as one of them has a reason (a
-        signal may reach one process only): one all-reduce of two numbers per optimizer step."""
+        Under DDP all processes stop at the same step once one of them has a reason (a signal may
+        reach one process only): the votes are agreed in the background, a step behind, and at
+        the last step of an epoch at once (distributed.StopVotes)."""
         reason = stop.why()
         code = reason.exit_code if reason is not None and reason.ends_run else 0
-        return distributed.max_across((code, int(reason is stopping.TIME_BUDGET)), self.device)
+        return self.stop_votes.agree((code, int(reason is stopping.TIME_BUDGET)), wait=last_of_epoch)
 
     def _stop_mid_epoch(self, state, save, code, stop):
         """Keep the exact position in the `last` checkpoint; a stop then raises Interrupted, an
