@@ -243,3 +243,60 @@ def test_stop_votes_are_agreed_a_step_behind_and_at_once_at_an_epochs_end(tmp_pa
     # read at once, and the next epoch's first step has no earlier vote to read.
     expected = [0, 0, 0, 143, 0, 143] if wait_at == 3 else [0, 0, 0, 0, 143, 143]
     assert seen[0] == seen[1] == expected
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_train_one_model_and_resume_it_exactly(tmp_path):
+    """Two torchrun agents on this machine stand in for two nodes (a c10d rendezvous on 127.0.0.1,
+    one process each): both have local rank 0, and only global rank 0 writes the run directory. A
+    run stopped twice by its time budget and resumed ends with the metrics of one never stopped."""
+    env = {**os.environ, "DLRUN_OUTPUTS": str(tmp_path / "outputs"), "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    common = [*SMOKE, "device=cpu", "trainer.batch_size=8", "trainer.max_epochs=8", "plots=[]", "report=false"]
+
+    def two_nodes(*args):
+        port, procs = _free_port(), []
+        for _ in range(2):
+            procs.append(subprocess.Popen(
+                [str(TORCHRUN), "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
+                 f"--rdzv_endpoint=127.0.0.1:{port}", f"--rdzv_id={port}", "-m", "dlrun", *common, *args],
+                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        for proc in procs:
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err[-3000:]
+
+    two_nodes("hydra.run.dir=whole")
+    assert summary_of(tmp_path / "whole")["world_size"] == 2
+    for first in (True, False):
+        two_nodes("hydra.run.dir=stopped" if first else "ckpt_path=stopped", "trainer.max_time=0.6")
+        assert summary_of(tmp_path / "stopped")["epochs_run"] < 8
+    two_nodes("ckpt_path=stopped", "trainer.max_time=null")
+    rows = {name: (tmp_path / name / "metrics.csv").read_text().splitlines() for name in ("whole", "stopped")}
+    whole, resumed = ([dict(zip(r[0].split(","), line.split(","))) for line in r[1:]] for r in rows.values())
+    assert len(whole) == len(resumed) == 8
+    for a, b in zip(whole, resumed):
+        for key in ("train/loss", "train/accuracy", "val/loss"):
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5), key
+    assert sorted(p.name for p in tmp_path.iterdir() if (p / "summary.json").exists()) == ["stopped", "whole"]
+
+
+@pytest.mark.slow
+def test_sync_batchnorm_on_the_cpu_is_refused_in_one_line_and_leaves_nothing(tmp_path):
+    env = {**os.environ, "DLRUN_OUTPUTS": str(tmp_path / "outputs"), "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    proc = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "dlrun", *SMOKE, "device=cpu",
+                           "model=cnn", "model.batchnorm=true", "trainer.sync_batchnorm=true", "hydra.run.dir=run"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    said = [line for line in proc.stderr.splitlines() if line.startswith("dlrun error")]
+    assert said == ["dlrun error: trainer.sync_batchnorm=true needs CUDA devices (torch's SyncBatchNorm runs on GPUs "
+                    "only); on cpu each process keeps its own batch statistics: drop it."], proc.stderr[-2000:]
+    assert not (tmp_path / "run").exists()

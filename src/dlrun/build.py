@@ -160,6 +160,11 @@ def loop(cfg, data, net, device, overrides=(), sources=None):
     if data.image and cfg.device.channels_last:
         net = net.to(memory_format=torch.channels_last)
     net = net.to(device)
+    if tr.sync_batchnorm and distributed.shard()[1] > 1:  # the same parameters, in modules that sync their statistics
+        if device.type != "cuda":
+            raise ConfigError(f"trainer.sync_batchnorm=true needs CUDA devices (torch's SyncBatchNorm runs on GPUs "
+                              f"only); on {device.type} each process keeps its own batch statistics: drop it.")
+        net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
     augment_gen = torch.Generator(device=device).manual_seed(cfg.seed + 2)
     if reg.augment and not data.image:
         raise ConfigError(f"regularization.augment={reg.augment} needs an image dataset.")

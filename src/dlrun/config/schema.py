@@ -166,6 +166,8 @@ class TrainerConfig:
     max_time: float | None = key(None, "seconds of training; then last.pt keeps the exact position",
                                     Rule("> 0 (seconds) or null", lambda v: v > 0))
     progress: bool = key(True, "the live display and the per-epoch lines")
+    sync_batchnorm: bool = key(False, "under torchrun: batch-norm statistics over the batches of all processes "
+                                      "(torch's SyncBatchNorm); nothing changes in one process")
     collective_timeout: float = key(300.0, "seconds a process waits for the others in a collective under torchrun "
                                            "before the run fails, naming the one that stopped answering", above(0))
     num_workers: Any = key(0, "DataLoader workers (datasets that are not held in memory): a count, or auto "
