@@ -72,9 +72,13 @@ DATA = {"tensors": [], "webdataset shards": ["dataset=webdataset", "dataset.urls
 @pytest.mark.slow
 @pytest.mark.parametrize("data", DATA)
 def test_a_run_under_torchrun_stopped_twice_mid_epoch_resumes_counting_every_process_once(tmp_path, data):
-    """Stopped mid-epoch by its time budget twice and resumed, a 2-process run's metrics equal those
-    of the run that was never stopped: the checkpoint carries the running sums of both processes
-    and the position of the one index stream they share."""
+    """Stopped mid-epoch by its time budget, then by SIGTERM to torchrun's process group (torchrun
+    passes it to its workers), and resumed each time, a 2-process run's metrics equal those of the
+    run that was never stopped: the checkpoint carries the running sums of both processes and the
+    position of the one index stream they share."""
+    import signal
+    import time
+
     env = {**os.environ, "DLRUN_OUTPUTS": str(tmp_path / "outputs"), "OMP_NUM_THREADS": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
     common = [*SMOKE, "device=cpu", "trainer.batch_size=8", "trainer.max_epochs=8", "plots=[]", "report=false",
@@ -90,10 +94,21 @@ def test_a_run_under_torchrun_stopped_twice_mid_epoch_resumes_counting_every_pro
         assert proc.returncode == 0, proc.stderr[-3000:]
 
     torchrun("hydra.run.dir=whole")
-    for _ in range(2):  # an epoch takes 0.3 to 1 s on the tensors, on two cores
-        torchrun("hydra.run.dir=stopped" if _ == 0 else "ckpt_path=stopped", "trainer.max_time=0.6")
-        ckpt = torch.load(tmp_path / "stopped" / "checkpoints" / "last.pt", weights_only=False)
-        assert summary_of(tmp_path / "stopped")["epochs_run"] < 8  # the budget ended the training early
+    torchrun("hydra.run.dir=stopped", "trainer.max_time=0.6")  # an epoch takes 0.3 to 1 s on the tensors
+    metrics = tmp_path / "stopped" / "metrics.csv"
+    rows = len(metrics.read_text().splitlines())
+    assert rows - 1 < 8  # the budget ended the training early
+    proc = subprocess.Popen([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "dlrun", *common,
+                             "ckpt_path=stopped"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    while len(metrics.read_text().splitlines()) <= rows:  # a moment into the next epoch
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.02)
+    time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and summary_of(tmp_path / "stopped")["status"] == "interrupted", err[-3000:]
+    ckpt = torch.load(tmp_path / "stopped" / "checkpoints" / "last.pt", weights_only=False)
     assert ckpt["fit"]["partial"]["batch"] > 0  # stopped inside an epoch
     torchrun("ckpt_path=stopped", "trainer.max_time=null")
     rows = {name: (tmp_path / name / "metrics.csv").read_text().splitlines() for name in ("whole", "stopped")}
