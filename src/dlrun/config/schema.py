@@ -272,6 +272,8 @@ class DlrunConfig:
     init_from_exclude: list[str] = key([], "parameter-name patterns not loaded by init_from")
     plugins: list[str] = key([], "modules imported before building, so they can register components")
     resume: bool = key(False, "with -m and an existing hydra.sweep.dir: continue the sweep")
+    cache: bool = key(False, "skip a training whose config, code, packages, device and data completed before under "
+                             "the outputs root: its files are linked into this run's directory")
     trust_run_code: bool = key(False, "a stored run's own _target_ and plugins may run")
     trust_unverified_ckpt: bool = key(False, "load a checkpoint that carries no checksum")
     split: SplitConfig = key(SplitConfig(), "")

@@ -85,7 +85,8 @@ def dlrun_checkout():
     if not commit:
         return None
     dirty = bool((git(repo, "status", "--porcelain", "--untracked-files=no") or "").strip())
-    return {"path": str(repo), "commit": commit, "dirty": dirty}
+    diff = hashlib.sha256((git(repo, "diff", "HEAD") or "").encode()).hexdigest() if dirty else None
+    return {"path": str(repo), "commit": commit, "dirty": dirty, "diff": diff}
 
 
 @functools.cache
@@ -156,9 +157,12 @@ def gather(run_dir, cfg, device):
     """(the reproducibility fields of a run's summary.json (see record.FIELDS), {path: text} of
     the files they name). The files are the caller's to write with its record: a run refused
     before it starts leaves nothing behind."""
+    from dlrun.results import reuse
+
     files = {}
     fields = {"code": code_state(Path.cwd(), run_dir, files), "dlrun_checkout": dlrun_checkout(),
               "environment": environment(run_dir, files), "host": host(device), "config_hash": config_hash(cfg)}
+    fields["cache_key"] = reuse.key(cfg, device, files.get(RunDir(run_dir).patch), fields)
     return fields, files
 
 

@@ -40,10 +40,14 @@ FIELDS = {
     "versions": (TABLE, "library versions"),
     "code": (TABLE + NONE, "the git repository the run started in: repository, commit, branch, dirty, patch (the "
                            "uncommitted changes' file), untracked, not_in_patch; null outside one"),
-    "dlrun_checkout": (TABLE + NONE, "dlrun's own path, commit and dirty flag when it runs from a git checkout"),
+    "dlrun_checkout": (TABLE + NONE, "dlrun's own path, commit, dirty flag and diff (sha256 of its uncommitted "
+                                     "changes) when it runs from a git checkout"),
     "environment": (TABLE, "hash (sha256 of environment.txt), packages (how many), file"),
     "host": (TABLE, "python, os, hostname, cpu, cpus, accelerator, driver, cuda, cudnn"),
     "config_hash": (TEXT, "sha256 of the resolved config, keys sorted"),
+    "cache_key": (TEXT, "sha256 of what the results depend on: the config without names and display keys, the "
+                        "code and its changes, dlrun's own, the packages, the device type and the data files"),
+    "cached_from": (TEXT + NONE, "with cache=true: the earlier run whose files this run's directory links"),
     "monitor": (TABLE, "name, mode, best_value, best_epoch"),
     "objective": (NUMBER + NONE, "what sweeps rank and optimise: the best monitored value (without validation "
                                  "rows, the test split's value of the monitored metric)"),

@@ -17,7 +17,7 @@ from dlrun.config import sources as config
 from dlrun.config import validate
 from dlrun.errors import DlrunError
 from dlrun.layout import RunDir
-from dlrun.results import artifacts, checkpoint, plot_workers
+from dlrun.results import artifacts, checkpoint, plot_workers, record, reuse
 from dlrun.results.summary import Summary
 from dlrun.sweeps import pruning, tracking
 from dlrun.tasks import cross_validation, evaluate, fit, inspection, lr_finder, messages, predict
@@ -74,6 +74,12 @@ def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter,
     (MLflow or W&B: tracking.tracked) and the Optuna trial (pruning.Trial), each None when not asked for."""
     devices.seed_everything(cfg.seed + (cfg.cv.fold or 0))  # each fold its own initial weights
     summary = Summary(run.root, cfg, device)
+    if cfg.cache and cfg.task == "train" and ckpt is None and distributed.shard()[1] == 1:
+        earlier = reuse.completed_like(summary.data["cache_key"], config.outputs_root(), run.root)
+        if earlier is not None:
+            messages.phase(cfg, f"cache=true: this config, code, packages, device and data completed in "
+                                f"{earlier['path']}; its files are linked here and nothing is trained")
+            return record.write(run.summary, reuse.link(earlier, run.root, summary.data))
     data, loop = _prepare(cfg, run, device, overrides, sources, raw, ckpt, summary, observers[0])
     with summary.timed("first_look"):
         _first_look(cfg, run, data, summary.data, painter)
