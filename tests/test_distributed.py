@@ -64,6 +64,16 @@ def test_accumulation_under_torchrun_equals_the_larger_batch(tmp_path):
         assert torch.allclose(value, weights["small"][key], atol=1e-5), key
 
 
+def assert_same_epochs(whole, resumed, epochs):
+    """The resumed run's per-epoch training and validation metrics are those of the whole one."""
+    rows = [(run / "metrics.csv").read_text().splitlines() for run in (whole, resumed)]
+    a_rows, b_rows = ([dict(zip(r[0].split(","), line.split(","))) for line in r[1:]] for r in rows)
+    assert len(a_rows) == len(b_rows) == epochs
+    for a, b in zip(a_rows, b_rows):
+        for key in ("train/loss", "train/accuracy", "val/loss"):
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5), key
+
+
 # The data held as tensors, and read from WebDataset shards by each process's DataLoader worker.
 DATA = {"tensors": [], "webdataset shards": ["dataset=webdataset", "dataset.urls='images/train-{0..3}.tar'",
                                             "dataset.shuffle_buffer=16", "model=cnn", "trainer.num_workers=1"]}
@@ -111,12 +121,7 @@ def test_a_run_under_torchrun_stopped_twice_mid_epoch_resumes_counting_every_pro
     ckpt = torch.load(tmp_path / "stopped" / "checkpoints" / "last.pt", weights_only=False)
     assert ckpt["fit"]["partial"]["batch"] > 0  # stopped inside an epoch
     torchrun("ckpt_path=stopped", "trainer.max_time=null")
-    rows = {name: (tmp_path / name / "metrics.csv").read_text().splitlines() for name in ("whole", "stopped")}
-    whole, resumed = ([dict(zip(r[0].split(","), line.split(","))) for line in r[1:]] for r in rows.values())
-    assert len(whole) == len(resumed) == 8
-    for a, b in zip(whole, resumed):
-        for key in ("train/loss", "train/accuracy", "val/loss"):
-            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5), key
+    assert_same_epochs(tmp_path / "whole", tmp_path / "stopped", 8)
 
 
 @pytest.mark.slow
@@ -294,12 +299,7 @@ def test_two_nodes_train_one_model_and_resume_it_exactly(tmp_path):
         two_nodes("hydra.run.dir=stopped" if first else "ckpt_path=stopped", "trainer.max_time=0.6")
         assert summary_of(tmp_path / "stopped")["epochs_run"] < 8
     two_nodes("ckpt_path=stopped", "trainer.max_time=null")
-    rows = {name: (tmp_path / name / "metrics.csv").read_text().splitlines() for name in ("whole", "stopped")}
-    whole, resumed = ([dict(zip(r[0].split(","), line.split(","))) for line in r[1:]] for r in rows.values())
-    assert len(whole) == len(resumed) == 8
-    for a, b in zip(whole, resumed):
-        for key in ("train/loss", "train/accuracy", "val/loss"):
-            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5), key
+    assert_same_epochs(tmp_path / "whole", tmp_path / "stopped", 8)
     assert sorted(p.name for p in tmp_path.iterdir() if (p / "summary.json").exists()) == ["stopped", "whole"]
 
 

@@ -14,6 +14,7 @@ draws per-batch randomness (its current state is kept).
 """
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -300,8 +301,6 @@ def worker_count(setting):
     training itself, at most MAX_AUTO_WORKERS; none where that leaves nothing."""
     if setting != "auto":
         return setting
-    import os
-
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     share = cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     return max(0, min(MAX_AUTO_WORKERS, share - 1))

@@ -74,12 +74,9 @@ def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter,
     (MLflow or W&B: tracking.tracked) and the Optuna trial (pruning.Trial), each None when not asked for."""
     devices.seed_everything(cfg.seed + (cfg.cv.fold or 0))  # each fold its own initial weights
     summary = Summary(run.root, cfg, device)
-    if cfg.cache and cfg.task == "train" and ckpt is None and distributed.shard()[1] == 1:
-        earlier = reuse.completed_like(summary.data["cache_key"], config.outputs_root(), run.root)
-        if earlier is not None:
-            messages.phase(cfg, f"cache=true: this config, code, packages, device and data completed in "
-                                f"{earlier['path']}; its files are linked here and nothing is trained")
-            return record.write(run.summary, reuse.link(earlier, run.root, summary.data))
+    linked = _done_before(cfg, run, ckpt, summary)
+    if linked is not None:
+        return linked
     data, loop = _prepare(cfg, run, device, overrides, sources, raw, ckpt, summary, observers[0])
     with summary.timed("first_look"):
         _first_look(cfg, run, data, summary.data, painter)
@@ -115,6 +112,19 @@ def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter,
         raise evaluate.interrupted_in_results(exc, cfg, run, summary, state) from None
     distributed.shutdown()
     return summary.write()
+
+
+def _done_before(cfg, run, ckpt, summary):
+    """With cache=true, the record of a run that trained the same (reuse.py), its files linked into
+    this run's directory; None when there is none, or the run is no plain one-process training."""
+    if not (cfg.cache and cfg.task == "train" and ckpt is None and distributed.shard()[1] == 1):
+        return None
+    earlier = reuse.completed_like(summary.data["cache_key"], config.outputs_root(), run.root)
+    if earlier is None:
+        return None
+    messages.phase(cfg, f"cache=true: this config, code, packages, device and data completed in "
+                        f"{earlier['path']}; its files are linked here and nothing is trained")
+    return record.write(run.summary, reuse.link(earlier, run.root, summary.data))
 
 
 def _prepare(cfg, run, device, overrides, sources, raw, ckpt, summary, tracker):
