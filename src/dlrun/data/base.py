@@ -55,6 +55,15 @@ class Data:
     cautions: list = field(default_factory=list)  # what the user should know about the data (a column like an id)
 
 
+def file_stamps(paths):
+    """(path, size, modification time) of each file: what says that a file's content is unchanged."""
+    found = []
+    for path in paths:
+        stat = os.stat(path)
+        found.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return found
+
+
 # Inputs larger than this share of the machine's memory are read row by row instead of at once.
 IN_MEMORY_SHARE = 0.25
 

@@ -237,7 +237,7 @@ class LoaderBatches:
         self.sampler = _StreamSampler(self.stream) if train else None
         self.loader = torch.utils.data.DataLoader(
             part.x, batch_size=batch_size, sampler=self.sampler, num_workers=num_workers,
-            pin_memory=device.type == "cuda", persistent_workers=num_workers > 0, worker_init_fn=_seed_worker,
+            pin_memory=device.type == "cuda", persistent_workers=num_workers > 0, worker_init_fn=worker_init,
             generator=torch.Generator().manual_seed(seed))  # the workers' seeds only
         self.batch_size = batch_size
         self.workers = num_workers
@@ -261,7 +261,7 @@ class LoaderBatches:
         self.stream.load_state_dict(state)
 
 
-def _seed_worker(worker_id):
+def worker_init(worker_id):
     """Each DataLoader worker derives its NumPy and Python seeds from torch's, and leaves a stop
     to the main process: Ctrl-C and SIGTERM reach a whole process group, and a worker they killed
     would end the run with a DataLoader error before it could write its step checkpoint; the main

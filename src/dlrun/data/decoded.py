@@ -15,19 +15,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dlrun.data.base import file_stamps
+
 FORMAT = 1  # the layout of the cached array; a change makes every older cache stale
 
 
 def key_of(paths, settings):
     """The hash of what the decoded pixels depend on."""
-    files = [(str(p), *_stamp(p)) for p in paths]
-    text = json.dumps({"format": FORMAT, "settings": settings, "files": files}, sort_keys=True)
+    text = json.dumps({"format": FORMAT, "settings": settings, "files": file_stamps(paths)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def _stamp(path):
-    stat = os.stat(path)
-    return stat.st_size, stat.st_mtime_ns
 
 
 def decoded(paths, load, settings, cache_dir, say):
@@ -68,13 +64,13 @@ def _write(cache, paths, load, workers):
     from rich.progress import track
 
     from dlrun.console import console
-    from dlrun.data.batches import _seed_worker
+    from dlrun.data.batches import worker_init
 
     cache.parent.mkdir(parents=True, exist_ok=True)
     first = load(paths[0])
     partial = cache.with_name(f".{cache.stem}.{os.getpid()}.npy.tmp")
     loader = torch.utils.data.DataLoader(_Files(paths, load), batch_size=CHUNK, num_workers=workers,
-                                         worker_init_fn=_seed_worker,
+                                         worker_init_fn=worker_init,
                                          generator=torch.Generator())  # not the run's seeded generator
     try:
         array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(paths), *first.shape))

@@ -46,14 +46,15 @@ def _digest(text):
 def data_fingerprint(dataset):
     """(path, size, modification time) of every file a dataset config names: a file, a folder
     (every file under it), or a brace or glob pattern of shards."""
-    stamps = []
+    from dlrun.data.base import file_stamps
+
+    files = []
     for value in _strings(OmegaConf.to_container(dataset, resolve=True)):
         for name in _expanded(value):
             path = Path(name).expanduser()
-            files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) \
+            files += [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) \
                 if path.is_dir() else []
-            stamps += [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    return hashlib.sha256(json.dumps(stamps).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(file_stamps(files)).encode()).hexdigest()
 
 
 def _strings(value):
