@@ -19,7 +19,7 @@ CASES = {
     "unknown key added": (["+trainer.epochs=1"], "trainer.epochs is not a key of trainer. Did you mean"),
     "unknown group": (["optimzer.lr=0.1"], "optimzer.lr is not a config key. Did you mean 'optimizer.lr=0.1'?"),
     "group named in the plural": (["models=cnn"], "models is not a config key. Did you mean 'model=cnn'?"),
-    "group misspelt": (["modle=cnn"], "Did you mean 'model=cnn'? The top-level keys and groups: ckpt_path, cv,"),
+    "group misspelt": (["modle=cnn"], "Did you mean 'model=cnn'? The top-level keys and groups: cache, ckpt_path, cv,"),
     "no suggestion that would fail": (["labels=[dev]"], "labels is not a config key. The top-level keys and groups:"),
     "top-level key misspelt": (["sed=3"], "Did you mean 'seed=3'?"),
     "a target names itself": (["+model._target_=math.sqrt"], "is not an argument of model 'math.sqrt'"),
@@ -156,8 +156,8 @@ def test_every_option_of_a_swept_group_is_checked():
     (["~plugins"], "~plugins deletes plugins, which every run reads: give it a value instead"),
     (["ckpt_path=nothing"], "ckpt_path=nothing: no such file or directory"),
     (["dataset=webdataset", "dataset.urls=s/train-0.tar", "dataset.urls=s/train-1.tar"],  # the shell's {0..1}
-     "dataset.urls is given 2 times (s/train-0.tar, s/train-1.tar); give it once. A brace pattern that the shell "
-     "expanded must be quoted"),
+     "dataset.urls is given several times in a row (s/train-0.tar, s/train-1.tar, ...), as the shell writes a brace "
+     "pattern out; Hydra would keep the last alone. Quote the pattern"),
     (["dataset=webdataset", "dataset.urls=s/train-{0..1}.tar"],
      "a value with braces must be quoted for Hydra: \"dataset.urls='s/train-{0..1}.tar'\""),
 ], ids=["option", "key", "sweep", "range", "missing file", "config dir", "flag", "space for =", "unquoted space",

@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 import platform
+import re
 import shutil
 import sys
 import threading
@@ -224,17 +225,23 @@ def _records_kept(argv, run_dir):
 
 
 def _check_given_once(overrides):
-    """A key set twice on one command line takes its last value silently in Hydra; the usual cause is
-    a brace pattern (shards) that the shell expanded into one override per file."""
-    values = {}
-    for override in overrides:
-        if "=" in override and not override.startswith("~"):
-            values.setdefault(config.key_of(override), []).append(override.split("=", 1)[1])
-    key, given = next(((k, v) for k, v in values.items() if len(v) > 1), (None, None))
-    if key is not None:
-        shown = ", ".join(given[:3]) + (", ..." if len(given) > 3 else "")
-        raise ConfigError(f"{key} is given {len(given)} times ({shown}); give it once. A brace pattern that the "
-                          f"shell expanded must be quoted: \"{key}='files-{{000..009}}.tar'\"; a list is [a,b].")
+    """A brace pattern (shards) that the shell expanded arrives as one override per file, side by
+    side, and Hydra would keep the last file alone: such a run of file names is refused. (A key
+    given again elsewhere on the line is an override of the first, as Hydra allows.)"""
+    for first, second in zip(overrides, overrides[1:]):
+        if "=" not in first or first.startswith("~") or config.key_of(first) != config.key_of(second):
+            continue
+        values = [o.split("=", 1)[1] for o in (first, second)]
+        if values[0] != values[1] and all(_names_a_file(v) for v in values):
+            key = config.key_of(first)
+            raise ConfigError(f"{key} is given several times in a row ({values[0]}, {values[1]}, ...), as the shell "
+                              f"writes a brace pattern out; Hydra would keep the last alone. Quote the pattern: "
+                              f"\"{key}='files-{{000..009}}.tar'\", or give a list: {key}=[a,b].")
+
+
+def _names_a_file(value):
+    """Whether an override's value looks like a file name: a path, or a name with an extension."""
+    return "/" in value or re.search(r"\.[A-Za-z]\w*$", value) is not None
 
 
 def _check_config_dirs(dirs):
