@@ -358,9 +358,9 @@ def test_uint8_images_are_scaled_and_normalised_on_the_device():
 
 def test_registered_names_cover_the_catalogue():
     assert {"digits", "iris", "wine", "breast_cancer", "diabetes", "synthetic", "csv", "mnist", "fashion_mnist",
-            "cifar10", "image_folder", "fake"} <= set(DATASETS.names())
+            "cifar10", "image_folder", "hdf5", "webdataset", "fake"} <= set(DATASETS.names())
     assert {"logistic", "mlp", "cnn", "resnet18"} <= set(MODELS.names())
-    assert set(optimizer.OPTIMIZERS.names()) == {"sgd", "adam", "adamw", "rmsprop", "lbfgs"}
+    assert set(optimizer.OPTIMIZERS.names()) == {"sgd", "adam", "adamw", "rmsprop", "lbfgs", "lion", "muon"}
     assert {"step", "multistep", "exponential", "cosine", "plateau", "onecycle"} <= set(scheduler.SCHEDULERS.names())
     assert {"cross_entropy", "focal", "bce_with_logits", "mse", "kl_div", "l1", "huber"} <= set(loss.LOSSES.names())
 

@@ -5,7 +5,7 @@ import torch
 from dlrun.errors import ConfigError
 from dlrun.registry import Registry
 
-OPTIMIZERS = Registry("optimizer", context=["params"], handled=["head_lr"])
+OPTIMIZERS = Registry("optimizer", context=["params", "model"], handled=["head_lr"])
 
 
 def fused(cls, params, **kwargs):
@@ -51,6 +51,74 @@ def lbfgs(params, lr=1.0, max_iter=20, history_size=100, line_search_fn=None):
                              history_size=history_size, line_search_fn=line_search_fn)
 
 
+@OPTIMIZERS.register("muon")
+def muon(params, model, lr=0.02, momentum=0.95, nesterov=True, ns_steps=5, adamw_lr=1e-3, adamw_betas=(0.9, 0.95)):
+    """torch's Muon (orthogonalised momentum) on the hidden weight matrices, AdamW on everything
+    else (convolution filters, biases, norms and the head), as the record runs split them."""
+    head = {id(p) for p in model.head.parameters()} if isinstance(getattr(model, "head", None), torch.nn.Module) \
+        else set()
+    hidden, rest = [], []
+    for group in params:
+        matrices = [p for p in group["params"] if p.ndim == 2 and id(p) not in head]
+        others = [p for p in group["params"] if not (p.ndim == 2 and id(p) not in head)]
+        if matrices:
+            hidden.append({**group, "params": matrices, "lr": lr})
+        if others:
+            rest.append({**group, "params": others, "lr": group.get("lr", adamw_lr)})
+    if not hidden:
+        raise ConfigError(f"optimizer=muon trains the hidden weight matrices of a model with Muon, and "
+                          f"{type(model).__name__} has none outside its head (a logistic model, or only "
+                          f"convolutions): choose optimizer=adamw.")
+    parts = {"muon": torch.optim.Muon(hidden, lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps)}
+    if rest:
+        parts["adamw"] = fused(torch.optim.AdamW, rest, lr=adamw_lr, betas=tuple(adamw_betas))
+    return Combined(parts)
+
+
+class Combined(torch.optim.Optimizer):
+    """Optimizers over disjoint parameters, stepped as one: their parameter groups are this one's
+    (a schedule sets each group's lr, relative to its own start), and its state_dict holds theirs."""
+
+    def __init__(self, parts):
+        self.parts = parts
+        super().__init__([p for o in parts.values() for g in o.param_groups for p in g["params"]], {})
+        self.param_groups = [g for o in parts.values() for g in o.param_groups]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for part in self.parts.values():
+            part.step()
+
+    def state_dict(self):
+        return {name: part.state_dict() for name, part in self.parts.items()}
+
+    def load_state_dict(self, state_dict):
+        for name, part in self.parts.items():
+            part.load_state_dict(state_dict[name])
+
+
+@OPTIMIZERS.register("lion")
+def lion(params, lr=1e-4, betas=(0.9, 0.99)):
+    """Lion (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms"): the sign of an
+    interpolated momentum, with decoupled weight decay; a learning rate 3-10x smaller than AdamW's."""
+    return Lion(params, lr=lr, betas=tuple(betas))
+
+
+class Lion(torch.optim.Optimizer):
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0):
+        super().__init__(params, {"lr": lr, "betas": betas, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in (p for p in group["params"] if p.grad is not None):
+                momentum = self.state[p].setdefault("exp_avg", torch.zeros_like(p))
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+                p.add_(torch.sign(momentum * beta1 + p.grad * (1 - beta1)), alpha=-group["lr"])
+                momentum.lerp_(p.grad, 1 - beta2)
+
+
 def needs_closure(optimizer):
     """Optimizers that evaluate the loss themselves within a step (torch's L-BFGS)."""
     return isinstance(optimizer, torch.optim.LBFGS)
@@ -80,4 +148,4 @@ def build(spec, model, regularization):
     spec = dict(spec)
     head_lr = spec.pop("head_lr", None)
     groups = param_groups(model, regularization.weight_decay, regularization.decay_norm_and_bias, head_lr)
-    return OPTIMIZERS.build(spec, params=groups)
+    return OPTIMIZERS.build(spec, params=groups, model=model)
