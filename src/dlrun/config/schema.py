@@ -188,6 +188,8 @@ class DeviceConfig:
     deterministic: bool = key(False, "deterministic algorithms and cuDNN flags")
     precision: str = key("fp32", "autocast precision (a gradient scaler for fp16)",
                          choices=Table("dlrun.train.device", "PRECISIONS"))
+    matmul_precision: str = key("highest", "float32 matrix products: highest (exact fp32) | high (TF32 on GPUs "
+                                           "that have it) | medium (bf16 inside)", choices=("highest", "high", "medium"))
     channels_last: bool = key(False, "channels-last memory format for image models")
     compile: bool = key(False, "torch.compile the model")
     compile_mode: str = key("default", "torch.compile's mode")

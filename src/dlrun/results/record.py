@@ -56,11 +56,13 @@ FIELDS = {
     "stopped_early": (FLAG, "whether early stopping ended training"),
     "steps": ((int,), "optimizer steps (skipped non-finite ones too)"),
     "skipped_batches": ((int,), "non-finite steps skipped"),
-    "throughput": (TABLE + NONE, "samples_per_s, data_wait, peak_rss_mb, cuda_peak_mb"),
+    "throughput": (TABLE + NONE, "samples_per_s, data_wait, model_flops_per_s (3 x the model's forward FLOPs "
+                                 "per sample x samples_per_s), mfu (its share of a listed GPU's peak), peak_rss_mb, "
+                                 "cuda_peak_mb"),
     "stop_reason": (TEXT + NONE, "why training ended"),
     "change_per_epoch": (TABLE + NONE, "the losses' and accuracies' average change per epoch, (last - first) / "
                                        "(epochs - 1)"),
-    "model_summary": (TABLE, "parameters, size and layers"),
+    "model_summary": (TABLE, "parameters, size, forward FLOPs per sample (linear and convolution layers) and layers"),
     "data_summary": (TABLE, "class counts per split, features of a table, source dtype, batches (path, workers)"),
     "class_weights": (TABLE + NONE, "with loss.class_weights: each class's weight in the loss"),
     "plots_skipped": (TABLE, "each plot asked for that does not apply, with why"),

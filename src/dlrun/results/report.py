@@ -205,7 +205,8 @@ def _model(model):
     if not model:
         return []
     totals = {"parameters": model["params"], "trainable": model["trainable"], "frozen": model["frozen"],
-              "size (MB)": model["size_mb"], "input shape": str(tuple(model["input_shape"]))}
+              "size (MB)": model["size_mb"], "input shape": str(tuple(model["input_shape"])),
+              **({"forward FLOPs per sample": f"{model['flops_per_sample']:,}"} if model.get("flops_per_sample") else {})}
     layers = [{**row, "output_shape": str(tuple(row["output_shape"]))} for row in model["layers"]]
     return ["<h2>Model</h2>", _pairs(totals), _collapsed(f"Layers ({len(layers)})", _table(layers))]
 

@@ -38,7 +38,10 @@ class Summary:
     def __init__(self, run_dir, cfg, device):
         self.path = RunDir(run_dir).summary
         self.started = time.perf_counter()
+        from dlrun.train.device import peak_flops
+
         provenance_fields, self.unwritten = provenance.gather(run_dir, cfg, device)
+        self.peak_flops = peak_flops(device, cfg.device.precision, cfg.device.matmul_precision)
         self.data = {
             "status": "running",
             "run_dir": str(run_dir),
@@ -91,7 +94,8 @@ class Summary:
             # measured again with every metric where the flow could (see tasks/evaluate.py)
             best_val=self.data.get("best_val") or {k: v for k, v in best.items() if k.startswith("val/")} or None,
             test=test,
-            throughput=_throughput(state.history),
+            throughput=_throughput(state.history, (self.data.get("model_summary") or {}).get("flops_per_sample"),
+                                   self.peak_flops),
             change_per_epoch=change_per_epoch(state.history),
         )
         kept = [path.name for path in RunDir(self.data["run_dir"]).kept()]
@@ -153,13 +157,19 @@ def change_per_epoch(history):
     return found or None
 
 
-def _throughput(history):
+def _throughput(history, flops_per_sample=None, peak_flops=None):
     """Training samples per second and the share of training spent waiting for data (means over
-    epochs), and the peak memory of the run, in MiB."""
+    epochs), the model FLOP/s they make (a training sample costs about three forward passes:
+    the backward pass two) and their share of the GPU's peak (model FLOPs utilisation), and the
+    peak memory of the run, in MiB."""
     speeds = [r["samples_per_s"] for r in history if "samples_per_s" in r]  # not in rows of older checkpoints
     if not speeds:
         return None
     found = {"samples_per_s": sum(speeds) / len(speeds)}
+    if flops_per_sample:
+        found["model_flops_per_s"] = 3 * flops_per_sample * found["samples_per_s"]
+        if peak_flops:
+            found["mfu"] = found["model_flops_per_s"] / peak_flops
     waits = [r["data_wait"] for r in history if "data_wait" in r]
     if waits:
         found["data_wait"] = sum(waits) / len(waits)

@@ -42,7 +42,7 @@ def execute(cfg, run_dir, run_fold, show_config=False, job_num=None, sweep_dir=N
     sources = config.code_sources(config_dir, cfg.plugins)
     validate.check_components(cfg)
     device = distributed.setup(devices.for_job(devices.select(cfg.device.name), job_num), cfg.trainer.collective_timeout)
-    devices.configure(cfg.device.deterministic)
+    devices.configure(cfg.device.deterministic, cfg.device.matmul_precision)
     overrides = config.run_overrides(run.root) if overrides is None else overrides
     if show_config and distributed.is_main():
         console.show_config(cfg, overrides, device, config.stored_run(cfg.ckpt_path)[0] if cfg.ckpt_path else ())

@@ -44,7 +44,8 @@ def model_summary(model, input_shape):
         def hook(module, inputs, output):
             shape = list(output.shape[1:]) if torch.is_tensor(output) else type(output).__name__
             layers.append({"layer": name, "type": type(module).__name__, "output_shape": shape,
-                           "params": sum(p.numel() for p in module.parameters(recurse=False))})
+                           "params": sum(p.numel() for p in module.parameters(recurse=False)),
+                           "flops": matrix_flops(module, output)})
         return hook
 
     for name, module in model.named_modules():
@@ -59,7 +60,19 @@ def model_summary(model, input_shape):
     total, trainable = sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
     size = sum(t.numel() * t.element_size() for t in [*params, *model.buffers()])
     return {"params": total, "trainable": trainable, "frozen": total - trainable, "size_mb": round(size / 2**20, 3),
-            "input_shape": list(input_shape), "layers": layers}
+            "input_shape": list(input_shape), "flops_per_sample": sum(layer.pop("flops") for layer in layers),
+            "layers": layers}
+
+
+def matrix_flops(module, output):
+    """Floating-point operations of one sample's forward pass through a linear or convolution
+    layer (two per multiply-add), from the trial batch's output; 0 for every other layer, whose
+    work is small beside theirs in the models dlrun builds."""
+    if not torch.is_tensor(output) or not isinstance(module, (torch.nn.Linear, torch.nn.modules.conv._ConvNd)):
+        return 0
+    positions = output[0].numel() // module.weight.shape[0]  # output positions per sample (1 for a linear layer)
+    per_output = module.weight[0].numel()  # multiply-adds for one output value
+    return 2 * per_output * module.weight.shape[0] * positions
 
 
 def data_summary(data, train_batches=None):
@@ -97,8 +110,16 @@ def _features(data):
 
 
 def totals_line(model):
+    flops = f", {_flops(model['flops_per_sample'])} per sample" if model.get("flops_per_sample") else ""
     return (f"model: {model['params']:,} parameters ({model['trainable']:,} trainable, {model['frozen']:,} frozen), "
-            f"{model['size_mb']:.2f} MB, {len(model['layers'])} layers")
+            f"{model['size_mb']:.2f} MB, {len(model['layers'])} layers{flops}")
+
+
+def _flops(n):
+    for unit, size in (("GFLOPs", 1e9), ("MFLOPs", 1e6), ("kFLOPs", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} FLOPs"
 
 
 def counts_line(data):

@@ -59,8 +59,10 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-def configure(deterministic):
-    """Deterministic algorithms and cuDNN flags, or cuDNN autotuning when not deterministic."""
+def configure(deterministic, matmul_precision="highest"):
+    """Deterministic algorithms and cuDNN flags, or cuDNN autotuning when not deterministic; the
+    precision of float32 matrix products (device.matmul_precision: high is TF32 on GPUs)."""
+    torch.set_float32_matmul_precision(matmul_precision)
     if deterministic:
         # cuBLAS needs this workspace setting for deterministic matrix products.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -99,6 +101,25 @@ def set_rng_state(state):
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# Dense peak TFLOP/s of GPUs by name (NVIDIA's data sheets) for each kind of matrix product: what
+# model FLOPs utilisation is measured against. A GPU not listed gets no utilisation figure.
+PEAK_TFLOPS = {
+    "H100 PCIe": {"fp32": 51.2, "tf32": 378.0, "bf16": 756.0, "fp16": 756.0},
+    "H100": {"fp32": 66.9, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4},
+    "H200": {"fp32": 66.9, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4},
+    "A100": {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0},
+}
+
+
+def peak_flops(device, precision, matmul_precision):
+    """The GPU's peak FLOP/s for the products a run computes (None: not a listed GPU)."""
+    if not str(device).startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name(torch.device(device))
+    kind = precision if precision != "fp32" else ("fp32" if matmul_precision == "highest" else "tf32")
+    return next((peaks[kind] * 1e12 for gpu, peaks in PEAK_TFLOPS.items() if gpu in name), None)
 
 
 def autocast(device, precision):
