@@ -9,7 +9,7 @@ from dlrun.errors import ConfigError, first_line, unknown_choice
 from dlrun.registry import Registry
 
 MODELS = Registry("model", builtins=["dlrun.models.mlp", "dlrun.models.cnn", "dlrun.models.resnet",
-                            "dlrun.models.torchvision_models"],
+                            "dlrun.models.torchvision_models", "dlrun.models.timm_models"],
                   context=["input_shape", "num_outputs"], handled=["init", "init_scale", "freeze", "unfreeze_epoch"])
 
 
