@@ -58,3 +58,20 @@ def test_a_resumed_run_continues_exactly(tmp_path, optimizer):
     rows = [[{k: v for k, v in r.items() if k not in MEASURED} for r in artifacts.read_csv(tmp_path / name / "metrics.csv")]
             for name in ("straight", "resumed")]
     assert rows[0] == rows[1] and len(rows[0]) == 3
+
+
+def test_layer_decay_gives_each_layer_its_learning_rate_the_head_the_full_one():
+    loop = built_loop(*SMOKE, "model=mlp", "model.hidden_sizes=[16,16]", "optimizer=adamw", "optimizer.lr=0.01",
+                      "optimizer.layer_decay=0.5")
+    by_id = {id(p): name for name, p in loop.model.named_parameters()}
+    lrs = {by_id[id(p)]: group["lr"] for group in loop.optimizer.param_groups for p in group["params"]}
+    layers = sorted({name.rpartition(".")[0] for name in lrs if not name.startswith("head.")},
+                    key=lambda n: int(n.split(".")[1]))
+    assert [lrs[f"{layer}.weight"] for layer in layers] == pytest.approx([0.0025, 0.005])
+    assert lrs["head.weight"] == lrs["head.bias"] == pytest.approx(0.01)
+    assert all(lrs[f"{layer}.bias"] == lrs[f"{layer}.weight"] for layer in layers)
+
+
+def test_layer_decay_is_refused_where_groups_are_not_the_optimizers_to_set():
+    with pytest.raises(ConfigError, match="optimizer.layer_decay sets a learning rate per layer, and optimizer=muon"):
+        built_loop(*SMOKE, "optimizer=muon", "optimizer.layer_decay=0.8")

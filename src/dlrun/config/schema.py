@@ -371,6 +371,7 @@ SIZES = Rule("an integer >= 1 or a list of them", lambda v: v >= 1)
 ARGUMENTS = {
     "optimizer.lr": Argument(float, above(0)),
     "optimizer.head_lr": Argument(float, above(0)),
+    "optimizer.layer_decay": Argument(float, Rule("in (0, 1]", lambda v: 0 < v <= 1)),
     "optimizer.momentum": Argument(float, fraction()),
     "model.init": Argument(str, choices=Table("dlrun.models.base", "INITS", ("default",))),
     "model.init_scale": Argument(float, above(0)),

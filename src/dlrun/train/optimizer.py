@@ -5,7 +5,7 @@ import torch
 from dlrun.errors import ConfigError
 from dlrun.registry import Registry
 
-OPTIMIZERS = Registry("optimizer", context=["params", "model"], handled=["head_lr"])
+OPTIMIZERS = Registry("optimizer", context=["params", "model"], handled=["head_lr", "layer_decay"])
 
 
 def fused(cls, params, **kwargs):
@@ -124,28 +124,47 @@ def needs_closure(optimizer):
     return isinstance(optimizer, torch.optim.LBFGS)
 
 
-def param_groups(model, weight_decay, decay_norm_and_bias=True, head_lr=None):
+def param_groups(model, weight_decay, decay_norm_and_bias=True, head_lr=None, layer_decay=None, lr=None):
     """Trainable parameters, split so that biases and normalisation weights (1-D tensors) can be
-    exempt from weight decay, and the head (a Network's `head`) can have its own learning rate."""
+    exempt from weight decay, the head (a Network's `head`) can have its own learning rate, and
+    with `layer_decay` each layer learns at lr * layer_decay ** (layers above it): the layers
+    are the modules that hold parameters, in the order the model declares them, the head last."""
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if head_lr is not None and not isinstance(getattr(model, "head", None), torch.nn.Module):
         raise ConfigError(f"optimizer.head_lr needs a model with a `head` module (every built-in model has one); "
                           f"{type(model).__name__} has none.")
+    depth = _depths(model) if layer_decay is not None else {}
+    top = max(depth.values(), default=0)
     groups = {}
     for name, param in trainable:
         head = head_lr is not None and name.startswith("head.")
         exempt = not decay_norm_and_bias and weight_decay > 0 and param.ndim <= 1
-        group = groups.setdefault((head, exempt), {"params": [], "weight_decay": 0.0 if exempt else weight_decay})
+        layer = depth.get(name.rpartition(".")[0], top)
+        group = groups.setdefault((head, exempt, layer), {"params": [], "weight_decay": 0.0 if exempt else weight_decay})
         if head:
             group["lr"] = head_lr
+        elif layer_decay is not None:
+            group["lr"] = lr * layer_decay ** (top - layer)
         group["params"].append(param)
     return [groups[key] for key in sorted(groups)]
+
+
+def _depths(model):
+    """The place of each module that holds parameters itself, in declaration order (the head last)."""
+    owners = [name for name, module in model.named_modules() if any(True for _ in module.parameters(recurse=False))]
+    head = [n for n in owners if n == "head" or n.startswith("head.")]
+    return {name: i for i, name in enumerate([n for n in owners if n not in head] + head)}
 
 
 def build(spec, model, regularization):
     """The optimizer of `spec` over the model's parameter groups; `head_lr` (null: the same as
     `lr`) is read here, so every optimizer has it."""
     spec = dict(spec)
-    head_lr = spec.pop("head_lr", None)
-    groups = param_groups(model, regularization.weight_decay, regularization.decay_norm_and_bias, head_lr)
+    head_lr, layer_decay = spec.pop("head_lr", None), spec.pop("layer_decay", None)
+    if layer_decay is not None and spec.get("name") in ("muon", "lbfgs"):
+        raise ConfigError(f"optimizer.layer_decay sets a learning rate per layer, and optimizer={spec['name']} "
+                          f"{'splits its parameters by shape' if spec['name'] == 'muon' else 'takes one group'}: "
+                          f"use it with sgd, adam, adamw, rmsprop or lion.")
+    groups = param_groups(model, regularization.weight_decay, regularization.decay_norm_and_bias, head_lr, layer_decay,
+                          spec.get("lr"))
     return OPTIMIZERS.build(spec, params=groups, model=model)
