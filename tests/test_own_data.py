@@ -64,7 +64,7 @@ def test_the_users_config_directory_shows_in_help_and_list_wherever_the_flag_sta
         out = capsys.readouterr().out
         assert listed.value.code == 0 and "two_layer (yours)" in out and "dataset=" not in out
     text = listing.help_text([conf])
-    assert "model: cnn, logistic, mlp, resnet18, torchvision, vgg_fast; yours: two_layer" in text
+    assert "model: cnn, logistic, mlp, resnet18, timm, torchvision, vgg_fast; yours: two_layer" in text
     assert "; yours: moons" in text and "yours" not in listing.help_text()
     assert listing.main(["model"], [conf]) == 0
     assert "two_layer (yours)" in capsys.readouterr().out

@@ -50,7 +50,7 @@ def test_one_sweep_over_own_models_with_their_own_settings(cli):
 
 
 def test_help_and_list_show_the_users_options_wherever_the_flag_stands(cli):
-    assert "model: cnn, logistic, mlp, resnet18, torchvision, vgg_fast; yours: cnn1d, gru, gru_small, mlp_wide" in \
+    assert "model: cnn, logistic, mlp, resnet18, timm, torchvision, vgg_fast; yours: cnn1d, gru, gru_small, mlp_wide" in \
         cli(*OWN, "--help").stdout
     for args in ([*OWN, "list", "model"], ["list", *OWN, "model"], ["list", "model", *OWN]):
         assert "gru_small (yours)" in cli(*args).stdout
