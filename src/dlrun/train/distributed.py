@@ -109,10 +109,10 @@ def failures_told(step, timeout):
             raise RankFailed(_what_happened(step(), timeout, exc)) from None
         rank = dist.get_rank()
         message = f"rank {rank} failed at step {step()}: {first_line(exc)}"
-        log.error("%s", message, exc_info=exc)  # run.log keeps the traceback
         _store().set(FAILED_KEY.format(rank=rank), message)
-        if isinstance(exc, DlrunError):  # divergence, a stop: the same on every process, as it is
+        if isinstance(exc, DlrunError):  # divergence, a failed write: said as it is (rank 0 speaks)
             raise
+        log.error("%s", message, exc_info=exc)  # run.log keeps the traceback
         raise RankFailed(message) from exc
 
 
