@@ -98,8 +98,8 @@ def _ended_early(exc, run_dir, folder):
                     RunDir(run_dir).checkpoint("last"))
         return float("nan")
     stopped = isinstance(exc, KeyboardInterrupt) or exc.status == "interrupted"
-    if int(os.environ.get("RANK", "0")) > 0:
-        pass  # under torchrun rank 0 alone speaks: where the run is, or which process failed and why
+    if int(os.environ.get("RANK", "0")) > 0 and (stopped or getattr(exc, "told", False)):
+        pass  # under torchrun rank 0 alone says where the run is, or which process failed and why
     elif isinstance(exc, KeyboardInterrupt):
         _say_stopped(run_dir)
     elif exc.status == "pruned":  # an Optuna trial stopped by its pruner: the sweep goes on

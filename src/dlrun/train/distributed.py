@@ -77,6 +77,8 @@ class RankFailed(DlrunError):
     """A data-parallel run that one of its processes ended (an error, a kill, a hang): raised on
     the process that failed, after it told the others, and on the others, naming it; rank 0 says it."""
 
+    told = True  # what job._ended_early reads: the other processes know, and rank 0 speaks
+
 
 # Where a failing process leaves its error for the others: a key of torchrun's own store per rank.
 FAILED_KEY = "dlrun/failed/{rank}"
@@ -110,7 +112,8 @@ def failures_told(step, timeout):
         rank = dist.get_rank()
         message = f"rank {rank} failed at step {step()}: {first_line(exc)}"
         _store().set(FAILED_KEY.format(rank=rank), message)
-        if isinstance(exc, DlrunError):  # divergence, a failed write: said as it is (rank 0 speaks)
+        if isinstance(exc, DlrunError):  # divergence, a failed write: said as it is, by rank 0
+            exc.told = True
             raise
         log.error("%s", message, exc_info=exc)  # run.log keeps the traceback
         raise RankFailed(message) from exc
