@@ -43,3 +43,16 @@ def test_another_setting_or_changed_data_trains_again(tmp_path, monkeypatch):
     assert record(tmp_path / "outputs" / "changed")["cache_key"] != record(tmp_path / "outputs" / "first")["cache_key"]
     dlrun.run([*QUICK, *table], run_dir=tmp_path / "outputs" / "same")
     assert record(tmp_path / "outputs" / "same")["cached_from"] == str(tmp_path / "outputs" / "changed")
+
+
+def test_an_image_folder_is_found_again_after_its_first_run_decoded_it(tmp_path, monkeypatch):
+    """The decoded cache that the first run writes is derived data, not a change of the folder."""
+    from test_image_cache import write_folder
+
+    monkeypatch.setenv("DLRUN_OUTPUTS", str(tmp_path / "outputs"))
+    write_folder(tmp_path / "images")
+    folder = ["dataset=image_folder", f"dataset.root={tmp_path / 'images'}", "dataset.image_size=16",
+              f"dataset.cache_dir={tmp_path / 'cache'}", "model=cnn"]
+    dlrun.run([*QUICK, *folder], run_dir=tmp_path / "outputs" / "first")
+    dlrun.run([*QUICK, *folder], run_dir=tmp_path / "outputs" / "again")
+    assert record(tmp_path / "outputs" / "again")["cached_from"] == str(tmp_path / "outputs" / "first")

@@ -1,5 +1,6 @@
 """The contract between dataset builders and the rest of dlrun."""
 
+import glob
 import os
 from dataclasses import dataclass, field, replace
 
@@ -53,6 +54,20 @@ class Data:
     input_spec: dict = None  # how raw inputs become rows of x: {"columns": [...]} or {"load_size", "channels"}
     pixel_max: float = None
     cautions: list = field(default_factory=list)  # what the user should know about the data (a column like an id)
+
+
+def expanded(pattern):
+    """The file names of a brace pattern (`train-{000..009}.tar`, with the braceexpand package the
+    webdataset extra brings) and glob pattern (`train-*.tar`, sorted); a name matching no file
+    stays as it is, for the caller to name as missing."""
+    try:
+        from braceexpand import braceexpand
+    except ImportError:
+        names = [pattern]
+    else:
+        names = list(braceexpand(pattern))
+    return [match for name in names
+            for match in (sorted(glob.glob(os.path.expanduser(name))) or [name] if glob.has_magic(name) else [name])]
 
 
 def file_stamps(paths):

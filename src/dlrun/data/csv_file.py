@@ -106,7 +106,7 @@ class _Table:
     blocks: a million rows of a hundred columns in seconds, in about the memory of the values):
     columns it reads as whole numbers or floats stay numbers; the others, and the target and
     categorical columns, are read again as the text written in the file. Line numbers, and the
-    text of a cell it read as missing, are looked up only for an error message (`_row`)."""
+    text of a cell it read as missing, are looked up only for an error message (`row`)."""
 
     def __init__(self, path, encoding):
         self.path, self.file, self.codec = path, _file(path), _codec(encoding)

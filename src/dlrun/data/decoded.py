@@ -18,6 +18,7 @@ import torch
 from dlrun.data.base import file_stamps
 
 FORMAT = 1  # the layout of the cached array; a change makes every older cache stale
+FOLDER = "image_folders"  # where in the data cache the decoded arrays are (derived data, not a source)
 
 
 def key_of(paths, settings):
@@ -29,7 +30,7 @@ def key_of(paths, settings):
 def decoded(paths, load, settings, cache_dir, say):
     """The uint8 images (N, C, S, S) of `paths` as `load(path)` makes them (a CHW uint8 array),
     read from the cache in `cache_dir`, or decoded into it first (`say` announces that)."""
-    cache = Path(cache_dir).expanduser() / "image_folders" / f"{key_of(paths, settings)}.npy"
+    cache = Path(cache_dir).expanduser() / FOLDER / f"{key_of(paths, settings)}.npy"
     if not cache.is_file():
         from dlrun.data.batches import worker_count
 

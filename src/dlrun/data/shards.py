@@ -12,7 +12,6 @@ first dot of the file name, `.cls` labels, `.npy` arrays (never unpickled), imag
 """
 
 import functools
-import glob
 import io
 import os
 import tarfile
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dlrun.data.base import DATASETS, Data
+from dlrun.data.base import DATASETS, Data, expanded
 from dlrun.errors import ConfigError, DlrunError, did_you_mean
 
 # Label members decoded as the webdataset package decodes them: whole numbers, or text (class names).
@@ -41,15 +40,12 @@ def expand(urls, key="dataset.urls"):
     """The shard files of one or several brace or glob patterns (`data/train-{000..009}.tar`,
     `data/train-*.tar`, sorted), each checked to exist and to be an uncompressed local tar file
     (read by offset)."""
-    from braceexpand import braceexpand
-
+    _webdataset()  # braceexpand comes with it
     patterns = [urls] if isinstance(urls, str) else list(urls or [])
-    names = [name for pattern in patterns for name in braceexpand(pattern)]
-    remote = [name for name in names if "://" in name or name.startswith("pipe:")]
+    remote = [pattern for pattern in patterns if "://" in pattern or pattern.startswith("pipe:")]
     if remote:
         raise ConfigError(f"{key}: {remote[0]} is not a local file; dlrun reads shards from local disk (copy them first).")
-    paths = [Path(p).expanduser() for name in names
-             for p in (sorted(glob.glob(os.path.expanduser(name))) or [name] if glob.has_magic(name) else [name])]
+    paths = [Path(name).expanduser() for pattern in patterns for name in expanded(pattern)]
     if not paths:
         raise ConfigError(f"{key} names no shard: give a path or a brace pattern such as data/train-{{000..009}}.tar.")
     for path in paths:

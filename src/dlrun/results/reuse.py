@@ -8,7 +8,6 @@ The key is made from the run's provenance (provenance.gather) for every training
 earlier run can be found, cache=true or not.
 """
 
-import glob
 import hashlib
 import json
 import os
@@ -44,15 +43,18 @@ def _digest(text):
 
 
 def data_fingerprint(dataset):
-    """(path, size, modification time) of every file a dataset config names: a file, a folder
-    (every file under it), or a brace or glob pattern of shards."""
+    """(path, size, modification time) of every file a dataset config names as its source: a
+    file, a folder (every file under it), or a brace or glob pattern of shards. What dlrun derives
+    from them (`cache_dir`, the decoded image folders) is left out: it changes as runs write it."""
     from dlrun.data.base import file_stamps
+    from dlrun.data.decoded import FOLDER
 
     files = []
-    for value in _strings(OmegaConf.to_container(dataset, resolve=True)):
-        for name in _expanded(value):
+    for value in _strings({k: v for k, v in OmegaConf.to_container(dataset, resolve=True).items() if k != "cache_dir"}):
+        for name in _paths(value):
             path = Path(name).expanduser()
-            files += [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) \
+            files += [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()
+                                                          and FOLDER not in p.relative_to(path).parts) \
                 if path.is_dir() else []
     return hashlib.sha256(json.dumps(file_stamps(files)).encode()).hexdigest()
 
@@ -68,17 +70,11 @@ def _strings(value):
             yield from _strings(item)
 
 
-def _expanded(value):
-    if "/" not in value and not os.path.exists(value):
-        return []  # a word (a name, a choice), not a path
-    try:
-        from braceexpand import braceexpand
-    except ImportError:
-        names = [value]
-    else:
-        names = list(braceexpand(value))
-    return [match for name in names for match in (glob.glob(os.path.expanduser(name)) if glob.has_magic(name)
-                                                   else [name])]
+def _paths(value):
+    """The files a config value names, when it names any (a word, a name or a choice does not)."""
+    from dlrun.data.base import expanded
+
+    return expanded(value) if "/" in value or os.path.exists(value) else []
 
 
 def completed_like(cache_key, root, this_run):
