@@ -166,8 +166,9 @@ def write_shards(root, classes=4, files=60, shards=4):
 DATA_PATHS = {
     "folder decoded every epoch": (write_image_folder, ["dataset=image_folder", "dataset.root=images",
                                                         "dataset.cache=false"]),
-    "folder's cache held in memory": (write_image_folder, ["dataset=image_folder", "dataset.root=images",
-                                                           "dataset.cache_dir=cache"]),
+    "folder's cache held in memory, policy-augmented": (
+        write_image_folder, ["dataset=image_folder", "dataset.root=images", "dataset.cache_dir=cache",
+                             "regularization.augment=[trivial_augment,random_erasing]"]),
     "folder's cache read from its map": (write_image_folder, ["dataset=image_folder", "dataset.root=images",
                                                               "dataset.cache_dir=cache", "dataset.in_memory=false"]),
     "webdataset shards": (write_shards, ["dataset=webdataset", "dataset.urls='images/train-{0..3}.tar'",

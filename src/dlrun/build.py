@@ -151,7 +151,19 @@ def fit_policy(trainer):
 def augmentation(regularization):
     """regularization.augment with its parameters (None without augmentation)."""
     return Augmentation.of(plain(regularization.augment), regularization.rotate_degrees, regularization.crop_pad,
-                           regularization.cutout_size)
+                           regularization.cutout_size, regularization.augment_ops, regularization.augment_magnitude)
+
+
+def train_transform(cfg, data, device):
+    """The training batches' transform: the data's preparation and regularization.augment, drawing
+    from its own generator (seed + 2) so that augmenting leaves the order of rows alone."""
+    aug = augmentation(cfg.regularization)
+    if aug and not data.image:
+        raise ConfigError(f"regularization.augment={cfg.regularization.augment} needs an image dataset.")
+    if aug and aug.policies and data.input_shape[0] not in (1, 3):
+        raise ConfigError(f"regularization.augment={cfg.regularization.augment}: torchvision's policies take gray "
+                          f"or RGB images; these have {data.input_shape[0]} channels.")
+    return DeviceTransform.of(data, device, aug, torch.Generator(device=device).manual_seed(cfg.seed + 2))
 
 
 def loop(cfg, data, net, device, overrides=(), sources=None):
@@ -165,10 +177,7 @@ def loop(cfg, data, net, device, overrides=(), sources=None):
             raise ConfigError(f"trainer.sync_batchnorm=true needs CUDA devices (torch's SyncBatchNorm runs on GPUs "
                               f"only); on {device.type} each process keeps its own batch statistics: drop it.")
         net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-    augment_gen = torch.Generator(device=device).manual_seed(cfg.seed + 2)
-    if reg.augment and not data.image:
-        raise ConfigError(f"regularization.augment={reg.augment} needs an image dataset.")
-    train_tf = DeviceTransform.of(data, device, augmentation(cfg.regularization), augment_gen)
+    train_tf = train_transform(cfg, data, device)
     eval_tf = DeviceTransform.of(data, device)
     resident = _resident(data, device)
     train_batches = make_batches(data.train, tr.batch_size, device, train_tf, True, cfg.seed + 1, tr.sampling,
@@ -193,7 +202,7 @@ def loop(cfg, data, net, device, overrides=(), sources=None):
         channels_last=bool(cfg.device.channels_last and data.image),
         compile_mode=cfg.device.compile_mode if cfg.device.compile else None,
         threshold=threshold(cfg), target_scale=data.target_scale,
-        augment_generator=augment_gen, record=record(cfg, data, overrides, sources),
+        augment_generator=train_tf.generator, record=record(cfg, data, overrides, sources),
         accumulate=tr.accumulate_grad_batches, val_metrics=val_metrics(tr.val_metrics, tr.monitor),
         freezing=Freezing(patterns(cfg.model.get("freeze")), cfg.model.get("unfreeze_epoch")),
     )

@@ -41,6 +41,10 @@ def above(low):
     return Rule(f"> {low}", lambda v: v > low)
 
 
+def between(low, high):
+    return Rule(f"in [{low}, {high}]", lambda v: low <= v <= high)
+
+
 def fraction(text="in [0, 1)"):
     return Rule(text, lambda v: 0 <= v < 1)
 
@@ -208,13 +212,17 @@ class RegularizationConfig:
     decay_norm_and_bias: bool = key(True, "false: exempt normalisation weights and biases from weight decay")
     l1: float = key(0.0, "adds l1 * sum(|w|) over weights to the loss", at_least(0))
     grad_clip: GradClip = key(GradClip(), "")
-    augment: Any = key(None, "image augmentation: a preset or a list of presets and steps ([flip, rotate])",
+    augment: Any = key(None, "image augmentation: a preset or a list of presets and steps ([flip, rotate]); "
+                             "trivial_augment, rand_augment and auto_augment are torchvision's policies",
                        choices=Table("dlrun.data.batches", "AUGMENTATIONS", (None,)))
     rotate_degrees: float = key(15.0, "augment's rotation: up to this many degrees either way", at_least(0))
     crop_pad: int | None = key(None, "augment's crop: a shift of up to this many pixels; null: an eighth of the "
                                      "image", at_least(1))
     cutout_size: int | None = key(None, "augment's cutout: a square hole this many pixels wide; null: a quarter "
                                         "of the image", at_least(1))
+    augment_ops: int = key(2, "rand_augment: operations per image", at_least(1))
+    augment_magnitude: int = key(9, "rand_augment: the magnitude bin of each operation, of 31 (0: none)",
+                                 between(0, 30))
     mixup_alpha: float = key(0.0, "mixup's Beta(alpha, alpha); 0: off", at_least(0))
     cutmix_alpha: float = key(0.0, "CutMix's Beta(alpha, alpha); 0: off", at_least(0))
 

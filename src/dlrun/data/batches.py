@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from dlrun.data.policies import POLICIES, apply_policy, random_erasing
 from dlrun.data.sampling import IndexStream, locality_of
 
 
@@ -54,6 +55,8 @@ class DeviceTransform:
             x = augment_images(x, self.augment, self.generator)
         if self.mean is not None:
             x = (x - self.mean) / self.std
+        if train and self.augment and self.augment.erases:
+            x = random_erasing(x, self.generator)
         return x
 
     def denormalize(self, x):
@@ -69,6 +72,10 @@ AUGMENTATIONS = {
     "rotate": ("rotate",),
     "standard": ("flip", "crop"),
     "cutout": ("cutout",),
+    "trivial_augment": ("trivial_augment",),  # torchvision's policies, drawn per image (policies.py)
+    "rand_augment": ("rand_augment",),
+    "auto_augment": ("auto_augment",),
+    "random_erasing": ("random_erasing",),  # after normalisation, as torchvision's recipes place it
 }
 
 
@@ -82,18 +89,30 @@ class Augmentation:
     degrees: float = 15.0
     pad: int = None
     cutout: int = None
+    num_ops: int = 2
+    magnitude: int = 9
 
     @classmethod
-    def of(cls, augment, degrees=15.0, pad=None, cutout=None):
+    def of(cls, augment, degrees=15.0, pad=None, cutout=None, num_ops=2, magnitude=9):
         """The augmentation of `augment` (a name, a list of names, or None: none)."""
         if not augment:
             return None
         names = [augment] if isinstance(augment, str) else list(augment)
-        return cls(tuple(dict.fromkeys(step for name in names for step in AUGMENTATIONS[name])), degrees, pad, cutout)
+        steps = tuple(dict.fromkeys(step for name in names for step in AUGMENTATIONS[name]))
+        return cls(steps, degrees, pad, cutout, num_ops, magnitude)
+
+    @property
+    def policies(self):
+        return [step for step in self.steps if step in POLICIES]
+
+    @property
+    def erases(self):
+        return "random_erasing" in self.steps
 
     def __str__(self):
         said = {"rotate": f"rotate ±{self.degrees:g}°", "crop": "crop" + (f" ±{self.pad}px" if self.pad else ""),
-                "cutout": "cutout" + (f" {self.cutout}px" if self.cutout else "")}
+                "cutout": "cutout" + (f" {self.cutout}px" if self.cutout else ""),
+                "rand_augment": f"rand_augment ({self.num_ops} ops, magnitude {self.magnitude})"}
         return " + ".join(said.get(step, step) for step in self.steps)
 
 
@@ -116,6 +135,8 @@ def augment_images(x, augmentation, generator):
             x = random_rotate(x, augmentation.degrees, generator)
         elif step == "cutout":
             x = random_cutout(x, cutout, generator)
+        elif step in POLICIES:
+            x = apply_policy(x, step, generator, augmentation.num_ops, augmentation.magnitude)
     return x
 
 

@@ -332,7 +332,8 @@ def samples(images, labels, augment, per_class=None):
     how many of each class they are, in class order."""
     how = f"after {augment}" if augment else "no augmentation"
     which = "" if per_class is None else "one of each class, " if per_class == 1 else f"{per_class} of each class, "
-    return image_grid(images, labels, f"Training samples as the model sees them ({which}{how})")
+    # The title on two lines: a combined augmentation's name is longer than the grid is wide.
+    return image_grid(images, labels, f"Training samples as the model sees them\n({which}{how})")
 
 
 def embedding(points, labels, class_names, method, seed=0, limit=1000):
