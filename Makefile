@@ -21,8 +21,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	@echo "   about 4.5 GB installed with its NVIDIA libraries, the one large download"
 	$(PIP_PROGRESS) $(TORCH_PINS)
 	@echo "== dlrun setup: dlrun and what it runs with: Hydra, scikit-learn, matplotlib, rich (the runs),"
-	@echo "   Optuna and submitit (sweeps), MLflow and W&B (tracking), h5py and webdataset (data files), timm (models), pytest and ruff (the tests)"
-	$(PIP) -e ".[dev,sweep,tracking,wandb,hdf5,webdataset,timm]"
+	@echo "   Optuna and submitit (sweeps), MLflow and W&B (tracking), h5py and webdataset (data files), timm (models), schedulefree (optimizer), pytest and ruff (the tests)"
+	$(PIP) -e ".[dev,sweep,tracking,wandb,hdf5,webdataset,timm,schedulefree]"
 	touch $@
 	@echo "== dlrun setup: done; .venv/bin/dlrun is the command"
 
@@ -64,7 +64,7 @@ lock:
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
 	.lock-venv/bin/python -m pip install --quiet $(TORCH_PINS)
-	.lock-venv/bin/python -m pip install --quiet -e ".[dev,sweep,tracking,wandb,hdf5,webdataset,timm,bench,onnx,tensorboard]"
+	.lock-venv/bin/python -m pip install --quiet -e ".[dev,sweep,tracking,wandb,hdf5,webdataset,timm,schedulefree,bench,onnx,tensorboard]"
 	(echo "# Pinned versions of every dependency; regenerate with: make lock"; \
 	 .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v -i '^dlrun') > constraints.txt
 	rm -rf .lock-venv

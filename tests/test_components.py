@@ -360,7 +360,8 @@ def test_registered_names_cover_the_catalogue():
     assert {"digits", "iris", "wine", "breast_cancer", "diabetes", "synthetic", "csv", "mnist", "fashion_mnist",
             "cifar10", "image_folder", "hdf5", "webdataset", "fake"} <= set(DATASETS.names())
     assert {"logistic", "mlp", "cnn", "resnet18"} <= set(MODELS.names())
-    assert set(optimizer.OPTIMIZERS.names()) == {"sgd", "adam", "adamw", "rmsprop", "lbfgs", "lion", "muon"}
+    assert set(optimizer.OPTIMIZERS.names()) == {"sgd", "adam", "adamw", "rmsprop", "lbfgs", "lion", "muon",
+                                                     "schedule_free"}
     assert {"step", "multistep", "exponential", "cosine", "plateau", "onecycle"} <= set(scheduler.SCHEDULERS.names())
     assert {"cross_entropy", "focal", "bce_with_logits", "mse", "kl_div", "l1", "huber"} <= set(loss.LOSSES.names())
 

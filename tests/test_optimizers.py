@@ -1,5 +1,6 @@
-"""optimizer=muon (torch's Muon on the hidden weight matrices, AdamW on the rest) and optimizer=lion:
-each converges where it must, splits or decays its parameters as documented, and resumes exactly."""
+"""optimizer=muon (torch's Muon on the hidden weight matrices, AdamW on the rest), optimizer=lion and
+optimizer=schedule_free: each converges where it must, splits, decays or averages its parameters as
+documented, and resumes exactly."""
 
 import json
 
@@ -10,13 +11,15 @@ import dlrun
 from conftest import SMOKE, built_loop
 from dlrun.errors import ConfigError
 from dlrun.results import artifacts
+from dlrun.train.fit_policy import FitState
 from dlrun.train.optimizer import Lion
 from dlrun.train.trainer import MEASURED
 
 QUICK = ["trainer.progress=false", "plots=[]", "report=false"]
 
 
-@pytest.mark.parametrize("optimizer", [["optimizer=muon"], ["optimizer=lion", "optimizer.lr=0.0005"]])
+@pytest.mark.parametrize("optimizer", [["optimizer=muon"], ["optimizer=lion", "optimizer.lr=0.0005"],
+                                       ["optimizer=schedule_free"]])
 def test_each_optimizer_learns_the_digits(tmp_path, optimizer):
     dlrun.run([*QUICK, *optimizer, "trainer.max_epochs=8"], run_dir=tmp_path / "run")
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["test"]["accuracy"] > 0.9
@@ -49,7 +52,7 @@ def test_lion_steps_by_the_sign_with_decoupled_decay():
     assert torch.allclose(optimizer.state[weight]["exp_avg"], torch.tensor([0.003, 0.0]))
 
 
-@pytest.mark.parametrize("optimizer", ["muon", "lion"])
+@pytest.mark.parametrize("optimizer", ["muon", "lion", "schedule_free"])
 def test_a_resumed_run_continues_exactly(tmp_path, optimizer):
     common = [*QUICK, *SMOKE, f"optimizer={optimizer}", "trainer.early_stopping.enabled=false"]
     dlrun.run([*common, "trainer.max_epochs=3"], run_dir=tmp_path / "straight")
@@ -75,3 +78,27 @@ def test_layer_decay_gives_each_layer_its_learning_rate_the_head_the_full_one():
 def test_layer_decay_is_refused_where_groups_are_not_the_optimizers_to_set():
     with pytest.raises(ConfigError, match="optimizer.layer_decay sets a learning rate per layer, and optimizer=muon"):
         built_loop(*SMOKE, "optimizer=muon", "optimizer.layer_decay=0.8")
+
+
+def test_schedule_free_evaluates_its_average_and_trains_on_untouched():
+    loop = built_loop(*SMOKE, "optimizer=schedule_free", "optimizer.lr=0.01")
+    x, y = next(iter(loop.train_batches.epoch()))
+    for _ in range(3):
+        loop.step(x, y, FitState())
+    trained = [p.detach().clone() for p in loop.model.parameters()]
+    loop.validate()
+    assert all(torch.equal(a, b) for a, b in zip(trained, loop.model.parameters()))  # bit for bit
+    evaluated = list(loop.eval_model.parameters())
+    assert loop.eval_model is not loop.model and not all(torch.equal(a, b) for a, b in zip(trained, evaluated))
+    loop.optimizer.eval()  # the optimizer's own switch gives the weights validated
+    assert all(torch.allclose(a, b) for a, b in zip(loop.model.parameters(), evaluated))
+    loop.optimizer.train()
+    ckpt = loop.state_dict(FitState())
+    assert all(torch.equal(ckpt["model"][name], p) for name, p in loop.eval_model.state_dict().items())
+    assert all(torch.equal(ckpt["trained_model"][name], p) for name, p in loop.model.state_dict().items())
+
+
+@pytest.mark.parametrize("setting", ["scheduler=cosine", "scheduler.warmup_epochs=1", "trainer.averaging.kind=ema"])
+def test_schedule_free_is_refused_with_a_schedule_or_averaging(setting):
+    with pytest.raises(ConfigError, match="optimizer=schedule_free (needs no learning-rate schedule|already evaluates)"):
+        built_loop(*SMOKE, "optimizer=schedule_free", setting)

@@ -17,6 +17,7 @@ from dlrun.train import distributed, loss, optimizer, scheduler
 from dlrun.train.averaging import Averaging
 from dlrun.train.fit_policy import FitPolicy
 from dlrun.train.regularization import set_dropout
+from dlrun.train.schedule_free import switches_weights
 from dlrun.train.trainer import Loop
 
 
@@ -166,6 +167,16 @@ def train_transform(cfg, data, device):
     return DeviceTransform.of(data, device, aug, torch.Generator(device=device).manual_seed(cfg.seed + 2))
 
 
+def _schedule_free_alone(cfg):
+    """A schedule-free optimizer replaces the schedule and averages its own iterates."""
+    if cfg.scheduler.name != "none" or cfg.scheduler.get("warmup_epochs"):
+        raise ConfigError(f"optimizer={cfg.optimizer.name} needs no learning-rate schedule (it replaces one): drop "
+                          f"scheduler={cfg.scheduler.name} (its own warmup is optimizer.warmup_steps).")
+    if cfg.trainer.averaging.kind is not None:
+        raise ConfigError(f"optimizer={cfg.optimizer.name} already evaluates an average of its weights: drop "
+                          f"trainer.averaging.kind={cfg.trainer.averaging.kind}.")
+
+
 def loop(cfg, data, net, device, overrides=(), sources=None):
     """The Loop for `net` on `data`: batches, loss, optimizer and schedule."""
     reg, tr = namespace(cfg.regularization), namespace(cfg.trainer)
@@ -187,6 +198,8 @@ def loop(cfg, data, net, device, overrides=(), sources=None):
                                      num_workers=tr.num_workers, resident=resident), tr.limit_val_batches)
     loss_fn = loss.build(plain(cfg.loss), data.task, data.train.y, data.num_classes).to(device)
     opt = optimizer.build(plain(cfg.optimizer), net, reg)
+    if switches_weights(opt):
+        _schedule_free_alone(cfg)
     # Schedulers count optimizer steps: one per accumulation window.
     steps_per_epoch = -(-len(train_batches) // tr.accumulate_grad_batches)
     schedule = scheduler.build(plain(cfg.scheduler), opt, tr.max_epochs, steps_per_epoch, mode_of(tr))

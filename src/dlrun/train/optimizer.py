@@ -119,6 +119,21 @@ class Lion(torch.optim.Optimizer):
                 momentum.lerp_(p.grad, 1 - beta2)
 
 
+@OPTIMIZERS.register("schedule_free")
+def schedule_free(params, lr=0.0025, betas=(0.9, 0.999), warmup_steps=0):
+    """Schedule-free AdamW (Defazio et al., 2024, "The Road Less Scheduled"): no schedule, and the
+    weights to evaluate are an average of its iterates that its eval() switches to (the loop keeps
+    them apart: schedule_free.py)."""
+    try:
+        import schedulefree
+    except ImportError:
+        raise ConfigError("optimizer=schedule_free needs the schedulefree package: pip install "
+                          "'dlrun[schedulefree]' (or pip install schedulefree).") from None
+    optimizer = schedulefree.AdamWScheduleFree(params, lr=lr, betas=tuple(betas), warmup_steps=warmup_steps)
+    optimizer.train()
+    return optimizer
+
+
 def needs_closure(optimizer):
     """Optimizers that evaluate the loss themselves within a step (torch's L-BFGS)."""
     return isinstance(optimizer, torch.optim.LBFGS)

@@ -28,6 +28,7 @@ from dlrun.train import optimizer as optimizers
 from dlrun.train.averaging import Averaging
 from dlrun.train.fit_policy import FitPolicy, FitState
 from dlrun.train.regularization import l1_penalty, mix, penalized_weights
+from dlrun.train.schedule_free import EvaluatedWeights, switches_weights
 from dlrun.train.step import GuardedUpdate
 
 REFRESH_S = 0.25
@@ -99,6 +100,9 @@ class Loop:
         self.read_every_step = self.device.type == "cpu"
         self.stop_votes = distributed.StopVotes()
         self.eval_model = self.model    # what validation and evaluation run: the averaged weights, when on
+        self.evaluated = EvaluatedWeights(self.model) if switches_weights(self.optimizer) else None
+        if self.evaluated is not None:  # schedule-free: the average of its iterates
+            self.eval_model = self.evaluated.model
         self.freezing = self.freezing or Freezing()
         self.freezing.check(self.model)
         self.freezing.apply(self.model, 0)
@@ -384,6 +388,7 @@ class Loop:
         device, plus `val_metrics`; `full`: every metric, as the test split gets them."""
         if not len(self.val_batches):
             return {}
+        self._refresh_evaluated()
         if full:
             out, y, loss, _ = self.predict(self.val_batches)
             return metrics.scalar_metrics(self.predictions(out, y), self.num_classes, loss)
@@ -391,10 +396,17 @@ class Loop:
         return metrics.epoch_metrics(self.task, out, y, loss, self.num_classes, self.threshold, self.target_scale,
                                      self.val_metrics)
 
+    def _refresh_evaluated(self):
+        if self.evaluated is not None and self.eval_model is self.evaluated.model:
+            self.evaluated.refresh(self.model, self.optimizer)
+
     # ------------------------------------------------------------ checkpoints
     def state_dict(self, state, mid_epoch=False):
         averaged = {} if self.averaging is None else {"trained_model": self.model.state_dict(),
                                                        "averaging": self.averaging.state_dict()}
+        if self.evaluated is not None:
+            self._refresh_evaluated()
+            averaged = {"trained_model": self.model.state_dict()}
         return {
             "model": self.eval_model.state_dict(),  # the weights that are evaluated, exported and reused
             **averaged,
