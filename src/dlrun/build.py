@@ -119,8 +119,9 @@ def _cpu(values):
     return None if values is None else torch.as_tensor(values).float().cpu()
 
 
-def preprocessing(data):
-    """What a checkpoint needs to apply the model to new inputs the way it was trained."""
+def preprocessing(data, tta=None):
+    """What a checkpoint needs to apply the model to new inputs the way it was trained (and
+    evaluated: with `tta`, trainer.tta's views)."""
     scale = data.target_scale or (None, None)
     return {"task": data.task, "class_names": list(data.class_names), "input_shape": list(data.input_shape),
             "num_outputs": data.num_outputs, "image": data.image, "image_mean": _cpu(data.mean),
@@ -128,14 +129,14 @@ def preprocessing(data):
             "feature_std": _cpu(data.extra.get("feature_std")), "target_mean": _cpu(scale[0]),
             "target_std": _cpu(scale[1]), "resize": data.extra.get("resize"),
             "raw_shape": list(data.extra.get("raw_shape", data.input_shape)), "pixel_max": data.extra.get("pixel_max"),
-            "input_range": data.extra.get("input_range"), **data.extra.get("input_spec", {})}
+            "input_range": data.extra.get("input_range"), "tta": tta, **data.extra.get("input_spec", {})}
 
 
 def record(cfg, data, overrides, sources=None):
     """The checkpoint's record of the run: its resolved config, the overrides that composed it,
     where its own code came from (config.code_sources), the preprocessing and the model's build spec."""
     return {"config": plain(cfg), "overrides": list(overrides), "sources": sources or {},
-            "preprocessing": preprocessing(data),
+            "preprocessing": preprocessing(data, cfg.trainer.tta),
             "model_spec": {**plain(cfg.model), "input_shape": list(data.input_shape), "num_outputs": data.num_outputs}}
 
 
@@ -189,6 +190,8 @@ def loop(cfg, data, net, device, overrides=(), sources=None):
                               f"only); on {device.type} each process keeps its own batch statistics: drop it.")
         net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
     train_tf = train_transform(cfg, data, device)
+    if tr.tta and not data.image:
+        raise ConfigError(f"trainer.tta={tr.tta} takes views of images; {cfg.dataset.name} has feature rows.")
     eval_tf = DeviceTransform.of(data, device)
     resident = _resident(data, device)
     train_batches = make_batches(data.train, tr.batch_size, device, train_tf, True, cfg.seed + 1, tr.sampling,
@@ -214,7 +217,7 @@ def loop(cfg, data, net, device, overrides=(), sources=None):
         cutmix_alpha=reg.cutmix_alpha, precision=cfg.device.precision,
         channels_last=bool(cfg.device.channels_last and data.image),
         compile_mode=cfg.device.compile_mode if cfg.device.compile else None,
-        threshold=threshold(cfg), target_scale=data.target_scale,
+        threshold=threshold(cfg), target_scale=data.target_scale, tta=cfg.trainer.tta,
         augment_generator=train_tf.generator, record=record(cfg, data, overrides, sources),
         accumulate=tr.accumulate_grad_batches, val_metrics=val_metrics(tr.val_metrics, tr.monitor),
         freezing=Freezing(patterns(cfg.model.get("freeze")), cfg.model.get("unfreeze_epoch")),

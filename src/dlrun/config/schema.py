@@ -159,6 +159,9 @@ class TrainerConfig:
     val_metrics: Any = key([], "probability metrics validated every epoch besides the cheap ones, or all",
                            choices=Table("dlrun.results.metric_names", "PROBABILITY_METRICS", ("all",), light=True))
     mode: str = key("auto", "auto (follows the monitor) | min | max", choices=("auto", "min", "max"))
+    tta: str | None = key(None, "test-time augmentation after training (tested weights, test, predict, exports): "
+                                "null | flip | multicrop (ten shifted and mirrored crops)",
+                          choices=Table("dlrun.train.tta", "VIEWS", (None,)))
     test_weights: str = key("auto", "weights tested: best | last | both | auto (best, or last without validation)",
                             choices=("auto", "best", "last", "both"))
     early_stopping: EarlyStopping = key(EarlyStopping(), "")

@@ -11,6 +11,8 @@ breaks old files without a migration fails there.
 3: the preprocessing always records the input scale of an image model (pixel_max) and the
    training inputs' range (input_range, null when not known); the bad-step record is three
    numbers (count, first bad step, its loss).
+4: the preprocessing records the test-time augmentation the model is applied with (tta, null:
+   none).
 """
 
 import hashlib
@@ -19,7 +21,7 @@ import torch
 
 from dlrun.data.tabular import DIGITS_PIXEL_MAX
 
-FORMAT = 3
+FORMAT = 4
 TENSORS_ONLY = (1,)  # formats whose checksum leaves the config and record unverified
 
 
@@ -64,7 +66,14 @@ def _from_2(state):
     return state
 
 
-MIGRATIONS = {1: _from_1, 2: _from_2}
+def _from_3(state):
+    """Before format 4 no model was applied with test-time augmentation."""
+    if state.get("preprocessing") is not None:
+        state["preprocessing"].setdefault("tta", None)
+    return state
+
+
+MIGRATIONS = {1: _from_1, 2: _from_2, 3: _from_3}
 
 
 def upgrade(state):

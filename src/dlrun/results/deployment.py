@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlrun.errors import ConfigError
 from dlrun.results.metric_names import positive_class
+from dlrun.train.tta import averaged
 
 
 def outputs(task, out, target_mean=None, target_std=None):
@@ -58,6 +60,9 @@ class Deployed(nn.Module):
         self.register_buffer("std", _buffer(std, shape))
         self.register_buffer("target_mean", _buffer(preprocessing.get("target_mean"), (1, -1)))
         self.register_buffer("target_std", _buffer(preprocessing.get("target_std"), (1, -1)))
+        self.tta = preprocessing.get("tta")  # trainer.tta's views, as the model was tested
+        if self.tta and not self.image:
+            raise ConfigError(f"trainer.tta={self.tta} takes views of images; this model's inputs are feature rows.")
 
     def forward(self, x):
         x = x.float()
@@ -68,7 +73,7 @@ class Deployed(nn.Module):
                                   align_corners=False)
         if self.mean is not None:
             x = (x - self.mean) / self.std
-        return outputs(self.task, self.model(x), self.target_mean, self.target_std)
+        return outputs(self.task, averaged(self.model, x, self.tta), self.target_mean, self.target_std)
 
 
 def describe(preprocessing, threshold=0.5):
@@ -84,6 +89,7 @@ def describe(preprocessing, threshold=0.5):
         "output": ("values in the target's units" if task == "regression" else
                    "probabilities (batch, classes)"),
         "class_names": preprocessing.get("class_names") or [],
+        **({"test_time_augmentation": preprocessing["tta"]} if preprocessing.get("tta") else {}),
         **({"threshold": threshold, "positive_class": positive_class(task, preprocessing["class_names"])}
            if task == "binary" else {}),
     }

@@ -19,7 +19,7 @@ class Evaluation:
 
 
 def evaluate(loop, batches, data):
-    out, y, loss, emb = loop.predict(batches, with_embeddings=True)
+    out, y, loss, emb = loop.predict(batches, with_embeddings=True, tta=loop.tta)
     preds = loop.predictions(out, y)
     result = metrics.evaluate(preds, data.class_names, loss)
     classify = data.task != "regression"

@@ -93,7 +93,7 @@ def _decision_threshold(cfg, run, loop, data, summary):
         from dlrun.results.metrics import best_threshold
 
         metric = cfg.dataset.get("threshold_metric", "f1")
-        out, y, _, _ = loop.predict(loop.val_batches)
+        out, y, _, _ = loop.predict(loop.val_batches, tta=loop.tta)
         p = loop.predictions(out, y)
         loop.threshold, value = best_threshold(p.true, p.probs[:, 1], metric)
         summary.data["threshold"] = {"value": loop.threshold, "chosen_by": f"validation {metric}", f"val_{metric}": value}
@@ -124,7 +124,8 @@ def _test(cfg, run, loop, data):
     if not len(data.test):
         messages.phase(cfg, "no test split (split.test=0): the best epoch's validation metrics are the result")
         return None
-    messages.phase(cfg, f"evaluating on the test split ({len(data.test)} samples)")
+    views = f", outputs averaged over trainer.tta={cfg.trainer.tta}'s views" if cfg.trainer.tta else ""
+    messages.phase(cfg, f"evaluating on the test split ({len(data.test)} samples{views})")
     ev = evaluate(loop, build.test_batches(cfg, data, loop.device), data)
     write_tables(run.root, ev, data.class_names, probabilities=cfg.probabilities)
     return ev
@@ -148,5 +149,5 @@ def _export(cfg, run, loop, data):
         from dlrun.results import export
 
         messages.phase(cfg, f"exporting the model ({cfg.export})")
-        export.write(cfg.export, loop.eval_model, {**build.preprocessing(data), "threshold": loop.threshold},
+        export.write(cfg.export, loop.eval_model, {**build.preprocessing(data, cfg.trainer.tta), "threshold": loop.threshold},
                      run.checkpoints, loop.threshold)

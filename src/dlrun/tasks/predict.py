@@ -53,7 +53,9 @@ def task(cfg, run, device):
     warnings = []
     x, ids = new_inputs.read(cfg.predict.input, pre, lambda text: warnings.append(messages.warn(text)))
     messages.phase(cfg, f"predicting {len(ids)} input(s) from {cfg.predict.input}")
-    out = outputs(deployment.Deployed(net, pre), x, device, cfg.trainer.eval_batch_size)
+    # trainer.tta given here adds views to a model trained without them
+    out = outputs(deployment.Deployed(net, {**pre, "tta": cfg.trainer.tta or pre.get("tta")}), x, device,
+                  cfg.trainer.eval_batch_size)
     threshold = pre.get("threshold") or build.threshold(cfg)
     artifacts.write_csv(run.predictions, rows(ids, out, pre, threshold, cfg.probabilities))
     summary.data.update(problem=pre["task"], classes=pre["class_names"], predicted={

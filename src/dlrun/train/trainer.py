@@ -30,6 +30,7 @@ from dlrun.train.fit_policy import FitPolicy, FitState
 from dlrun.train.regularization import l1_penalty, mix, penalized_weights
 from dlrun.train.schedule_free import EvaluatedWeights, switches_weights
 from dlrun.train.step import GuardedUpdate
+from dlrun.train.tta import averaged as tta_averaged
 
 REFRESH_S = 0.25
 RUNNING_SUMS = ("loss_sum", "correct", "count")  # of an epoch so far, kept by a mid-epoch checkpoint
@@ -86,6 +87,7 @@ class Loop:
     step_hooks: list = field(default_factory=list)  # called after every micro-batch (e.g. a profiler's step)
     averaging: Averaging = None     # EMA or SWA of the weights: then the averaged weights are validated and kept
     val_metrics: tuple = ()         # probability metrics (roc_auc, ...) validated every epoch besides the cheap ones
+    tta: str = None                 # test-time augmentation of the evaluations after training (tta.py)
 
     def __post_init__(self):
         forward = distributed.wrap(self.model, self.device)
@@ -349,9 +351,9 @@ class Loop:
 
     # -------------------------------------------------------------- evaluating
     @torch.inference_mode()
-    def predict(self, batches, with_embeddings=False, on_device=False):
+    def predict(self, batches, with_embeddings=False, on_device=False, tta=None):
         """Outputs, targets (and embeddings) of every batch, on the CPU (or left on the device), and
-        the loss over them all."""
+        the loss over them all; `tta`: the outputs averaged over its views (tta.py)."""
         model = self.eval_model
         model.eval()
         forward = self.forward if model is self.model else model
@@ -362,10 +364,10 @@ class Loop:
                     x = x.contiguous(memory_format=torch.channels_last)
                 if with_embeddings and hasattr(model, "embed"):
                     feats = model.embed(x)
-                    outs.append(model.head(feats))
+                    outs.append(tta_averaged(forward, x, tta) if tta else model.head(feats))
                     embeds.append(feats.flatten(1))
                 else:
-                    outs.append(forward(x))
+                    outs.append(tta_averaged(forward, x, tta))
                 targets.append(y)
         out, y = torch.cat(outs).float(), torch.cat(targets)
         loss = self.loss_fn(out, y).item()
@@ -390,7 +392,7 @@ class Loop:
             return {}
         self._refresh_evaluated()
         if full:
-            out, y, loss, _ = self.predict(self.val_batches)
+            out, y, loss, _ = self.predict(self.val_batches, tta=self.tta)
             return metrics.scalar_metrics(self.predictions(out, y), self.num_classes, loss)
         out, y, loss, _ = self.predict(self.val_batches, on_device=True)
         return metrics.epoch_metrics(self.task, out, y, loss, self.num_classes, self.threshold, self.target_scale,
