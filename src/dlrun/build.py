@@ -1,5 +1,6 @@
 """Turn the composed config into the objects the loop drives."""
 
+import contextlib
 import importlib
 import traceback
 from types import SimpleNamespace
@@ -12,8 +13,10 @@ from dlrun import models
 from dlrun.data.batches import Augmentation, DeviceTransform, device_budget, limit, make_batches, resident_bytes
 from dlrun.errors import ConfigError
 from dlrun.results.metric_names import PROBABILITY_METRICS, mode_of
+from dlrun.tasks import messages
 from dlrun.tasks.finetune import Freezing
-from dlrun.train import distributed, loss, optimizer, scheduler
+from dlrun.train import batch_size, distributed, loss, optimizer, scheduler
+from dlrun.train import device as devices
 from dlrun.train.averaging import Averaging
 from dlrun.train.fit_policy import FitPolicy
 from dlrun.train.regularization import set_dropout
@@ -100,6 +103,9 @@ def _resize(data, size):
 def _debug_rows(data, trainer):
     """The debug settings that shrink the data: trainer.overfit_batches trains and validates on
     the same first batches; trainer.fast_dev_run keeps one batch of each split."""
+    if trainer.batch_size == "auto" and (trainer.overfit_batches or trainer.fast_dev_run):
+        raise ConfigError("trainer.overfit_batches and trainer.fast_dev_run count rows in batches: give "
+                          "trainer.batch_size as a number with them, not auto.")
     if trainer.overfit_batches:
         data.train = data.val = datasets.first_rows(data.train, trainer.overfit_batches * trainer.batch_size)
     if trainer.fast_dev_run:
@@ -178,6 +184,28 @@ def _schedule_free_alone(cfg):
                           f"trainer.averaging.kind={cfg.trainer.averaging.kind}.")
 
 
+def found_batch_size(cfg, data, net, loss_fn, device):
+    """trainer.batch_size=auto: the largest batch that fits (batch_size.py), with accumulation up to
+    trainer.effective_batch_size; written into the config (so checkpoints, resumes and the record
+    hold the numbers) and said in one line. Returns the trainer settings as plain values."""
+    tr = cfg.trainer
+    if tr.accumulate_grad_batches != 1:
+        raise ConfigError("trainer.batch_size=auto sets the accumulation itself, to reach trainer.effective_batch_size: "
+                          f"drop trainer.accumulate_grad_batches={tr.accumulate_grad_batches}.")
+    effective = min(tr.effective_batch_size, len(data.train))
+    example = torch.zeros(1, *data.input_shape, device=device)
+    if data.image and cfg.device.channels_last:
+        example = example.contiguous(memory_format=torch.channels_last)
+    target = torch.as_tensor(data.train.y[:1]).to(device)
+    autocast = devices.autocast(device, cfg.device.precision) or contextlib.nullcontext()
+    size, too_big = batch_size.largest_fitting(batch_size.trial(net, loss_fn, example, target, autocast), effective)
+    tr.batch_size, tr.accumulate_grad_batches = size, effective // size
+    misses = f" ({', '.join(map(str, too_big))} did not fit)" if too_big else ""
+    messages.phase(cfg, f"trainer.batch_size=auto: {size} per batch x {effective // size} accumulated = {effective} "
+                        f"samples per optimizer step on {device.type}{misses}")
+    return namespace(tr)
+
+
 def loop(cfg, data, net, device, overrides=(), sources=None):
     """The Loop for `net` on `data`: batches, loss, optimizer and schedule."""
     reg, tr = namespace(cfg.regularization), namespace(cfg.trainer)
@@ -192,6 +220,9 @@ def loop(cfg, data, net, device, overrides=(), sources=None):
     train_tf = train_transform(cfg, data, device)
     if tr.tta and not data.image:
         raise ConfigError(f"trainer.tta={tr.tta} takes views of images; {cfg.dataset.name} has feature rows.")
+    loss_fn = loss.build(plain(cfg.loss), data.task, data.train.y, data.num_classes).to(device)
+    if tr.batch_size == "auto":
+        tr = found_batch_size(cfg, data, net, loss_fn, device)
     eval_tf = DeviceTransform.of(data, device)
     resident = _resident(data, device)
     train_batches = make_batches(data.train, tr.batch_size, device, train_tf, True, cfg.seed + 1, tr.sampling,
@@ -199,7 +230,6 @@ def loop(cfg, data, net, device, overrides=(), sources=None):
     train_batches = limit(train_batches, tr.limit_train_batches)
     val_batches = limit(make_batches(data.val, tr.eval_batch_size, device, eval_tf, False, 0,
                                      num_workers=tr.num_workers, resident=resident), tr.limit_val_batches)
-    loss_fn = loss.build(plain(cfg.loss), data.task, data.train.y, data.num_classes).to(device)
     opt = optimizer.build(plain(cfg.optimizer), net, reg)
     if switches_weights(opt):
         _schedule_free_alone(cfg)
@@ -273,6 +303,16 @@ def keep_path(data, ckpt):
         if data.extra["streamed"]:
             data.extra["streamed_why"] = ("the run resumed here streamed its batches from host memory through a "
                                           "DataLoader: so does this resume")
+
+
+def keep_batch_size(cfg, ckpt):
+    """With trainer.batch_size=auto, a checkpoint's run found its batch once: a resume (or an
+    evaluation) takes those numbers from its config instead of searching again, so its batches
+    are the same whatever the device has free now."""
+    stored = (ckpt.get("config") or {}).get("trainer") or {}
+    if cfg.trainer.batch_size == "auto" and isinstance(stored.get("batch_size"), int):
+        cfg.trainer.batch_size = stored["batch_size"]
+        cfg.trainer.accumulate_grad_batches = stored.get("accumulate_grad_batches", 1)
 
 
 def _size(n):

@@ -111,6 +111,8 @@ BATCH_LIMIT = Rule("a count of batches >= 1, a fraction in (0, 1], or null",
                    lambda v: not isinstance(v, bool) and (v >= 1 if isinstance(v, int) else
                                                           isinstance(v, float) and 0 < v <= 1))
 
+BATCH_SIZE = Rule("a count >= 1 or auto", lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool)
+                                                                     and v >= 1))
 WORKERS = Rule("a count >= 0 or auto", lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0))
 
 
@@ -150,7 +152,10 @@ class AveragingConfig:
 @dataclass
 class TrainerConfig:
     max_epochs: int = key(30, "epochs to train", at_least(1))
-    batch_size: int = key(64, "training batch size (per process under torchrun)", at_least(1))
+    batch_size: Any = key(64, "training batch size (per process under torchrun): a count, or auto (the largest "
+                              "that fits the device, accumulated up to effective_batch_size)", BATCH_SIZE)
+    effective_batch_size: int = key(256, "with batch_size=auto: the samples each optimizer step sees (per process)",
+                                    at_least(1))
     eval_batch_size: int = key(1024, "validation and test batch size", at_least(1))
     sampling: str = key("shuffle", "how each epoch's training rows are drawn",
                         choices=Table("dlrun.data.sampling", "SAMPLING"))

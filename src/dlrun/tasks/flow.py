@@ -138,12 +138,16 @@ def _prepare(cfg, run, device, overrides, sources, raw, ckpt, summary, tracker):
     net = build.model(cfg, data)
     if ckpt is not None and cfg.task == "train":
         build.keep_path(data, ckpt)
+    if ckpt is not None:
+        build.keep_batch_size(cfg, ckpt)
     about = {"init_from": _init_from(cfg, net) if ckpt is None else None}
     loop = build.loop(cfg, data, net, device, overrides, sources)  # applies model.freeze, so the summary counts it
     if data.extra.get("streamed"):
         messages.phase(cfg, data.extra["streamed_why"])
     about.update(model_summary=inspection.model_summary(net, data.input_shape),
                  data_summary=inspection.data_summary(data, loop.train_batches), class_weights=_class_weights(cfg, loop, data))
+    # the batch as trained (trainer.batch_size=auto: as found)
+    about["data_summary"]["batches"].update(size=cfg.trainer.batch_size, accumulate=cfg.trainer.accumulate_grad_batches)
     summary.start(data, about)
     if tracker is not None:
         tracker.start()
