@@ -85,8 +85,9 @@ def test_a_folder_read_from_the_map_records_its_loader_and_workers(tmp_path, mon
     monkeypatch.setattr(base, "IN_MEMORY_SHARE", 0)
     train(tmp_path, "mapped", "trainer.num_workers=auto")
     summary = json.loads((tmp_path / "mapped" / "summary.json").read_text())
-    assert summary["data_summary"]["batches"] == {"path": "loader", "workers": worker_count("auto")}
+    assert summary["data_summary"]["batches"] == {"path": "loader", "workers": worker_count("auto"), "size": 128,
+                                                  "accumulate": 1}
     monkeypatch.setattr(base, "IN_MEMORY_SHARE", 0.25)
     train(tmp_path, "held")
     summary = json.loads((tmp_path / "held" / "summary.json").read_text())
-    assert summary["data_summary"]["batches"] == {"path": "tensor", "workers": 0}
+    assert summary["data_summary"]["batches"] == {"path": "tensor", "workers": 0, "size": 128, "accumulate": 1}
