@@ -55,7 +55,8 @@ CASES = {
     "unknown plot": (["plots=[curvez]"], "Did you mean 'curves'?"),
     "missing plugin": (["plugins=[no_such_plugin]"], "cannot import 'no_such_plugin'"),
     "threshold of a multiclass task": (["dataset.threshold=0.7"], "dataset.threshold=0.7 is the decision threshold of a "
-                                                                  "binary task, and this dataset's task is multiclass"),
+                                                                  "binary (or multi-label) task, and this dataset's task is "
+                                                                  "multiclass"),
     "tracking to ftp": (["logger=mlflow", "mlflow.tracking_uri=ftp://nowhere"],
                         "mlflow.tracking_uri=ftp://nowhere: MLflow cannot track to a 'ftp' URI"),
     "wandb mode misspelt": (["logger=wandb", "wandb.mode=ofline"], "wandb.mode=ofline is not known. Did you mean "

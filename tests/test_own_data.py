@@ -42,7 +42,7 @@ def test_skipped_plots_are_named_with_why(tmp_path):
                         run_dir=tmp_path / "run")
     skipped = summary["plots_skipped"]
     assert set(skipped) == {"misclassified", "filters", "pr_curve", "regression"}
-    assert skipped["pr_curve"] == "drawn for binary tasks only" and "convolution" in skipped["filters"]
+    assert skipped["pr_curve"] == "drawn for binary and multi-label tasks only" and "convolution" in skipped["filters"]
     log = (tmp_path / "run" / "run.log").read_text()
     assert "plot filters skipped: drawn for models with a 2-D convolution (Conv2d), or a first linear layer, on images " \
            "only" in log

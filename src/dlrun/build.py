@@ -72,8 +72,9 @@ def raw_dataset(cfg):
         raise ConfigError(f"dataset builder returned {type(raw).__name__}, not dlrun.data.Data.")
     kept = datasets.keep_classes(raw, plain(cfg.dataset.get("classes")))
     data = datasets.one_vs_rest(kept, cfg.dataset.get("positive_class"))
-    if data.task != "binary" and cfg.dataset.get("threshold", 0.5) != 0.5:
-        raise ConfigError(f"dataset.threshold={cfg.dataset.threshold} is the decision threshold of a binary task, and "
+    if data.task not in ("binary", "multilabel") and cfg.dataset.get("threshold", 0.5) != 0.5:
+        raise ConfigError(f"dataset.threshold={cfg.dataset.threshold} is the decision threshold of a binary (or "
+                          f"multi-label) task, and "
                           f"this dataset's task is {data.task}: remove it, or make the task binary with "
                           f"dataset.positive_class=<class>.")
     return data
@@ -263,7 +264,8 @@ def val_metrics(listed, monitor):
 
 
 def threshold(cfg):
-    """A binary task's configured decision threshold (0.5 until dataset.threshold=auto has chosen one)."""
+    """A binary (or multi-label) task's configured decision threshold (0.5 until dataset.threshold=auto
+    has chosen one)."""
     value = cfg.dataset.get("threshold", 0.5)
     return 0.5 if value == "auto" else float(value)
 

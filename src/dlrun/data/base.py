@@ -14,7 +14,8 @@ from dlrun.registry import Registry
 DATASETS = Registry("dataset", builtins=["dlrun.data.tabular", "dlrun.data.csv_file", "dlrun.data.vision",
                                         "dlrun.data.hdf5_file", "dlrun.data.shards"],
                     handled=["threshold", "threshold_metric", "classes", "resize", "positive_class"])
-TASKS = ("multiclass", "binary", "regression")
+TASKS = ("multiclass", "binary", "multilabel", "regression")
+SINGLE_LABEL = ("multiclass", "binary")  # one class per row: stratified splits, class subsets, one-vs-rest
 
 
 @dataclass
@@ -26,7 +27,8 @@ class Data:
     `mean`/`std` on the device. Alternatively a torch ``Dataset`` of
     (tensor, label) pairs for data that does not fit in memory; then `y` holds
     its labels (for stratified splits).
-    `y`: class indices (multiclass, binary) or float targets (regression).
+    `y`: class indices (multiclass, binary), 0/1 per label (multilabel: (N, labels), the labels
+    named by `class_names`) or float targets (regression).
     `x_test`/`y_test`: the dataset's own test split, if it has one.
     `x_val`/`y_val`: the dataset's own validation split, if it has one (then split.val is not
     used: every row of `x` trains).
@@ -142,7 +144,7 @@ class Prepared:
 
     @property
     def num_classes(self):
-        return 0 if self.task == "regression" else len(self.class_names)
+        return 0 if self.task == "regression" else len(self.class_names)  # multilabel: the labels
 
 
 def _as_tensor(a):
@@ -159,6 +161,8 @@ def _inputs(x):
 
 def _labels(task, y):
     y = _as_tensor(y)
+    if task == "multilabel":
+        return y.float()
     if task == "regression":
         y = y.float()
         return y.unsqueeze(1) if y.dim() == 1 else y
@@ -243,8 +247,8 @@ def keep_classes(data, classes):
     order given: the classic "train on digits 0-4, transfer to 5-9"."""
     if not classes:
         return data
-    if data.task == "regression":
-        raise ConfigError("dataset.classes selects classes, and this dataset is a regression; remove it.")
+    if data.task not in SINGLE_LABEL:
+        raise ConfigError(f"dataset.classes selects classes, and this dataset's task is {data.task}; remove it.")
     names = [str(n) for n in data.class_names] if data.class_names else None
     wanted = [_class_index(c, names) for c in ([classes] if isinstance(classes, (str, int)) else classes)]
     if len(set(wanted)) < 2:
@@ -286,9 +290,9 @@ def one_vs_rest(data, positive):
     other class: the classic "is it a 4?"."""
     if positive is None:
         return data
-    if data.task == "regression":
-        raise ConfigError("dataset.positive_class makes a classification one-vs-rest, and this dataset is a "
-                          "regression; remove it.")
+    if data.task not in SINGLE_LABEL:
+        raise ConfigError(f"dataset.positive_class makes a classification one-vs-rest, and this dataset's task is "
+                          f"{data.task}; remove it.")
     names = [str(n) for n in data.class_names] if data.class_names else None
     index = _class_index(positive, names, "dataset.positive_class")
     name = names[index] if names else str(index)
@@ -325,12 +329,13 @@ def split_rows(data, split, cv_fold=None, seed=0):
     if data.task not in TASKS:
         raise ConfigError(f"dataset task '{data.task}' is not known. Choose one of: {', '.join(TASKS)}.")
     y_all = _labels(data.task, data.y)
-    if data.task != "regression":
+    single = data.task in SINGLE_LABEL
+    if single:
         _check_classes(y_all, data.class_names)
-    rows = split_indices(
-        y_all.numpy() if data.task != "regression" else np.zeros(len(y_all)),
+    rows = split_indices(  # rows with several labels (or a value) are split at random
+        y_all.numpy() if single else np.zeros(len(y_all)),
         val=0.0 if data.x_val is not None else split.val, test=0.0 if data.x_test is not None else split.test,
-        stratified=split.strategy == "stratified" and data.task != "regression",
+        stratified=split.strategy == "stratified" and single,
         seed=seed, cv_fold=cv_fold, names=data.class_names,
     )
     return y_all, rows
@@ -347,6 +352,12 @@ def _part(x, y, rows):
 def _class_names(data, y):
     if data.task == "regression":
         return []
+    if data.task == "multilabel":
+        n = y.shape[1]
+        names = list(data.class_names) if data.class_names else [str(i) for i in range(n)]
+        if len(names) != n:
+            raise ConfigError(f"the dataset has {n} labels but {len(names)} label names: {names}.")
+        return [str(c) for c in names]
     n = 2 if data.task == "binary" else int(y.max()) + 1
     for own in (data.y_test, data.y_val):
         if own is not None and data.task == "multiclass":
@@ -364,7 +375,7 @@ def _input_shape(x):
 
 
 def _num_outputs(p):
-    if p.task == "multiclass":
+    if p.task in ("multiclass", "multilabel"):
         return len(p.class_names)
     if p.task == "binary":
         return 1

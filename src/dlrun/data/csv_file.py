@@ -23,27 +23,60 @@ def csv(path, target, features=None, categorical=(), task="auto", encoding="utf-
     """A classification or regression table: `target` is the label column, `features`
     (default: every other column) the inputs. A text target is label-encoded (class
     names kept, sorted); task=auto picks binary for two distinct values, multiclass for
-    text or few integer values, regression otherwise."""
+    text or few integer values, regression otherwise. A list of target columns, each 0 or 1 on
+    every row, is a multi-label task: the labels are those columns."""
     table = _Table(path, encoding)
-    table.column_name("dataset.target", target)
+    targets = [target] if isinstance(target, str) else list(target)
+    for name in targets:
+        table.column_name("dataset.target", name)
     chosen = bool(features)
     features = [table.column_name("dataset.features", name) for name in features] if features else \
-        [c for c in table.header if c != target]
-    if target in features:
-        raise ConfigError(f"dataset.features lists the target column '{target}'; a model must not see its label.")
+        [c for c in table.header if c not in targets]
+    for name in targets:
+        if name in features:
+            raise ConfigError(f"dataset.features lists the target column '{name}'; a model must not see its label.")
     categorical = list(categorical or [])
     for name in categorical:
         if name not in features:
             raise ConfigError(unknown_choice("dataset.categorical", name, features))
-    columns = table.read([*features, target], text=[target, *categorical])
-    target_values = columns.pop(target)
+    columns = table.read([*features, *targets], text=[*targets, *categorical])
+    target_values = [columns.pop(name) for name in targets]
     blocks = [table.feature(name, columns.pop(name), name in categorical) for name in features]
-    data = _with_target(table, target_values, target, task, np.concatenate([x for x, _ in blocks], axis=1))
+    x = np.concatenate([x for x, _ in blocks], axis=1)
+    if len(targets) > 1 or task == "multilabel":
+        data = _with_labels(table, target_values, targets, task, x)
+    else:
+        data = _with_target(table, target_values[0], target, task, x)
     data.input_spec = {"columns": [{"name": name, "levels": levels} for name, (_, levels) in zip(features, blocks)]}
-    if not chosen:  # every column but the target trains: say which ones look like row ids
+    if not chosen:  # every column but the targets trains: say which ones look like row ids
         data.cautions = [_looks_like_an_id(name, x[:, 0]) for name, (x, levels) in zip(features, blocks)
                          if levels is None and _counts_rows(x[:, 0])]
     return data
+
+
+LABEL_CELLS = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1, "no": 0, "yes": 1}
+
+
+def _with_labels(table, columns, targets, task, x):
+    """The Data of features `x` and several 0/1 target columns: a multi-label task."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if task not in ("auto", "multilabel"):
+        raise ConfigError(f"dataset.target={targets} names several columns: a multi-label task (each column 0 or 1), "
+                          f"not dataset.task={task}.")
+    labels = np.empty((len(x), len(targets)), dtype=np.float32)
+    words, values = pa.array(list(LABEL_CELLS)), np.array(list(LABEL_CELLS.values()), dtype=np.float32)
+    for j, (name, column) in enumerate(zip(targets, columns)):
+        found = pc.index_in(pc.utf8_lower(pc.utf8_trim_whitespace(column)), value_set=words)
+        index = found.to_numpy(zero_copy_only=False)  # NaN where a cell is none of them
+        bad = np.flatnonzero(np.isnan(index)) if index.dtype.kind == "f" else []
+        if len(bad):
+            raise ConfigError(f"dataset.path={table.path}: the label column '{name}' has '{column[int(bad[0])].as_py()}' "
+                              f"on line {table.row(int(bad[0]))[0]}; a multi-label target column holds 0 or 1 (or "
+                              f"true/false, yes/no) on every row.")
+        labels[:, j] = values[index.astype(np.int64)]
+    return Data(x=x, y=labels, task="multilabel", class_names=list(targets), standardize=True)
 
 
 def _counts_rows(values):

@@ -13,6 +13,8 @@ generator's state at an epoch's start is what a mid-epoch checkpoint keeps.
 
 import torch
 
+from dlrun.errors import ConfigError
+
 
 def balanced_weights(labels):
     """Per-row weights 1/count(class): a weighted draw then sees classes equally often."""
@@ -95,7 +97,13 @@ class IndexStream:
     (see locality_of) makes the shuffle a streamed one."""
 
     def __init__(self, labels, sampling, seed, shard=(0, 1), locality=None):
-        self.labels = labels.detach().cpu().view(-1).long()
+        labels = labels.detach().cpu()
+        if labels.dim() > 1 and labels.shape[1] > 1:  # several labels (or targets) a row: only the rows count
+            if sampling in ("oversample", "undersample"):
+                raise ConfigError(f"trainer.sampling={sampling} balances the classes of rows with one class each; "
+                                  f"these rows have {labels.shape[1]} labels (or targets): use shuffle or replacement.")
+            labels = torch.zeros(len(labels))
+        self.labels = labels.reshape(len(labels)).long()
         self.sampling = sampling
         self.draw = streamed_shuffle(*locality) if locality and sampling == "shuffle" else SAMPLING[sampling]
         self.rank, self.world = shard

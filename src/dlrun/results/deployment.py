@@ -19,7 +19,8 @@ from dlrun.train.tta import averaged
 
 def outputs(task, out, target_mean=None, target_std=None):
     """A model's raw outputs as a user reads them: probabilities (N, C) for classification (a
-    binary model's one logit as [1 - p, p]), values in the target's own units for regression.
+    binary model's one logit as [1 - p, p]; multi-label: each label's probability), values in the
+    target's own units for regression.
     Evaluation, task=predict and the exports all read outputs through this one function."""
     out = out.float()
     if task == "regression":
@@ -27,6 +28,8 @@ def outputs(task, out, target_mean=None, target_std=None):
     if task == "binary":
         p = torch.sigmoid(out.view(-1))
         return torch.stack([1 - p, p], 1)
+    if task == "multilabel":  # each label's own probability
+        return torch.sigmoid(out)
     return torch.softmax(out, 1)
 
 
@@ -87,9 +90,10 @@ def describe(preprocessing, threshold=0.5):
                           "feature rows before standardisation",
                   **({} if image else {"columns": preprocessing.get("columns")})},
         "output": ("values in the target's units" if task == "regression" else
-                   "probabilities (batch, classes)"),
+                   "probabilities (batch, labels), each label's own: a label is predicted from its threshold"
+                   if task == "multilabel" else "probabilities (batch, classes)"),
         "class_names": preprocessing.get("class_names") or [],
         **({"test_time_augmentation": preprocessing["tta"]} if preprocessing.get("tta") else {}),
         **({"threshold": threshold, "positive_class": positive_class(task, preprocessing["class_names"])}
-           if task == "binary" else {}),
+           if task == "binary" else {"thresholds": threshold} if task == "multilabel" else {}),
     }

@@ -6,16 +6,21 @@ REGRESSION_SCALARS = ("loss", "mse", "rmse", "mae", "r2")
 # a binary task's positive class: its precision, recall and F1 at the decision threshold, and the
 # area under its precision-recall curve
 BINARY_SCALARS = ("precision", "recall", "f1", "average_precision")
+# Multi-label: accuracy is the share of rows with every label right (scikit-learn's subset accuracy),
+# hamming_loss the share of wrong (row, label) cells; micro averages pool every label's counts.
+MULTILABEL_SCALARS = ("loss", "accuracy", "hamming_loss", "precision_micro", "recall_micro", "f1_micro",
+                      "precision_macro", "recall_macro", "f1_macro", "mean_average_precision", "roc_auc")
 # Metrics that need every sample's probabilities, not only the confusion matrix: validation
 # computes them each epoch only when they are monitored or listed in trainer.val_metrics.
-PROBABILITY_METRICS = ("roc_auc", "log_loss", "ece", "average_precision")
+PROBABILITY_METRICS = ("roc_auc", "log_loss", "ece", "average_precision", "mean_average_precision")
 
 
 # Every value trainer.monitor may name (which ones a run produces depends on its task: monitor_names)
-MONITORED = sorted({f"val/{m}" for m in CLASSIFICATION_SCALARS + REGRESSION_SCALARS + BINARY_SCALARS}
+MONITORED = sorted({f"val/{m}" for m in CLASSIFICATION_SCALARS + REGRESSION_SCALARS + BINARY_SCALARS
+                    + MULTILABEL_SCALARS}
                    | {"train/loss", "train/accuracy"})
 
-LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "log_loss", "ece")  # the rest (accuracy, F1, AUC, R²...): higher
+LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "log_loss", "ece", "hamming_loss")  # the rest (accuracy, F1, AUC, R²...): higher
 
 
 def natural_mode(monitor):
@@ -32,6 +37,8 @@ def mode_of(trainer):
 def scalar_names(task):
     if task == "regression":
         return REGRESSION_SCALARS
+    if task == "multilabel":
+        return MULTILABEL_SCALARS
     return CLASSIFICATION_SCALARS + (BINARY_SCALARS if task == "binary" else ())
 
 

@@ -20,15 +20,20 @@ from dlrun.results import deployment
 
 def decide(task, probs, threshold=0.5):
     """The predicted classes of probabilities (N, C) (NumPy or torch): a binary task's positive
-    class where its probability reaches the decision threshold, else the most probable class."""
+    class where its probability reaches the decision threshold, else the most probable class;
+    multi-label: 1 for each label whose probability reaches its threshold (one, or one per label)."""
+    if task == "multilabel":
+        bound = torch.as_tensor(threshold, device=probs.device) if torch.is_tensor(probs) else np.asarray(threshold)
+        return (probs >= bound) * 1
     return (probs[:, 1] >= threshold) * 1 if task == "binary" else probs.argmax(1)
 
 
 class Predictions:
     """Model outputs turned into what metrics and plots read (NumPy arrays).
 
-    Classification: `probs` (N, C), `pred`, `confidence`; regression: `pred`
-    and `true` in the targets' original units.
+    Classification: `probs` (N, C), `pred`, `confidence`; multi-label: `probs`, `pred` and
+    `true` (N, labels), `correct` per row; regression: `pred` and `true` in the targets'
+    original units.
     """
 
     def __init__(self, task, outputs, targets, threshold=0.5, target_scale=None):
@@ -40,6 +45,10 @@ class Predictions:
             return
         self.probs = deployment.outputs(task, outputs).numpy()
         self.pred = decide(task, self.probs, threshold)
+        if task == "multilabel":  # (N, labels) of 0/1; a row is right when every label is
+            self.true = (targets > 0.5).long().numpy()
+            self.correct = (self.pred == self.true).all(1)
+            return
         self.true = targets.view(-1).long().numpy()
         self.confidence = self.probs[np.arange(len(self.pred)), self.pred]
         self.correct = self.pred == self.true
@@ -83,6 +92,8 @@ def scalar_metrics(p, num_classes, loss=None):
     out = {"loss": float("nan") if loss is None else float(loss)}
     if p.task == "regression":
         return {**out, **_regression_metrics(torch.as_tensor(p.pred), torch.as_tensor(p.true), None)}
+    if p.task == "multilabel":
+        return {**out, **label_metrics(*label_counts(p.true, p.pred)), **_label_probability_metrics(p)}
     labels = list(range(num_classes))
     out.update(confusion_metrics(confusion(p, num_classes), p.task))  # the counts validation uses too
     with warnings.catch_warnings():
@@ -103,14 +114,73 @@ def epoch_metrics(task, outputs, targets, loss, num_classes, threshold=0.5, targ
     scikit-learn, on the host)."""
     if task == "regression":
         return {"loss": loss, **_regression_metrics(outputs.float(), targets.float(), target_scale)}
-    predicted = decide(task, deployment.outputs(task, outputs), threshold)
-    true = targets.view(-1).long()
-    matrix = torch.bincount(true * num_classes + predicted, minlength=num_classes ** 2)
-    result = {"loss": loss, **confusion_metrics(matrix.view(num_classes, num_classes).cpu().numpy(), task)}
+    if task == "multilabel":
+        counts = label_counts(targets > 0.5, decide(task, deployment.outputs(task, outputs), threshold) > 0)
+        result = {"loss": loss, **label_metrics(*counts)}
+    else:
+        result = {"loss": loss, **_confusion_of(task, outputs, targets, num_classes, threshold)}
     if extra:
         full = scalar_metrics(Predictions(task, outputs.cpu(), targets.cpu(), threshold, target_scale), num_classes, loss)
         result.update({name: full[name] for name in extra if name in full})
     return result
+
+
+def _confusion_of(task, outputs, targets, num_classes, threshold):
+    """The confusion matrix's metrics, counted on the device and read as one small array."""
+    predicted = decide(task, deployment.outputs(task, outputs), threshold)
+    true = targets.view(-1).long()
+    matrix = torch.bincount(true * num_classes + predicted, minlength=num_classes ** 2)
+    return confusion_metrics(matrix.view(num_classes, num_classes).cpu().numpy(), task)
+
+
+def label_counts(true, pred):
+    """Multi-label counts (NumPy or torch, on the device), read as one array: each label's true
+    positives, false positives and false negatives, the rows with every label right, the rows."""
+    true, pred = true.astype(bool) if isinstance(true, np.ndarray) else true.bool(), \
+        pred.astype(bool) if isinstance(pred, np.ndarray) else pred.bool()
+    tp, fp, fn = (true & pred).sum(0), (~true & pred).sum(0), (true & ~pred).sum(0)
+    exact = (true == pred).all(1).sum()
+    if torch.is_tensor(tp):
+        packed = torch.cat([tp, fp, fn, exact.view(1)]).cpu().numpy()  # host-device sync: once per validation
+        k = len(tp)
+        tp, fp, fn, exact = packed[:k], packed[k:2 * k], packed[2 * k:3 * k], packed[-1]
+    return np.asarray(tp, float), np.asarray(fp, float), np.asarray(fn, float), float(exact), len(true)
+
+
+def label_metrics(tp, fp, fn, exact, rows):
+    """Multi-label metrics of the counts (scikit-learn's, with zero_division=0): subset accuracy,
+    Hamming loss, micro- and macro-averaged precision, recall and F1."""
+    precision, recall, f1 = label_rates(tp, fp, fn)
+    pooled = [np.array([v.sum()]) for v in (tp, fp, fn)]
+    micro = [float(v[0]) for v in label_rates(*pooled)]
+    return {"accuracy": exact / max(rows, 1), "hamming_loss": float((fp + fn).sum() / max(rows * len(tp), 1)),
+            "precision_micro": micro[0], "recall_micro": micro[1], "f1_micro": micro[2],
+            "precision_macro": float(precision.mean()), "recall_macro": float(recall.mean()),
+            "f1_macro": float(f1.mean())}
+
+
+def label_rates(tp, fp, fn):
+    """Each label's precision, recall and F1 from its counts, 0 where undefined."""
+    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=tp + fp > 0)
+    recall = np.divide(tp, tp + fn, out=np.zeros_like(tp), where=tp + fn > 0)
+    f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=2 * tp + fp + fn > 0)
+    return precision, recall, f1
+
+
+def _label_average_precision(p):
+    """Each label's average precision (NaN for a label without positive rows)."""
+    return np.array([float(skm.average_precision_score(p.true[:, k], p.probs[:, k])) if p.true[:, k].any()
+                     else float("nan") for k in range(p.true.shape[1])])
+
+
+def _label_probability_metrics(p):
+    """The mean over labels of the average precision (mAP) and of the ROC-AUC, each over the labels
+    where it is defined (positive rows for AP; positive and negative rows for AUC)."""
+    ap = _label_average_precision(p)
+    both = [k for k in range(p.true.shape[1]) if 0 < p.true[:, k].sum() < len(p.true)]
+    auc = [float(skm.roc_auc_score(p.true[:, k], p.probs[:, k])) for k in both]
+    return {"mean_average_precision": float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan"),
+            "roc_auc": float(np.mean(auc)) if auc else float("nan")}
 
 
 def confusion_metrics(matrix, task):
@@ -155,6 +225,18 @@ def _regression_metrics(pred, true, target_scale):
     return {"mse": mse, "rmse": mse ** 0.5, "mae": sums[1], "r2": sums[2] if len(true) > 1 else float("nan")}
 
 
+def per_label_table(p, class_names, thresholds):
+    """Multi-label: each label's decision threshold, precision, recall, F1, positive rows and
+    average precision."""
+    tp, fp, fn, _, _ = label_counts(p.true, p.pred)
+    precision, recall, f1 = label_rates(tp, fp, fn)
+    ap = _label_average_precision(p)
+    bounds = np.broadcast_to(np.asarray(thresholds, dtype=float), (len(class_names),))
+    return [{"label": name, "threshold": float(bounds[k]), "precision": float(precision[k]),
+             "recall": float(recall[k]), "f1": float(f1[k]), "support": int(p.true[:, k].sum()),
+             "average_precision": float(ap[k])} for k, name in enumerate(class_names)]
+
+
 def per_class_table(p, class_names):
     """The tutorials' per-class table, plus precision, recall and F1."""
     pr, rc, f1, support = class_rates(confusion(p, len(class_names)))
@@ -178,7 +260,7 @@ def confusion(p, num_classes):
 def evaluate(p, class_names, loss=None):
     """Everything the test section of summary.json holds."""
     result = scalar_metrics(p, len(class_names), loss)
-    if p.task != "regression":
+    if p.task in ("multiclass", "binary"):
         result["confusion_matrix"] = confusion(p, len(class_names)).tolist()
     return result
 

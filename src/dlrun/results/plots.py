@@ -146,6 +146,21 @@ def per_class(table):
     return fig
 
 
+def per_label(table):
+    """Multi-label: each label's precision, recall and F1 at its threshold, with its positive rows."""
+    fig, ax = _figure()
+    names = [row["label"] for row in table]
+    at = np.arange(len(names))
+    for i, (metric, colour) in enumerate((("precision", "tab:blue"), ("recall", "tab:orange"), ("f1", "tab:green"))):
+        ax.bar(at + (i - 1) * 0.27, [row[metric] for row in table], width=0.27, color=colour, label=metric)
+    for x, row in zip(at, table):
+        ax.annotate(f"n={row['support']}", (x, 1.02), ha="center", va="bottom", fontsize=8)
+    ax.set(title="Precision, recall and F1 per label (each at its threshold)", xlabel="label", ylim=(0, 1.3))
+    ax.set_xticks(at, names, rotation=45)
+    ax.legend(loc="upper right", ncol=3, fontsize=8)
+    return fig
+
+
 def confidence(conf, correct):
     """Histogram of the predicted class's probability, correct vs wrong."""
     fig, ax = _figure()
@@ -179,17 +194,19 @@ def reliability(accuracy, counts):
 
 
 def roc(true, probs, class_names):
-    """ROC curve (binary) or one-vs-rest curves (multiclass), AUC in the legend."""
+    """ROC curve (binary), one-vs-rest curves (multiclass) or one curve per label (multi-label:
+    `true` is (N, labels)), AUC in the legend."""
     fig, ax = _figure()
-    classes = [1] if probs.shape[1] == 2 else range(probs.shape[1])
+    labels = np.ndim(true) == 2
+    classes = [1] if probs.shape[1] == 2 and not labels else range(probs.shape[1])
     for c in classes:
-        positives = true == c
+        positives = true[:, c] == 1 if labels else true == c
         if positives.all() or not positives.any():
             continue
         fpr, tpr = roc_points(positives, probs[:, c])
         ax.plot(fpr, tpr, label=f"{class_names[c]} (AUC {np.trapezoid(tpr, fpr):.3f})")
     ax.plot([0, 1], [0, 1], "k--", label="chance")
-    ax.set(title="ROC curve" + (" (one-vs-rest)" if len(classes) > 1 else ""),
+    ax.set(title="ROC curve" + (" per label" if labels else " (one-vs-rest)" if len(classes) > 1 else ""),
            xlabel="false positive rate", ylabel="true positive rate")
     ax.legend(fontsize=8, loc="lower right")
     return fig
@@ -219,6 +236,26 @@ def pr_curve(true, positive_probs, positive_name, threshold, tested):
     ax.set(title=f"Precision-recall curve of '{positive_name}'", xlabel="recall", ylabel="precision",
            xlim=(0, 1.01), ylim=(0, 1.02))
     ax.legend(loc="lower left")
+    return fig
+
+
+def pr_curves(true, probs, table):
+    """Multi-label: each label's precision-recall curve, its average precision and the point of
+    its threshold (`table`: the per-label table of the test metrics, so the plot shows the run's
+    numbers)."""
+    from sklearn.metrics import precision_recall_curve
+
+    fig, ax = _figure(size=(7, 6))
+    for k, row in enumerate(table):
+        if not true[:, k].any():
+            continue
+        precision, recall, _ = precision_recall_curve(true[:, k], probs[:, k])
+        line, = ax.plot(recall, precision, label=f"{row['label']} (AP {row['average_precision']:.3f}, "
+                                                   f"threshold {row['threshold']:.2f})")
+        ax.plot(row["recall"], row["precision"], "o", color=line.get_color())
+    ax.set(title="Precision-recall curve per label (dots: each label's threshold)", xlabel="recall",
+           ylabel="precision", xlim=(0, 1.01), ylim=(0, 1.02))
+    ax.legend(loc="lower left", fontsize=8)
     return fig
 
 
@@ -415,7 +452,7 @@ class _Run:
     data: object
     ev: object
     seed: int
-    threshold: float = 0.5  # a binary task's decision threshold
+    threshold: object = 0.5  # a binary task's decision threshold (a multi-label task's: one per label)
 
     @property
     def p(self):
@@ -423,7 +460,12 @@ class _Run:
 
     @property
     def classify(self):
-        return self.data.task != "regression"
+        """Single-label classification: one class a row, a confusion matrix, a confidence."""
+        return self.data.task in ("multiclass", "binary")
+
+    @property
+    def labels(self):
+        return self.data.task == "multilabel"
 
 
 @dataclass
@@ -456,15 +498,17 @@ PLOTS = {
     "embeddings_tsne": lambda r: [("embeddings_tsne", _embedding(r.ev, r.p, r.data, "tsne", r.seed))],
     "misclassified": lambda r: [("misclassified", _misclassified(r.data, r.p)
                                  if r.classify and r.data.image and r.data.in_memory else None)],
-    "roc": lambda r: [("roc", _job(roc, r.p.true, r.p.probs, r.data.class_names) if r.classify else None)],
+    "roc": lambda r: [("roc", _job(roc, r.p.true, r.p.probs, r.data.class_names) if r.classify or r.labels else None)],
     "confidence": lambda r: [("confidence", _job(confidence, r.p.confidence, r.p.correct) if r.classify else None)],
     "reliability": lambda r: [("reliability", _reliability(r.p) if r.classify else None)],
-    "per_class": lambda r: [("per_class", _job(per_class, r.ev.per_class) if r.classify else None)],
+    "per_class": lambda r: [("per_class", _job(per_class, r.ev.per_class) if r.classify else
+                             _job(per_label, r.ev.per_class) if r.labels else None)],
     "probabilities": lambda r: [("probabilities", _probabilities(r.data, r.p) if r.classify else None)],
     "pr_curve": lambda r: [("pr_curve", _job(pr_curve, r.p.true, r.p.probs[:, 1],
                                              positive_class(r.data.task, r.data.class_names), r.threshold,
                                              {k: r.ev.metrics[k] for k in ("precision", "recall", "average_precision")})
-                            if r.data.task == "binary" and r.p.true.any() else None)],
+                            if r.data.task == "binary" and r.p.true.any() else
+                            _job(pr_curves, r.p.true, r.p.probs, r.ev.per_class) if r.labels else None)],
     "filters": lambda r: [("filters", _filters(r.model, r.data))],
     "regression": lambda r: [("regression", _job(regression, r.p.true, r.p.pred) if not r.classify else None)],
     "lr": lambda r: [("lr", _job(learning_rate, r.history) if len({row["lr"] for row in r.history}) > 1 else None)],
@@ -483,11 +527,14 @@ NAMES = [*DATA_PLOTS, *PLOTS]  # what plots=[...] may name
 APPLIES_TO = {
     "class_counts": "classification", "samples": "image datasets held in memory",
     "curves": "runs that trained", "lr": "runs whose learning rate changed during training",
-    "confusion": "classification", "per_class": "classification", "confidence": "classification",
-    "reliability": "classification", "probabilities": "classification", "roc": "classification", "pr_curve": "binary tasks",
-    "misclassified": "image classification held in memory, with at least one mistake",
-    "embeddings": "classification with a model that has embed() (dlrun.models.Network) and 10 or more test rows",
-    "embeddings_tsne": "classification with a model that has embed() (dlrun.models.Network) and 10 or more test rows",
+    "confusion": "single-label classification", "per_class": "classification",
+    "confidence": "single-label classification", "reliability": "single-label classification",
+    "probabilities": "single-label classification", "roc": "classification", "pr_curve": "binary and multi-label tasks",
+    "misclassified": "single-label image classification held in memory, with at least one mistake",
+    "embeddings": "single-label classification with a model that has embed() (dlrun.models.Network) and 10 or more "
+                  "test rows",
+    "embeddings_tsne": "single-label classification with a model that has embed() (dlrun.models.Network) and 10 or "
+                       "more test rows",
     "weights": "every model",
     "filters": "models with a 2-D convolution (Conv2d), or a first linear layer, on images", "regression": "regression",
 }
@@ -603,6 +650,6 @@ def _filters(model, data):
 
 
 def _embedding(ev, p, data, method, seed):
-    if ev.embeddings is None or data.task == "regression" or len(ev.embeddings) < 10:
+    if ev.embeddings is None or data.task not in ("multiclass", "binary") or len(ev.embeddings) < 10:
         return None
     return _job(embedding, ev.embeddings.numpy(), p.true, data.class_names, method, seed)

@@ -63,8 +63,9 @@ FIELDS = {
     "change_per_epoch": (TABLE + NONE, "the losses' and accuracies' average change per epoch, (last - first) / "
                                        "(epochs - 1)"),
     "model_summary": (TABLE, "parameters, size, forward FLOPs per sample (linear and convolution layers) and layers"),
-    "data_summary": (TABLE, "class counts per split, features of a table, source dtype, batches (path, workers, size, "
-                                "accumulate: as trained, trainer.batch_size=auto's as found)"),
+    "data_summary": (TABLE, "rows and class counts per split (multi-label: rows with each label), features of a "
+                            "table, source dtype, batches (path, workers, size, accumulate: as trained, "
+                            "trainer.batch_size=auto's as found)"),
     "class_weights": (TABLE + NONE, "with loss.class_weights: each class's weight in the loss"),
     "plots_skipped": (TABLE, "each plot asked for that does not apply, with why"),
     "validation": (TEXT, "where the validation rows came from"),

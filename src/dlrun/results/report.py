@@ -149,9 +149,13 @@ def _results(summary, per_class):
         body += ["<h3>Test metrics of the last epoch's weights</h3>", _pairs(last)]
     if summary.get("threshold"):
         chosen = summary["threshold"]
-        body.append(f"<p>Decision threshold {chosen['value']:.4f} ({html.escape(chosen['chosen_by'])}).</p>")
+        value = chosen["value"]  # one per label for a multi-label task: the per-label table lists them
+        if isinstance(value, (int, float)):
+            body.append(f"<p>Decision threshold {value:.4f} ({html.escape(chosen['chosen_by'])}).</p>")
+        else:
+            body.append(f"<p>Decision thresholds per label ({html.escape(chosen['chosen_by'])}): see the table.</p>")
     if per_class:
-        body += ["<h3>Per class</h3>", _table(per_class)]
+        body += ["<h3>Per label</h3>" if problem == "multilabel" else "<h3>Per class</h3>", _table(per_class)]
     if summary.get("most_confused"):
         body += ["<h3>Most confused pairs</h3>", _table(summary["most_confused"])]
     return body
@@ -188,9 +192,11 @@ def _data(data, weights=None):
     body = []
     if data.get("class_counts"):
         counts = data["class_counts"]
-        rows = [{"class": name, **{split: counts[split][name] for split in counts},
+        rows = [{"label" if data.get("task") == "multilabel" else "class": name,
+                 **{split: counts[split][name] for split in counts},
                  **({"weight in the loss": weights[name]} if weights else {})} for name in counts["train"]]
-        body += ["<h3>Rows per class</h3>", _table(rows)]
+        body += ["<h3>Rows with each label</h3>" if data.get("task") == "multilabel" else "<h3>Rows per class</h3>",
+                 _table(rows)]
     if data.get("class_counts_per_fold"):
         rows = [{"fold": fold, "split": split, **counts} for fold, splits in data["class_counts_per_fold"].items()
                 for split, counts in splits.items()]

@@ -8,6 +8,7 @@ from dlrun import build
 from dlrun.results import artifacts, checkpoint, report
 from dlrun.results.evaluation import evaluate, write_tables
 from dlrun.results.metric_names import positive_class
+from dlrun.results.metrics import best_threshold
 from dlrun.tasks import inspection, messages
 from dlrun.train.trainer import Interrupted
 
@@ -84,28 +85,35 @@ def _weights_to_test(cfg, run, loop, data, state, summary):
 
 
 def _decision_threshold(cfg, run, loop, data, summary):
-    """A binary task's decision threshold: the configured one, or (dataset.threshold=auto) the one
-    that maximises dataset.threshold_metric (F1) on the validation split, then used on test and
-    recorded in best.pt (so that task=predict and the exports use it too)."""
-    if data.task != "binary":
+    """A binary task's decision threshold (a multi-label task's, one per label): the configured one,
+    or (dataset.threshold=auto) the one that maximises dataset.threshold_metric (F1) on the
+    validation split, then used on test and recorded in best.pt (so that task=predict and the
+    exports use it too)."""
+    if data.task not in ("binary", "multilabel"):
         return
-    if cfg.dataset.get("threshold") == "auto":
-        from dlrun.results.metrics import best_threshold
-
-        metric = cfg.dataset.get("threshold_metric", "f1")
-        out, y, _, _ = loop.predict(loop.val_batches, tta=loop.tta)
-        p = loop.predictions(out, y)
-        loop.threshold, value = best_threshold(p.true, p.probs[:, 1], metric)
-        summary.data["threshold"] = {"value": loop.threshold, "chosen_by": f"validation {metric}", f"val_{metric}": value}
-        messages.phase(cfg, f"decision threshold {loop.threshold:.4f}: the best {metric} of "
-                       f"'{positive_class(data.task, data.class_names)}' on the validation split ({value:.4f})")
-        best = run.checkpoint("best")
-        if best.is_file() and cfg.task == "train":
-            ckpt = checkpoint.load(best)
-            ckpt["preprocessing"]["threshold"] = loop.threshold
-            checkpoint.save(best, ckpt)
-    else:
+    if cfg.dataset.get("threshold") != "auto":
         summary.data["threshold"] = {"value": loop.threshold, "chosen_by": "dataset.threshold"}
+        return
+    metric = cfg.dataset.get("threshold_metric", "f1")
+    out, y, _, _ = loop.predict(loop.val_batches, tta=loop.tta)
+    p = loop.predictions(out, y)
+    if data.task == "binary":
+        loop.threshold, value = best_threshold(p.true, p.probs[:, 1], metric)
+        said = (f"decision threshold {loop.threshold:.4f}: the best {metric} of "
+                f"'{positive_class(data.task, data.class_names)}' on the validation split ({value:.4f})")
+    else:  # each label's own; a label without positive validation rows keeps 0.5
+        chosen = [best_threshold(p.true[:, k], p.probs[:, k], metric) if p.true[:, k].any() else (0.5, float("nan"))
+                  for k in range(p.true.shape[1])]
+        loop.threshold, value = [t for t, _ in chosen], [v for _, v in chosen]
+        said = (f"decision thresholds per label, each the best {metric} on the validation split: "
+                + ", ".join(f"{name} {t:.3f}" for name, t in zip(data.class_names, loop.threshold)))
+    summary.data["threshold"] = {"value": loop.threshold, "chosen_by": f"validation {metric}", f"val_{metric}": value}
+    messages.phase(cfg, said)
+    best = run.checkpoint("best")
+    if best.is_file() and cfg.task == "train":
+        ckpt = checkpoint.load(best)
+        ckpt["preprocessing"]["threshold"] = loop.threshold
+        checkpoint.save(best, ckpt)
 
 
 def _interpretation(run, loop, ev, data, summary):
@@ -114,7 +122,7 @@ def _interpretation(run, loop, ev, data, summary):
     stats = inspection.weight_stats(loop.eval_model)
     artifacts.write_csv(run.weight_stats, stats)
     summary.data["weight_stats"] = stats
-    if ev is not None and data.task != "regression":
+    if ev is not None and ev.confused is not None:
         summary.data["most_confused"] = ev.confused[:5]
 
 

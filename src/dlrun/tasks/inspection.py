@@ -85,7 +85,8 @@ def data_summary(data, train_batches=None):
         summary["source_dtype"] = data.extra["source_dtype"]
     if data.extra.get("streamed"):  # too large for the device: streamed from host memory
         summary["streamed"] = data.extra["streamed_why"]
-    if data.task != "regression":
+    summary["rows"] = {split: len(getattr(data, split)) for split in ("train", "val", "test")}
+    if data.task != "regression":  # multi-label: the rows with each label
         summary["class_counts"] = {split: _counts(getattr(data, split).y, data.class_names)
                                    for split in ("train", "val", "test")}
     if not data.image and data.in_memory and data.train.x.dim() == 2:
@@ -94,6 +95,9 @@ def data_summary(data, train_batches=None):
 
 
 def _counts(y, names):
+    """Rows of each class (multi-label: rows with each label)."""
+    if y.dim() == 2 and y.is_floating_point():
+        return {name: int(c) for name, c in zip(names, y.sum(0).tolist())}
     counts = np.bincount(y.view(-1).long().numpy(), minlength=len(names))
     return {name: int(c) for name, c in zip(names, counts)}
 
@@ -126,9 +130,11 @@ def counts_line(data):
     counts = data.get("class_counts")
     if not counts:
         return None
-    sizes = ", ".join(f"{split} {sum(c.values()):,}" for split, c in counts.items())
+    rows = data.get("rows") or {split: sum(c.values()) for split, c in counts.items()}  # before rows were recorded
+    sizes = ", ".join(f"{split} {n:,}" for split, n in rows.items())
     smallest = min(counts["train"].items(), key=lambda item: item[1])
-    return f"data: {sizes}; {len(counts['train'])} classes, the rarest in train is '{smallest[0]}' ({smallest[1]})"
+    kind = "labels" if data.get("task") == "multilabel" else "classes"
+    return f"data: {sizes}; {len(counts['train'])} {kind}, the rarest in train is '{smallest[0]}' ({smallest[1]})"
 
 
 def loader_line(data):

@@ -8,6 +8,8 @@ import torch
 from dlrun import build, registry
 from dlrun.errors import DlrunError
 from dlrun.results import artifacts, checkpoint
+from dlrun.results.evaluation import label_list
+from dlrun.results.metrics import decide
 from dlrun.results.summary import Summary
 from dlrun.tasks import messages, new_inputs
 from dlrun.train.fit_policy import FitState
@@ -21,12 +23,17 @@ def outputs(deployed, x, device, batch_size):
 
 
 def rows(ids, out, pre, threshold=0.5, probabilities=False):
-    """predictions.csv: an id, the prediction (class and confidence, or values)."""
+    """predictions.csv: an id, the prediction (class and confidence, values, or a multi-label row's
+    labels with every label's probability)."""
     key = "file" if isinstance(ids[0], str) else "row"
     if pre["task"] == "regression":
         suffix = [""] if out.shape[1] == 1 else [f"_{j}" for j in range(out.shape[1])]
         return [{key: i, **{f"predicted{s}": float(v) for s, v in zip(suffix, values)}} for i, values in zip(ids, out)]
     names = pre["class_names"]
+    if pre["task"] == "multilabel":
+        chosen = decide("multilabel", out.numpy(), threshold)
+        return [{key: i, "predicted": label_list(flags, names),
+                 **{f"prob_{name}": float(p) for name, p in zip(names, probs)}} for i, flags, probs in zip(ids, chosen, out)]
     pred = (out[:, 1] >= threshold).long() if pre["task"] == "binary" else out.argmax(1)
     table = []
     for i, c, probs in zip(ids, pred.tolist(), out):

@@ -12,13 +12,14 @@ CLASSIFICATION = ("multiclass", "binary")
 TASK_OF_LOSS = {
     "cross_entropy": ("multiclass",),
     "focal": CLASSIFICATION,
-    "bce_with_logits": ("binary",),
+    "bce_with_logits": ("binary", "multilabel"),
     "mse": ("regression", *CLASSIFICATION),
     "kl_div": CLASSIFICATION,
     "l1": ("regression",),
     "huber": ("regression",),
 }
-DEFAULT_LOSS = {"multiclass": "cross_entropy", "binary": "bce_with_logits", "regression": "mse"}
+DEFAULT_LOSS = {"multiclass": "cross_entropy", "binary": "bce_with_logits", "multilabel": "bce_with_logits",
+                "regression": "mse"}
 
 
 def balanced_class_weights(targets, num_classes):
@@ -27,10 +28,19 @@ def balanced_class_weights(targets, num_classes):
     return len(targets) / (num_classes * counts.clamp(min=1))
 
 
+def label_pos_weights(targets):
+    """Multi-label 'balanced' weights: each label's negatives over its positives, BCE's pos_weight."""
+    positives = targets.float().sum(0)
+    return (len(targets) - positives) / positives.clamp(min=1)
+
+
 def class_weights(setting, targets, num_classes):
-    """None, 'balanced' (inverse frequency) or an explicit list, as a tensor."""
+    """None, 'balanced' (inverse frequency) or an explicit list, as a tensor; for multi-label
+    targets (N, labels), each label's positive weight."""
     if setting is None or setting == "none":
         return None
+    if setting == "balanced" and targets.dim() == 2 and targets.is_floating_point():
+        return label_pos_weights(targets)
     if setting == "balanced":
         return balanced_class_weights(targets, num_classes)
     weights = torch.tensor([float(w) for w in setting])
@@ -40,14 +50,18 @@ def class_weights(setting, targets, num_classes):
 
 
 class BinaryLoss(nn.Module):
-    """BCE with logits on (N, 1) outputs and (N,) labels."""
+    """BCE with logits on (N, 1) outputs and (N,) labels, or (multi-label) on (N, labels) outputs
+    and 0/1 targets, with a positive weight per label."""
 
     def __init__(self, pos_weight=None):
         super().__init__()
-        self.register_buffer("pos_weight", None if pos_weight is None else torch.tensor([float(pos_weight)]))
+        weight = None if pos_weight is None else torch.tensor(pos_weight, dtype=torch.float32).view(-1)
+        self.register_buffer("pos_weight", weight)
 
     def forward(self, logits, target):
-        return F.binary_cross_entropy_with_logits(logits.squeeze(1), target.float(), pos_weight=self.pos_weight)
+        if target.dim() == 1:
+            logits = logits.squeeze(1)
+        return F.binary_cross_entropy_with_logits(logits, target.float(), pos_weight=self.pos_weight)
 
 
 class FocalLoss(nn.Module):
@@ -156,7 +170,10 @@ def build(spec, task, train_targets, num_classes):
         )
     weights = class_weights(args.get("class_weights"), train_targets, num_classes)
     given = None if weights is None else [float(w) for w in weights]
-    if weights is not None and name == "bce_with_logits":
+    if weights is not None and task == "multilabel":  # already each label's positive weight
+        args["pos_weight"] = given if args.get("pos_weight") is None else args["pos_weight"]
+        weights = None
+    elif weights is not None and name == "bce_with_logits":
         # BCE takes one weight for the positive class relative to the negative one.
         if args.get("pos_weight") is None:
             args["pos_weight"] = float(weights[1] / weights[0])

@@ -240,6 +240,8 @@ class Loop:
         return False
 
     def _hits(self, out, y):
+        if self.task == "multilabel":  # rows with every label right (at 0.5)
+            return ((out > 0) == (y > 0.5)).all(1).sum()
         if self.task == "binary":
             return ((out.view(-1) > 0) == (y.view(-1) > 0.5)).sum()
         return (out.argmax(1) == y).sum()
