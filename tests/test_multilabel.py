@@ -107,3 +107,46 @@ def test_what_does_not_fit_multiple_labels_is_refused(tags, overrides, message):
     with pytest.raises(ConfigError, match=message):
         dlrun.run([*QUIET, *overrides, "trainer.max_epochs=1"], run_dir=tags / "refused")
     assert not (tags / "refused" / "checkpoints").exists()
+
+
+def _coloured_images(root, count=120):
+    """Images whose top half is red for the label 'red' and bottom half green for 'green', with
+    the CSV of their label lists."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir()
+    lines = ["file,labels"]
+    for i in range(count):
+        red, green = rng.random() < 0.5, rng.random() < 0.4
+        pixels = rng.integers(0, 60, (16, 16, 3), dtype=np.uint8)
+        pixels[:8, :, 0] += 180 * red
+        pixels[8:, :, 1] += 180 * green
+        Image.fromarray(pixels).save(root / "images" / f"{i:03d}.png")
+        lines.append(f"{i:03d}.png," + ";".join(name for name, on in (("red", red), ("green", green)) if on))
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("cache", ["dataset.cache_dir=cache", "dataset.cache=false"])
+def test_an_image_folder_with_label_lists_is_multilabel_on_either_path(tmp_path, cache):
+    _coloured_images(tmp_path)
+    images = ["dataset=image_folder", f"dataset.root={tmp_path / 'images'}", f"dataset.labels={tmp_path / 'labels.csv'}",
+              "dataset.image_size=16", "model=cnn", "trainer.max_epochs=8", "trainer.progress=false", "plots=[]",
+              "report=false", "show_config=none", cache]
+    summary = dlrun.run(images, run_dir=tmp_path / "run")
+    assert summary["problem"] == "multilabel" and summary["classes"] == ["green", "red"]
+    assert summary["test"]["f1_micro"] > 0.9
+    (tmp_path / "new").mkdir()
+    for name in ("000.png", "002.png"):  # green; red
+        (tmp_path / "new" / name).write_bytes((tmp_path / "images" / name).read_bytes())
+    dlrun.run(["task=predict", f"ckpt_path={tmp_path / 'run'}", f"predict.input={tmp_path / 'new'}",
+               "show_config=none"], run_dir=tmp_path / "predicted")
+    assert [r["predicted"] for r in _rows(tmp_path / "predicted" / "predictions.csv")] == ["green", "red"]
+
+
+def test_label_lists_name_files_that_are_there(tmp_path):
+    _coloured_images(tmp_path, count=4)
+    (tmp_path / "labels.csv").write_text("file,labels\n000.png,red\nmissing.png,green\n")
+    with pytest.raises(ConfigError, match="names 1 file.s. not in dataset.root=.* such as .*missing.png"):
+        dlrun.run(["dataset=image_folder", f"dataset.root={tmp_path / 'images'}",
+                   f"dataset.labels={tmp_path / 'labels.csv'}", "trainer.max_epochs=1"])

@@ -208,8 +208,10 @@ def load_steps(image_size, channels):
 
 
 @DATASETS.register("image_folder")
-def image_folder(root, image_size=64, channels=3, cache=True, cache_dir="~/.cache/dlrun/data", in_memory=None):
-    """A class-per-sub-folder image directory: decoded once into the data cache (`cache`, see
+def image_folder(root, image_size=64, channels=3, cache=True, cache_dir="~/.cache/dlrun/data", in_memory=None,
+                 labels=None):
+    """A class-per-sub-folder image directory (or, with `labels`, the images a CSV file names with
+    their label lists: a multi-label task): decoded once into the data cache (`cache`, see
     decoded.py) and held in memory when it fits (or `in_memory` says so), read from the cache's
     memory map row by row when it does not; without `cache`, decoded again in every epoch
     through a DataLoader."""
@@ -218,20 +220,65 @@ def image_folder(root, image_size=64, channels=3, cache=True, cache_dir="~/.cach
 
     folder = Path(root).expanduser()
     if not folder.is_dir():
-        raise ConfigError(f"dataset.root={root}: no such directory. It must hold one sub-folder of images per class.")
+        raise ConfigError(f"dataset.root={root}: no such directory. It must hold one sub-folder of images per class"
+                          f"{' (or the images dataset.labels names)' if labels else ''}.")
     steps = load_steps(image_size, channels)
-    try:
-        dataset = ImageFolder(str(folder), transform=transforms.Compose([*steps, transforms.ToTensor()]),
-                              loader=_load_image)
-    except (FileNotFoundError, RuntimeError) as exc:
-        raise DlrunError(f"dataset.root={root}: {exc}") from None
-    paths = [path for path, _ in dataset.samples]
+    to_tensor = transforms.Compose([*steps, transforms.ToTensor()])
+    if labels is not None:
+        paths, targets, names = label_lists(folder, labels)
+        dataset = LabelledFiles(paths, targets, to_tensor)
+    else:
+        try:
+            dataset = ImageFolder(str(folder), transform=to_tensor, loader=_load_image)
+        except (FileNotFoundError, RuntimeError) as exc:
+            raise DlrunError(f"dataset.root={root}: {exc}") from None
+        paths, targets, names = [path for path, _ in dataset.samples], dataset.targets, list(dataset.classes)
     _check_images(root, paths)
-    x = _decoded_once(paths, transforms.Compose(steps), (image_size, channels), cache_dir, dataset.targets,
+    x = _decoded_once(paths, transforms.Compose(steps), (image_size, channels), cache_dir, targets,
                       in_memory) if cache else dataset
-    return Data(x=x, y=dataset.targets, class_names=list(dataset.classes),
+    return Data(x=x, y=targets, task="multilabel" if labels is not None else "multiclass", class_names=names,
                 mean=(0.5,) * channels, std=(0.5,) * channels, image=True, pixel_max=255,
                 input_spec={"load_size": image_size, "channels": channels})
+
+
+def label_lists(folder, labels):
+    """The images a CSV file names (column `file`, relative to the folder) and their labels (column
+    `labels`, names separated by ';', empty for none): paths, 0/1 targets (N, labels), label names."""
+    import csv
+
+    path = Path(labels).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"dataset.labels={labels}: no such file. It must be a CSV file with the columns file and "
+                          f"labels (names separated by ';').")
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or not {"file", "labels"} <= set(rows[0]):
+        raise ConfigError(f"dataset.labels={labels}: the file needs the columns file and labels (names separated by "
+                          f"';'); it has {', '.join(rows[0]) if rows else 'no rows'}.")
+    lists = [[name.strip() for name in (row["labels"] or "").split(";") if name.strip()] for row in rows]
+    names = sorted({name for names in lists for name in names})
+    targets = np.zeros((len(rows), len(names)), dtype=np.float32)
+    for i, found in enumerate(lists):
+        targets[i, [names.index(name) for name in found]] = 1
+    paths = [str(folder / row["file"]) for row in rows]
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise ConfigError(f"dataset.labels={labels} names {len(missing)} file(s) not in dataset.root={folder}, such "
+                          f"as {missing[0]}.")
+    return paths, targets, names
+
+
+class LabelledFiles(torch.utils.data.Dataset):
+    """Image files and their label rows, decoded when read."""
+
+    def __init__(self, paths, targets, transform):
+        self.paths, self.targets, self.transform = paths, targets, transform
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        return self.transform(_load_image(self.paths[index])), self.targets[index]
 
 
 def _decoded_once(paths, steps, settings, cache_dir, labels, in_memory):

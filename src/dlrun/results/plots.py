@@ -566,15 +566,22 @@ def _samples(data, augment, seed, count=16):
 
     from dlrun.data.batches import DeviceTransform
 
-    y, classes = data.train.y, data.class_names if data.task != "regression" else None
+    y, classes = data.train.y, data.class_names if data.task in ("multiclass", "binary") else None
     per = max(1, count // len(classes)) if classes else None
     rows = [i for c in range(len(classes)) for i in torch.nonzero(y == c).flatten()[:per].tolist()][:count] \
         if classes else list(range(min(count, len(y))))
     generator = torch.Generator().manual_seed(seed + 3)
     transform = DeviceTransform.of(data, torch.device("cpu"), augment, generator)
     images = transform.denormalize(transform(data.train.x[torch.tensor(rows)], train=True)).numpy()
-    labels = [str(classes[y[i]]) if classes else f"{float(y[i]):.3g}" for i in rows]
+    labels = [str(classes[y[i]]) if classes else _shown_target(y[i], data) for i in rows]
     return _job(samples, images, labels, augment, per)
+
+
+def _shown_target(y, data):
+    """A sample's title: a multi-label row's labels (';'-joined; '-' for none), or a value."""
+    if data.task == "multilabel":
+        return ";".join(name for name, flag in zip(data.class_names, y.tolist()) if flag) or "-"
+    return f"{float(y):.3g}"
 
 
 def result_jobs(folder, wanted, loop, data, ev, state, seed=0):
