@@ -18,6 +18,7 @@ SCRIPTS = {
     "scaling.py": ["--quick"],
     "input_pipeline.py": ["--images", "200", "--epochs", "2"],
     "csv_reading.py": ["--rows", "2000", "--columns", "5"],
+    "launchers.py": ["--jobs", "3"],
 }
 
 

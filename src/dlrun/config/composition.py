@@ -90,7 +90,7 @@ def compose(overrides=(), config_dir=None, multirun=False):
     overrides = list(overrides)
     check_words(overrides)
     _check_keys_given(overrides)
-    probes = _probes(overrides) if multirun else [overrides]
+    probes = _probes(overrides, config_dir) if multirun else [overrides]
     cfg = None
     for probe in probes:
         composed = _compose_one(probe, config_dir)
@@ -122,7 +122,7 @@ def _hydra(overrides, config_dir):
     return cfg
 
 
-def _probes(overrides):
+def _probes(overrides, config_dir=None):
     """Single-run command lines that together cover a sweep: each swept value of a
     group once (so that every option is checked), each other sweep at its first value."""
     parsed = OverridesParser.create().parse_overrides(overrides)
@@ -135,7 +135,8 @@ def _probes(overrides):
         if not values:
             continue  # a continuous range for a sweeper: composed at its config's own value
         base.append(f"{o.get_key_element()}={values[0]}")
-        if "." not in o.key_or_group:
+        group = o.key_or_group.lstrip("+~")
+        if "/" in group or group in _groups(config_dir):  # a value of a plain key (seed) needs no probe of its own
             groups.append((len(base) - 1, o.get_key_element(), values[1:]))
     probes = [base]
     for index, key, rest in groups:
@@ -232,8 +233,10 @@ def unknown_key(key, known, workable=None):
     return f"{key} is not a config key.{hint} The top-level keys and groups: {', '.join(top)}."
 
 
-def _groups():
-    return {p.name for p in config.conf_dir().iterdir() if p.is_dir() and p.name != "hydra"}
+def _groups(config_dir=None):
+    """The config groups: the shipped ones and those of a user's --config-dir."""
+    folders = [config.conf_dir(), *([Path(config_dir)] if config_dir and Path(config_dir).is_dir() else [])]
+    return {p.name for folder in folders for p in folder.iterdir() if p.is_dir() and p.name != "hydra"}
 
 
 def _workable(bad_key, overrides, config_dir):
