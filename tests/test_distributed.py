@@ -108,7 +108,7 @@ def test_a_run_under_torchrun_stopped_twice_mid_epoch_resumes_counting_every_pro
     metrics = tmp_path / "stopped" / "metrics.csv"
     rows = len(metrics.read_text().splitlines())
     assert rows - 1 < 8  # the budget ended the training early
-    proc = subprocess.Popen([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "dlrun", *common,
+    proc = subprocess.Popen([str(DLRUN), "torchrun", "--standalone", "--nproc_per_node", "2", *common,
                              "ckpt_path=stopped"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     while len(metrics.read_text().splitlines()) <= rows:  # a moment into the next epoch
@@ -117,7 +117,9 @@ def test_a_run_under_torchrun_stopped_twice_mid_epoch_resumes_counting_every_pro
     time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and summary_of(tmp_path / "stopped")["status"] == "interrupted", err[-3000:]
+    assert proc.returncode == 143 and summary_of(tmp_path / "stopped")["status"] == "interrupted", err[-3000:]
+    assert "Traceback" not in err and f"Resume with: dlrun torchrun --standalone --nproc_per_node=2 " \
+                                      f"ckpt_path={tmp_path / 'stopped'}" in " ".join(err.split()), err[-3000:]
     ckpt = torch.load(tmp_path / "stopped" / "checkpoints" / "last.pt", weights_only=False)
     assert ckpt["fit"]["partial"]["batch"] > 0  # stopped inside an epoch
     torchrun("ckpt_path=stopped", "trainer.max_time=null")
@@ -215,7 +217,8 @@ FAILURES = {
 @pytest.mark.parametrize("how", FAILURES)
 def test_a_rank_that_fails_stops_every_rank_and_is_named(tmp_path, how):
     """A rank that raises, is killed, hangs or diverges ends the whole run: rank 0 names what
-    happened in one line and in the record, and torchrun exits non-zero. The hang is bounded by
+    happened in one line and in the record, and `dlrun torchrun` exits with rank 0's code, without
+    torchrun's own report. The hang is bounded by
     trainer.collective_timeout (then torchrun's own 30 s before it kills the hung process)."""
     import re
 
@@ -225,12 +228,12 @@ def test_a_rank_that_fails_stops_every_rank_and_is_named(tmp_path, how):
     env = {**os.environ, "DLRUN_OUTPUTS": str(tmp_path / "outputs"), "OMP_NUM_THREADS": "1", "FLAKY": how,
            "PYTHONPATH": str(tmp_path)}
     env.pop("HYDRA_FULL_ERROR", None)
-    proc = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "dlrun", "--config-dir", "conf",
+    proc = subprocess.run([str(DLRUN), "torchrun", "--standalone", "--nproc_per_node=2", "--config-dir", "conf",
                            "plugins=[flaky]", "model=flaky", *SMOKE, "device=cpu", "trainer.batch_size=8",
                            "trainer.collective_timeout=5", "plots=[]", "report=false", "hydra.run.dir=run"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=150)
     status, said = FAILURES[how]
-    assert proc.returncode != 0
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith(("dlrun error", "dlrun:"))]  # dlrun's own
     assert len(lines) == 1 and re.fullmatch(f"dlrun error: {said}.*", lines[0]), proc.stderr[-3000:]
     record = summary_of(tmp_path / "run")
@@ -316,3 +319,15 @@ def test_sync_batchnorm_on_the_cpu_is_refused_in_one_line_and_leaves_nothing(tmp
     assert said == {"dlrun error: trainer.sync_batchnorm=true needs CUDA devices (torch's SyncBatchNorm runs on GPUs "
                     "only); on cpu each process keeps its own batch statistics: drop it."}, proc.stderr[-2000:]
     assert not (tmp_path / "run").exists()
+
+
+def test_dlrun_torchrun_splits_its_arguments_and_ends_with_the_runs_code():
+    from types import SimpleNamespace
+
+    from dlrun.tasks import torchrun
+
+    assert torchrun.split(["--standalone", "--nproc_per_node", "4", "--rdzv_id=x", "model=cnn", "seed=1"]) == (
+        ["--standalone", "--nproc_per_node", "4", "--rdzv_id=x"], ["model=cnn", "seed=1"])
+    assert torchrun.split(["model=cnn"]) == ([], ["model=cnn"])
+    assert torchrun.exit_code({0: SimpleNamespace(exitcode=143), 1: SimpleNamespace(exitcode=1)}) == 143
+    assert torchrun.exit_code({1: SimpleNamespace(exitcode=-9)}) == 137  # killed by SIGKILL

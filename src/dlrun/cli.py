@@ -40,7 +40,7 @@ def _flags(args):
 
 
 SUBCOMMANDS = {"list": "dlrun.config.listing", "leaderboard": "dlrun.sweeps.leaderboard", "compare": "dlrun.sweeps.compare",
-               "runs": "dlrun.results.runs", "reproduce": "dlrun.results.reproduce"}
+               "runs": "dlrun.results.runs", "reproduce": "dlrun.results.reproduce", "torchrun": "dlrun.tasks.torchrun"}
 
 
 def versions_line():
@@ -162,8 +162,9 @@ def main(argv=None):
             sys.exit(exc.exit_code)
     if sub:  # each parses its own arguments, --help included
         module = importlib.import_module(SUBCOMMANDS[sub])
-        # `list` shows the user's configs too; the runs that leaderboard and compare read carry their own.
-        sys.exit(module.main(rest[1:], config_dirs) if sub == "list" else module.main(rest[1:]))
+        # `list` shows the user's configs too, `torchrun` passes them on; the runs that leaderboard and
+        # compare read carry their own.
+        sys.exit(module.main(rest[1:], config_dirs) if sub in ("list", "torchrun") else module.main(rest[1:]))
     if wants_help:
         from dlrun.config.listing import help_text
 

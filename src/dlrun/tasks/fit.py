@@ -36,8 +36,9 @@ def fit(cfg, loop, state, run, summary, observers):
                      on_step=progress.step, on_validation=_step_validations(cfg, run, state))
             if state.timed_out:
                 messages.phase(cfg, f"trainer.max_time={cfg.trainer.max_time:g} s reached at step {state.step}: "
-                               f"checkpoints/last.pt holds the exact position (continue with: dlrun ckpt_path={run.root} "
-                               f"trainer.max_time=...); the results are those of best.pt.")
+                               f"checkpoints/last.pt holds the exact position (continue with: "
+                               f"{messages.resume_command(run.root, 'trainer.max_time=...')}); the results are those "
+                               f"of best.pt.")
         if cfg.trainer.overfit_batches:
             summary.data["overfit_check"] = verdict = debugging.overfit_verdict(state.history, cfg.trainer.overfit_batches)
             messages.phase(cfg, verdict["text"])
@@ -151,7 +152,7 @@ def _fit_stopped(exc, state, run, summary):
                          f"trainer.skip_nonfinite=N to skip that many bad batches.")
         summary.finish("diverged", state, error=error)
         return error
-    error = Interrupted(f"{exc} Resume with: dlrun ckpt_path={run.root}", exc.exit_code)
+    error = Interrupted(f"{exc} Resume with: {messages.resume_command(run.root)}", exc.exit_code)
     summary.finish("interrupted", state, error=error)
     return error
 

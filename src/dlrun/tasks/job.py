@@ -142,7 +142,9 @@ def _say_stopped(run_dir):
     file = RunDir(run_dir).summary
     kept = record.read(file) if file.is_file() else {}
     if kept.get("status") == "interrupted":
-        console.error(f"{kept.get('error')}. Resume with: dlrun ckpt_path={run_dir}", title=None)
+        from dlrun.tasks.messages import resume_command  # here: the module imports torch, this one does not
+
+        console.error(f"{kept.get('error')}. Resume with: {resume_command(run_dir)}", title=None)
     else:
         console.error("stopped before the run started; nothing was kept.", title=None)
 

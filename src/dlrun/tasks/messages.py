@@ -2,6 +2,7 @@
 rank 0 only) in the terminal."""
 
 import logging
+import os
 
 from dlrun import console
 from dlrun.train import distributed
@@ -37,3 +38,12 @@ def skipped(reasons, record):
         log.info("plot %s skipped: %s", name, why)
     if reasons:
         record["plots_skipped"] = {**record.get("plots_skipped", {}), **reasons}
+
+
+def resume_command(run_dir, *more):
+    """The command that resumes the run in `run_dir` (with `more` overrides): under torchrun, with
+    as many processes (the batch is per process, so their number is part of the position)."""
+    world, local = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    launch = ("dlrun" if world == 1 else f"dlrun torchrun --standalone --nproc_per_node={world}" if world == local
+              else "dlrun torchrun <the same torchrun options, on each node>")
+    return " ".join([launch, f"ckpt_path={run_dir}", *more])
