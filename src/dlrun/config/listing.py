@@ -83,6 +83,7 @@ Examples:
   dlrun compare DIR...        compare any runs or sweeps on one page (curves, links, differing keys)
   dlrun runs [PATH]           every run, with status, name and tags: --tag, --status, --where, --sort, --delete
   dlrun reproduce RUN         say what differs from RUN's recorded code, packages and host, then run it again
+  dlrun torchrun [OPTS] ...   torchrun's launcher running dlrun, ending with the run's own exit code
   dlrun --hydra-help          Hydra's own flags (-m, --config-dir, -sc for shell completion, ...)
   dlrun --version             the versions of dlrun, torch, torchvision, hydra-core and Python
 
