@@ -106,6 +106,11 @@ class SweepDir:
         return RunDir(self.root / str(number))
 
 
+def compile_cache(outputs_root):
+    """torch.compile's cache for every run under `outputs_root` (device.compile)."""
+    return Path(outputs_root).resolve() / ".cache" / "torch_compile"
+
+
 def run_of_checkpoint(path):
     """The run directory a checkpoint file belongs to (checkpoints/<name>.pt in it)."""
     path = Path(path)

@@ -377,6 +377,14 @@ class LimitedBatches:
         self.batches.load_state_dict(state)
 
 
+def batch_sizes(batches):
+    """The distinct sizes of an epoch's batches: the full one and a smaller last one."""
+    if not len(batches):
+        return []
+    last = batches.samples - (len(batches) - 1) * batches.batch_size
+    return sorted({batches.batch_size, last})
+
+
 def limit(batches, value):
     """`batches` limited to `value` batches per epoch: a count (int >= 1), a fraction in (0, 1]
     of them (at least one), or all (None)."""

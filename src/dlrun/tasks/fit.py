@@ -4,8 +4,10 @@ recorded truthfully (completed, the time budget, diverged, pruned or stopped).""
 
 import logging
 import os
+import time
 
-from dlrun import stopping
+from dlrun import layout, stopping
+from dlrun.config.sources import outputs_root
 from dlrun.data.batches import worker_count
 from dlrun.results import artifacts, checkpoint
 from dlrun.sweeps import pruning
@@ -18,6 +20,22 @@ from dlrun.train.trainer import Diverged, Interrupted
 DATA_WAIT_HINT = 0.5
 
 log = logging.getLogger("dlrun")
+
+
+def share_compile_cache():
+    """device.compile: one compile cache for every run under the outputs root (the jobs of a sweep,
+    folds, later runs; on a cluster's shared file system, every node), unless
+    TORCHINDUCTOR_CACHE_DIR says where. Set before torch.compile is first called, which fixes it."""
+    return os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(layout.compile_cache(outputs_root())))
+
+
+def compile_ahead(cfg, loop):
+    """device.compile: every graph of training and validation compiled before training starts."""
+    started = time.perf_counter()
+    loop.compile_ahead()
+    messages.phase(cfg, f"device.compile: compiled in {time.perf_counter() - started:.1f} s before training (not "
+                        f"counted in trainer.max_time; the compiled code is cached in "
+                        f"{os.environ.get('TORCHINDUCTOR_CACHE_DIR')})")
 
 
 def fit(cfg, loop, state, run, summary, observers):

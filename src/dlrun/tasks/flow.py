@@ -99,6 +99,9 @@ def _train_or_evaluate(cfg, run, device, overrides, sources, raw, ckpt, painter,
             messages.phase(cfg, f"resuming from {checkpoint.resolve(cfg.ckpt_path)}: {state.epoch} epoch(s) done, "
                            f"step {state.step}{within}")
             fit.warn_if_world_changed(ckpt, cfg.trainer.batch_size)
+        if cfg.device.compile:  # compiled here, so that a time budget counts training only
+            with summary.timed("compile"):
+                fit.compile_ahead(cfg, loop)
         # Under torchrun, a process's failure is told to the others, which stop naming it.
         with summary.timed("training"), distributed.failures_told(lambda: state.step + 1,
                                                                   cfg.trainer.collective_timeout):
@@ -141,6 +144,8 @@ def _prepare(cfg, run, device, overrides, sources, raw, ckpt, summary, tracker):
     if ckpt is not None:
         build.keep_batch_size(cfg, ckpt)
     about = {"init_from": _init_from(cfg, net) if ckpt is None else None}
+    if cfg.device.compile:
+        fit.share_compile_cache()
     loop = build.loop(cfg, data, net, device, overrides, sources)  # applies model.freeze, so the summary counts it
     if data.extra.get("streamed"):
         messages.phase(cfg, data.extra["streamed_why"])

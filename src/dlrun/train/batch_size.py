@@ -53,22 +53,12 @@ def trial(model, loss_fn, example, target, autocast):
     def run(size):
         x = example.expand(size, *example.shape[1:]).contiguous()
         y = target.expand(size, *target.shape[1:]).contiguous()
-        buffers = [b.detach().clone() for b in model.buffers()]
-        rng = devices.rng_state()
         room = [torch.empty_like(p) for p in model.parameters() if p.requires_grad for _ in range(2)]
-        was_training = model.training
-        model.train()
-        try:
+        with devices.untouched(model):
+            model.train()
             with autocast:
                 loss = loss_fn(model(x), y)
             loss.backward()
-        finally:
-            del room
-            model.zero_grad(set_to_none=True)
-            model.train(was_training)
-            with torch.no_grad():
-                for b, kept in zip(model.buffers(), buffers):
-                    b.copy_(kept)
-            devices.set_rng_state(rng)
+        del room
 
     return run

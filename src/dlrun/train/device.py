@@ -1,5 +1,6 @@
 """Device selection, seeding, determinism and the RNG state that checkpoints carry."""
 
+import contextlib
 import os
 import random
 import resource
@@ -101,6 +102,24 @@ def set_rng_state(state):
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def untouched(model):
+    """Around trial passes through `model` (a batch size tried, the compiler warmed): its buffers
+    (batch-norm statistics), gradients, train/eval mode and every random state are as they were
+    afterwards, so the run trains as if they had not happened."""
+    buffers = [b.detach().clone() for b in model.buffers()]
+    rng, was_training = rng_state(), model.training
+    try:
+        yield
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+        with torch.no_grad():
+            for b, kept in zip(model.buffers(), buffers):
+                b.copy_(kept)
+        set_rng_state(rng)
 
 
 # Dense peak TFLOP/s of GPUs by name (NVIDIA's data sheets) for each kind of matrix product: what

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from dlrun import stopping
+from dlrun.data.batches import batch_sizes
 from dlrun.errors import DlrunError
 from dlrun.layout import kept_name
 from dlrun.results import checkpoint, metrics
@@ -88,6 +89,7 @@ class Loop:
     averaging: Averaging = None     # EMA or SWA of the weights: then the averaged weights are validated and kept
     val_metrics: tuple = ()         # probability metrics (roc_auc, ...) validated every epoch besides the cheap ones
     tta: str = None                 # test-time augmentation of the evaluations after training (tta.py)
+    input_shape: tuple = None       # one input row's shape, as the model takes it (compile_ahead's examples)
 
     def __post_init__(self):
         forward = distributed.wrap(self.model, self.device)
@@ -350,6 +352,26 @@ class Loop:
             cause = stop.reason.cause if stop.reason is not None else "another process's stop"  # DDP
             raise Interrupted(f"stopped by {cause} at step {state.step} (epoch {state.epoch + 1}); the last "
                               f"checkpoint holds the exact position.", code)
+
+    def compile_ahead(self):
+        """With device.compile: run the compiled forward (and backward) once for every batch size
+        training and validation will meet, on zeros, so that compiling happens here and not in
+        the first steps (a time budget counts training only). Leaves no trace (untouched)."""
+        def zeros(size):  # laid out as the batches are (a broadcast view would be compiled for its strides)
+            x = torch.zeros(size, *self.input_shape, device=self.device)
+            return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+        with devices.untouched(self.model):
+            self.model.train()
+            for size in batch_sizes(self.train_batches):
+                with self.autocast:
+                    out = self.forward(zeros(size))
+                out.float().sum().backward()
+            self.model.eval()
+            inputs = [zeros(size) for size in batch_sizes(self.val_batches)]  # made outside inference mode, as
+            with torch.inference_mode(), self.autocast:                        # the validation batches are
+                for x in inputs:
+                    self.forward(x)
 
     # -------------------------------------------------------------- evaluating
     @torch.inference_mode()
