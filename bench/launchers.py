@@ -2,6 +2,7 @@
 
     python bench/launchers.py              # a 30-job grid (experiment=smoke, one epoch, no plots)
     python bench/launchers.py --jobs 10    # a shorter one
+    python bench/launchers.py --only warm  # the launchers whose name has `warm`
 
 For each launcher the grid is timed whole through the real `dlrun -m` command, and once with a
 single job; the per-job overhead is what each further job adds beyond its own run
@@ -76,21 +77,22 @@ def plain(jobs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=30)
+    parser.add_argument("--only", default="", help="only the launchers whose name has this")
     args = parser.parse_args()
     print(f"{args.jobs}-job grid: {' '.join(GRID)} seed=range(0,{args.jobs}); {os.cpu_count()} cores")
     reference = plain(args.jobs), plain(1)
     print(f"plain PyTorch, one process: {reference[0]:.2f} s for the grid, {reference[1]:.2f} s for one job, "
           f"{(reference[0] - reference[1]) / (args.jobs - 1):.3f} s a further job")
     print(f"{'launcher':30s} {'grid s':>8s} {'1 job s':>8s} {'s/job':>7s} {'own s/job':>10s} {'overhead':>9s} "
-          f"{'vs basic':>9s} {'vs plain':>9s}")
+          f"{'vs first':>9s} {'vs plain':>9s}")
     with tempfile.TemporaryDirectory() as cwd:
         basic = None
-        for name, launcher in LAUNCHERS.items():
+        for name, launcher in ((n, a) for n, a in LAUNCHERS.items() if args.only in n):
             total, walls = sweep(cwd, launcher, args.jobs)
             one, _ = sweep(cwd, launcher, 1)
             per_job = (total - one) / (args.jobs - 1)
             own = sum(walls) / len(walls)
-            basic = basic or total
+            basic = basic or total  # the first launcher timed is the comparison
             print(f"{name:30s} {total:8.2f} {one:8.2f} {per_job:7.3f} {own:10.3f} {per_job - own:9.3f} "
                   f"{total / basic:8.2f}x {total / reference[0]:8.2f}x")
 

@@ -18,7 +18,7 @@ SCRIPTS = {
     "scaling.py": ["--quick"],
     "input_pipeline.py": ["--images", "200", "--epochs", "2"],
     "csv_reading.py": ["--rows", "2000", "--columns", "5"],
-    "launchers.py": ["--jobs", "3"],
+    "launchers.py": ["--jobs", "2", "--only", "warm, n_jobs=2"],
 }
 
 

@@ -45,13 +45,13 @@ def test_each_job_config_is_the_one_hydra_composes():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", [1, 2])
-def test_a_warm_sweep_ends_as_the_basic_launcher_does(cli, workers):
+def test_a_warm_sweep_ends_as_the_basic_launcher_does_in_this_process_and_in_workers(cli):
     grid = [*QUIET, "seed=1,2,3", "model=mlp,logistic"]
     cli("-m", *grid, "hydra.sweep.dir=basic")
-    cli("-m", *grid, "hydra/launcher=warm", f"hydra.launcher.n_jobs={workers}", "hydra.sweep.dir=warm")
-    assert outcome(cli.cwd / "warm") == outcome(cli.cwd / "basic")
-    assert all(r["status"] == "completed" for r in leaderboard(cli.cwd / "warm"))
+    for workers in (1, 2):
+        cli("-m", *grid, "hydra/launcher=warm", f"hydra.launcher.n_jobs={workers}", f"hydra.sweep.dir=warm{workers}")
+        assert outcome(cli.cwd / f"warm{workers}") == outcome(cli.cwd / "basic")
+        assert all(r["status"] == "completed" for r in leaderboard(cli.cwd / f"warm{workers}"))
 
 
 @pytest.mark.slow
