@@ -1,4 +1,4 @@
-"""`hydra/launcher=slurm` on a real single-node SLURM cluster, started by scripts/local-slurm
+"""`hydra/launcher=slurm` on a real two-node SLURM cluster (both nodes on this machine), started by scripts/local-slurm
 (Debian's slurm-wlm and munge; .ci/run installs them)."""
 
 import fcntl
@@ -106,3 +106,21 @@ def test_a_job_runs_on_a_cpu_partition_without_a_gpu_request_and_two_tasks_are_o
     rank1 = (logs / f"{job_id}_1_log.out").read_text() + (logs / f"{job_id}_1_log.err").read_text()
     assert "dlrun" not in rank1 and "global_rank=1(2)" in rank1
     assert torch.load(sweep / "0" / "checkpoints" / "last.pt", weights_only=False)["world_size"] == 2
+
+
+def test_a_job_on_two_nodes_is_one_ddp_run_with_a_process_on_each(cli, on_slurm, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = cli("-m", *ON_THE_CLUSTER, "hydra.launcher.nodes=2", "hydra.launcher.tasks_per_node=1", *SMOKE,
+               "device=cpu", "plots=[]", "report=false", f"hydra.sweep.dir={sweep}", env=on_slurm)
+    assert "(1 completed, 0 failed)" in proc.stdout
+    (job_id,) = job_ids(sweep)
+    logs = sweep / ".submitit" / job_id
+    script = (logs / f"{job_id}_submission.sh").read_text()
+    assert "#SBATCH --nodes=2" in script and "#SBATCH --ntasks-per-node=1" in script
+    nodes = [field.split("=", 1)[1] for field in scontrol("show", "job", job_id).split() if field.startswith("NodeList=")]
+    assert len(scontrol("show", "hostnames", nodes[0]).split()) == 2  # the cluster's two nodes
+    rank1 = (logs / f"{job_id}_1_log.out").read_text() + (logs / f"{job_id}_1_log.err").read_text()
+    assert "local_rank=0(1), node=1(2), global_rank=1(2)" in rank1  # node rank, local rank and global rank apart
+    summary = summary_of(sweep / "0")
+    assert summary["status"] == "completed" and summary["world_size"] == 2
+    assert [p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")] == ["0"]
