@@ -1,5 +1,5 @@
-"""`hydra/launcher=slurm` on a real two-node SLURM cluster (both nodes on this machine), started by scripts/local-slurm
-(Debian's slurm-wlm and munge; .ci/run installs them)."""
+"""`hydra/launcher=slurm` on a real two-node SLURM cluster (both nodes on this machine), started by
+scripts/local-slurm (Debian's slurm-wlm and munge; .ci/run installs them)."""
 
 import fcntl
 import os
