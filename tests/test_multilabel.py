@@ -127,12 +127,12 @@ def _coloured_images(root, count=120):
     (root / "labels.csv").write_text("\n".join(lines) + "\n")
 
 
-@pytest.mark.parametrize("cache", ["dataset.cache_dir=cache", "dataset.cache=false"])
+@pytest.mark.parametrize("cache", ["dataset.cache=true", "dataset.cache=false"])
 def test_an_image_folder_with_label_lists_is_multilabel_on_either_path(tmp_path, cache):
     _coloured_images(tmp_path)
     images = ["dataset=image_folder", f"dataset.root={tmp_path / 'images'}", f"dataset.labels={tmp_path / 'labels.csv'}",
               "dataset.image_size=16", "model=cnn", "trainer.max_epochs=8", "trainer.progress=false", "plots=[]",
-              "report=false", "show_config=none", cache]
+              "report=false", "show_config=none", cache, f"dataset.cache_dir={tmp_path / 'cache'}"]
     summary = dlrun.run(images, run_dir=tmp_path / "run")
     assert summary["problem"] == "multilabel" and summary["classes"] == ["green", "red"]
     assert summary["test"]["f1_micro"] > 0.9
