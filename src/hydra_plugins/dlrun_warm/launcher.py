@@ -205,9 +205,18 @@ def _picklable(result):
 
 
 def _lost(config):
-    """The result of a job whose worker ended before it finished."""
+    """The result of a job whose worker ended before it finished (killed, or out of memory): its
+    record says so, and the sweep goes on with it as a failed job."""
     from hydra.core.utils import JobStatus
 
-    return JobReturn(overrides=list(config.hydra.overrides.task), cfg=config, hydra_cfg=None, working_dir=None,
-                     task_name=str(config.hydra.job.name), status=JobStatus.FAILED,
-                     _return_value=RuntimeError("its warm worker ended before the job finished"))
+    from dlrun.layout import RunDir
+    from dlrun.results import record
+
+    job_dir = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
+    said = "its warm worker process ended (killed, or out of memory) before the job finished"
+    if RunDir(job_dir).summary.is_file():
+        record.update(RunDir(job_dir).summary, status="failed", error=f"{said}; checkpoints/last.pt, if there is one, "
+                                                                      f"is its last saved position")
+    log.error("job %s: %s", config.hydra.job.num, said)
+    return JobReturn(overrides=list(config.hydra.overrides.task), cfg=config, hydra_cfg=None, working_dir=str(job_dir),
+                     task_name=str(config.hydra.job.name), status=JobStatus.COMPLETED, _return_value=float("nan"))
