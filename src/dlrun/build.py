@@ -178,8 +178,10 @@ def train_transform(cfg, data, device):
 def _schedule_free_alone(cfg):
     """A schedule-free optimizer replaces the schedule and averages its own iterates."""
     if cfg.scheduler.name != "none" or cfg.scheduler.get("warmup_epochs"):
+        given = (f"scheduler={cfg.scheduler.name}" if cfg.scheduler.name != "none"
+                 else f"scheduler.warmup_epochs={cfg.scheduler.warmup_epochs}")
         raise ConfigError(f"optimizer={cfg.optimizer.name} needs no learning-rate schedule (it replaces one): drop "
-                          f"scheduler={cfg.scheduler.name} (its own warmup is optimizer.warmup_steps).")
+                          f"{given} (its own warmup is optimizer.warmup_steps).")
     if cfg.trainer.averaging.kind is not None:
         raise ConfigError(f"optimizer={cfg.optimizer.name} already evaluates an average of its weights: drop "
                           f"trainer.averaging.kind={cfg.trainer.averaging.kind}.")
