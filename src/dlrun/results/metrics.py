@@ -160,7 +160,7 @@ def label_metrics(tp, fp, fn, exact, rows):
 
 
 def label_rates(tp, fp, fn):
-    """Each label's precision, recall and F1 from its counts, 0 where undefined."""
+    """Each label's (or class's) precision, recall and F1 from its counts, 0 where undefined."""
     precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=tp + fp > 0)
     recall = np.divide(tp, tp + fn, out=np.zeros_like(tp), where=tp + fn > 0)
     f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=2 * tp + fp + fn > 0)
@@ -205,10 +205,7 @@ def class_rates(matrix):
     where undefined (scikit-learn's zero_division=0)."""
     matrix = np.asarray(matrix, dtype=float)
     tp, support, predicted = np.diag(matrix), matrix.sum(1), matrix.sum(0)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    f1 = np.divide(2 * tp, support + predicted, out=np.zeros_like(tp), where=support + predicted > 0)
-    return precision, recall, f1, support
+    return (*label_rates(tp, predicted - tp, support - tp), support)
 
 
 def _regression_metrics(pred, true, target_scale):
