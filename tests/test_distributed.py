@@ -329,5 +329,10 @@ def test_dlrun_torchrun_splits_its_arguments_and_ends_with_the_runs_code():
     assert torchrun.split(["--standalone", "--nproc_per_node", "4", "--rdzv_id=x", "model=cnn", "seed=1"]) == (
         ["--standalone", "--nproc_per_node", "4", "--rdzv_id=x"], ["model=cnn", "seed=1"])
     assert torchrun.split(["model=cnn"]) == ([], ["model=cnn"])
-    assert torchrun.exit_code({0: SimpleNamespace(exitcode=143), 1: SimpleNamespace(exitcode=1)}) == 143
-    assert torchrun.exit_code({1: SimpleNamespace(exitcode=-9)}) == 137  # killed by SIGKILL
+    def ended(code, at):
+        return SimpleNamespace(exitcode=code, timestamp=at)
+
+    assert torchrun.exit_code({0: ended(143, 5), 1: ended(143, 5)}) == 143  # a stop
+    assert torchrun.exit_code({0: ended(143, 6), 1: ended(1, 5)}) == 1  # rank 1 failed; torchrun then stopped rank 0
+    assert torchrun.exit_code({0: ended(1, 6), 1: ended(-9, 5)}) == 1  # rank 0 named the killed rank
+    assert torchrun.exit_code({1: ended(-9, 5), 0: ended(-15, 6)}) == 137  # killed first, nobody said why

@@ -5,7 +5,7 @@ torchrun itself exits 1 whatever its workers' exit codes were, and prints its ow
 signal and its failure report after any worker's failure. This runs torchrun's own launcher
 (torch.distributed.run) with `-m dlrun` and the overrides, and ends with the run's code: 130 or
 143 for a stop (rank 0 has said where the run is), the code of rank 0 (or, without one, of the
-first process that failed) otherwise, as 128 + N for a process ended by signal N. dlrun's
+first process that failed) otherwise, as 128 + N for a process ended by signal N (exit_code). dlrun's
 ranks say what went wrong (rank 0 names a failed rank); a process that died without a word from
 dlrun (a crash in native code) gets one line here.
 """
@@ -35,12 +35,21 @@ def split(argv):
     return options, argv[i:]
 
 
+STOPS = (130, 143)
+
+
 def exit_code(failures):
-    """The code a failed run ends with, from torchrun's failures ({rank: ProcessFailure}): rank 0's,
-    else the first's; a process ended by signal N as 128 + N."""
-    rank = 0 if 0 in failures else min(failures)
-    code = failures[rank].exitcode
-    return 128 - code if code < 0 else code
+    """The code a failed run ends with, from torchrun's failures ({rank: ProcessFailure}): a stop's
+    when every process stopped; else rank 0's when it ended with dlrun's failure codes (it named
+    the failed process); else the first failure's (torchrun ends the others after it, so theirs
+    say nothing), a process ended by signal N as 128 + N."""
+    codes = {rank: 128 - f.exitcode if f.exitcode < 0 else f.exitcode for rank, f in failures.items()}
+    if set(codes.values()) <= set(STOPS):
+        return codes[min(codes)]
+    if codes.get(0) in (1, 2):
+        return codes[0]
+    first = min(failures, key=lambda rank: (failures[rank].timestamp, rank))
+    return codes[first]
 
 
 def main(argv, config_dirs=()):
@@ -58,11 +67,12 @@ def main(argv, config_dirs=()):
     except SignalException as exc:  # torchrun was stopped: its workers stop on the same signal
         return 128 + int(exc.sigval)
     except ChildFailedError as exc:
-        code = exit_code(exc.failures)
+        failures = exc.failures
+        code = exit_code(failures)
         if code not in DLRUN_CODES:  # no dlrun process had the last word
-            rank = 0 if 0 in exc.failures else min(exc.failures)
+            rank = min(failures, key=lambda r: (failures[r].timestamp, r))
             how = f"signal {code - 128} ({signal.Signals(code - 128).name})" if code > 128 else f"code {code}"
             print(f"dlrun torchrun: rank {rank} ended with {how}; run.log and torchrun's error file "
-                  f"({exc.failures[rank].error_file or 'none'}) say more.", file=sys.stderr)
+                  f"({failures[rank].error_file or 'none'}) say more.", file=sys.stderr)
         return code
     return 0
