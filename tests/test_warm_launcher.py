@@ -66,7 +66,7 @@ def test_a_failed_job_in_a_warm_worker_is_a_row_and_the_sweep_goes_on(cli):
 
 @pytest.mark.slow
 def test_sigterm_to_the_group_stops_warm_workers_and_the_resume_ends_like_a_straight_sweep(cli):
-    args = [*QUIET, *paced(0.02), "trainer.max_epochs=6", "seed=1,2,3,4"]
+    args = [*QUIET, *paced(0.02), "trainer.max_epochs=4", "seed=1,2,3"]
     cli("-m", *args, "hydra.sweep.dir=straight", env=PACED_ENV)
     proc = start(cli, "-m", *args, "hydra/launcher=warm", "hydra.sweep.dir=stopped", env=PACED_ENV, own_group=True)
     wait_for(cli.cwd / "stopped" / "1" / "checkpoints" / "last.pt")  # both workers are training
@@ -74,7 +74,7 @@ def test_sigterm_to_the_group_stops_warm_workers_and_the_resume_ends_like_a_stra
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143 and "Traceback" not in err, err
     rows = {r["job"]: r for r in leaderboard(cli.cwd / "stopped")}
-    assert rows["1"]["status"] == "interrupted" and {rows[j]["status"] for j in "23"} == {"not started"}
+    assert rows["1"]["status"] == "interrupted" and rows["2"]["status"] == "not started"
     assert not (cli.cwd / "stopped" / ".stopping").exists()
     cli(*resume_command(err), env=PACED_ENV)
     assert outcome(cli.cwd / "stopped") == outcome(cli.cwd / "straight")
