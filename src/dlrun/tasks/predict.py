@@ -30,11 +30,10 @@ def rows(ids, out, pre, threshold=0.5, probabilities=False):
         suffix = [""] if out.shape[1] == 1 else [f"_{j}" for j in range(out.shape[1])]
         return [{key: i, **{f"predicted{s}": float(v) for s, v in zip(suffix, values)}} for i, values in zip(ids, out)]
     names = pre["class_names"]
+    pred = decide(pre["task"], out, threshold)  # the one rule evaluation decides by, too
     if pre["task"] == "multilabel":
-        chosen = decide("multilabel", out.numpy(), threshold)
         return [{key: i, "predicted": label_list(flags, names),
-                 **{f"prob_{name}": float(p) for name, p in zip(names, probs)}} for i, flags, probs in zip(ids, chosen, out)]
-    pred = (out[:, 1] >= threshold).long() if pre["task"] == "binary" else out.argmax(1)
+                 **{f"prob_{name}": float(p) for name, p in zip(names, probs)}} for i, flags, probs in zip(ids, pred, out)]
     table = []
     for i, c, probs in zip(ids, pred.tolist(), out):
         row = {key: i, "predicted": c, "predicted_name": names[c], "confidence": float(probs[c])}
