@@ -233,7 +233,7 @@ def test_a_rank_that_fails_stops_every_rank_and_is_named(tmp_path, how):
                            "trainer.collective_timeout=5", "plots=[]", "report=false", "hydra.run.dir=run"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=150)
     status, said = FAILURES[how]
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith(("dlrun error", "dlrun:"))]  # dlrun's own
     assert len(lines) == 1 and re.fullmatch(f"dlrun error: {said}.*", lines[0]), proc.stderr[-3000:]
     record = summary_of(tmp_path / "run")
