@@ -233,7 +233,7 @@ def test_a_rank_that_fails_stops_every_rank_and_is_named(tmp_path, how):
                            "trainer.collective_timeout=5", "plots=[]", "report=false", "hydra.run.dir=run"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=150)
     status, said = FAILURES[how]
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr
+    assert proc.returncode == 1 and not [word for word in ("Traceback", "ChildFailedError", "exitcode") if word in proc.stderr]
     lines = [line for line in proc.stderr.splitlines() if line.startswith(("dlrun error", "dlrun:"))]  # dlrun's own
     assert len(lines) == 1 and re.fullmatch(f"dlrun error: {said}.*", lines[0]), proc.stderr[-3000:]
     record = summary_of(tmp_path / "run")
@@ -336,3 +336,6 @@ def test_dlrun_torchrun_splits_its_arguments_and_ends_with_the_runs_code():
     assert torchrun.exit_code({0: ended(143, 6), 1: ended(1, 5)}) == 1  # rank 1 failed; torchrun then stopped rank 0
     assert torchrun.exit_code({0: ended(1, 6), 1: ended(-9, 5)}) == 1  # rank 0 named the killed rank
     assert torchrun.exit_code({1: ended(-9, 5), 0: ended(-15, 6)}) == 137  # killed first, nobody said why
+    # torchrun's timestamps are whole seconds: its SIGTERM to rank 0 in the second rank 1 failed
+    assert torchrun.exit_code({1: ended(1, 5), 0: ended(-15, 5)}) == 1
+    assert torchrun.exit_code({1: ended(-9, 5), 0: ended(143, 5)}) == 137

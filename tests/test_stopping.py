@@ -70,6 +70,22 @@ def test_a_request_before_a_run_stops_it_as_it_begins():
     assert raised.value.exit_code == 143 and stop.preempted  # what the SLURM launcher reads, to requeue
 
 
+def test_a_process_that_ignores_signals_for_good_keeps_ignoring_them_after_its_run():
+    """What a failing data-parallel process asks for: torchrun's SIGTERM after another process
+    ended arrives whenever it arrives, also once the run's handlers are put back."""
+    import subprocess
+    import sys
+
+    program = ("import os, signal\n"
+               "from dlrun.stopping import Stop, ignore_signals_for_good\n"
+               "with Stop().watching():\n"
+               "    ignore_signals_for_good()\n"
+               "os.kill(os.getpid(), signal.SIGTERM); os.kill(os.getpid(), signal.SIGINT)\n"
+               "print('still here')\n")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == "still here\n", done.stderr
+
+
 @pytest.mark.parametrize("in_training", [False, True])
 def test_a_job_stops_with_its_sweep(tmp_path, in_training):
     """The file of the protocol, written by another process in a real sweep: the job raises

@@ -171,10 +171,26 @@ def forget_interrupted_imports():
 
 
 
+_deaf = False  # whether this process ignores SIGINT and SIGTERM until it ends (`ignore_signals_for_good`)
+
+
+def ignore_signals_for_good():
+    """SIGINT and SIGTERM are ignored from now until this process ends, also where a block would
+    put an earlier handler back. For a data-parallel process whose run is failing: torchrun sends
+    SIGTERM to every process once one has ended, which must neither turn the failure into a stop
+    nor end the process before it has written the failed record."""
+    global _deaf
+    _deaf = True
+    if threading.current_thread() is threading.main_thread():
+        for sig in EXIT_CODES:
+            signal.signal(sig, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def _handlers(handlers):
-    """Install `handlers` (signal -> handler) inside the block and put the previous ones back;
-    yields whether it could (signal handlers belong to the main thread)."""
+    """Install `handlers` (signal -> handler) inside the block and put the previous ones back
+    (unless the process ignores signals for good by then); yields whether it could (signal handlers
+    belong to the main thread)."""
     if threading.current_thread() is not threading.main_thread():
         yield False
         return
@@ -183,7 +199,7 @@ def _handlers(handlers):
         yield True
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_IGN if _deaf else handler)
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ ranks say what went wrong (rank 0 names a failed rank); a process that died with
 dlrun (a crash in native code) gets one line here.
 """
 
+import logging
 import signal
 import sys
 
@@ -39,17 +40,36 @@ STOPS = (130, 143)
 
 
 def exit_code(failures):
-    """The code a failed run ends with, from torchrun's failures ({rank: ProcessFailure}): a stop's
-    when every process stopped; else rank 0's when it ended with dlrun's failure codes (it named
-    the failed process); else the first failure's (torchrun ends the others after it, so theirs
-    say nothing), a process ended by signal N as 128 + N."""
-    codes = {rank: 128 - f.exitcode if f.exitcode < 0 else f.exitcode for rank, f in failures.items()}
+    """The code a failed run ends with, from torchrun's failures ({rank: ProcessFailure}), a
+    process ended by signal N as 128 + N: a stop's when every process stopped; else rank 0's when
+    it ended with dlrun's failure codes (it named the failed process); else that of the process
+    that failed first (`first_failed`)."""
+    codes = _codes(failures)
     if set(codes.values()) <= set(STOPS):
         return codes[min(codes)]
     if codes.get(0) in (1, 2):
         return codes[0]
-    first = min(failures, key=lambda rank: (failures[rank].timestamp, rank))
-    return codes[first]
+    return codes[first_failed(failures)]
+
+
+def first_failed(failures):
+    """The rank of the process that failed first. torchrun sends SIGTERM to the others once one
+    has ended, so a stop's code beside another failure is torchrun's doing, not a cause; its
+    timestamps are whole seconds, so the earliest is found among the other codes."""
+    codes = _codes(failures)
+    causes = [rank for rank in failures if codes[rank] not in STOPS] or list(failures)
+    return min(causes, key=lambda rank: (failures[rank].timestamp, rank))
+
+
+def _codes(failures):
+    return {rank: 128 - f.exitcode if f.exitcode < 0 else f.exitcode for rank, f in failures.items()}
+
+
+class _DlrunSaidIt(logging.Filter):
+    """Drops torchrun's own line on a failed process: dlrun's ranks have said what went wrong."""
+
+    def filter(self, record):
+        return not str(record.msg).startswith("failed (exitcode")
 
 
 def main(argv, config_dirs=()):
@@ -60,6 +80,7 @@ def main(argv, config_dirs=()):
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
+    logging.getLogger("torch.distributed.elastic.multiprocessing.api").addFilter(_DlrunSaidIt())
     options, overrides = split(argv)
     overrides = [*(f"--config-dir={folder}" for folder in config_dirs), *overrides]  # dlrun's, wherever they stood
     try:
@@ -70,7 +91,7 @@ def main(argv, config_dirs=()):
         failures = exc.failures
         code = exit_code(failures)
         if code not in DLRUN_CODES:  # no dlrun process had the last word
-            rank = min(failures, key=lambda r: (failures[r].timestamp, r))
+            rank = first_failed(failures)
             how = f"signal {code - 128} ({signal.Signals(code - 128).name})" if code > 128 else f"code {code}"
             print(f"dlrun torchrun: rank {rank} ended with {how}; run.log and torchrun's error file "
                   f"({failures[rank].error_file or 'none'}) say more.", file=sys.stderr)

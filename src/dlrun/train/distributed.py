@@ -19,6 +19,7 @@ import time
 import torch
 import torch.distributed as dist
 
+from dlrun import stopping
 from dlrun.errors import ConfigError, DlrunError, first_line
 
 log = logging.getLogger("dlrun")
@@ -103,11 +104,10 @@ def failures_told(step, timeout):
     except Exception as exc:
         if getattr(exc, "status", None) == "interrupted":  # a stop: every process stops at the same step
             raise
+        # The run is failing, for this process's reason or another's: torchrun's SIGTERM once a
+        # process has ended must not turn that into a stop, nor end this one before its record.
+        stopping.ignore_signals_for_good()
         if isinstance(exc, dist.DistError) or _broken_collective(exc):
-            # torchrun sends SIGTERM to the others once a process has ended: the run is failing
-            # for that process's reason, which that signal must not turn into a stop.
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, signal.SIG_IGN)
             raise RankFailed(_what_happened(step(), timeout, exc)) from None
         rank = dist.get_rank()
         message = f"rank {rank} failed at step {step()}: {first_line(exc)}"
