@@ -4,6 +4,7 @@ process; and where the data is held (on the device while it fits, else streamed 
 
     python bench/scaling.py              # tables 10k, 100k, 1M rows; images 1k, 10k, 100k
     python bench/scaling.py --quick      # the two smaller sizes of each
+    python bench/scaling.py --smoke      # a tenth of those: that the script works, in seconds
 """
 
 import argparse
@@ -65,6 +66,7 @@ def dlrun_device(name):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--one", nargs=2, metavar=("KIND", "ROWS"), help=argparse.SUPPRESS)  # a child process
     args = parser.parse_args()
@@ -73,7 +75,7 @@ def main():
         return
     for kind, sizes in SIZES.items():
         base = None
-        for rows in sizes[:2] if args.quick else sizes:
+        for rows in [size // 10 for size in sizes[:2]] if args.smoke else sizes[:2] if args.quick else sizes:
             out = subprocess.run([sys.executable, __file__, "--one", kind, str(rows), "--device", args.device],
                                  capture_output=True, text=True, check=True).stdout
             result = json.loads(out.strip().splitlines()[-1])

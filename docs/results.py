@@ -89,14 +89,11 @@ def _rows(item, folder, smoke):
     args = shlex.split(command)[1:]
     sweep = "-m" in args
     target = f"hydra.sweep.dir={folder}" if sweep else f"hydra.run.dir={folder}"
-    env = {**os.environ, "DLRUN_OUTPUTS": str(folder.parent / "outputs")}
-    if not smoke:  # the numbers count; a smoke run only gives the table's shape, on the caller's threads
-        env["OMP_NUM_THREADS"] = THREADS
-    env.pop("HYDRA_FULL_ERROR", None)
-    command = [str(DLRUN), *args, *QUIET, *(SMOKE if smoke else []), target]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"docs/results.py: `{shlex.join(command)}` exited {done.returncode}:\n{done.stderr[-2000:]}")
+    outputs = folder.parent / "outputs"
+    if smoke and not sweep:
+        _run_here([*args, *QUIET, *SMOKE], folder, outputs)
+    else:
+        _run_command([*args, *QUIET, *(SMOKE if smoke else []), target], outputs, smoke)
     runs = sorted((p for p in folder.iterdir() if (p / "summary.json").is_file()), key=lambda p: int(p.name)) \
         if sweep else [folder]
     label = item.get("label")
@@ -109,6 +106,34 @@ def _rows(item, folder, smoke):
         return [{"label": str(i), "units": [_summary(folder / f"fold_{i}")], "run": folder / f"fold_{i}", "job": i}
                 for i in range(len(_summary(folder)["folds"]))]
     return [{"label": label, "units": [_summary(r)], "run": r, "job": r.name if sweep else None} for r in runs]
+
+
+def _run_command(args, outputs, smoke):
+    """The real `dlrun ARGS` in a process of its own."""
+    env = {**os.environ, "DLRUN_OUTPUTS": str(outputs)}
+    if not smoke:  # the numbers count; a smoke run only gives the table's shape, on the caller's threads
+        env["OMP_NUM_THREADS"] = THREADS
+    env.pop("HYDRA_FULL_ERROR", None)
+    command = [str(DLRUN), *args]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"docs/results.py: `{shlex.join(command)}` exited {done.returncode}:\n{done.stderr[-2000:]}")
+
+
+def _run_here(overrides, folder, outputs):
+    """One smoke run in this process (`dlrun.run`: the command's composition and run), where a process
+    of its own would spend most of its time starting: only the table's shape counts."""
+    import dlrun
+    from dlrun.errors import DlrunError
+
+    before = os.environ.get("DLRUN_OUTPUTS")
+    os.environ["DLRUN_OUTPUTS"] = str(outputs)
+    try:
+        dlrun.run(overrides, run_dir=folder)
+    except DlrunError as exc:
+        raise SystemExit(f"docs/results.py: `dlrun {shlex.join(overrides)}` failed: {exc}") from None
+    finally:
+        os.environ.pop("DLRUN_OUTPUTS") if before is None else os.environ.update(DLRUN_OUTPUTS=before)
 
 
 def _summary(run):

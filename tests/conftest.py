@@ -18,6 +18,12 @@ DLRUN = Path(sys.executable).parent / "dlrun"
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items):
+    """The slow tests first: side by side (pytest -n), the short ones then fill the last minutes,
+    instead of one worker waiting for the other's long test."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def cli(tmp_path):
     """Run `dlrun ARGS` from a temp working directory; outputs land in tmp_path/outputs."""

@@ -15,7 +15,7 @@ SCRIPTS = {
     "startup.py": ["--quick", "--repeats", "1"],
     "memory.py": ["--epochs", "3"],
     "time_to_result.py": ["--rounds", "1", "--epochs", "2"],
-    "scaling.py": ["--quick"],
+    "scaling.py": ["--smoke"],
     "input_pipeline.py": ["--images", "200", "--epochs", "2"],
     "csv_reading.py": ["--rows", "2000", "--columns", "5"],
     "launchers.py": ["--jobs", "2", "--only", "warm, n_jobs=2"],
