@@ -24,7 +24,8 @@ Each table in docs/*.md sits between a spec and an end mark:
 
     python docs/results.py [PAGE...]           run everything, rewrite the tables (minutes)
     python docs/results.py --check [PAGE...]   run everything, compare with the pages, write nothing
-    python docs/results.py --smoke [PAGE...]   one epoch per run, print the tables, write nothing
+    python docs/results.py --smoke [PAGE...]   one epoch per run (a single run in this process), print
+                                               the tables, write nothing
 
 --check passes when every cell of a fresh run equals the page's, numbers within one unit of
 their last printed digit (a rounding boundary), except the columns that measure time.
