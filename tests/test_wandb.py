@@ -140,6 +140,11 @@ def test_a_run_that_ends_early_ends_its_wandb_run_with_its_exit_code(tmp_path, e
         tracked.start()
         tracked.log_metrics({"train/loss": 0.5, "note": "text is not a metric"}, 1)
         raise error
+    # W&B's service process writes the run's file after finish() returns; the `dlrun` command waits
+    # for it at exit (W&B's exit handler), a test in this process must ask for the same wait.
+    import wandb
+
+    wandb.teardown()
     (run,) = read_run(tmp_path)
     assert epochs(run)[0]["train/loss"] == 0.5 and "note" not in epochs(run)[0]
     assert (run["summary"]["status"], run["summary"]["error"], run["exit_code"]) == (outcome, str(error), exit_code)

@@ -127,8 +127,8 @@ class OptunaSweeper(Sweeper):
             results = self.launcher.launch(overrides, initial_job_idx=trials[0].number)
             stopped = SweepStop(sweep_dir).requested() is not None
             for trial, result in zip(trials, results):
-                value = _objective(result) if not self.objectives else _values(sweep_dir, trial.number, self.objectives)
-                if _status(sweep_dir, trial.number) == "pruned":
+                status, value = _outcome(sweep_dir, trial.number, result, self.objectives)
+                if status == "pruned":
                     study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 elif value is not None:
                     study.tell(trial, value)
@@ -229,10 +229,16 @@ def _interval(key, low, high, tags):
     return Param(key, "float", low=low, high=high, log="log" in tags)
 
 
-def _status(sweep_dir, number):
-    """The status that a trial's job recorded in its summary.json (None without one)."""
+def _outcome(sweep_dir, number, result, objectives):
+    """(the status the trial's job recorded in its summary.json, None without one; its objective:
+    the job's returned value, or with several `objectives` their recorded values when it completed;
+    None for a failed or stopped trial). The record is read once."""
     summary = SweepDir(sweep_dir).job(number).summary
-    return record.read(summary).get("status") if summary.is_file() else None
+    found = record.read(summary) if summary.is_file() else {}
+    status = found.get("status")
+    if not objectives:
+        return status, _objective(result)
+    return status, several.values(found, objectives) if status == "completed" else None
 
 
 def _objective(result):
@@ -244,13 +250,6 @@ def _objective(result):
     if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
-
-
-def _values(sweep_dir, number, names):
-    """A completed trial's objectives, read from its summary.json (None otherwise: failed, stopped)."""
-    summary = SweepDir(sweep_dir).job(number).summary
-    found = record.read(summary) if summary.is_file() else {}
-    return several.values(found, names) if found.get("status") == "completed" else None
 
 
 def _write_best(study, sweep_dir):
