@@ -56,7 +56,9 @@ def test_a_script_without_a_main_guard_starts_workers_once(tmp_path):
 
 def test_worker_count_follows_the_cores_and_the_plots():
     assert plot_workers.worker_count([]) == plot_workers.worker_count(["curves", "confusion"]) == 0
-    cores = plot_workers.cores()
+    from dlrun import machine
+
+    cores = machine.cores()
     assert plot_workers.worker_count(["curves"] * 5) == (0 if cores < 2 else min(4, cores))
 
 

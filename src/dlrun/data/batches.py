@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from dlrun.data.policies import POLICIES, apply_policy, random_erasing
 from dlrun.data.sampling import IndexStream, locality_of
+from dlrun.machine import cores
 
 
 class DeviceTransform:
@@ -322,8 +323,7 @@ def worker_count(setting):
     training itself, at most MAX_AUTO_WORKERS; none where that leaves nothing."""
     if setting != "auto":
         return setting
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    share = cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    share = cores() // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     return max(0, min(MAX_AUTO_WORKERS, share - 1))
 
 

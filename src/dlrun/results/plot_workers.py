@@ -10,12 +10,13 @@ atomically, as the run itself would. With one core, or no plot to draw, the plot
 
 import contextlib
 import multiprocessing
-import os
 import signal
 import sys
 import types
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+
+from dlrun.machine import cores
 
 MAX_WORKERS = 4
 FEW_PLOTS = 3
@@ -50,11 +51,6 @@ def _warm():
 
 def _draw(job):
     job.draw()
-
-
-def cores():
-    """The CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def worker_count(plots):

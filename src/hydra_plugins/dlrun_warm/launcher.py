@@ -178,8 +178,9 @@ def _own_share(worker, workers):
     """This worker's torch threads (its share of the cores) and, with GPUs, its own GPU."""
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    torch.set_num_threads(max(1, cores // workers))
+    from dlrun.machine import cores
+
+    torch.set_num_threads(max(1, cores() // workers))
     gpus = _gpu_count()
     if gpus > 1 and "CUDA_VISIBLE_DEVICES" not in os.environ:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(worker % gpus)
