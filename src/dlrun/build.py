@@ -251,7 +251,6 @@ def loop(cfg, data, net, device, overrides=(), sources=None):
         channels_last=bool(cfg.device.channels_last and data.image),
         compile_mode=cfg.device.compile_mode if cfg.device.compile else None,
         threshold=threshold(cfg), target_scale=data.target_scale, tta=cfg.trainer.tta,
-        input_shape=tuple(data.input_shape),
         augment_generator=train_tf.generator, record=record(cfg, data, overrides, sources),
         accumulate=tr.accumulate_grad_batches, val_metrics=val_metrics(tr.val_metrics, tr.monitor),
         freezing=Freezing(patterns(cfg.model.get("freeze")), cfg.model.get("unfreeze_epoch")),

@@ -43,7 +43,7 @@ def skipped(reasons, record):
 def resume_command(run_dir, *more):
     """The command that resumes the run in `run_dir` (with `more` overrides): under torchrun, with
     as many processes (the batch is per process, so their number is part of the position)."""
-    world, local = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    world, local = distributed.world()[1], int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     launch = ("dlrun" if world == 1 else f"dlrun torchrun --standalone --nproc_per_node={world}" if world == local
               else "dlrun torchrun <the same torchrun options, on each node>")
     return " ".join([launch, f"ckpt_path={run_dir}", *more])

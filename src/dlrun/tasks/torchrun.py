@@ -14,6 +14,9 @@ import logging
 import signal
 import sys
 
+from dlrun.errors import ConfigError, DlrunError
+from dlrun.stopping import EXIT_CODES
+
 USAGE = """usage: dlrun torchrun [torchrun's options] [overrides]
 
 Runs `torchrun [options] -m dlrun [overrides]` and exits with the run's code: 130/143 for a stop,
@@ -21,7 +24,9 @@ rank 0's code (or the first failed process's) for a failure. torchrun's options 
     dlrun torchrun --standalone --nproc_per_node=4 model=resnet18 dataset=cifar10
     dlrun torchrun --nnodes=2 --nproc_per_node=4 --rdzv_backend=c10d --rdzv_endpoint=HOST:29400 --rdzv_id=JOB model=cnn
 """
-DLRUN_CODES = (1, 2, 130, 143)  # the codes dlrun itself ends with, each said by a rank before it exits
+STOPS = tuple(EXIT_CODES.values())
+FAILURES = (DlrunError.exit_code, ConfigError.exit_code)
+DLRUN_CODES = FAILURES + STOPS  # the codes dlrun itself ends with, each said by a rank before it exits
 
 
 def split(argv):
@@ -36,9 +41,6 @@ def split(argv):
     return options, argv[i:]
 
 
-STOPS = (130, 143)
-
-
 def exit_code(failures):
     """The code a failed run ends with, from torchrun's failures ({rank: ProcessFailure}), a
     process ended by signal N as 128 + N: a stop's when every process stopped; else rank 0's when
@@ -47,7 +49,7 @@ def exit_code(failures):
     codes = _codes(failures)
     if set(codes.values()) <= set(STOPS):
         return codes[min(codes)]
-    if codes.get(0) in (1, 2):
+    if codes.get(0) in FAILURES:
         return codes[0]
     return codes[first_failed(failures)]
 

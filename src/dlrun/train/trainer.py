@@ -89,7 +89,6 @@ class Loop:
     averaging: Averaging = None     # EMA or SWA of the weights: then the averaged weights are validated and kept
     val_metrics: tuple = ()         # probability metrics (roc_auc, ...) validated every epoch besides the cheap ones
     tta: str = None                 # test-time augmentation of the evaluations after training (tta.py)
-    input_shape: tuple = None       # one input row's shape, as the model takes it (compile_ahead's examples)
 
     def __post_init__(self):
         forward = distributed.wrap(self.model, self.device)
@@ -357,8 +356,10 @@ class Loop:
         """With device.compile: run the compiled forward (and backward) once for every batch size
         training and validation will meet, on zeros, so that compiling happens here and not in
         the first steps (a time budget counts training only). Leaves no trace (untouched)."""
+        shape = self.record["model_spec"]["input_shape"]  # one input row, as the model takes it
+
         def zeros(size):  # laid out as the batches are (a broadcast view would be compiled for its strides)
-            x = torch.zeros(size, *self.input_shape, device=self.device)
+            x = torch.zeros(size, *shape, device=self.device)
             return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
         with devices.untouched(self.model):
